@@ -1,0 +1,1 @@
+//! Binary tensor data extension.

@@ -1,0 +1,1 @@
+//! MLServer content types (filled in by the codecs work).

@@ -1,0 +1,398 @@
+//! Inference requests and responses (the `$inference_request` /
+//! `$inference_response` JSON objects).
+
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::tensor::{DataSeed, Element};
+use crate::{Datatype, Parameters, TensorData, TensorError};
+
+/// A named, shaped, typed tensor: a request input or a response output
+/// (MLServer's `RequestInput` and `ResponseOutput` have the same fields).
+///
+/// Deserializing one checks that `data` matches `datatype` element by element
+/// and that the element count matches `shape`. A tensor whose data travels in
+/// the binary extension (`parameters.binary_data_size`) arrives with empty
+/// `data` that [`crate::binary`] fills in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub datatype: Datatype,
+    pub parameters: Option<Parameters>,
+    pub data: TensorData,
+}
+
+pub type RequestInput = Tensor;
+pub type ResponseOutput = Tensor;
+
+impl Tensor {
+    /// A tensor from typed data; fails if `shape` does not hold `data.len()` elements.
+    pub fn new(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        data: impl Into<TensorData>,
+    ) -> Result<Self, TensorError> {
+        let data = data.into();
+        let tensor = Tensor {
+            name: name.into(),
+            shape,
+            datatype: data.datatype(),
+            parameters: None,
+            data,
+        };
+        tensor.validate()?;
+        Ok(tensor)
+    }
+
+    /// Builder-style parameters.
+    pub fn with_parameters(mut self, parameters: Parameters) -> Self {
+        self.parameters = Some(parameters);
+        self
+    }
+
+    /// Number of elements the shape describes.
+    pub fn element_count(&self) -> Result<usize, TensorError> {
+        element_count(&self.name, &self.shape)
+    }
+
+    /// Checks that data, datatype and shape agree.
+    pub fn validate(&self) -> Result<(), TensorError> {
+        if self.data.datatype() != self.datatype {
+            return Err(TensorError::DatatypeMismatch {
+                name: self.name.clone(),
+                datatype: self.datatype,
+                data: self.data.datatype(),
+            });
+        }
+        let expected = self.element_count()?;
+        if self.data.len() != expected {
+            return Err(TensorError::ElementCount {
+                name: self.name.clone(),
+                shape: self.shape.clone(),
+                expected,
+                actual: self.data.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The elements as a slice of their native type (`&[f32]` for FP32, ...).
+    pub fn as_slice<T: Element>(&self) -> Result<&[T], TensorError> {
+        self.data.as_slice::<T>().ok_or_else(|| TensorError::WrongType {
+            name: self.name.clone(),
+            datatype: self.datatype,
+            requested: T::DATATYPE,
+        })
+    }
+
+    /// The `content_type` parameter, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        crate::parameters::content_type_of(&self.parameters)
+    }
+
+    pub(crate) fn binary_data_size(&self) -> Option<u64> {
+        self.parameters
+            .as_ref()
+            .and_then(|p| p.get_u64(Parameters::BINARY_DATA_SIZE))
+    }
+}
+
+/// Product of `shape`, checked for overflow.
+pub fn element_count(name: &str, shape: &[usize]) -> Result<usize, TensorError> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| TensorError::ShapeOverflow {
+            name: name.to_owned(),
+            shape: shape.to_vec(),
+        })
+}
+
+impl Serialize for Tensor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TensorHeader {
+            tensor: self,
+            with_data: true,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A tensor's JSON form, with or without its `data` (without when the data
+/// travels in the binary extension).
+pub(crate) struct TensorHeader<'a> {
+    pub tensor: &'a Tensor,
+    pub with_data: bool,
+}
+
+impl Serialize for TensorHeader<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let t = self.tensor;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("name", &t.name)?;
+        map.serialize_entry("shape", &t.shape)?;
+        map.serialize_entry("datatype", &t.datatype)?;
+        if let Some(p) = &t.parameters {
+            map.serialize_entry("parameters", p)?;
+        }
+        if self.with_data {
+            map.serialize_entry("data", &t.data)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Tensor {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TensorVisitor)
+    }
+}
+
+struct TensorVisitor;
+
+impl<'de> Visitor<'de> for TensorVisitor {
+    type Value = Tensor;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tensor object with name, shape, datatype and data")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tensor, A::Error> {
+        let mut name: Option<String> = None;
+        let mut shape: Option<Vec<usize>> = None;
+        let mut datatype: Option<Datatype> = None;
+        let mut parameters: Option<Option<Parameters>> = None;
+        let mut data: Option<TensorData> = None;
+        // `data` seen before `datatype`: kept as JSON until the type is known.
+        let mut early_data: Option<serde_json::Value> = None;
+
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "name" => name = Some(map.next_value()?),
+                "shape" => {
+                    shape = Some(map.next_value().map_err(|e| {
+                        de::Error::custom(format!(
+                            "invalid shape: {e} (dimensions must be non-negative integers)"
+                        ))
+                    })?)
+                }
+                "datatype" => datatype = Some(map.next_value()?),
+                "parameters" => parameters = Some(map.next_value()?),
+                "data" => match datatype {
+                    Some(dt) => {
+                        let capacity = shape
+                            .as_deref()
+                            .and_then(|s| element_count("", s).ok())
+                            .unwrap_or(0);
+                        let seed = DataSeed { datatype: dt, capacity };
+                        let parsed = map.next_value_seed(seed).map_err(|e| {
+                            de::Error::custom(format!(
+                                "invalid data for tensor '{}' ({dt}): {e}",
+                                name.as_deref().unwrap_or("?")
+                            ))
+                        })?;
+                        data = Some(parsed);
+                    }
+                    None => early_data = Some(map.next_value()?),
+                },
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+
+        let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+        let shape = shape.ok_or_else(|| {
+            de::Error::custom(format!("tensor '{name}' is missing field `shape`"))
+        })?;
+        let datatype = datatype.ok_or_else(|| {
+            de::Error::custom(format!("tensor '{name}' is missing field `datatype`"))
+        })?;
+        let parameters = parameters.flatten();
+        if let Some(value) = early_data {
+            let parsed = TensorData::from_json_value(datatype, value).map_err(|e| {
+                de::Error::custom(format!("invalid data for tensor '{name}' ({datatype}): {e}"))
+            })?;
+            data = Some(parsed);
+        }
+        let binary = parameters
+            .as_ref()
+            .is_some_and(|p| p.get(Parameters::BINARY_DATA_SIZE).is_some());
+        let tensor = match data {
+            Some(data) => {
+                let t = Tensor { name, shape, datatype, parameters, data };
+                t.validate().map_err(de::Error::custom)?;
+                t
+            }
+            None if binary => Tensor {
+                data: TensorData::empty(datatype),
+                name,
+                shape,
+                datatype,
+                parameters,
+            },
+            None => {
+                return Err(de::Error::custom(format!(
+                    "tensor '{name}' has no `data` (and no `binary_data_size` parameter)"
+                )))
+            }
+        };
+        Ok(tensor)
+    }
+}
+
+/// An output the client asks for (`$request_output`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestOutput {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Parameters>,
+}
+
+impl RequestOutput {
+    pub fn new(name: impl Into<String>) -> Self {
+        RequestOutput { name: name.into(), parameters: None }
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        crate::parameters::content_type_of(&self.parameters)
+    }
+}
+
+/// `$inference_request`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InferenceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Parameters>,
+    pub inputs: Vec<RequestInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<RequestOutput>>,
+}
+
+impl InferenceRequest {
+    /// A request with these inputs and nothing else.
+    pub fn new(inputs: Vec<RequestInput>) -> Self {
+        InferenceRequest { inputs, ..Default::default() }
+    }
+
+    /// The input with this name.
+    pub fn input(&self, name: &str) -> Option<&RequestInput> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    /// The request-level `content_type`, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        crate::parameters::content_type_of(&self.parameters)
+    }
+
+    /// Request-level parameters, created if absent.
+    pub fn parameters_mut(&mut self) -> &mut Parameters {
+        self.parameters.get_or_insert_with(Parameters::default)
+    }
+
+    /// Checks every input (used after binary data was filled in).
+    pub fn validate(&self) -> Result<(), TensorError> {
+        self.inputs.iter().try_for_each(Tensor::validate)
+    }
+}
+
+/// `$inference_response`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InferenceResponse {
+    pub model_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Parameters>,
+    pub outputs: Vec<ResponseOutput>,
+}
+
+impl InferenceResponse {
+    /// A response with these outputs; the server fills in the model name,
+    /// version and request id.
+    pub fn new(outputs: Vec<ResponseOutput>) -> Self {
+        InferenceResponse { outputs, ..Default::default() }
+    }
+
+    pub fn output(&self, name: &str) -> Option<&ResponseOutput> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+
+    pub fn parameters_mut(&mut self) -> &mut Parameters {
+        self.parameters.get_or_insert_with(Parameters::default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_request_with_data_before_datatype() {
+        let r: InferenceRequest = serde_json::from_str(
+            r#"{"id":"r1","inputs":[{"data":[[1,2],[3,4]],"name":"x","shape":[2,2],"datatype":"INT32"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.inputs[0].as_slice::<i32>().unwrap(), &[1, 2, 3, 4]);
+        assert_eq!(r.id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn element_count_must_match_shape() {
+        let e = serde_json::from_str::<InferenceRequest>(
+            r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs 4 elements"), "{e}");
+    }
+
+    #[test]
+    fn negative_dims_and_unknown_datatypes_are_rejected() {
+        assert!(serde_json::from_str::<InferenceRequest>(
+            r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}"#
+        )
+        .is_err());
+        let e = serde_json::from_str::<InferenceRequest>(
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown datatype 'FLOAT'"), "{e}");
+    }
+
+    #[test]
+    fn missing_data_needs_binary_size() {
+        assert!(serde_json::from_str::<Tensor>(r#"{"name":"x","shape":[1],"datatype":"FP32"}"#).is_err());
+        let t: Tensor = serde_json::from_str(
+            r#"{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}"#,
+        )
+        .unwrap();
+        assert!(t.data.is_empty());
+    }
+
+    #[test]
+    fn response_serializes_without_empty_fields() {
+        let mut r = InferenceResponse::new(vec![Tensor::new("y", vec![2], vec![1.5f32, 2.0]).unwrap()]);
+        r.model_name = "m".into();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"model_name":"m","outputs":[{"name":"y","shape":[2],"datatype":"FP32","data":[1.5,2.0]}]}"#
+        );
+    }
+
+    #[test]
+    fn shape_overflow_is_an_error_not_a_panic() {
+        let e = serde_json::from_str::<Tensor>(
+            r#"{"name":"x","shape":[18446744073709551615,2],"datatype":"FP32","data":[1]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("overflow"), "{e}");
+    }
+}

@@ -1,0 +1,523 @@
+//! Typed tensor storage and its JSON (nested or flat) form.
+//!
+//! Data is parsed straight into a typed vector chosen by the tensor's
+//! datatype, so a malformed element, an out-of-range integer or a wrong JSON
+//! type is rejected while parsing rather than discovered by the model.
+
+use std::fmt;
+
+use half::{bf16, f16};
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+
+use crate::Datatype;
+
+/// The elements of a tensor, flat and row-major, in the native type of its
+/// datatype.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    Uint8(Vec<u8>),
+    Uint16(Vec<u16>),
+    Uint32(Vec<u32>),
+    Uint64(Vec<u64>),
+    Int8(Vec<i8>),
+    Int16(Vec<i16>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Fp16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    Fp32(Vec<f32>),
+    Fp64(Vec<f64>),
+    /// One byte string per element (UTF-8 text in JSON, raw in binary).
+    Bytes(Vec<Vec<u8>>),
+}
+
+/// Applies the same expression to whichever typed vector a `TensorData` holds.
+macro_rules! each_variant {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Bool($v) => $body,
+            TensorData::Uint8($v) => $body,
+            TensorData::Uint16($v) => $body,
+            TensorData::Uint32($v) => $body,
+            TensorData::Uint64($v) => $body,
+            TensorData::Int8($v) => $body,
+            TensorData::Int16($v) => $body,
+            TensorData::Int32($v) => $body,
+            TensorData::Int64($v) => $body,
+            TensorData::Fp16($v) => $body,
+            TensorData::Bf16($v) => $body,
+            TensorData::Fp32($v) => $body,
+            TensorData::Fp64($v) => $body,
+            TensorData::Bytes($v) => $body,
+        }
+    };
+}
+
+impl TensorData {
+    /// An empty vector of the given datatype.
+    pub fn empty(datatype: Datatype) -> Self {
+        Self::with_capacity(datatype, 0)
+    }
+
+    pub fn with_capacity(datatype: Datatype, n: usize) -> Self {
+        match datatype {
+            Datatype::Bool => TensorData::Bool(Vec::with_capacity(n)),
+            Datatype::Uint8 => TensorData::Uint8(Vec::with_capacity(n)),
+            Datatype::Uint16 => TensorData::Uint16(Vec::with_capacity(n)),
+            Datatype::Uint32 => TensorData::Uint32(Vec::with_capacity(n)),
+            Datatype::Uint64 => TensorData::Uint64(Vec::with_capacity(n)),
+            Datatype::Int8 => TensorData::Int8(Vec::with_capacity(n)),
+            Datatype::Int16 => TensorData::Int16(Vec::with_capacity(n)),
+            Datatype::Int32 => TensorData::Int32(Vec::with_capacity(n)),
+            Datatype::Int64 => TensorData::Int64(Vec::with_capacity(n)),
+            Datatype::Fp16 => TensorData::Fp16(Vec::with_capacity(n)),
+            Datatype::Bf16 => TensorData::Bf16(Vec::with_capacity(n)),
+            Datatype::Fp32 => TensorData::Fp32(Vec::with_capacity(n)),
+            Datatype::Fp64 => TensorData::Fp64(Vec::with_capacity(n)),
+            Datatype::Bytes => TensorData::Bytes(Vec::with_capacity(n)),
+        }
+    }
+
+    /// The datatype this storage holds.
+    pub fn datatype(&self) -> Datatype {
+        match self {
+            TensorData::Bool(_) => Datatype::Bool,
+            TensorData::Uint8(_) => Datatype::Uint8,
+            TensorData::Uint16(_) => Datatype::Uint16,
+            TensorData::Uint32(_) => Datatype::Uint32,
+            TensorData::Uint64(_) => Datatype::Uint64,
+            TensorData::Int8(_) => Datatype::Int8,
+            TensorData::Int16(_) => Datatype::Int16,
+            TensorData::Int32(_) => Datatype::Int32,
+            TensorData::Int64(_) => Datatype::Int64,
+            TensorData::Fp16(_) => Datatype::Fp16,
+            TensorData::Bf16(_) => Datatype::Bf16,
+            TensorData::Fp32(_) => Datatype::Fp32,
+            TensorData::Fp64(_) => Datatype::Fp64,
+            TensorData::Bytes(_) => Datatype::Bytes,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        each_variant!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements as a slice of `T`, if `T` is this storage's native type.
+    pub fn as_slice<T: Element>(&self) -> Option<&[T]> {
+        T::slice(self)
+    }
+
+    /// The elements as a vector of `T`, if `T` is this storage's native type.
+    pub fn into_vec<T: Element>(self) -> Result<Vec<T>, Self> {
+        T::take(self)
+    }
+
+    /// Appends `other`'s elements; both must hold the same datatype.
+    pub fn extend(&mut self, other: TensorData) -> Result<(), TensorData> {
+        macro_rules! ext {
+            ($($variant:ident),*) => {
+                match (self, other) {
+                    $((TensorData::$variant(a), TensorData::$variant(b)) => {
+                        a.extend(b);
+                        Ok(())
+                    })*
+                    (_, other) => Err(other),
+                }
+            };
+        }
+        ext!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64, Bytes)
+    }
+
+    /// Parses JSON `data` (nested or flat, or a bare scalar as one element)
+    /// into storage of `datatype`.
+    pub fn from_json_value(datatype: Datatype, value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        DataSeed { datatype, capacity: 0 }.deserialize(value)
+    }
+
+    /// Parses JSON `data` text into storage of `datatype`.
+    pub fn from_json_str(datatype: Datatype, json: &str) -> Result<Self, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let data = DataSeed { datatype, capacity: 0 }.deserialize(&mut de)?;
+        de.end()?;
+        Ok(data)
+    }
+}
+
+/// A Rust type that is the native element type of one datatype.
+pub trait Element: Sized + Clone + 'static {
+    const DATATYPE: Datatype;
+    fn slice(data: &TensorData) -> Option<&[Self]>;
+    fn take(data: TensorData) -> Result<Vec<Self>, TensorData>;
+    fn wrap(values: Vec<Self>) -> TensorData;
+}
+
+macro_rules! element {
+    ($t:ty, $variant:ident) => {
+        impl Element for $t {
+            const DATATYPE: Datatype = Datatype::$variant;
+            fn slice(data: &TensorData) -> Option<&[Self]> {
+                match data {
+                    TensorData::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn take(data: TensorData) -> Result<Vec<Self>, TensorData> {
+                match data {
+                    TensorData::$variant(v) => Ok(v),
+                    other => Err(other),
+                }
+            }
+            fn wrap(values: Vec<Self>) -> TensorData {
+                TensorData::$variant(values)
+            }
+        }
+
+        impl From<Vec<$t>> for TensorData {
+            fn from(values: Vec<$t>) -> Self {
+                TensorData::$variant(values)
+            }
+        }
+    };
+}
+
+element!(bool, Bool);
+element!(u8, Uint8);
+element!(u16, Uint16);
+element!(u32, Uint32);
+element!(u64, Uint64);
+element!(i8, Int8);
+element!(i16, Int16);
+element!(i32, Int32);
+element!(i64, Int64);
+element!(f16, Fp16);
+element!(bf16, Bf16);
+element!(f32, Fp32);
+element!(f64, Fp64);
+element!(Vec<u8>, Bytes);
+
+impl From<Vec<String>> for TensorData {
+    fn from(values: Vec<String>) -> Self {
+        TensorData::Bytes(values.into_iter().map(String::into_bytes).collect())
+    }
+}
+
+impl From<Vec<&str>> for TensorData {
+    fn from(values: Vec<&str>) -> Self {
+        TensorData::Bytes(values.into_iter().map(|s| s.as_bytes().to_vec()).collect())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JSON -> typed storage
+
+/// One JSON element converted to a native type, with the protocol's checks.
+trait JsonElement: Sized {
+    const EXPECTING: &'static str;
+    fn from_u64<E: de::Error>(_v: u64) -> Result<Self, E> {
+        Err(E::custom(format!("expected {}, found an integer", Self::EXPECTING)))
+    }
+    fn from_i64<E: de::Error>(_v: i64) -> Result<Self, E> {
+        Err(E::custom(format!("expected {}, found an integer", Self::EXPECTING)))
+    }
+    fn from_f64<E: de::Error>(_v: f64) -> Result<Self, E> {
+        Err(E::custom(format!("expected {}, found a number", Self::EXPECTING)))
+    }
+    fn from_bool<E: de::Error>(_v: bool) -> Result<Self, E> {
+        Err(E::custom(format!("expected {}, found a boolean", Self::EXPECTING)))
+    }
+    fn from_str<E: de::Error>(_v: &str) -> Result<Self, E> {
+        Err(E::custom(format!("expected {}, found a string", Self::EXPECTING)))
+    }
+    fn from_null<E: de::Error>() -> Result<Self, E> {
+        Err(E::custom(format!("expected {}, found null", Self::EXPECTING)))
+    }
+}
+
+macro_rules! json_int {
+    ($t:ty, $name:literal) => {
+        impl JsonElement for $t {
+            const EXPECTING: &'static str = concat!("an ", $name, " integer");
+            fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
+                <$t>::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for {}", $name)))
+            }
+            fn from_i64<E: de::Error>(v: i64) -> Result<Self, E> {
+                <$t>::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for {}", $name)))
+            }
+            fn from_f64<E: de::Error>(v: f64) -> Result<Self, E> {
+                // 3.0 is accepted as 3 (numpy would), 3.5 is not: truncating
+                // silently changes the input.
+                if v.fract() == 0.0 && v >= <$t>::MIN as f64 && v <= <$t>::MAX as f64 {
+                    Ok(v as $t)
+                } else {
+                    Err(E::custom(format!("{v} is not a valid {} value", $name)))
+                }
+            }
+        }
+    };
+}
+
+json_int!(u8, "UINT8");
+json_int!(u16, "UINT16");
+json_int!(u32, "UINT32");
+json_int!(u64, "UINT64");
+json_int!(i8, "INT8");
+json_int!(i16, "INT16");
+json_int!(i32, "INT32");
+json_int!(i64, "INT64");
+
+macro_rules! json_float {
+    ($t:ty, $name:literal, $from_f64:expr) => {
+        impl JsonElement for $t {
+            const EXPECTING: &'static str = concat!("a number (", $name, ")");
+            fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
+                <Self as JsonElement>::from_f64(v as f64)
+            }
+            fn from_i64<E: de::Error>(v: i64) -> Result<Self, E> {
+                <Self as JsonElement>::from_f64(v as f64)
+            }
+            fn from_f64<E: de::Error>(v: f64) -> Result<Self, E> {
+                let x: $t = $from_f64(v);
+                if v.is_finite() && !f64::from(x).is_finite() {
+                    return Err(E::custom(format!("{v} is out of range for {}", $name)));
+                }
+                Ok(x)
+            }
+            // MLServer's numpy codec turns `null` into NaN.
+            fn from_null<E: de::Error>() -> Result<Self, E> {
+                Ok($from_f64(f64::NAN))
+            }
+        }
+    };
+}
+
+json_float!(f32, "FP32", |v: f64| v as f32);
+json_float!(f64, "FP64", |v: f64| v);
+json_float!(f16, "FP16", f16::from_f64);
+json_float!(bf16, "BF16", bf16::from_f64);
+
+impl JsonElement for bool {
+    const EXPECTING: &'static str = "a boolean";
+    fn from_bool<E: de::Error>(v: bool) -> Result<Self, E> {
+        Ok(v)
+    }
+    fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
+        match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(E::custom(format!("{v} is not a valid BOOL value"))),
+        }
+    }
+    fn from_i64<E: de::Error>(v: i64) -> Result<Self, E> {
+        Self::from_u64(u64::try_from(v).map_err(|_| E::custom(format!("{v} is not a valid BOOL value")))?)
+    }
+}
+
+impl JsonElement for Vec<u8> {
+    const EXPECTING: &'static str = "a string (BYTES)";
+    fn from_str<E: de::Error>(v: &str) -> Result<Self, E> {
+        Ok(v.as_bytes().to_vec())
+    }
+}
+
+/// Pushes the elements of a (possibly nested) JSON array into one flat vector.
+struct Flatten<'a, T>(&'a mut Vec<T>);
+
+impl<'de, T: JsonElement> DeserializeSeed<'de> for Flatten<'_, T> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: JsonElement> Visitor<'de> for Flatten<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} or a (nested) array of them", T::EXPECTING)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.0.reserve(n);
+        }
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.0.push(T::from_u64(v)?);
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.0.push(T::from_i64(v)?);
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.0.push(T::from_f64(v)?);
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.0.push(T::from_bool(v)?);
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push(T::from_str(v)?);
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.0.push(T::from_null()?);
+        Ok(())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(format!("expected {}, found an object", T::EXPECTING)))
+    }
+}
+
+/// Deserializes JSON `data` into storage of a known datatype.
+pub(crate) struct DataSeed {
+    pub datatype: Datatype,
+    /// Expected element count, used only to pre-allocate.
+    pub capacity: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = TensorData;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<TensorData, D::Error> {
+        fn flat<'de, T: JsonElement, D: de::Deserializer<'de>>(
+            d: D,
+            capacity: usize,
+        ) -> Result<Vec<T>, D::Error> {
+            let mut v = Vec::with_capacity(capacity.min(1 << 20));
+            Flatten(&mut v).deserialize(d)?;
+            Ok(v)
+        }
+        let c = self.capacity;
+        Ok(match self.datatype {
+            Datatype::Bool => TensorData::Bool(flat(deserializer, c)?),
+            Datatype::Uint8 => TensorData::Uint8(flat(deserializer, c)?),
+            Datatype::Uint16 => TensorData::Uint16(flat(deserializer, c)?),
+            Datatype::Uint32 => TensorData::Uint32(flat(deserializer, c)?),
+            Datatype::Uint64 => TensorData::Uint64(flat(deserializer, c)?),
+            Datatype::Int8 => TensorData::Int8(flat(deserializer, c)?),
+            Datatype::Int16 => TensorData::Int16(flat(deserializer, c)?),
+            Datatype::Int32 => TensorData::Int32(flat(deserializer, c)?),
+            Datatype::Int64 => TensorData::Int64(flat(deserializer, c)?),
+            Datatype::Fp16 => TensorData::Fp16(flat(deserializer, c)?),
+            Datatype::Bf16 => {
+                return Err(de::Error::custom(
+                    "BF16 tensors cannot be sent as JSON; use the binary tensor data extension",
+                ))
+            }
+            Datatype::Fp32 => TensorData::Fp32(flat(deserializer, c)?),
+            Datatype::Fp64 => TensorData::Fp64(flat(deserializer, c)?),
+            Datatype::Bytes => TensorData::Bytes(flat(deserializer, c)?),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// typed storage -> JSON
+
+impl Serialize for TensorData {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TensorData::Fp16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f32())),
+            TensorData::Bf16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f32())),
+            TensorData::Bytes(v) => {
+                let mut seq = serializer.serialize_seq(Some(v.len()))?;
+                for (i, b) in v.iter().enumerate() {
+                    let s = std::str::from_utf8(b).map_err(|_| {
+                        serde::ser::Error::custom(format!(
+                            "BYTES element {i} is not valid UTF-8 and cannot be sent as JSON; \
+                             request this output with the binary data extension or use the base64 content type"
+                        ))
+                    })?;
+                    seq.serialize_element(s)?;
+                }
+                seq.end()
+            }
+            TensorData::Bool(v) => v.serialize(serializer),
+            TensorData::Uint8(v) => v.serialize(serializer),
+            TensorData::Uint16(v) => v.serialize(serializer),
+            TensorData::Uint32(v) => v.serialize(serializer),
+            TensorData::Uint64(v) => v.serialize(serializer),
+            TensorData::Int8(v) => v.serialize(serializer),
+            TensorData::Int16(v) => v.serialize(serializer),
+            TensorData::Int32(v) => v.serialize(serializer),
+            TensorData::Int64(v) => v.serialize(serializer),
+            TensorData::Fp32(v) => v.serialize(serializer),
+            TensorData::Fp64(v) => v.serialize(serializer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_and_flat_parse_alike() {
+        let a = TensorData::from_json_str(Datatype::Fp32, "[[1,2],[3,4.5]]").unwrap();
+        let b = TensorData::from_json_str(Datatype::Fp32, "[1,2,3,4.5]").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_slice::<f32>().unwrap(), &[1.0, 2.0, 3.0, 4.5]);
+    }
+
+    #[test]
+    fn scalar_is_one_element() {
+        let d = TensorData::from_json_str(Datatype::Bytes, "\"hi\"").unwrap();
+        assert_eq!(d, TensorData::Bytes(vec![b"hi".to_vec()]));
+    }
+
+    #[test]
+    fn integer_ranges_are_checked() {
+        assert!(TensorData::from_json_str(Datatype::Int8, "[127,-128]").is_ok());
+        let e = TensorData::from_json_str(Datatype::Int8, "[128]").unwrap_err();
+        assert!(e.to_string().contains("out of range for INT8"), "{e}");
+        assert!(TensorData::from_json_str(Datatype::Uint8, "[-1]").is_err());
+        assert!(TensorData::from_json_str(Datatype::Int32, "[1.5]").is_err());
+        assert_eq!(
+            TensorData::from_json_str(Datatype::Int32, "[2.0]").unwrap(),
+            TensorData::Int32(vec![2])
+        );
+        assert!(TensorData::from_json_str(Datatype::Uint64, "[18446744073709551615]").is_ok());
+    }
+
+    #[test]
+    fn wrong_json_types_are_rejected() {
+        assert!(TensorData::from_json_str(Datatype::Fp32, "[\"a\"]").is_err());
+        assert!(TensorData::from_json_str(Datatype::Bytes, "[1]").is_err());
+        assert!(TensorData::from_json_str(Datatype::Bool, "[2]").is_err());
+        assert!(TensorData::from_json_str(Datatype::Fp32, "[{}]").is_err());
+        assert!(TensorData::from_json_str(Datatype::Fp32, "[1e300]").is_err());
+        assert!(TensorData::from_json_str(Datatype::Bf16, "[1]").is_err());
+    }
+
+    #[test]
+    fn null_is_nan_for_floats_and_renders_back_as_null() {
+        let d = TensorData::from_json_str(Datatype::Fp64, "[1, null]").unwrap();
+        assert!(d.as_slice::<f64>().unwrap()[1].is_nan());
+        assert_eq!(serde_json::to_string(&d).unwrap(), "[1.0,null]");
+    }
+
+    #[test]
+    fn non_utf8_bytes_fail_json_serialization_clearly() {
+        let d = TensorData::Bytes(vec![vec![0xff, 0xfe]]);
+        let e = serde_json::to_string(&d).unwrap_err();
+        assert!(e.to_string().contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn fp16_goes_through_json_as_numbers() {
+        let d = TensorData::from_json_str(Datatype::Fp16, "[0.5, 2]").unwrap();
+        assert_eq!(serde_json::to_string(&d).unwrap(), "[0.5,2.0]");
+    }
+}
