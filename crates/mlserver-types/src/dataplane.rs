@@ -94,11 +94,6 @@ impl Tensor {
         crate::parameters::content_type_of(&self.parameters)
     }
 
-    pub(crate) fn binary_data_size(&self) -> Option<u64> {
-        self.parameters
-            .as_ref()
-            .and_then(|p| p.get_u64(Parameters::BINARY_DATA_SIZE))
-    }
 }
 
 /// Product of `shape`, checked for overflow.
@@ -116,6 +111,7 @@ impl Serialize for Tensor {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         TensorHeader {
             tensor: self,
+            parameters: self.parameters.as_ref(),
             with_data: true,
         }
         .serialize(serializer)
@@ -126,6 +122,9 @@ impl Serialize for Tensor {
 /// travels in the binary extension).
 pub(crate) struct TensorHeader<'a> {
     pub tensor: &'a Tensor,
+    /// Stands in for the tensor's own parameters (the binary extension adds
+    /// `binary_data_size` without touching the tensor).
+    pub parameters: Option<&'a Parameters>,
     pub with_data: bool,
 }
 
@@ -136,7 +135,7 @@ impl Serialize for TensorHeader<'_> {
         map.serialize_entry("name", &t.name)?;
         map.serialize_entry("shape", &t.shape)?;
         map.serialize_entry("datatype", &t.datatype)?;
-        if let Some(p) = &t.parameters {
+        if let Some(p) = self.parameters {
             map.serialize_entry("parameters", p)?;
         }
         if self.with_data {
