@@ -1,1 +1,159 @@
-//! placeholder
+//! Shared test support: the real server on a free loopback port, model
+//! folders written on the fly, and the runtimes tests need.
+
+pub mod python;
+pub mod runtimes;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlserver_runtime::RuntimeRegistry;
+use mlserver_server::Server;
+use mlserver_settings::{EnvSource, Settings};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The repository's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// `examples/models`, the folder the README serves.
+pub fn examples_models() -> PathBuf {
+    workspace_root().join("examples").join("models")
+}
+
+/// A running server; dropped or [`TestServer::stop`]ped, it shuts down.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    server_dataplane: Arc<mlserver_server::DataPlane>,
+}
+
+impl TestServer {
+    /// Serves `folder` (its settings.json applies, then the port is forced to
+    /// a free loopback one) with the test runtimes and an empty environment.
+    pub async fn start(folder: &Path) -> Self {
+        Self::start_with(folder, runtimes::test_runtimes(), |_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with settings adjusted by `tweak`.
+    pub async fn start_with(folder: &Path, runtimes: RuntimeRegistry, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let env = Arc::new(EnvSource::empty());
+        let mut settings = mlserver_settings::load_settings(folder, &env).expect("settings");
+        tweak(&mut settings);
+        Self::serve(Server::new(settings, runtimes, env)).await
+    }
+
+    /// Runs an already built server on a free loopback port.
+    pub async fn serve(server: Server) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server_dataplane = server.dataplane().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            client: reqwest::Client::builder().no_gzip().build().expect("client"),
+            shutdown: Some(tx),
+            handle: Some(handle),
+            server_dataplane,
+        }
+    }
+
+    /// Serves `folder` and waits until the server reports ready.
+    pub async fn start_ready(folder: &Path) -> Self {
+        let s = Self::start(folder).await;
+        s.wait_started().await;
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until startup loading has finished (ready or not).
+    pub async fn wait_started(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let index = self.client.post(self.url("/v2/repository/index")).json(&serde_json::json!({})).send().await;
+            let loading = match index {
+                Ok(r) => {
+                    let items: serde_json::Value = r.json().await.expect("index json");
+                    items.as_array().expect("array").iter().any(|i| i["state"] == "LOADING")
+                }
+                Err(_) => true,
+            };
+            if !loading && self.server_dataplane.started() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not finish loading in 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("POST")
+    }
+
+    /// Stops the server and waits for it to finish (graceful shutdown).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A temporary models folder; `write` adds files relative to it.
+pub struct ModelsDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ModelsDir {
+    pub fn new() -> Self {
+        ModelsDir { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, relative: &str, contents: &str) -> &Self {
+        let path = self.dir.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("write");
+        self
+    }
+
+    /// Writes `<name>/model-settings.json` (or `<name>/<version>/...`).
+    pub fn model(&self, folder: &str, settings: serde_json::Value) -> &Self {
+        self.write(&format!("{folder}/model-settings.json"), &settings.to_string())
+    }
+}
+
+impl Default for ModelsDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    mlserver_cli::run(mlserver_cli::default_runtimes())
+}

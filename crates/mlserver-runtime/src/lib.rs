@@ -1,1 +1,19 @@
-//! placeholder
+//! The runtime side of mlserver-rs: the [`MLModel`] trait a custom runtime
+//! implements (MLServer's "extend `MLModel`, override `load` and `predict`"),
+//! the [`RuntimeRegistry`] that maps model-settings' `implementation` names to
+//! runtimes, and [`MLServerError`], the error every layer shares.
+
+mod blocking;
+mod error;
+mod model;
+mod registry;
+
+pub use async_trait::async_trait;
+pub use blocking::blocking;
+pub use error::{panic_message, ErrorStatus, MLServerError};
+pub use model::{metadata_from_settings, MLModel, ModelContext};
+pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};
+
+/// Settings types runtimes read, re-exported so a runtime crate needs no
+/// direct dependency on the settings crate.
+pub use mlserver_settings::{ModelParameters, ModelSettings, ModelUri};

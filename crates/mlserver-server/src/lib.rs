@@ -1,1 +1,30 @@
-//! placeholder
+//! The serving side of mlserver-rs: the model registry and repository, the
+//! transport-independent [`DataPlane`], and the V2 REST API.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use mlserver_server::Server;
+//! use mlserver_settings::{EnvSource, Settings};
+//!
+//! let env = Arc::new(EnvSource::from_process());
+//! let settings = mlserver_settings::load_settings("models".as_ref(), &env).unwrap();
+//! let server = Server::new(settings, mlserver_runtime::RuntimeRegistry::new(), env);
+//! let listener = server.bind_http().await?;
+//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod dataplane;
+mod error;
+mod registry;
+mod repository;
+mod rest;
+mod server;
+
+pub use dataplane::{infer_on, DataPlane, BUILTIN_EXTENSIONS};
+pub use error::ApiError;
+pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
+pub use repository::ModelRepository;
+pub use rest::{router, AppState, DEFAULT_MAX_BODY_BYTES};
+pub use server::Server;

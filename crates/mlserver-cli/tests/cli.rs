@@ -1,0 +1,173 @@
+//! The `mlserver` binary itself: arguments, startup on a free port, logging,
+//! and shutdown on SIGTERM/SIGINT.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mlserver");
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models")
+}
+
+/// Copies the example models into a temp folder whose settings.json binds
+/// a free loopback port.
+fn models_on_free_port() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in walk(&examples()) {
+        let rel = entry.strip_prefix(examples()).unwrap();
+        let dest = dir.path().join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &dest).unwrap();
+    }
+    std::fs::write(dir.path().join("settings.json"), r#"{"host": "127.0.0.1", "http_port": 0}"#).unwrap();
+    dir
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Starts `mlserver start <folder>` and returns the child, its address, and
+/// a channel of its remaining log lines.
+fn start(folder: &Path, envs: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .arg("start")
+        .arg(folder)
+        .envs(envs.iter().copied())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let addr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("server logs its address");
+        if let Some(rest) = line.split("HTTP server running on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    (child, addr, rx)
+}
+
+fn wait_ready(client: &reqwest::blocking::Client, addr: &str) {
+    for _ in 0..300 {
+        if client.get(format!("http://{addr}/v2/health/ready")).send().is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server never became ready");
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill").args(["-s", sig, &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..500 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    panic!("server did not exit after the signal");
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("mlserver {}", env!("CARGO_PKG_VERSION")));
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("start"));
+}
+
+#[test]
+fn missing_folder_is_a_clear_error() {
+    let out = Command::new(BIN).args(["start", "/definitely/not/here"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn invalid_settings_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("settings.json"), r#"{"http_port": "not a port"}"#).unwrap();
+    let out = Command::new(BIN).arg("start").arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("settings.json"), "{err}");
+}
+
+#[test]
+fn serves_the_examples_and_stops_on_sigterm() {
+    let dir = models_on_free_port();
+    let (mut child, addr, logs) = start(dir.path(), &[]);
+    let client = reqwest::blocking::Client::new();
+    wait_ready(&client, &addr);
+    let r: serde_json::Value = client
+        .post(format!("http://{addr}/v2/models/sum-model/infer"))
+        .json(&serde_json::json!({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["outputs"][0]["data"], serde_json::json!([3.0]));
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("SIGTERM received")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("mlserver stopped")), "{lines:#?}");
+}
+
+#[test]
+fn env_settings_apply_and_sigint_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("m")).unwrap();
+    std::fs::write(dir.path().join("m/model-settings.json"), r#"{"implementation": "echo"}"#).unwrap();
+    let (mut child, addr, logs) = start(
+        dir.path(),
+        &[
+            ("MLSERVER_HOST", "127.0.0.1"),
+            ("MLSERVER_HTTP_PORT", "0"),
+            ("MLSERVER_SERVER_NAME", "custom-name"),
+            ("MLSERVER_USE_STRUCTURED_LOGGING", "true"),
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    wait_ready(&client, &addr);
+    let meta: serde_json::Value = client.get(format!("http://{addr}/v2")).send().unwrap().json().unwrap();
+    assert_eq!(meta["name"], "custom-name");
+    signal(&child, "INT");
+    assert!(wait_exit(&mut child).success());
+    let lines: Vec<String> = logs.try_iter().collect();
+    let json_lines = lines.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count();
+    assert!(json_lines > 0, "structured logging writes JSON lines: {lines:#?}");
+}

@@ -1,0 +1,116 @@
+//! The trait a runtime implements.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mlserver_settings::{ModelSettings, ModelUri};
+use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse};
+
+use crate::MLServerError;
+
+/// What a runtime gets when it loads: its settings and helpers around them.
+///
+/// Cheap to clone; keep it if `predict` needs the settings.
+#[derive(Debug, Clone)]
+pub struct ModelContext {
+    settings: Arc<ModelSettings>,
+}
+
+impl ModelContext {
+    pub fn new(settings: Arc<ModelSettings>) -> Self {
+        ModelContext { settings }
+    }
+
+    /// The model's `model-settings.json` (with env defaults applied).
+    pub fn settings(&self) -> &ModelSettings {
+        &self.settings
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        self.settings.version()
+    }
+
+    /// `parameters.extra`, the free-form object runtimes read options from.
+    pub fn extra(&self) -> Option<&serde_json::Value> {
+        self.settings.parameters.as_ref().map(|p| &p.extra)
+    }
+
+    /// MLServer's `get_model_uri`: `parameters.uri` resolved against the
+    /// settings file's folder, then the first of `wellknown` file names found
+    /// in it when it is a directory.
+    pub fn model_uri(&self, wellknown: &[&str]) -> Result<ModelUri, MLServerError> {
+        Ok(mlserver_settings::get_model_uri(&self.settings, wellknown)?)
+    }
+}
+
+/// A model runtime: MLServer's `MLModel`.
+///
+/// Implement `load` and `predict`; the rest have defaults. `predict` takes
+/// `&self` and runs concurrently for concurrent requests, so keep mutable
+/// state behind a lock. CPU-heavy work should go through [`crate::blocking`]
+/// so it does not stall the server's async reactor (health checks, other
+/// models).
+///
+/// ```
+/// use mlserver_runtime::{async_trait, MLModel, MLServerError, ModelContext};
+/// use mlserver_types::{InferenceRequest, InferenceResponse, Tensor};
+///
+/// struct Doubler;
+///
+/// #[async_trait]
+/// impl MLModel for Doubler {
+///     async fn load(_ctx: ModelContext) -> Result<Self, MLServerError> {
+///         Ok(Doubler)
+///     }
+///
+///     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+///         let input = &request.inputs[0];
+///         let doubled: Vec<f32> = input.as_slice::<f32>()?.iter().map(|x| x * 2.0).collect();
+///         let output = Tensor::new("output", input.shape.clone(), doubled)?;
+///         Ok(InferenceResponse::new(vec![output]))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait MLModel: Send + Sync + 'static {
+    /// Loads the model's artefacts and returns the ready runtime. Returning an
+    /// error marks the model as failed; the server and other models go on.
+    async fn load(ctx: ModelContext) -> Result<Self, MLServerError>
+    where
+        Self: Sized;
+
+    /// Runs inference. The server fills in the response's model name,
+    /// version and id, and keeps only the outputs the client asked for.
+    async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError>;
+
+    /// Releases resources before the model is dropped.
+    async fn unload(&self) -> Result<(), MLServerError> {
+        Ok(())
+    }
+
+    /// Metadata to report instead of the one built from model-settings
+    /// (e.g. input/output signatures read from the model file).
+    async fn metadata(&self) -> Option<MetadataModelResponse> {
+        None
+    }
+}
+
+/// Metadata built from model-settings, as MLServer's default `metadata()`.
+pub fn metadata_from_settings(settings: &ModelSettings) -> MetadataModelResponse {
+    let mut parameters = mlserver_types::Parameters::new();
+    if let Some(ct) = settings.parameters.as_ref().and_then(|p| p.content_type.as_deref()) {
+        parameters.set_content_type(ct);
+    }
+    MetadataModelResponse {
+        name: settings.name.clone(),
+        versions: settings.versions.clone(),
+        platform: settings.platform.clone(),
+        inputs: settings.inputs.clone(),
+        outputs: settings.outputs.clone(),
+        parameters: Some(parameters),
+    }
+}

@@ -1,0 +1,173 @@
+//! What REST and gRPC both serve: health, metadata and inference, over one
+//! model registry and one error type.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures::FutureExt;
+use mlserver_runtime::{panic_message, MLServerError};
+use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse};
+
+use crate::registry::{LoadedModel, ModelRegistry};
+
+/// Extensions this server implements, reported in server metadata on top of
+/// the ones configured in settings.
+pub const BUILTIN_EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
+
+pub struct DataPlane {
+    registry: Arc<ModelRegistry>,
+    metadata: MetadataServerResponse,
+    startup_complete: AtomicBool,
+}
+
+impl DataPlane {
+    pub fn new(registry: Arc<ModelRegistry>, name: String, version: String, extensions: &[String]) -> Self {
+        let mut all: Vec<String> = BUILTIN_EXTENSIONS.iter().map(|s| s.to_string()).collect();
+        for e in extensions {
+            if !all.contains(e) {
+                all.push(e.clone());
+            }
+        }
+        DataPlane {
+            registry,
+            metadata: MetadataServerResponse { name, version, extensions: all },
+            startup_complete: AtomicBool::new(false),
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<ModelRegistry> {
+        &self.registry
+    }
+
+    /// Called once the models to load at startup have loaded (or failed).
+    pub fn mark_started(&self) {
+        self.startup_complete.store(true, Ordering::Release);
+    }
+
+    /// Whether startup loading is over (successfully or not).
+    pub fn started(&self) -> bool {
+        self.startup_complete.load(Ordering::Acquire)
+    }
+
+    pub fn live(&self) -> bool {
+        true
+    }
+
+    /// Ready once startup loading is over and every registered model serves.
+    /// Unlike MLServer, a model that failed to load keeps the server not
+    /// ready (MLServer reports ready with an empty registry, #2056).
+    pub fn ready(&self) -> bool {
+        self.startup_complete.load(Ordering::Acquire) && self.registry.all_ready()
+    }
+
+    pub fn model_ready(&self, name: &str, version: Option<&str>) -> Result<bool, MLServerError> {
+        self.registry.is_ready(name, version)
+    }
+
+    pub fn server_metadata(&self) -> MetadataServerResponse {
+        self.metadata.clone()
+    }
+
+    pub fn model_metadata(&self, name: &str, version: Option<&str>) -> Result<MetadataModelResponse, MLServerError> {
+        Ok(self.registry.get(name, version)?.metadata.clone())
+    }
+
+    /// The model that will serve a request (for transports that need its
+    /// metadata before the request is decoded).
+    pub fn model(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, MLServerError> {
+        self.registry.get(name, version)
+    }
+
+    /// Runs one inference: validates the request against the model's
+    /// metadata, calls the runtime (a panic fails this request only), and
+    /// completes the response (name, version, id, requested outputs).
+    pub async fn infer(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        request: InferenceRequest,
+    ) -> Result<InferenceResponse, MLServerError> {
+        let model = self.registry.get(name, version)?;
+        infer_on(&model, request).await
+    }
+}
+
+/// [`DataPlane::infer`] on a model already looked up.
+pub async fn infer_on(model: &LoadedModel, mut request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+    validate_inputs(model, &request)?;
+    let id = request.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string()).clone();
+    let requested: Option<Vec<String>> = request
+        .outputs
+        .as_ref()
+        .filter(|o| !o.is_empty())
+        .map(|o| o.iter().map(|o| o.name.clone()).collect());
+
+    let mut response = AssertUnwindSafe(model.runtime.predict(request))
+        .catch_unwind()
+        .await
+        .map_err(|p| {
+            MLServerError::internal(format!(
+                "model {} panicked during inference: {}",
+                model.name(),
+                panic_message(&*p)
+            ))
+        })??;
+
+    response.model_name = model.name().to_owned();
+    response.model_version = model.version().map(str::to_owned);
+    response.id = Some(id);
+    if let Some(names) = requested {
+        response.outputs = select_outputs(model.name(), std::mem::take(&mut response.outputs), &names)?;
+    }
+    for output in &response.outputs {
+        output.validate().map_err(|e| {
+            MLServerError::internal(format!("model {} returned an invalid output: {e}", model.name()))
+        })?;
+    }
+    Ok(response)
+}
+
+/// Datatypes must match the declared inputs; shapes must fit them where the
+/// ranks agree (see `MetadataTensor::shape_accepts`).
+fn validate_inputs(model: &LoadedModel, request: &InferenceRequest) -> Result<(), MLServerError> {
+    for input in &request.inputs {
+        let Some(declared) = model.metadata.inputs.iter().find(|m| m.name == input.name) else {
+            continue;
+        };
+        if declared.datatype != input.datatype {
+            return Err(MLServerError::bad_request(format!(
+                "input '{}' has datatype {} but model {} expects {}",
+                input.name,
+                input.datatype,
+                model.name(),
+                declared.datatype
+            )));
+        }
+        if !declared.shape_accepts(&input.shape) {
+            return Err(MLServerError::bad_request(format!(
+                "input '{}' has shape {:?} but model {} expects {:?}",
+                input.name,
+                input.shape,
+                model.name(),
+                declared.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn select_outputs(
+    model: &str,
+    mut outputs: Vec<mlserver_types::ResponseOutput>,
+    names: &[String],
+) -> Result<Vec<mlserver_types::ResponseOutput>, MLServerError> {
+    let mut selected = Vec::with_capacity(names.len());
+    for name in names {
+        let pos = outputs.iter().position(|o| &o.name == name).ok_or_else(|| {
+            MLServerError::bad_request(format!("output '{name}' was requested but model {model} did not produce it"))
+        })?;
+        selected.push(outputs.swap_remove(pos));
+    }
+    Ok(selected)
+}

@@ -1,0 +1,246 @@
+//! The models being served: every version of every name, with its state.
+//!
+//! Lookups on the inference path take a read lock for a map lookup and an
+//! `Arc` clone; loading and unloading never hold the lock across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use mlserver_runtime::{DynModel, MLServerError};
+use mlserver_settings::ModelSettings;
+use mlserver_types::{MetadataModelResponse, ModelState};
+
+/// A loaded, ready model instance.
+pub struct LoadedModel {
+    pub settings: Arc<ModelSettings>,
+    pub runtime: DynModel,
+    /// Fetched once after load: the runtime's own, or built from settings.
+    pub metadata: MetadataModelResponse,
+}
+
+impl LoadedModel {
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        self.settings.version()
+    }
+}
+
+/// Where one version of a model is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotState {
+    Loading,
+    Ready,
+    Unloading,
+    /// The last load failed; the reason is reported by the repository index.
+    Failed(String),
+}
+
+/// One version of a model. During a reload `model` keeps the old instance,
+/// which serves until the new one is ready.
+#[derive(Clone)]
+pub struct Slot {
+    pub state: SlotState,
+    pub model: Option<Arc<LoadedModel>>,
+}
+
+impl Slot {
+    /// Whether requests can be served now.
+    pub fn is_ready(&self) -> bool {
+        self.model.is_some() && matches!(self.state, SlotState::Ready | SlotState::Loading)
+    }
+
+    pub fn index_state(&self) -> (ModelState, String) {
+        match &self.state {
+            SlotState::Ready => (ModelState::Ready, String::new()),
+            // A reload keeps serving the old instance: still ready.
+            SlotState::Loading if self.model.is_some() => (ModelState::Ready, String::new()),
+            SlotState::Loading => (ModelState::Loading, String::new()),
+            SlotState::Unloading => (ModelState::Unloading, String::new()),
+            SlotState::Failed(reason) => (ModelState::Unavailable, reason.clone()),
+        }
+    }
+}
+
+/// `None` is the unversioned model.
+pub type Version = Option<String>;
+
+/// All registered models.
+#[derive(Default)]
+pub struct ModelRegistry {
+    models: RwLock<HashMap<String, BTreeMap<Version, Slot>>>,
+}
+
+impl ModelRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The model that serves `name` (at `version`, or the default version).
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, MLServerError> {
+        let models = self.models.read().expect("registry lock");
+        let versions = models.get(name).ok_or_else(|| MLServerError::not_found(name, version))?;
+        let slot = match version {
+            Some(v) => versions
+                .get(&Some(v.to_owned()))
+                .ok_or_else(|| MLServerError::not_found(name, version))?,
+            None => default_slot(versions).ok_or_else(|| MLServerError::not_found(name, None))?,
+        };
+        match (&slot.model, &slot.state) {
+            (Some(model), SlotState::Ready | SlotState::Loading) => Ok(model.clone()),
+            (_, SlotState::Failed(reason)) => Err(MLServerError::ModelLoadFailed {
+                name: name.to_owned(),
+                reason: reason.clone(),
+            }),
+            _ => Err(MLServerError::ModelNotReady(name.to_owned())),
+        }
+    }
+
+    /// Whether `name` (at `version`, or its default) is ready; NotFound errors
+    /// when it is not registered.
+    pub fn is_ready(&self, name: &str, version: Option<&str>) -> Result<bool, MLServerError> {
+        let models = self.models.read().expect("registry lock");
+        let versions = models.get(name).ok_or_else(|| MLServerError::not_found(name, version))?;
+        let slot = match version {
+            Some(v) => versions.get(&Some(v.to_owned())),
+            None => default_slot(versions),
+        };
+        slot.map(Slot::is_ready).ok_or_else(|| MLServerError::not_found(name, version))
+    }
+
+    /// Whether every registered model version can serve.
+    pub fn all_ready(&self) -> bool {
+        let models = self.models.read().expect("registry lock");
+        models.values().flat_map(|v| v.values()).all(Slot::is_ready)
+    }
+
+    /// The slot for one version, if registered.
+    pub fn slot(&self, name: &str, version: &Version) -> Option<Slot> {
+        let models = self.models.read().expect("registry lock");
+        models.get(name).and_then(|v| v.get(version)).cloned()
+    }
+
+    /// Every registered (name, version, slot), sorted by name then version.
+    pub fn snapshot(&self) -> Vec<(String, Version, Slot)> {
+        let models = self.models.read().expect("registry lock");
+        let mut all: Vec<_> = models
+            .iter()
+            .flat_map(|(name, versions)| {
+                versions.iter().map(move |(v, slot)| (name.clone(), v.clone(), slot.clone()))
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all
+    }
+
+    /// Versions registered under `name`.
+    pub fn versions(&self, name: &str) -> Vec<Version> {
+        let models = self.models.read().expect("registry lock");
+        models.get(name).map(|v| v.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Marks a version as loading, keeping any instance that serves now.
+    pub fn begin_load(&self, name: &str, version: &Version) {
+        let mut models = self.models.write().expect("registry lock");
+        let slot = models
+            .entry(name.to_owned())
+            .or_default()
+            .entry(version.clone())
+            .or_insert(Slot { state: SlotState::Loading, model: None });
+        slot.state = SlotState::Loading;
+    }
+
+    /// Installs a freshly loaded instance; returns the one it replaces.
+    pub fn finish_load(&self, name: &str, version: &Version, model: Arc<LoadedModel>) -> Option<Arc<LoadedModel>> {
+        let mut models = self.models.write().expect("registry lock");
+        let slot = models
+            .entry(name.to_owned())
+            .or_default()
+            .entry(version.clone())
+            .or_insert(Slot { state: SlotState::Loading, model: None });
+        slot.state = SlotState::Ready;
+        slot.model.replace(model)
+    }
+
+    /// Records a failed load. An instance that was serving keeps serving (a
+    /// failed reload must not take a working model down).
+    pub fn fail_load(&self, name: &str, version: &Version, reason: String) {
+        let mut models = self.models.write().expect("registry lock");
+        let slot = models
+            .entry(name.to_owned())
+            .or_default()
+            .entry(version.clone())
+            .or_insert(Slot { state: SlotState::Loading, model: None });
+        slot.state = if slot.model.is_some() { SlotState::Ready } else { SlotState::Failed(reason) };
+    }
+
+    /// Marks a version as unloading (it stops serving at once).
+    pub fn begin_unload(&self, name: &str, version: &Version) -> Option<Arc<LoadedModel>> {
+        let mut models = self.models.write().expect("registry lock");
+        let slot = models.get_mut(name)?.get_mut(version)?;
+        slot.state = SlotState::Unloading;
+        slot.model.take()
+    }
+
+    /// Removes a version; the name goes too when no version is left.
+    pub fn remove(&self, name: &str, version: &Version) {
+        let mut models = self.models.write().expect("registry lock");
+        if let Some(versions) = models.get_mut(name) {
+            versions.remove(version);
+            if versions.is_empty() {
+                models.remove(name);
+            }
+        }
+    }
+}
+
+/// MLServer's default version: the unversioned model if there is one, else
+/// the newest version (integer order when both parse, else string order).
+fn default_slot(versions: &BTreeMap<Version, Slot>) -> Option<&Slot> {
+    if let Some(slot) = versions.get(&None) {
+        return Some(slot);
+    }
+    versions
+        .iter()
+        .filter_map(|(v, slot)| v.as_deref().map(|v| (v, slot)))
+        .max_by(|(a, _), (b, _)| compare_versions(a, b))
+        .map(|(_, slot)| slot)
+}
+
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<i64>(), b.parse::<i64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn versions_compare_as_integers_when_they_can() {
+        assert_eq!(compare_versions("10", "9"), Ordering::Greater);
+        assert_eq!(compare_versions("v10", "v9"), Ordering::Less);
+    }
+
+    #[test]
+    fn unknown_names_and_versions_are_not_found() {
+        let r = ModelRegistry::new();
+        assert_eq!(r.get("m", None).err().unwrap().to_string(), "Model m not found");
+        r.begin_load("m", &Some("1".into()));
+        assert_eq!(
+            r.get("m", Some("2")).err().unwrap().to_string(),
+            "Model m with version 2 not found"
+        );
+        assert_eq!(r.get("m", Some("1")).err().unwrap().to_string(), "Model m is not ready yet.");
+        assert!(!r.all_ready());
+        r.fail_load("m", &Some("1".into()), "boom".into());
+        assert!(r.get("m", None).err().unwrap().to_string().contains("boom"));
+        r.remove("m", &Some("1".into()));
+        assert!(r.all_ready());
+    }
+}

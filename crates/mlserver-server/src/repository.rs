@@ -1,0 +1,246 @@
+//! Loading and unloading models found on disk: MLServer's model repository.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use futures::FutureExt;
+use mlserver_runtime::{
+    metadata_from_settings, panic_message, MLServerError, ModelContext, RuntimeRegistry,
+};
+use mlserver_settings::{EnvSource, ModelSettings};
+use mlserver_types::{ModelState, RepositoryIndexItem};
+use tracing::{error, info, warn};
+
+use crate::registry::{LoadedModel, ModelRegistry, Version};
+
+/// How long an unload waits for in-flight requests before unloading anyway.
+const UNLOAD_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The models folder, the runtimes that can serve it, and what is loaded.
+pub struct ModelRepository {
+    root: PathBuf,
+    env: Arc<EnvSource>,
+    runtimes: RuntimeRegistry,
+    registry: Arc<ModelRegistry>,
+    /// Serialises load/unload per model name, so a reload racing an unload
+    /// cannot leave a half-registered model behind.
+    name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ModelRepository {
+    pub fn new(
+        root: PathBuf,
+        env: Arc<EnvSource>,
+        runtimes: RuntimeRegistry,
+        registry: Arc<ModelRegistry>,
+    ) -> Self {
+        ModelRepository { root, env, runtimes, registry, name_locks: Mutex::default() }
+    }
+
+    pub fn registry(&self) -> &Arc<ModelRegistry> {
+        &self.registry
+    }
+
+    fn name_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.name_locks.lock().expect("name locks");
+        locks.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Everything on disk, scanned off the reactor.
+    async fn scan(&self) -> mlserver_settings::ScanResult {
+        let root = self.root.clone();
+        let env = self.env.clone();
+        tokio::task::spawn_blocking(move || mlserver_settings::scan_models(&root, &env))
+            .await
+            .unwrap_or_else(|e| {
+                error!("model repository scan failed: {e}");
+                mlserver_settings::ScanResult::default()
+            })
+    }
+
+    /// Loads every model found on disk, concurrently. Failures are logged and
+    /// recorded per model; they do not stop the others.
+    pub async fn load_all(&self) -> Vec<MLServerError> {
+        let scan = self.scan().await;
+        for (path, reason) in &scan.errors {
+            error!("skipping {}: {reason}", path.display());
+        }
+        let mut by_name: BTreeMap<String, Vec<ModelSettings>> = BTreeMap::new();
+        for settings in scan.models {
+            by_name.entry(settings.name.clone()).or_default().push(settings);
+        }
+        let loads = by_name.into_iter().map(|(name, versions)| async move {
+            let lock = self.name_lock(&name);
+            let _guard = lock.lock().await;
+            self.load_versions(versions).await
+        });
+        join_all(loads).await.into_iter().filter_map(Result::err).collect()
+    }
+
+    /// (Re)loads every version of `name` found on disk and unloads versions
+    /// no longer there. Returns once all are ready (or failed).
+    pub async fn load(&self, name: &str) -> Result<(), MLServerError> {
+        let lock = self.name_lock(name);
+        let _guard = lock.lock().await;
+        let scan = self.scan().await;
+        let found: Vec<ModelSettings> = scan.models.into_iter().filter(|m| m.name == name).collect();
+        if found.is_empty() {
+            return Err(MLServerError::ModelNotFound(name.to_owned()));
+        }
+        let on_disk: Vec<Version> = found.iter().map(|m| m.version().map(str::to_owned)).collect();
+        let result = self.load_versions(found).await;
+        for stale in self.registry.versions(name) {
+            if !on_disk.contains(&stale) {
+                info!(model = name, version = ?stale, "unloading version no longer on disk");
+                self.unload_version(name, &stale).await;
+            }
+        }
+        result
+    }
+
+    /// Loads one model from settings given directly (not from disk).
+    pub async fn load_settings(&self, settings: ModelSettings) -> Result<(), MLServerError> {
+        let lock = self.name_lock(&settings.name);
+        let _guard = lock.lock().await;
+        self.load_version(settings).await
+    }
+
+    async fn load_versions(&self, versions: Vec<ModelSettings>) -> Result<(), MLServerError> {
+        let results = join_all(versions.into_iter().map(|s| self.load_version(s))).await;
+        results.into_iter().collect::<Result<Vec<()>, _>>().map(drop)
+    }
+
+    async fn load_version(&self, settings: ModelSettings) -> Result<(), MLServerError> {
+        let name = settings.name.clone();
+        let version = settings.version().map(str::to_owned);
+        self.registry.begin_load(&name, &version);
+        let started = Instant::now();
+        match self.instantiate(settings).await {
+            Ok(model) => {
+                if let Some(old) = self.registry.finish_load(&name, &version, Arc::new(model)) {
+                    unload_instance(old).await;
+                }
+                info!(
+                    model = %name,
+                    version = version.as_deref().unwrap_or(""),
+                    "Loaded model {name} in {:.1?}",
+                    started.elapsed()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                error!(model = %name, version = version.as_deref().unwrap_or(""), "Couldn't load model {name}: {e}");
+                self.registry.fail_load(&name, &version, e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    async fn instantiate(&self, settings: ModelSettings) -> Result<LoadedModel, MLServerError> {
+        let implementation = settings.implementation.clone().ok_or_else(|| {
+            MLServerError::bad_request(format!(
+                "model {} has no `implementation` in its model-settings (or MLSERVER_MODEL_IMPLEMENTATION)",
+                settings.name
+            ))
+        })?;
+        let factory = self.runtimes.resolve(&implementation).ok_or_else(|| {
+            let known: Vec<&str> = self.runtimes.names().collect();
+            MLServerError::bad_request(format!(
+                "no runtime is registered for implementation '{implementation}' (model {}); registered runtimes: {}",
+                settings.name,
+                known.join(", ")
+            ))
+        })?;
+        let settings = Arc::new(settings);
+        let runtime = AssertUnwindSafe(factory(ModelContext::new(settings.clone())))
+            .catch_unwind()
+            .await
+            .map_err(|p| MLServerError::internal(format!("runtime panicked while loading: {}", panic_message(&*p))))??;
+        let metadata = match AssertUnwindSafe(runtime.metadata()).catch_unwind().await {
+            Ok(Some(m)) => m,
+            Ok(None) => metadata_from_settings(&settings),
+            Err(p) => {
+                return Err(MLServerError::internal(format!(
+                    "runtime panicked in metadata(): {}",
+                    panic_message(&*p)
+                )))
+            }
+        };
+        Ok(LoadedModel { settings, runtime, metadata })
+    }
+
+    /// Unloads every version of `name`.
+    pub async fn unload(&self, name: &str) -> Result<(), MLServerError> {
+        let lock = self.name_lock(name);
+        let _guard = lock.lock().await;
+        let versions = self.registry.versions(name);
+        if versions.is_empty() {
+            return Err(MLServerError::ModelNotFound(name.to_owned()));
+        }
+        for version in versions {
+            self.unload_version(name, &version).await;
+        }
+        info!(model = name, "Unloaded all versions of model {name}");
+        Ok(())
+    }
+
+    async fn unload_version(&self, name: &str, version: &Version) {
+        if let Some(model) = self.registry.begin_unload(name, version) {
+            unload_instance(model).await;
+        }
+        self.registry.remove(name, version);
+    }
+
+    /// Unloads everything (shutdown).
+    pub async fn unload_all(&self) {
+        let names: std::collections::BTreeSet<String> =
+            self.registry.snapshot().into_iter().map(|(n, _, _)| n).collect();
+        join_all(names.iter().map(|n| self.unload(n))).await;
+    }
+
+    /// The repository index: every model on disk or registered, with state.
+    pub async fn index(&self, ready_only: bool) -> Vec<RepositoryIndexItem> {
+        let scan = self.scan().await;
+        let mut items: BTreeMap<(String, Version), (ModelState, String)> = BTreeMap::new();
+        for m in &scan.models {
+            items.insert((m.name.clone(), m.version().map(str::to_owned)), (ModelState::Unavailable, String::new()));
+        }
+        for (path, reason) in &scan.errors {
+            let name = path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            items
+                .entry((name, None))
+                .or_insert((ModelState::Unavailable, format!("invalid {}: {reason}", path.display())));
+        }
+        for (name, version, slot) in self.registry.snapshot() {
+            items.insert((name, version), slot.index_state());
+        }
+        items
+            .into_iter()
+            .filter(|(_, (state, _))| !ready_only || *state == ModelState::Ready)
+            .map(|((name, version), (state, reason))| RepositoryIndexItem { name, version, state, reason })
+            .collect()
+    }
+}
+
+/// Waits (bounded) for in-flight requests to release the instance, then
+/// calls the runtime's `unload`.
+async fn unload_instance(model: Arc<LoadedModel>) {
+    let deadline = Instant::now() + UNLOAD_DRAIN_TIMEOUT;
+    while Arc::strong_count(&model) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let name = model.name().to_owned();
+    match AssertUnwindSafe(model.runtime.unload()).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(model = %name, "unload failed: {e}"),
+        Err(p) => warn!(model = %name, "runtime panicked in unload: {}", panic_message(&*p)),
+    }
+}
