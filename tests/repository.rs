@@ -9,7 +9,14 @@ use serde_json::{json, Value};
 async fn body(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON") })
+    (
+        status,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("JSON")
+        },
+    )
 }
 
 fn index_entry<'a>(index: &'a Value, name: &str, version: Option<&str>) -> &'a Value {
@@ -40,17 +47,40 @@ async fn failed_loads_are_reported_and_contained() {
     assert_eq!(index_entry(&index, "good", None)["state"], "READY");
     let broken = index_entry(&index, "broken", None);
     assert_eq!(broken["state"], "UNAVAILABLE");
-    assert!(broken["reason"].as_str().unwrap().contains("weights file is corrupt"), "{broken}");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("weights file is corrupt"),
+        "{broken}"
+    );
     let exploding = index_entry(&index, "exploding", None);
-    assert!(exploding["reason"].as_str().unwrap().contains("load exploded"), "{exploding}");
+    assert!(
+        exploding["reason"]
+            .as_str()
+            .unwrap()
+            .contains("load exploded"),
+        "{exploding}"
+    );
     let unknown = index_entry(&index, "unknown-runtime", None);
-    assert!(unknown["reason"].as_str().unwrap().contains("nobody.Home"), "{unknown}");
+    assert!(
+        unknown["reason"].as_str().unwrap().contains("nobody.Home"),
+        "{unknown}"
+    );
     let invalid = index_entry(&index, "invalid", None);
     assert_eq!(invalid["state"], "UNAVAILABLE");
 
     // Not ready as a whole, but the good model serves.
-    assert_eq!(body(s.get("/v2/health/ready").await).await, (503, json!({"ready": false})));
-    assert_eq!(body(s.post_json("/v2/models/good/infer", &x_request()).await).await.0, 200);
+    assert_eq!(
+        body(s.get("/v2/health/ready").await).await,
+        (503, json!({"ready": false}))
+    );
+    assert_eq!(
+        body(s.post_json("/v2/models/good/infer", &x_request()).await)
+            .await
+            .0,
+        200
+    );
     assert_eq!(
         body(s.get("/v2/models/broken/ready").await).await,
         (503, json!({"name": "broken", "ready": false}))
@@ -58,16 +88,31 @@ async fn failed_loads_are_reported_and_contained() {
     let (status, v) = body(s.post_json("/v2/models/broken/infer", &x_request()).await).await;
     assert_eq!(status, 400);
     let msg = v["error"].as_str().unwrap();
-    assert!(msg.starts_with("Model broken is not ready yet.") && msg.contains("corrupt"), "{msg}");
+    assert!(
+        msg.starts_with("Model broken is not ready yet.") && msg.contains("corrupt"),
+        "{msg}"
+    );
 
     // Loading it again through the API reports the failure.
-    let (status, v) = body(s.post_json("/v2/repository/models/broken/load", &json!({})).await).await;
+    let (status, v) = body(
+        s.post_json("/v2/repository/models/broken/load", &json!({}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 500, "{v}");
     assert!(v["error"].as_str().unwrap().contains("corrupt"));
 
     // Unloading the failed ones makes the server ready again.
     for name in ["broken", "exploding", "unknown-runtime"] {
-        assert_eq!(s.client.post(s.url(&format!("/v2/repository/models/{name}/unload"))).send().await.unwrap().status(), 200);
+        assert_eq!(
+            s.client
+                .post(s.url(&format!("/v2/repository/models/{name}/unload")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     assert_eq!(body(s.get("/v2/health/ready").await).await.0, 200);
     s.stop().await;
@@ -77,58 +122,143 @@ async fn failed_loads_are_reported_and_contained() {
 async fn index_load_unload() {
     let dir = ModelsDir::new();
     dir.model("a", json!({"implementation": "echo"}));
-    dir.model("b/1", json!({"name": "b", "implementation": "test.Slow", "parameters": {"version": "1"}}));
-    dir.model("b/2", json!({"name": "b", "implementation": "test.Slow", "parameters": {"version": "2"}}));
+    dir.model(
+        "b/1",
+        json!({"name": "b", "implementation": "test.Slow", "parameters": {"version": "1"}}),
+    );
+    dir.model(
+        "b/2",
+        json!({"name": "b", "implementation": "test.Slow", "parameters": {"version": "2"}}),
+    );
     let s = TestServer::start_ready(dir.path()).await;
 
     // The index needs no body (MLServer insists on `{}`; both work here).
-    let r = s.client.post(s.url("/v2/repository/index")).send().await.unwrap();
+    let r = s
+        .client
+        .post(s.url("/v2/repository/index"))
+        .send()
+        .await
+        .unwrap();
     let (status, index) = body(r).await;
     assert_eq!(status, 200);
     assert_eq!(index.as_array().unwrap().len(), 3);
     assert_eq!(index_entry(&index, "b", Some("2"))["state"], "READY");
     assert_eq!(index_entry(&index, "a", None)["reason"], "");
 
-    let (status, v) = body(s.post_json("/v2/repository/models/a/unload", &json!({})).await).await;
+    let (status, v) = body(
+        s.post_json("/v2/repository/models/a/unload", &json!({}))
+            .await,
+    )
+    .await;
     assert_eq!((status, v), (200, Value::Null));
-    assert_eq!(body(s.get("/v2/models/a/ready").await).await, (404, json!({"error": "Model a not found"})));
+    assert_eq!(
+        body(s.get("/v2/models/a/ready").await).await,
+        (404, json!({"error": "Model a not found"}))
+    );
     let (_, index) = body(s.post_json("/v2/repository/index", &json!({})).await).await;
     assert_eq!(index_entry(&index, "a", None)["state"], "UNAVAILABLE");
-    let (_, ready_only) = body(s.post_json("/v2/repository/index", &json!({"ready": true})).await).await;
-    assert!(ready_only.as_array().unwrap().iter().all(|e| e["state"] == "READY"));
+    let (_, ready_only) = body(
+        s.post_json("/v2/repository/index", &json!({"ready": true}))
+            .await,
+    )
+    .await;
+    assert!(ready_only
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["state"] == "READY"));
     assert_eq!(ready_only.as_array().unwrap().len(), 2);
 
-    assert_eq!(s.client.post(s.url("/v2/repository/models/a/load")).send().await.unwrap().status(), 200);
-    assert_eq!(body(s.post_json("/v2/models/a/infer", &x_request()).await).await.0, 200);
+    assert_eq!(
+        s.client
+            .post(s.url("/v2/repository/models/a/load"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        body(s.post_json("/v2/models/a/infer", &x_request()).await)
+            .await
+            .0,
+        200
+    );
 
     // Unknown names.
     assert_eq!(
-        body(s.post_json("/v2/repository/models/zz/load", &json!({})).await).await,
+        body(
+            s.post_json("/v2/repository/models/zz/load", &json!({}))
+                .await
+        )
+        .await,
         (404, json!({"error": "Model zz not found"}))
     );
     assert_eq!(
-        body(s.post_json("/v2/repository/models/zz/unload", &json!({})).await).await,
+        body(
+            s.post_json("/v2/repository/models/zz/unload", &json!({}))
+                .await
+        )
+        .await,
         (404, json!({"error": "Model zz not found"}))
     );
     // A body that is there must be JSON.
-    let r = s.client.post(s.url("/v2/repository/models/a/load")).body("{oops").send().await.unwrap();
+    let r = s
+        .client
+        .post(s.url("/v2/repository/models/a/load"))
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let r = s.client.post(s.url("/v2/repository/index")).body("[1,2]").send().await.unwrap();
+    let r = s
+        .client
+        .post(s.url("/v2/repository/index"))
+        .body("[1,2]")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // Versions: default is the newest; unloading the name drops them all.
     let (_, v) = body(s.post_json("/v2/models/b/infer", &x_request()).await).await;
     assert_eq!(v["outputs"][0]["data"], json!(["2"]));
-    let (_, v) = body(s.post_json("/v2/models/b/versions/1/infer", &x_request()).await).await;
+    let (_, v) = body(
+        s.post_json("/v2/models/b/versions/1/infer", &x_request())
+            .await,
+    )
+    .await;
     assert_eq!(v["outputs"][0]["data"], json!(["1"]));
     // A version removed from disk goes away on the next load.
     std::fs::remove_dir_all(dir.path().join("b/2")).unwrap();
-    assert_eq!(s.client.post(s.url("/v2/repository/models/b/load")).send().await.unwrap().status(), 200);
-    assert_eq!(body(s.get("/v2/models/b/versions/2/ready").await).await.0, 404);
+    assert_eq!(
+        s.client
+            .post(s.url("/v2/repository/models/b/load"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        body(s.get("/v2/models/b/versions/2/ready").await).await.0,
+        404
+    );
     let (_, v) = body(s.post_json("/v2/models/b/infer", &x_request()).await).await;
     assert_eq!(v["outputs"][0]["data"], json!(["1"]));
-    assert_eq!(s.client.post(s.url("/v2/repository/models/b/unload")).send().await.unwrap().status(), 200);
-    assert_eq!(body(s.get("/v2/models/b/versions/1/ready").await).await.0, 404);
+    assert_eq!(
+        s.client
+            .post(s.url("/v2/repository/models/b/unload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        body(s.get("/v2/models/b/versions/1/ready").await).await.0,
+        404
+    );
     s.stop().await;
 }
 
@@ -136,7 +266,10 @@ async fn index_load_unload() {
 async fn models_written_after_start_and_lazy_startup() {
     let dir = ModelsDir::new();
     dir.model("early", json!({"implementation": "echo"}));
-    let s = TestServer::start_with(dir.path(), test_runtimes(), |st| st.load_models_at_startup = false).await;
+    let s = TestServer::start_with(dir.path(), test_runtimes(), |st| {
+        st.load_models_at_startup = false
+    })
+    .await;
     s.wait_started().await;
     // Nothing loaded, yet ready (ModelMesh / KServe start like this).
     assert_eq!(body(s.get("/v2/health/ready").await).await.0, 200);
@@ -151,9 +284,18 @@ async fn models_written_after_start_and_lazy_startup() {
         json!({"name": "late-model__isvc-6b2eb0b8bf", "implementation": "echo",
                "parameters": {"uri": data_dir.path()}}),
     );
-    let r = s.client.post(s.url("/v2/repository/models/late-model__isvc-6b2eb0b8bf/load")).send().await.unwrap();
+    let r = s
+        .client
+        .post(s.url("/v2/repository/models/late-model__isvc-6b2eb0b8bf/load"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let (status, v) = body(s.post_json("/v2/models/late-model__isvc-6b2eb0b8bf/infer", &x_request()).await).await;
+    let (status, v) = body(
+        s.post_json("/v2/models/late-model__isvc-6b2eb0b8bf/infer", &x_request())
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(v["model_name"], "late-model__isvc-6b2eb0b8bf");
     s.stop().await;
@@ -162,13 +304,22 @@ async fn models_written_after_start_and_lazy_startup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loading_models_are_visible_as_not_ready_and_reloads_keep_serving() {
     let dir = ModelsDir::new();
-    dir.model("slow", json!({"implementation": "test.Slow", "parameters": {"extra": {"load_ms": 800}}}));
+    dir.model(
+        "slow",
+        json!({"implementation": "test.Slow", "parameters": {"extra": {"load_ms": 800}}}),
+    );
     let s = TestServer::start(dir.path()).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(body(s.get("/v2/health/ready").await).await, (503, json!({"ready": false})));
+    assert_eq!(
+        body(s.get("/v2/health/ready").await).await,
+        (503, json!({"ready": false}))
+    );
     assert_eq!(body(s.get("/v2/models/slow/ready").await).await.0, 503);
     let (status, v) = body(s.post_json("/v2/models/slow/infer", &x_request()).await).await;
-    assert_eq!((status, v), (400, json!({"error": "Model slow is not ready yet."})));
+    assert_eq!(
+        (status, v),
+        (400, json!({"error": "Model slow is not ready yet."}))
+    );
     let (_, index) = body(s.post_json("/v2/repository/index", &json!({})).await).await;
     assert_eq!(index_entry(&index, "slow", None)["state"], "LOADING");
     s.wait_started().await;

@@ -11,26 +11,42 @@ use serde_json::{json, Value};
 async fn body(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).expect("JSON body")
+    };
     (status, value)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metadata() {
     let s = TestServer::start_ready(&examples_models()).await;
-    assert_eq!(body(s.get("/v2/health/live").await).await, (200, json!({"live": true})));
-    assert_eq!(body(s.get("/v2/health/ready").await).await, (200, json!({"ready": true})));
+    assert_eq!(
+        body(s.get("/v2/health/live").await).await,
+        (200, json!({"live": true}))
+    );
+    assert_eq!(
+        body(s.get("/v2/health/ready").await).await,
+        (200, json!({"ready": true}))
+    );
 
     let (status, meta) = body(s.get("/v2").await).await;
     assert_eq!(status, 200);
     assert_eq!(meta["name"], "mlserver");
     assert!(meta["version"].as_str().is_some_and(|v| !v.is_empty()));
-    assert!(meta["extensions"].as_array().unwrap().contains(&json!("binary_tensor_data")));
+    assert!(meta["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("binary_tensor_data")));
 
     let (status, meta) = body(s.get("/v2/models/sum-model").await).await;
     assert_eq!(status, 200);
     assert_eq!(meta["name"], "sum-model");
-    assert_eq!(meta["inputs"][0], json!({"name": "input", "datatype": "FP32", "shape": [-1, -1]}));
+    assert_eq!(
+        meta["inputs"][0],
+        json!({"name": "input", "datatype": "FP32", "shape": [-1, -1]})
+    );
     let (status, meta) = body(s.get("/v2/models/text-model/versions/1").await).await;
     assert_eq!(status, 200);
     assert_eq!(meta["parameters"], json!({}));
@@ -40,7 +56,12 @@ async fn health_and_metadata() {
         body(s.get("/v2/models/sum-model/ready").await).await,
         (200, json!({"name": "sum-model", "ready": true}))
     );
-    assert_eq!(body(s.get("/v2/models/text-model/versions/2/ready").await).await.0, 200);
+    assert_eq!(
+        body(s.get("/v2/models/text-model/versions/2/ready").await)
+            .await
+            .0,
+        200
+    );
     assert_eq!(
         body(s.get("/v2/models/nope/ready").await).await,
         (404, json!({"error": "Model nope not found"}))
@@ -51,10 +72,15 @@ async fn health_and_metadata() {
     );
     assert_eq!(
         body(s.get("/v2/models/text-model/versions/9").await).await,
-        (404, json!({"error": "Model text-model with version 9 not found"}))
+        (
+            404,
+            json!({"error": "Model text-model with version 9 not found"})
+        )
     );
     assert_eq!(
-        body(s.get("/v2/models/text-model/versions/9/ready").await).await.1["error"],
+        body(s.get("/v2/models/text-model/versions/9/ready").await)
+            .await
+            .1["error"],
         "Model text-model with version 9 not found"
     );
     s.stop().await;
@@ -72,17 +98,26 @@ async fn infer_json_every_datatype_nested_and_flat() {
         ("INT8", json!([[-128, 127], [0, 1]])),
         ("INT16", json!([[-32768, 32767], [0, 1]])),
         ("INT32", json!([[-2147483648i64, 2147483647], [0, 1]])),
-        ("INT64", json!([[-9223372036854775808i64, 9223372036854775807i64], [0, 1]])),
+        (
+            "INT64",
+            json!([[-9223372036854775808i64, 9223372036854775807i64], [0, 1]]),
+        ),
         ("FP16", json!([[0.5, -2.0], [1.0, 65504.0]])),
         ("FP32", json!([[0.5, -2.25], [1e10, 3.0]])),
         ("FP64", json!([[0.1, -2.25], [1e300, 3.0]])),
         ("BYTES", json!([["a", "bé"], ["", "zzz"]])),
     ];
     for (datatype, nested) in cases {
-        let flat: Vec<Value> = nested.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().clone()).collect();
+        let flat: Vec<Value> = nested
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().clone())
+            .collect();
         for data in [nested.clone(), Value::Array(flat.clone())] {
             let request = json!({"id": "x", "inputs": [{"name": "input", "shape": [2, 2], "datatype": datatype, "data": data}]});
-            let (status, response) = body(s.post_json("/v2/models/echo-model/infer", &request).await).await;
+            let (status, response) =
+                body(s.post_json("/v2/models/echo-model/infer", &request).await).await;
             assert_eq!(status, 200, "{datatype}: {response}");
             assert_eq!(response["model_name"], "echo-model");
             assert_eq!(response["id"], "x");
@@ -91,7 +126,12 @@ async fn infer_json_every_datatype_nested_and_flat() {
             assert_eq!(out["datatype"], datatype);
             assert_eq!(out["shape"], json!([2, 2]));
             if datatype == "FP32" {
-                let got: Vec<f64> = out["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+                let got: Vec<f64> = out["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
                 assert_eq!(got, vec![0.5, -2.25, 1e10, 3.0]);
             } else {
                 assert_eq!(out["data"], Value::Array(flat.clone()), "{datatype}");
@@ -115,7 +155,10 @@ async fn numeric_and_string_models() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["outputs"][0]["data"], json!([6.0, 15.0]));
     assert_eq!(r["outputs"][0]["shape"], json!([2, 1]));
-    assert!(r.get("model_version").is_none(), "unversioned models omit model_version: {r}");
+    assert!(
+        r.get("model_version").is_none(),
+        "unversioned models omit model_version: {r}"
+    );
     // A generated id when the request has none.
     assert_eq!(r["id"].as_str().unwrap().len(), 36);
 
@@ -125,12 +168,20 @@ async fn numeric_and_string_models() {
     assert_eq!(r["model_version"], "2");
     assert_eq!(r["outputs"][0]["data"], json!(["cba", "olléh"]));
     assert_eq!(r["outputs"][1]["data"], json!([3, 5]));
-    let (_, r) = body(s.post_json("/v2/models/text-model/versions/1/infer", &text).await).await;
+    let (_, r) = body(
+        s.post_json("/v2/models/text-model/versions/1/infer", &text)
+            .await,
+    )
+    .await;
     assert_eq!(r["model_version"], "1");
     assert_eq!(r["outputs"][0]["data"], json!(["ABC", "HÉLLO"]));
     assert_eq!(r["outputs"][0]["parameters"]["content_type"], "str");
     // The generate alias.
-    let (status, r) = body(s.post_json("/v2/models/text-model/versions/1/generate", &text).await).await;
+    let (status, r) = body(
+        s.post_json("/v2/models/text-model/versions/1/generate", &text)
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(r["outputs"][0]["data"], json!(["ABC", "HÉLLO"]));
 
@@ -150,7 +201,12 @@ async fn numeric_and_string_models() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_extension_both_directions() {
     let s = TestServer::start_ready(&examples_models()).await;
-    let mut request = InferenceRequest::new(vec![Tensor::new("input", vec![2, 2], vec![1.5f32, 2.0, 3.0, 4.0]).unwrap()]);
+    let mut request = InferenceRequest::new(vec![Tensor::new(
+        "input",
+        vec![2, 2],
+        vec![1.5f32, 2.0, 3.0, 4.0],
+    )
+    .unwrap()]);
     request.id = Some("bin".into());
     request.outputs = Some(vec![RequestOutput {
         name: "output".into(),
@@ -168,7 +224,11 @@ async fn binary_extension_both_directions() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/octet-stream");
-    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let bytes = r.bytes().await.unwrap();
     let header: Value = serde_json::from_slice(&bytes[..header_len]).unwrap();
     assert_eq!(header["outputs"][0]["parameters"]["binary_data_size"], 8);
@@ -178,7 +238,9 @@ async fn binary_extension_both_directions() {
     assert_eq!(response.id.as_deref(), Some("bin"));
 
     // Binary in, JSON out (no binary_data_output): a plain JSON response.
-    let plain = InferenceRequest::new(vec![Tensor::new("input", vec![1, 2], vec![1.0f32, 1.0]).unwrap()]);
+    let plain = InferenceRequest::new(vec![
+        Tensor::new("input", vec![1, 2], vec![1.0f32, 1.0]).unwrap()
+    ]);
     let encoded = binary::encode_request(&plain).unwrap();
     let r = s
         .client
@@ -190,13 +252,22 @@ async fn binary_extension_both_directions() {
         .unwrap();
     assert!(r.headers().get(HEADER_CONTENT_LENGTH).is_none());
     let (status, v) = body(r).await;
-    assert_eq!((status, v["outputs"][0]["data"].clone()), (200, json!([2.0])));
+    assert_eq!(
+        (status, v["outputs"][0]["data"].clone()),
+        (200, json!([2.0]))
+    );
 
     // JSON in, binary out through the request-level default.
     let req = json!({"parameters": {"binary_data_output": true},
                      "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["ab"]}]});
-    let r = s.post_json("/v2/models/text-model/versions/1/infer", &req).await;
-    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+    let r = s
+        .post_json("/v2/models/text-model/versions/1/infer", &req)
+        .await;
+    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let bytes = r.bytes().await.unwrap();
     let response = binary::decode_response(&bytes, Some(header_len)).unwrap();
     assert_eq!(response.outputs[0].data, vec!["AB"].into());
@@ -206,7 +277,10 @@ async fn binary_extension_both_directions() {
     let bf = InferenceRequest::new(vec![Tensor::new(
         "input",
         vec![2],
-        vec![mlserver_types::bf16::from_f32(1.5), mlserver_types::bf16::from_f32(-3.0)],
+        vec![
+            mlserver_types::bf16::from_f32(1.5),
+            mlserver_types::bf16::from_f32(-3.0),
+        ],
     )
     .unwrap()]);
     let mut bf_req = bf.clone();
@@ -220,7 +294,11 @@ async fn binary_extension_both_directions() {
         .send()
         .await
         .unwrap();
-    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let response = binary::decode_response(&r.bytes().await.unwrap(), Some(header_len)).unwrap();
     assert_eq!(response.outputs[0].data, bf.inputs[0].data);
     s.stop().await;
@@ -235,7 +313,10 @@ async fn raw_binary_body_for_single_input_models() {
     );
     dir.model("two-var", json!({"implementation": "sum", "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, -1]}]}));
     let s = TestServer::start_ready(dir.path()).await;
-    let raw: Vec<u8> = [1f32, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let raw: Vec<u8> = [1f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
     let r = s
         .client
         .post(s.url("/v2/models/rows/infer"))
@@ -245,7 +326,11 @@ async fn raw_binary_body_for_single_input_models() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+    let header_len: usize = r.headers()[HEADER_CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let response = binary::decode_response(&r.bytes().await.unwrap(), Some(header_len)).unwrap();
     assert_eq!(response.outputs[0].as_slice::<f32>().unwrap(), &[6.0, 15.0]);
 
@@ -259,7 +344,13 @@ async fn raw_binary_body_for_single_input_models() {
         .unwrap();
     let (status, v) = body(r).await;
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("more than one variable dimension"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than one variable dimension"),
+        "{v}"
+    );
     s.stop().await;
 }
 
@@ -273,7 +364,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 async fn gzip_requests_and_responses() {
     let s = TestServer::start_ready(&examples_models()).await;
     let data: Vec<f32> = (0..1000).map(|i| i as f32).collect();
-    let request = json!({"inputs": [{"name": "input", "shape": [1000], "datatype": "FP32", "data": data}]});
+    let request =
+        json!({"inputs": [{"name": "input", "shape": [1000], "datatype": "FP32", "data": data}]});
     let r = s
         .client
         .post(s.url("/v2/models/echo-model/infer"))
@@ -288,7 +380,9 @@ async fn gzip_requests_and_responses() {
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let compressed = r.bytes().await.unwrap();
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["outputs"][0]["data"].as_array().unwrap().len(), 1000);
 
@@ -322,13 +416,18 @@ async fn gzip_requests_and_responses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_disabled_by_settings() {
-    let s = TestServer::start_with(&examples_models(), mlserver_tests::runtimes::test_runtimes(), |st| {
-        st.gzip_enabled = false;
-    })
+    let s = TestServer::start_with(
+        &examples_models(),
+        mlserver_tests::runtimes::test_runtimes(),
+        |st| {
+            st.gzip_enabled = false;
+        },
+    )
     .await;
     s.wait_started().await;
     let data: Vec<f32> = (0..1000).map(|i| i as f32).collect();
-    let request = json!({"inputs": [{"name": "input", "shape": [1000], "datatype": "FP32", "data": data}]});
+    let request =
+        json!({"inputs": [{"name": "input", "shape": [1000], "datatype": "FP32", "data": data}]});
     let r = s
         .client
         .post(s.url("/v2/models/echo-model/infer"))
@@ -357,23 +456,72 @@ async fn bad_requests_get_clear_errors() {
     let cases: &[(&str, u16, &str)] = &[
         ("{not json", 400, "invalid inference request"),
         (r#"{"inputs": 5}"#, 400, "invalid inference request"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2]}]}"#, 400, "needs 3 elements"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FLOAT","data":[1,2,3]}]}"#, 400, "unknown datatype 'FLOAT'"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":["a","b","c"]}]}"#, 400, "expected a number"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"INT8","data":[1,2,300]}]}"#, 400, "out of range for INT8"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP64","data":[1,2,3]}]}"#, 400, "expects FP32"),
-        (r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}"#, 400, "expects [-1, 3]"),
-        (r#"{"inputs":[{"name":"input","shape":[-1,3],"datatype":"FP32","data":[1,2,3]}]}"#, 400, "invalid shape"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32"}]}"#, 400, "has no `data`"),
-        (r#"{"inputs":[{"name":"input","datatype":"FP32","data":[1]}]}"#, 400, "missing field `shape`"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"BF16","data":[1,2,3]}]}"#, 400, "binary tensor data extension"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"BOOL","data":[true,false,true]}]}"#, 400, "expects FP32"),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2]}]}"#,
+            400,
+            "needs 3 elements",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FLOAT","data":[1,2,3]}]}"#,
+            400,
+            "unknown datatype 'FLOAT'",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":["a","b","c"]}]}"#,
+            400,
+            "expected a number",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"INT8","data":[1,2,300]}]}"#,
+            400,
+            "out of range for INT8",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP64","data":[1,2,3]}]}"#,
+            400,
+            "expects FP32",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}"#,
+            400,
+            "expects [-1, 3]",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[-1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
+            400,
+            "invalid shape",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32"}]}"#,
+            400,
+            "has no `data`",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","datatype":"FP32","data":[1]}]}"#,
+            400,
+            "missing field `shape`",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"BF16","data":[1,2,3]}]}"#,
+            400,
+            "binary tensor data extension",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"BOOL","data":[true,false,true]}]}"#,
+            400,
+            "expects FP32",
+        ),
     ];
     for (request, status, fragment) in cases {
         let (got, v) = body(infer(request).await.unwrap()).await;
         assert_eq!(got, *status, "{request} -> {v}");
-        let msg = v["error"].as_str().unwrap_or_else(|| panic!("no error field for {request}: {v}"));
-        assert!(msg.contains(fragment), "{request}: expected '{fragment}' in '{msg}'");
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field for {request}: {v}"));
+        assert!(
+            msg.contains(fragment),
+            "{request}: expected '{fragment}' in '{msg}'"
+        );
     }
 
     // Binary framing errors.
@@ -404,11 +552,25 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(status, 405);
     assert!(v["error"].as_str().is_some());
     // Unknown model beats a bad body.
-    let r = s.client.post(s.url("/v2/models/ghost/infer")).body("garbage").send().await.unwrap();
-    assert_eq!(body(r).await, (404, json!({"error": "Model ghost not found"})));
+    let r = s
+        .client
+        .post(s.url("/v2/models/ghost/infer"))
+        .body("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body(r).await,
+        (404, json!({"error": "Model ghost not found"}))
+    );
 
     // The server is still fine.
-    let (status, _) = body(infer(r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#).await.unwrap()).await;
+    let (status, _) = body(
+        infer(r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     s.stop().await;
 }
@@ -419,14 +581,18 @@ async fn oversized_bodies_are_refused() {
     dir.model("echo", json!({"implementation": "echo"}));
     let env = std::sync::Arc::new(mlserver_settings::EnvSource::empty());
     let settings = mlserver_settings::load_settings(dir.path(), &env).unwrap();
-    let server = mlserver_server::Server::new(settings, mlserver_tests::runtimes::test_runtimes(), env)
-        .with_max_body_bytes(1024);
+    let server =
+        mlserver_server::Server::new(settings, mlserver_tests::runtimes::test_runtimes(), env)
+            .with_max_body_bytes(1024);
     let s = TestServer::serve(server).await;
     s.wait_started().await;
     let big = json!({"inputs": [{"name": "x", "shape": [1000], "datatype": "FP32", "data": vec![1.0f32; 1000]}]});
     let (status, v) = body(s.post_json("/v2/models/echo/infer", &big).await).await;
     assert_eq!(status, 413, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("limit of 1024 bytes"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("limit of 1024 bytes"),
+        "{v}"
+    );
     // A gzip bomb: small on the wire, large inflated.
     let spaces = gzip(&vec![b' '; 100_000]);
     assert!(spaces.len() < 1024);
@@ -441,7 +607,10 @@ async fn oversized_bodies_are_refused() {
     assert_eq!(r.status(), 413);
     // Small requests still work.
     let small = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]});
-    assert_eq!(s.post_json("/v2/models/echo/infer", &small).await.status(), 200);
+    assert_eq!(
+        s.post_json("/v2/models/echo/infer", &small).await.status(),
+        200
+    );
     s.stop().await;
 }
 
@@ -465,7 +634,10 @@ async fn headers_reach_the_model_and_come_back() {
     let seen: Value = serde_json::from_str(v["outputs"][0]["data"][0].as_str().unwrap()).unwrap();
     assert_eq!(seen["x-request-tag"], "abc");
     assert!(seen.get("spoofed").is_none());
-    assert!(v.get("parameters").is_none(), "headers are not left in the body: {v}");
+    assert!(
+        v.get("parameters").is_none(),
+        "headers are not left in the body: {v}"
+    );
     s.stop().await;
 }
 
@@ -476,17 +648,27 @@ async fn a_panicking_runtime_fails_only_its_request() {
     dir.model("liar", json!({"implementation": "test.Lying"}));
     dir.model("echo", json!({"implementation": "echo"}));
     let s = TestServer::start_ready(dir.path()).await;
-    let req = |x: f32| json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [x]}]});
+    let req =
+        |x: f32| json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [x]}]});
     let (status, v) = body(s.post_json("/v2/models/panicky/infer", &req(-1.0)).await).await;
     assert_eq!(status, 500);
-    assert!(v["error"].as_str().unwrap().contains("negative input is fatal"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("negative input is fatal"),
+        "{v}"
+    );
     let (status, _) = body(s.post_json("/v2/models/panicky/infer", &req(1.0)).await).await;
     assert_eq!(status, 200);
     let (status, _) = body(s.post_json("/v2/models/echo/infer", &req(1.0)).await).await;
     assert_eq!(status, 200);
     let (status, v) = body(s.post_json("/v2/models/liar/infer", &req(1.0)).await).await;
     assert_eq!(status, 500);
-    assert!(v["error"].as_str().unwrap().contains("invalid output"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("invalid output"),
+        "{v}"
+    );
     assert_eq!(body(s.get("/v2/health/ready").await).await.0, 200);
     s.stop().await;
 }
@@ -494,21 +676,32 @@ async fn a_panicking_runtime_fails_only_its_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let dir = ModelsDir::new();
-    dir.model("slow", json!({"implementation": "test.Slow", "parameters": {"extra": {"predict_ms": 500}}}));
+    dir.model(
+        "slow",
+        json!({"implementation": "test.Slow", "parameters": {"extra": {"predict_ms": 500}}}),
+    );
     let s = TestServer::start_ready(dir.path()).await;
     let client = s.client.clone();
     let url = s.url("/v2/models/slow/infer");
     let in_flight = tokio::spawn(async move {
         client
             .post(url)
-            .json(&json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}))
+            .json(
+                &json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}),
+            )
             .send()
             .await
     });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let addr = s.addr;
     s.stop().await;
-    let r = in_flight.await.unwrap().expect("in-flight request completes");
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
     assert_eq!(r.status(), 200);
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed after shutdown"
+    );
 }

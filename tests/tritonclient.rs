@@ -10,9 +10,11 @@ async fn tritonclient_http_against_the_examples() {
     };
     let s = TestServer::start_ready(&examples_models()).await;
     let target = s.addr.to_string();
-    let out = tokio::task::spawn_blocking(move || python::run_script(&py, "tritonclient_http.py", &[&target]))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        python::run_script(&py, "tritonclient_http.py", &[&target])
+    })
+    .await
+    .unwrap();
     println!("{out}");
     assert!(out.contains("all tritonclient checks passed"));
     s.stop().await;

@@ -17,7 +17,10 @@ use tokio::task::JoinHandle;
 
 /// The repository's root folder.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// `examples/models`, the folder the README serves.
@@ -42,7 +45,11 @@ impl TestServer {
     }
 
     /// Like [`TestServer::start`], with settings adjusted by `tweak`.
-    pub async fn start_with(folder: &Path, runtimes: RuntimeRegistry, tweak: impl FnOnce(&mut Settings)) -> Self {
+    pub async fn start_with(
+        folder: &Path,
+        runtimes: RuntimeRegistry,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let env = Arc::new(EnvSource::empty());
         let mut settings = mlserver_settings::load_settings(folder, &env).expect("settings");
         tweak(&mut settings);
@@ -51,7 +58,9 @@ impl TestServer {
 
     /// Runs an already built server on a free loopback port.
     pub async fn serve(server: Server) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server_dataplane = server.dataplane().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -60,7 +69,10 @@ impl TestServer {
         }));
         TestServer {
             addr,
-            client: reqwest::Client::builder().no_gzip().build().expect("client"),
+            client: reqwest::Client::builder()
+                .no_gzip()
+                .build()
+                .expect("client"),
             shutdown: Some(tx),
             handle: Some(handle),
             server_dataplane,
@@ -82,18 +94,30 @@ impl TestServer {
     pub async fn wait_started(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let index = self.client.post(self.url("/v2/repository/index")).json(&serde_json::json!({})).send().await;
+            let index = self
+                .client
+                .post(self.url("/v2/repository/index"))
+                .json(&serde_json::json!({}))
+                .send()
+                .await;
             let loading = match index {
                 Ok(r) => {
                     let items: serde_json::Value = r.json().await.expect("index json");
-                    items.as_array().expect("array").iter().any(|i| i["state"] == "LOADING")
+                    items
+                        .as_array()
+                        .expect("array")
+                        .iter()
+                        .any(|i| i["state"] == "LOADING")
                 }
                 Err(_) => true,
             };
             if !loading && self.server_dataplane.started() {
                 return;
             }
-            assert!(Instant::now() < deadline, "server did not finish loading in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "server did not finish loading in 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -103,7 +127,12 @@ impl TestServer {
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("POST")
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
     }
 
     /// Stops the server and waits for it to finish (graceful shutdown).
@@ -132,7 +161,9 @@ pub struct ModelsDir {
 
 impl ModelsDir {
     pub fn new() -> Self {
-        ModelsDir { dir: tempfile::tempdir().expect("tempdir") }
+        ModelsDir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -148,7 +179,10 @@ impl ModelsDir {
 
     /// Writes `<name>/model-settings.json` (or `<name>/<version>/...`).
     pub fn model(&self, folder: &str, settings: serde_json::Value) -> &Self {
-        self.write(&format!("{folder}/model-settings.json"), &settings.to_string())
+        self.write(
+            &format!("{folder}/model-settings.json"),
+            &settings.to_string(),
+        )
     }
 }
 

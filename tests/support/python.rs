@@ -26,13 +26,23 @@ fn make_venv() -> Option<PathBuf> {
         return Some(python);
     }
     let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = run(Command::new(&base).args(["-m", "venv", "--clear"]).arg(&venv));
-    assert!(out.status.success(), "could not create a venv with {base}: {}", stderr(&out));
-    let out = run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(PACKAGES),
+    let out = run(Command::new(&base)
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv));
+    assert!(
+        out.status.success(),
+        "could not create a venv with {base}: {}",
+        stderr(&out)
     );
+    let out = run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(PACKAGES));
     if !out.status.success() {
         let err = stderr(&out);
         if is_network_failure(&err) {
@@ -45,7 +55,10 @@ fn make_venv() -> Option<PathBuf> {
         }
         panic!("pip install {PACKAGES:?} failed: {err}");
     }
-    assert!(imports_ok(&python), "tritonclient installed but does not import");
+    assert!(
+        imports_ok(&python),
+        "tritonclient installed but does not import"
+    );
     Some(python)
 }
 
@@ -71,7 +84,8 @@ fn is_network_failure(stderr: &str) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
 }
 
 fn stderr(out: &Output) -> String {

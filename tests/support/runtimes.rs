@@ -19,7 +19,11 @@ impl MLModel for PanickyModel {
         if x[0] < 0.0 {
             panic!("negative input is fatal for this model");
         }
-        Ok(InferenceResponse::new(vec![Tensor::new("output", vec![1], vec![x[0]])?]))
+        Ok(InferenceResponse::new(vec![Tensor::new(
+            "output",
+            vec![1],
+            vec![x[0]],
+        )?]))
     }
 }
 
@@ -32,7 +36,10 @@ impl MLModel for BrokenModel {
         Err(MLServerError::internal("weights file is corrupt"))
     }
 
-    async fn predict(&self, _request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+    async fn predict(
+        &self,
+        _request: InferenceRequest,
+    ) -> Result<InferenceResponse, MLServerError> {
         unreachable!("never loaded")
     }
 }
@@ -46,7 +53,10 @@ impl MLModel for PanicOnLoadModel {
         panic!("load exploded");
     }
 
-    async fn predict(&self, _request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+    async fn predict(
+        &self,
+        _request: InferenceRequest,
+    ) -> Result<InferenceResponse, MLServerError> {
         unreachable!("never loaded")
     }
 }
@@ -61,7 +71,12 @@ pub struct SlowModel {
 #[async_trait]
 impl MLModel for SlowModel {
     async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
-        let ms = |key: &str| ctx.extra().and_then(|e| e.get(key)).and_then(|v| v.as_u64()).unwrap_or(0);
+        let ms = |key: &str| {
+            ctx.extra()
+                .and_then(|e| e.get(key))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        };
         tokio::time::sleep(Duration::from_millis(ms("load_ms"))).await;
         Ok(SlowModel {
             version: ctx.version().unwrap_or("").to_owned(),
@@ -69,9 +84,16 @@ impl MLModel for SlowModel {
         })
     }
 
-    async fn predict(&self, _request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+    async fn predict(
+        &self,
+        _request: InferenceRequest,
+    ) -> Result<InferenceResponse, MLServerError> {
         tokio::time::sleep(self.predict).await;
-        Ok(InferenceResponse::new(vec![Tensor::new("version", vec![1], vec![self.version.as_str()])?]))
+        Ok(InferenceResponse::new(vec![Tensor::new(
+            "version",
+            vec![1],
+            vec![self.version.as_str()],
+        )?]))
     }
 }
 
@@ -84,7 +106,10 @@ impl MLModel for LyingModel {
         Ok(LyingModel)
     }
 
-    async fn predict(&self, _request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+    async fn predict(
+        &self,
+        _request: InferenceRequest,
+    ) -> Result<InferenceResponse, MLServerError> {
         let mut t = Tensor::new("output", vec![2], vec![1.0f32, 2.0])?;
         t.shape = vec![3];
         Ok(InferenceResponse::new(vec![t]))
@@ -121,7 +146,11 @@ impl MLModel for HeadersModel {
             .and_then(|p| p.headers())
             .map(|h| serde_json::Value::Object(h.clone()).to_string())
             .unwrap_or_default();
-        let mut response = InferenceResponse::new(vec![Tensor::new("headers", vec![1], vec![headers.as_str()])?]);
+        let mut response = InferenceResponse::new(vec![Tensor::new(
+            "headers",
+            vec![1],
+            vec![headers.as_str()],
+        )?]);
         response
             .parameters_mut()
             .insert("headers", serde_json::json!({"x-model-header": "yes"}));

@@ -1,1 +1,3 @@
-fn main() { eprintln!("no tasks yet"); }
+fn main() {
+    eprintln!("no tasks yet");
+}

@@ -11,7 +11,10 @@ use tracing::info;
 
 pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
     if !folder.is_dir() {
-        bail!("models folder {} does not exist or is not a directory", folder.display());
+        bail!(
+            "models folder {} does not exist or is not a directory",
+            folder.display()
+        );
     }
     let env = Arc::new(EnvSource::from_process());
     let settings = mlserver_settings::load_settings(folder, &env)

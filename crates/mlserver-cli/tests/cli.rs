@@ -23,7 +23,11 @@ fn models_on_free_port() -> tempfile::TempDir {
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(&entry, &dest).unwrap();
     }
-    std::fs::write(dir.path().join("settings.json"), r#"{"host": "127.0.0.1", "http_port": 0}"#).unwrap();
+    std::fs::write(
+        dir.path().join("settings.json"),
+        r#"{"host": "127.0.0.1", "http_port": 0}"#,
+    )
+    .unwrap();
     dir
 }
 
@@ -65,9 +69,14 @@ fn start(folder: &Path, envs: &[(&str, &str)]) -> (Child, String, mpsc::Receiver
         });
     }
     let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("server logs its address");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server logs its address");
         if let Some(rest) = line.split("HTTP server running on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
+            break rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect::<String>();
         }
     };
     (child, addr, rx)
@@ -75,7 +84,11 @@ fn start(folder: &Path, envs: &[(&str, &str)]) -> (Child, String, mpsc::Receiver
 
 fn wait_ready(client: &reqwest::blocking::Client, addr: &str) {
     for _ in 0..300 {
-        if client.get(format!("http://{addr}/v2/health/ready")).send().is_ok_and(|r| r.status() == 200) {
+        if client
+            .get(format!("http://{addr}/v2/health/ready"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -84,7 +97,10 @@ fn wait_ready(client: &reqwest::blocking::Client, addr: &str) {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill").args(["-s", sig, &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-s", sig, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -103,14 +119,20 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 fn version_and_help() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("mlserver {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("mlserver {}", env!("CARGO_PKG_VERSION"))
+    );
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("start"));
 }
 
 #[test]
 fn missing_folder_is_a_clear_error() {
-    let out = Command::new(BIN).args(["start", "/definitely/not/here"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["start", "/definitely/not/here"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
@@ -118,8 +140,16 @@ fn missing_folder_is_a_clear_error() {
 #[test]
 fn invalid_settings_are_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("settings.json"), r#"{"http_port": "not a port"}"#).unwrap();
-    let out = Command::new(BIN).arg("start").arg(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("settings.json"),
+        r#"{"http_port": "not a port"}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("start")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("settings.json"), "{err}");
@@ -143,15 +173,25 @@ fn serves_the_examples_and_stops_on_sigterm() {
     let status = wait_exit(&mut child);
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     let lines: Vec<String> = logs.try_iter().collect();
-    assert!(lines.iter().any(|l| l.contains("SIGTERM received")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("mlserver stopped")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("SIGTERM received")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("mlserver stopped")),
+        "{lines:#?}"
+    );
 }
 
 #[test]
 fn env_settings_apply_and_sigint_stops() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("m")).unwrap();
-    std::fs::write(dir.path().join("m/model-settings.json"), r#"{"implementation": "echo"}"#).unwrap();
+    std::fs::write(
+        dir.path().join("m/model-settings.json"),
+        r#"{"implementation": "echo"}"#,
+    )
+    .unwrap();
     let (mut child, addr, logs) = start(
         dir.path(),
         &[
@@ -163,11 +203,22 @@ fn env_settings_apply_and_sigint_stops() {
     );
     let client = reqwest::blocking::Client::new();
     wait_ready(&client, &addr);
-    let meta: serde_json::Value = client.get(format!("http://{addr}/v2")).send().unwrap().json().unwrap();
+    let meta: serde_json::Value = client
+        .get(format!("http://{addr}/v2"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(meta["name"], "custom-name");
     signal(&child, "INT");
     assert!(wait_exit(&mut child).success());
     let lines: Vec<String> = logs.try_iter().collect();
-    let json_lines = lines.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count();
-    assert!(json_lines > 0, "structured logging writes JSON lines: {lines:#?}");
+    let json_lines = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        .count();
+    assert!(
+        json_lines > 0,
+        "structured logging writes JSON lines: {lines:#?}"
+    );
 }

@@ -27,9 +27,17 @@ impl MLModel for SumModel {
         };
         let data: TensorData = match input.data {
             TensorData::Fp64(_) => sums.into(),
-            _ => sums.into_iter().map(|s| s as f32).collect::<Vec<f32>>().into(),
+            _ => sums
+                .into_iter()
+                .map(|s| s as f32)
+                .collect::<Vec<f32>>()
+                .into(),
         };
-        Ok(InferenceResponse::new(vec![Tensor::new("output", vec![rows, 1], data)?]))
+        Ok(InferenceResponse::new(vec![Tensor::new(
+            "output",
+            vec![rows, 1],
+            data,
+        )?]))
     }
 }
 
@@ -62,7 +70,9 @@ mod tests {
 
     #[tokio::test]
     async fn sums_rows() {
-        let model = SumModel::load(crate::testing::context(serde_json::json!({}))).await.unwrap();
+        let model = SumModel::load(crate::testing::context(serde_json::json!({})))
+            .await
+            .unwrap();
         let x = Tensor::new("input", vec![2, 3], vec![1i32, 2, 3, 4, 5, 6]).unwrap();
         let r = model.predict(InferenceRequest::new(vec![x])).await.unwrap();
         assert_eq!(r.outputs[0].shape, vec![2, 1]);

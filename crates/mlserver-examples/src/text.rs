@@ -17,7 +17,11 @@ enum Mode {
 #[async_trait]
 impl MLModel for TextModel {
     async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
-        let mode = match ctx.extra().and_then(|e| e.get("mode")).and_then(|m| m.as_str()) {
+        let mode = match ctx
+            .extra()
+            .and_then(|e| e.get("mode"))
+            .and_then(|m| m.as_str())
+        {
             None | Some("upper") => Mode::Upper,
             Some("reverse") => Mode::Reverse,
             Some(other) => {
@@ -40,7 +44,10 @@ impl MLModel for TextModel {
         let mut lengths = Vec::with_capacity(elements.len());
         for (i, e) in elements.iter().enumerate() {
             let s = std::str::from_utf8(e).map_err(|_| {
-                MLServerError::inference(format!("element {i} of '{}' is not UTF-8 text", input.name))
+                MLServerError::inference(format!(
+                    "element {i} of '{}' is not UTF-8 text",
+                    input.name
+                ))
             })?;
             lengths.push(s.chars().count() as i64);
             texts.push(match self.mode {
@@ -62,16 +69,28 @@ mod tests {
 
     #[tokio::test]
     async fn transforms_by_mode() {
-        let upper = TextModel::load(crate::testing::context(serde_json::json!({}))).await.unwrap();
-        let reverse = TextModel::load(crate::testing::context(serde_json::json!({"mode": "reverse"})))
+        let upper = TextModel::load(crate::testing::context(serde_json::json!({})))
             .await
             .unwrap();
-        let req = || InferenceRequest::new(vec![Tensor::new("text", vec![2], vec!["héllo", "ab"]).unwrap()]);
+        let reverse = TextModel::load(crate::testing::context(
+            serde_json::json!({"mode": "reverse"}),
+        ))
+        .await
+        .unwrap();
+        let req = || {
+            InferenceRequest::new(vec![
+                Tensor::new("text", vec![2], vec!["héllo", "ab"]).unwrap()
+            ])
+        };
         let r = upper.predict(req()).await.unwrap();
         assert_eq!(r.outputs[0].data, vec!["HÉLLO", "AB"].into());
         assert_eq!(r.outputs[1].as_slice::<i64>().unwrap(), &[5, 2]);
         let r = reverse.predict(req()).await.unwrap();
         assert_eq!(r.outputs[0].data, vec!["olléh", "ba"].into());
-        assert!(TextModel::load(crate::testing::context(serde_json::json!({"mode": "x"}))).await.is_err());
+        assert!(
+            TextModel::load(crate::testing::context(serde_json::json!({"mode": "x"})))
+                .await
+                .is_err()
+        );
     }
 }

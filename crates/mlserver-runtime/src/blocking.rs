@@ -28,7 +28,9 @@ where
             "runtime panicked: {}",
             panic_message(&*e.into_panic())
         ))),
-        Err(e) => Err(MLServerError::Internal(format!("blocking task failed: {e}"))),
+        Err(e) => Err(MLServerError::Internal(format!(
+            "blocking task failed: {e}"
+        ))),
     }
 }
 
@@ -40,6 +42,9 @@ mod tests {
     async fn panics_become_internal_errors() {
         let r: Result<(), _> = blocking(|| panic!("boom")).await;
         let e = r.unwrap_err();
-        assert!(matches!(e, MLServerError::Internal(ref m) if m.contains("boom")), "{e}");
+        assert!(
+            matches!(e, MLServerError::Internal(ref m) if m.contains("boom")),
+            "{e}"
+        );
     }
 }

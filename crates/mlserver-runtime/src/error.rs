@@ -105,7 +105,10 @@ impl MLServerError {
     /// The error for a version lookup, or a name lookup when `version` is `None`.
     pub fn not_found(name: &str, version: Option<&str>) -> Self {
         match version {
-            Some(v) => MLServerError::ModelVersionNotFound { name: name.into(), version: v.into() },
+            Some(v) => MLServerError::ModelVersionNotFound {
+                name: name.into(),
+                version: v.into(),
+            },
             None => MLServerError::ModelNotFound(name.into()),
         }
     }
@@ -119,7 +122,10 @@ impl From<BinaryError> for MLServerError {
 
 impl From<mlserver_settings::InvalidModelUri> for MLServerError {
     fn from(e: mlserver_settings::InvalidModelUri) -> Self {
-        MLServerError::InvalidModelUri { name: e.name, uri: e.uri }
+        MLServerError::InvalidModelUri {
+            name: e.name,
+            uri: e.uri,
+        }
     }
 }
 
@@ -148,7 +154,10 @@ mod tests {
         let e = MLServerError::ModelNotReady("m".into());
         assert_eq!(e.to_string(), "Model m is not ready yet.");
         assert_eq!(e.status().http_code(), 400);
-        let e = MLServerError::InvalidModelUri { name: "m".into(), uri: "/x".into() };
+        let e = MLServerError::InvalidModelUri {
+            name: "m".into(),
+            uri: "/x".into(),
+        };
         assert_eq!(e.status().http_code(), 422);
         assert_eq!(e.to_string(), "Invalid URI specified for model m (/x)");
     }

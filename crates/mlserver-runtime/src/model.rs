@@ -102,7 +102,11 @@ pub trait MLModel: Send + Sync + 'static {
 /// Metadata built from model-settings, as MLServer's default `metadata()`.
 pub fn metadata_from_settings(settings: &ModelSettings) -> MetadataModelResponse {
     let mut parameters = mlserver_types::Parameters::new();
-    if let Some(ct) = settings.parameters.as_ref().and_then(|p| p.content_type.as_deref()) {
+    if let Some(ct) = settings
+        .parameters
+        .as_ref()
+        .and_then(|p| p.content_type.as_deref())
+    {
         parameters.set_content_type(ct);
     }
     MetadataModelResponse {

@@ -61,7 +61,11 @@ impl RuntimeRegistry {
     }
 
     /// Registers a hand-written factory.
-    pub fn register_factory(&mut self, implementation: impl Into<String>, factory: RuntimeFactory) -> &mut Self {
+    pub fn register_factory(
+        &mut self,
+        implementation: impl Into<String>,
+        factory: RuntimeFactory,
+    ) -> &mut Self {
         self.factories.insert(implementation.into(), factory);
         self
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use mlserver_runtime::{panic_message, MLServerError};
-use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse};
+use mlserver_types::{
+    InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse,
+};
 
 use crate::registry::{LoadedModel, ModelRegistry};
 
@@ -22,7 +24,12 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    pub fn new(registry: Arc<ModelRegistry>, name: String, version: String, extensions: &[String]) -> Self {
+    pub fn new(
+        registry: Arc<ModelRegistry>,
+        name: String,
+        version: String,
+        extensions: &[String],
+    ) -> Self {
         let mut all: Vec<String> = BUILTIN_EXTENSIONS.iter().map(|s| s.to_string()).collect();
         for e in extensions {
             if !all.contains(e) {
@@ -31,7 +38,11 @@ impl DataPlane {
         }
         DataPlane {
             registry,
-            metadata: MetadataServerResponse { name, version, extensions: all },
+            metadata: MetadataServerResponse {
+                name,
+                version,
+                extensions: all,
+            },
             startup_complete: AtomicBool::new(false),
         }
     }
@@ -69,13 +80,21 @@ impl DataPlane {
         self.metadata.clone()
     }
 
-    pub fn model_metadata(&self, name: &str, version: Option<&str>) -> Result<MetadataModelResponse, MLServerError> {
+    pub fn model_metadata(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<MetadataModelResponse, MLServerError> {
         Ok(self.registry.get(name, version)?.metadata.clone())
     }
 
     /// The model that will serve a request (for transports that need its
     /// metadata before the request is decoded).
-    pub fn model(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, MLServerError> {
+    pub fn model(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<LoadedModel>, MLServerError> {
         self.registry.get(name, version)
     }
 
@@ -94,9 +113,15 @@ impl DataPlane {
 }
 
 /// [`DataPlane::infer`] on a model already looked up.
-pub async fn infer_on(model: &LoadedModel, mut request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+pub async fn infer_on(
+    model: &LoadedModel,
+    mut request: InferenceRequest,
+) -> Result<InferenceResponse, MLServerError> {
     validate_inputs(model, &request)?;
-    let id = request.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string()).clone();
+    let id = request
+        .id
+        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
+        .clone();
     let requested: Option<Vec<String>> = request
         .outputs
         .as_ref()
@@ -118,11 +143,15 @@ pub async fn infer_on(model: &LoadedModel, mut request: InferenceRequest) -> Res
     response.model_version = model.version().map(str::to_owned);
     response.id = Some(id);
     if let Some(names) = requested {
-        response.outputs = select_outputs(model.name(), std::mem::take(&mut response.outputs), &names)?;
+        response.outputs =
+            select_outputs(model.name(), std::mem::take(&mut response.outputs), &names)?;
     }
     for output in &response.outputs {
         output.validate().map_err(|e| {
-            MLServerError::internal(format!("model {} returned an invalid output: {e}", model.name()))
+            MLServerError::internal(format!(
+                "model {} returned an invalid output: {e}",
+                model.name()
+            ))
         })?;
     }
     Ok(response)
@@ -164,9 +193,14 @@ fn select_outputs(
 ) -> Result<Vec<mlserver_types::ResponseOutput>, MLServerError> {
     let mut selected = Vec::with_capacity(names.len());
     for name in names {
-        let pos = outputs.iter().position(|o| &o.name == name).ok_or_else(|| {
-            MLServerError::bad_request(format!("output '{name}' was requested but model {model} did not produce it"))
-        })?;
+        let pos = outputs
+            .iter()
+            .position(|o| &o.name == name)
+            .ok_or_else(|| {
+                MLServerError::bad_request(format!(
+                    "output '{name}' was requested but model {model} did not produce it"
+                ))
+            })?;
         selected.push(outputs.swap_remove(pos));
     }
     Ok(selected)

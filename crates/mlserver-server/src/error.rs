@@ -25,11 +25,23 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!("request failed with {code}: {}", self.0);
         }
-        (status, Json(ErrorResponse { error: self.0.to_string() })).into_response()
+        (
+            status,
+            Json(ErrorResponse {
+                error: self.0.to_string(),
+            }),
+        )
+            .into_response()
     }
 }
 
 /// A JSON error body with an explicit status (routing errors).
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(ErrorResponse { error: message.into() })).into_response()
+    (
+        status,
+        Json(ErrorResponse {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }

@@ -79,9 +79,15 @@ impl ModelRegistry {
     }
 
     /// The model that serves `name` (at `version`, or the default version).
-    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, MLServerError> {
+    pub fn get(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<LoadedModel>, MLServerError> {
         let models = self.models.read().expect("registry lock");
-        let versions = models.get(name).ok_or_else(|| MLServerError::not_found(name, version))?;
+        let versions = models
+            .get(name)
+            .ok_or_else(|| MLServerError::not_found(name, version))?;
         let slot = match version {
             Some(v) => versions
                 .get(&Some(v.to_owned()))
@@ -102,12 +108,15 @@ impl ModelRegistry {
     /// when it is not registered.
     pub fn is_ready(&self, name: &str, version: Option<&str>) -> Result<bool, MLServerError> {
         let models = self.models.read().expect("registry lock");
-        let versions = models.get(name).ok_or_else(|| MLServerError::not_found(name, version))?;
+        let versions = models
+            .get(name)
+            .ok_or_else(|| MLServerError::not_found(name, version))?;
         let slot = match version {
             Some(v) => versions.get(&Some(v.to_owned())),
             None => default_slot(versions),
         };
-        slot.map(Slot::is_ready).ok_or_else(|| MLServerError::not_found(name, version))
+        slot.map(Slot::is_ready)
+            .ok_or_else(|| MLServerError::not_found(name, version))
     }
 
     /// Whether every registered model version can serve.
@@ -128,7 +137,9 @@ impl ModelRegistry {
         let mut all: Vec<_> = models
             .iter()
             .flat_map(|(name, versions)| {
-                versions.iter().map(move |(v, slot)| (name.clone(), v.clone(), slot.clone()))
+                versions
+                    .iter()
+                    .map(move |(v, slot)| (name.clone(), v.clone(), slot.clone()))
             })
             .collect();
         all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -138,7 +149,10 @@ impl ModelRegistry {
     /// Versions registered under `name`.
     pub fn versions(&self, name: &str) -> Vec<Version> {
         let models = self.models.read().expect("registry lock");
-        models.get(name).map(|v| v.keys().cloned().collect()).unwrap_or_default()
+        models
+            .get(name)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Marks a version as loading, keeping any instance that serves now.
@@ -148,18 +162,29 @@ impl ModelRegistry {
             .entry(name.to_owned())
             .or_default()
             .entry(version.clone())
-            .or_insert(Slot { state: SlotState::Loading, model: None });
+            .or_insert(Slot {
+                state: SlotState::Loading,
+                model: None,
+            });
         slot.state = SlotState::Loading;
     }
 
     /// Installs a freshly loaded instance; returns the one it replaces.
-    pub fn finish_load(&self, name: &str, version: &Version, model: Arc<LoadedModel>) -> Option<Arc<LoadedModel>> {
+    pub fn finish_load(
+        &self,
+        name: &str,
+        version: &Version,
+        model: Arc<LoadedModel>,
+    ) -> Option<Arc<LoadedModel>> {
         let mut models = self.models.write().expect("registry lock");
         let slot = models
             .entry(name.to_owned())
             .or_default()
             .entry(version.clone())
-            .or_insert(Slot { state: SlotState::Loading, model: None });
+            .or_insert(Slot {
+                state: SlotState::Loading,
+                model: None,
+            });
         slot.state = SlotState::Ready;
         slot.model.replace(model)
     }
@@ -172,8 +197,15 @@ impl ModelRegistry {
             .entry(name.to_owned())
             .or_default()
             .entry(version.clone())
-            .or_insert(Slot { state: SlotState::Loading, model: None });
-        slot.state = if slot.model.is_some() { SlotState::Ready } else { SlotState::Failed(reason) };
+            .or_insert(Slot {
+                state: SlotState::Loading,
+                model: None,
+            });
+        slot.state = if slot.model.is_some() {
+            SlotState::Ready
+        } else {
+            SlotState::Failed(reason)
+        };
     }
 
     /// Marks a version as unloading (it stops serving at once).
@@ -230,13 +262,19 @@ mod tests {
     #[test]
     fn unknown_names_and_versions_are_not_found() {
         let r = ModelRegistry::new();
-        assert_eq!(r.get("m", None).err().unwrap().to_string(), "Model m not found");
+        assert_eq!(
+            r.get("m", None).err().unwrap().to_string(),
+            "Model m not found"
+        );
         r.begin_load("m", &Some("1".into()));
         assert_eq!(
             r.get("m", Some("2")).err().unwrap().to_string(),
             "Model m with version 2 not found"
         );
-        assert_eq!(r.get("m", Some("1")).err().unwrap().to_string(), "Model m is not ready yet.");
+        assert_eq!(
+            r.get("m", Some("1")).err().unwrap().to_string(),
+            "Model m is not ready yet."
+        );
         assert!(!r.all_ready());
         r.fail_load("m", &Some("1".into()), "boom".into());
         assert!(r.get("m", None).err().unwrap().to_string().contains("boom"));

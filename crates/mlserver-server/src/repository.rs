@@ -38,7 +38,13 @@ impl ModelRepository {
         runtimes: RuntimeRegistry,
         registry: Arc<ModelRegistry>,
     ) -> Self {
-        ModelRepository { root, env, runtimes, registry, name_locks: Mutex::default() }
+        ModelRepository {
+            root,
+            env,
+            runtimes,
+            registry,
+            name_locks: Mutex::default(),
+        }
     }
 
     pub fn registry(&self) -> &Arc<ModelRegistry> {
@@ -71,14 +77,21 @@ impl ModelRepository {
         }
         let mut by_name: BTreeMap<String, Vec<ModelSettings>> = BTreeMap::new();
         for settings in scan.models {
-            by_name.entry(settings.name.clone()).or_default().push(settings);
+            by_name
+                .entry(settings.name.clone())
+                .or_default()
+                .push(settings);
         }
         let loads = by_name.into_iter().map(|(name, versions)| async move {
             let lock = self.name_lock(&name);
             let _guard = lock.lock().await;
             self.load_versions(versions).await
         });
-        join_all(loads).await.into_iter().filter_map(Result::err).collect()
+        join_all(loads)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect()
     }
 
     /// (Re)loads every version of `name` found on disk and unloads versions
@@ -87,11 +100,15 @@ impl ModelRepository {
         let lock = self.name_lock(name);
         let _guard = lock.lock().await;
         let scan = self.scan().await;
-        let found: Vec<ModelSettings> = scan.models.into_iter().filter(|m| m.name == name).collect();
+        let found: Vec<ModelSettings> =
+            scan.models.into_iter().filter(|m| m.name == name).collect();
         if found.is_empty() {
             return Err(MLServerError::ModelNotFound(name.to_owned()));
         }
-        let on_disk: Vec<Version> = found.iter().map(|m| m.version().map(str::to_owned)).collect();
+        let on_disk: Vec<Version> = found
+            .iter()
+            .map(|m| m.version().map(str::to_owned))
+            .collect();
         let result = self.load_versions(found).await;
         for stale in self.registry.versions(name) {
             if !on_disk.contains(&stale) {
@@ -111,7 +128,10 @@ impl ModelRepository {
 
     async fn load_versions(&self, versions: Vec<ModelSettings>) -> Result<(), MLServerError> {
         let results = join_all(versions.into_iter().map(|s| self.load_version(s))).await;
-        results.into_iter().collect::<Result<Vec<()>, _>>().map(drop)
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(drop)
     }
 
     async fn load_version(&self, settings: ModelSettings) -> Result<(), MLServerError> {
@@ -159,7 +179,12 @@ impl ModelRepository {
         let runtime = AssertUnwindSafe(factory(ModelContext::new(settings.clone())))
             .catch_unwind()
             .await
-            .map_err(|p| MLServerError::internal(format!("runtime panicked while loading: {}", panic_message(&*p))))??;
+            .map_err(|p| {
+                MLServerError::internal(format!(
+                    "runtime panicked while loading: {}",
+                    panic_message(&*p)
+                ))
+            })??;
         let metadata = match AssertUnwindSafe(runtime.metadata()).catch_unwind().await {
             Ok(Some(m)) => m,
             Ok(None) => metadata_from_settings(&settings),
@@ -170,7 +195,11 @@ impl ModelRepository {
                 )))
             }
         };
-        Ok(LoadedModel { settings, runtime, metadata })
+        Ok(LoadedModel {
+            settings,
+            runtime,
+            metadata,
+        })
     }
 
     /// Unloads every version of `name`.
@@ -197,8 +226,12 @@ impl ModelRepository {
 
     /// Unloads everything (shutdown).
     pub async fn unload_all(&self) {
-        let names: std::collections::BTreeSet<String> =
-            self.registry.snapshot().into_iter().map(|(n, _, _)| n).collect();
+        let names: std::collections::BTreeSet<String> = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
         join_all(names.iter().map(|n| self.unload(n))).await;
     }
 
@@ -207,7 +240,10 @@ impl ModelRepository {
         let scan = self.scan().await;
         let mut items: BTreeMap<(String, Version), (ModelState, String)> = BTreeMap::new();
         for m in &scan.models {
-            items.insert((m.name.clone(), m.version().map(str::to_owned)), (ModelState::Unavailable, String::new()));
+            items.insert(
+                (m.name.clone(), m.version().map(str::to_owned)),
+                (ModelState::Unavailable, String::new()),
+            );
         }
         for (path, reason) in &scan.errors {
             let name = path
@@ -215,9 +251,10 @@ impl ModelRepository {
                 .and_then(|p| p.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            items
-                .entry((name, None))
-                .or_insert((ModelState::Unavailable, format!("invalid {}: {reason}", path.display())));
+            items.entry((name, None)).or_insert((
+                ModelState::Unavailable,
+                format!("invalid {}: {reason}", path.display()),
+            ));
         }
         for (name, version, slot) in self.registry.snapshot() {
             items.insert((name, version), slot.index_state());
@@ -225,7 +262,12 @@ impl ModelRepository {
         items
             .into_iter()
             .filter(|(_, (state, _))| !ready_only || *state == ModelState::Ready)
-            .map(|((name, version), (state, reason))| RepositoryIndexItem { name, version, state, reason })
+            .map(|((name, version), (state, reason))| RepositoryIndexItem {
+                name,
+                version,
+                state,
+                reason,
+            })
             .collect()
     }
 }
@@ -238,7 +280,10 @@ async fn unload_instance(model: Arc<LoadedModel>) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let name = model.name().to_owned();
-    match AssertUnwindSafe(model.runtime.unload()).catch_unwind().await {
+    match AssertUnwindSafe(model.runtime.unload())
+        .catch_unwind()
+        .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(model = %name, "unload failed: {e}"),
         Err(p) => warn!(model = %name, "runtime panicked in unload: {}", panic_message(&*p)),

@@ -75,9 +75,9 @@ impl Server {
     /// Binds `host:http_port` from settings.
     pub async fn bind_http(&self) -> std::io::Result<TcpListener> {
         let addr = format!("{}:{}", self.settings.host, self.settings.http_port);
-        TcpListener::bind(&addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}"))
-        })
+        TcpListener::bind(&addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}")))
     }
 
     /// Serves until `shutdown` resolves: starts listening first, then loads
@@ -100,14 +100,19 @@ impl Server {
                 if load {
                     let failures = repository.load_all().await;
                     if !failures.is_empty() {
-                        error!("{} model(s) failed to load; the server stays up but reports not ready", failures.len());
+                        error!(
+                            "{} model(s) failed to load; the server stays up but reports not ready",
+                            failures.len()
+                        );
                     }
                 }
                 dataplane.mark_started();
             })
         };
 
-        let result = axum::serve(http, self.rest_router()).with_graceful_shutdown(shutdown).await;
+        let result = axum::serve(http, self.rest_router())
+            .with_graceful_shutdown(shutdown)
+            .await;
         info!("HTTP server stopped; unloading models");
         loader.abort();
         self.repository.unload_all().await;

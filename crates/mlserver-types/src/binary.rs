@@ -79,7 +79,10 @@ pub fn decode_request(body: &[u8], header_len: usize) -> Result<InferenceRequest
 /// body is the one input of a single-input model, whose metadata supplies the
 /// name, datatype and shape (with at most one variable dimension). All
 /// outputs are then returned as binary, as Triton does.
-pub fn decode_raw_input(body: &[u8], input: &MetadataTensor) -> Result<InferenceRequest, BinaryError> {
+pub fn decode_raw_input(
+    body: &[u8],
+    input: &MetadataTensor,
+) -> Result<InferenceRequest, BinaryError> {
     let (data, shape) = if input.datatype == Datatype::Bytes {
         (TensorData::Bytes(vec![body.to_vec()]), vec![1])
     } else {
@@ -104,7 +107,9 @@ pub fn decode_raw_input(body: &[u8], input: &MetadataTensor) -> Result<Inference
     };
     tensor.validate()?;
     let mut request = InferenceRequest::new(vec![tensor]);
-    request.parameters_mut().insert(Parameters::BINARY_DATA_OUTPUT, true);
+    request
+        .parameters_mut()
+        .insert(Parameters::BINARY_DATA_OUTPUT, true);
     Ok(request)
 }
 
@@ -117,13 +122,19 @@ fn resolve_shape(name: &str, declared: &[i64], n: usize) -> Result<Vec<usize>, B
             "input '{name}' has more than one variable dimension; a raw binary body needs the JSON header"
         )));
     }
-    let fixed: usize = declared.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+    let fixed: usize = declared
+        .iter()
+        .filter(|&&d| d >= 0)
+        .map(|&d| d as usize)
+        .product();
     if declared.is_empty() {
         return Ok(vec![n]);
     }
     let fill = if variable == 1 {
         if fixed == 0 || n % fixed != 0 {
-            return Err(err(format!("{n} elements do not fit input '{name}' of shape {declared:?}")));
+            return Err(err(format!(
+                "{n} elements do not fit input '{name}' of shape {declared:?}"
+            )));
         }
         n / fixed
     } else {
@@ -134,7 +145,9 @@ fn resolve_shape(name: &str, declared: &[i64], n: usize) -> Result<Vec<usize>, B
         .map(|&d| if d < 0 { fill } else { d as usize })
         .collect();
     if variable == 0 && fixed != n {
-        return Err(err(format!("{n} elements do not fit input '{name}' of shape {declared:?}")));
+        return Err(err(format!(
+            "{n} elements do not fit input '{name}' of shape {declared:?}"
+        )));
     }
     Ok(shape)
 }
@@ -205,11 +218,17 @@ pub fn decode_blob(
 }
 
 /// Splits length-prefixed BYTES elements.
-pub fn decode_bytes_elements(name: &str, mut blob: &[u8], expected: usize) -> Result<Vec<Vec<u8>>, BinaryError> {
+pub fn decode_bytes_elements(
+    name: &str,
+    mut blob: &[u8],
+    expected: usize,
+) -> Result<Vec<Vec<u8>>, BinaryError> {
     let mut out = Vec::with_capacity(expected.min(blob.len() / 4 + 1));
     while !blob.is_empty() {
         if blob.len() < 4 {
-            return Err(err(format!("input '{name}': truncated BYTES length prefix")));
+            return Err(err(format!(
+                "input '{name}': truncated BYTES length prefix"
+            )));
         }
         let (len, rest) = blob.split_at(4);
         let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
@@ -299,16 +318,25 @@ impl OutputFormat {
                 Some((o.name.clone(), flag))
             })
             .collect();
-        OutputFormat { default_binary, per_output }
+        OutputFormat {
+            default_binary,
+            per_output,
+        }
     }
 
     /// Every output as binary (raw binary requests).
     pub fn all_binary() -> Self {
-        OutputFormat { default_binary: true, per_output: HashMap::new() }
+        OutputFormat {
+            default_binary: true,
+            per_output: HashMap::new(),
+        }
     }
 
     pub fn is_binary(&self, output: &str) -> bool {
-        self.per_output.get(output).copied().unwrap_or(self.default_binary)
+        self.per_output
+            .get(output)
+            .copied()
+            .unwrap_or(self.default_binary)
     }
 
     pub fn any_binary(&self, response: &InferenceResponse) -> bool {
@@ -331,7 +359,10 @@ pub fn encode_response(
     format: &OutputFormat,
 ) -> Result<EncodedBody, serde_json::Error> {
     if !format.any_binary(response) {
-        return Ok(EncodedBody { body: serde_json::to_vec(response)?, header_len: None });
+        return Ok(EncodedBody {
+            body: serde_json::to_vec(response)?,
+            header_len: None,
+        });
     }
     let params: Vec<Option<Parameters>> = response
         .outputs
@@ -339,12 +370,18 @@ pub fn encode_response(
         .map(|o| {
             format.is_binary(&o.name).then(|| {
                 let mut p = o.parameters.clone().unwrap_or_default();
-                p.insert(Parameters::BINARY_DATA_SIZE, Value::from(encoded_len(&o.data) as u64));
+                p.insert(
+                    Parameters::BINARY_DATA_SIZE,
+                    Value::from(encoded_len(&o.data) as u64),
+                );
                 p
             })
         })
         .collect();
-    let header = ResponseHeader { response, binary_params: &params };
+    let header = ResponseHeader {
+        response,
+        binary_params: &params,
+    };
     let mut body = serde_json::to_vec(&header)?;
     let header_len = body.len();
     let blobs: usize = response
@@ -360,7 +397,10 @@ pub fn encode_response(
             encode_data(&output.data, &mut body);
         }
     }
-    Ok(EncodedBody { body, header_len: Some(header_len) })
+    Ok(EncodedBody {
+        body,
+        header_len: Some(header_len),
+    })
 }
 
 /// Encodes a request the way `tritonclient.http` does (every input binary);
@@ -379,7 +419,10 @@ pub fn encode_request(request: &InferenceRequest) -> Result<EncodedBody, serde_j
     let mut body = serde_json::to_vec(&RequestHeader(&header))?;
     let header_len = body.len();
     body.extend_from_slice(&blobs);
-    Ok(EncodedBody { body, header_len: Some(header_len) })
+    Ok(EncodedBody {
+        body,
+        header_len: Some(header_len),
+    })
 }
 
 struct RequestHeader<'a>(&'a InferenceRequest);
@@ -397,7 +440,11 @@ impl Serialize for RequestHeader<'_> {
         let inputs: Vec<TensorHeader<'_>> = r
             .inputs
             .iter()
-            .map(|t| TensorHeader { tensor: t, parameters: t.parameters.as_ref(), with_data: false })
+            .map(|t| TensorHeader {
+                tensor: t,
+                parameters: t.parameters.as_ref(),
+                with_data: false,
+            })
             .collect();
         map.serialize_entry("inputs", &inputs)?;
         if let Some(o) = &r.outputs {
@@ -431,8 +478,16 @@ impl Serialize for ResponseHeader<'_> {
             .iter()
             .zip(self.binary_params)
             .map(|(t, bp)| match bp {
-                Some(p) => TensorHeader { tensor: t, parameters: Some(p), with_data: false },
-                None => TensorHeader { tensor: t, parameters: t.parameters.as_ref(), with_data: true },
+                Some(p) => TensorHeader {
+                    tensor: t,
+                    parameters: Some(p),
+                    with_data: false,
+                },
+                None => TensorHeader {
+                    tensor: t,
+                    parameters: t.parameters.as_ref(),
+                    with_data: true,
+                },
             })
             .collect();
         map.serialize_entry("outputs", &outputs)?;
@@ -441,7 +496,10 @@ impl Serialize for ResponseHeader<'_> {
 }
 
 /// Reads a response body (JSON header plus blobs), as a client would.
-pub fn decode_response(body: &[u8], header_len: Option<usize>) -> Result<InferenceResponse, BinaryError> {
+pub fn decode_response(
+    body: &[u8],
+    header_len: Option<usize>,
+) -> Result<InferenceResponse, BinaryError> {
     let header_len = header_len.unwrap_or(body.len());
     if header_len > body.len() {
         return Err(err("header length exceeds the body"));
@@ -505,22 +563,34 @@ mod tests {
         let header = br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#;
         let mut body = header.to_vec();
         body.extend_from_slice(&[0; 4]);
-        assert!(decode_request(&body, header.len()).unwrap_err().to_string().contains("only 4 bytes remain"));
+        assert!(decode_request(&body, header.len())
+            .unwrap_err()
+            .to_string()
+            .contains("only 4 bytes remain"));
         body.extend_from_slice(&[0; 8]);
-        assert!(decode_request(&body, header.len()).unwrap_err().to_string().contains("follow"));
+        assert!(decode_request(&body, header.len())
+            .unwrap_err()
+            .to_string()
+            .contains("follow"));
         assert!(decode_request(&body, body.len() + 1).is_err());
 
         let header = br#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#;
         let mut body = header.to_vec();
         body.extend_from_slice(&[0; 8]);
-        assert!(decode_request(&body, header.len()).unwrap_err().to_string().contains("need 12"));
+        assert!(decode_request(&body, header.len())
+            .unwrap_err()
+            .to_string()
+            .contains("need 12"));
     }
 
     #[test]
     fn bytes_prefixes_are_checked() {
         assert!(decode_bytes_elements("x", &[5, 0, 0, 0, b'a'], 1).is_err());
         assert!(decode_bytes_elements("x", &[1, 0], 1).is_err());
-        assert_eq!(decode_bytes_elements("x", &[1, 0, 0, 0, b'a'], 1).unwrap(), vec![b"a".to_vec()]);
+        assert_eq!(
+            decode_bytes_elements("x", &[1, 0, 0, 0, b'a'], 1).unwrap(),
+            vec![b"a".to_vec()]
+        );
         assert!(decode_bytes_elements("x", &[1, 0, 0, 0, b'a'], 2).is_err());
     }
 
@@ -566,7 +636,10 @@ mod tests {
     #[test]
     fn raw_single_input_body() {
         let meta = MetadataTensor::new("x", Datatype::Fp32, vec![-1, 2]);
-        let body: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let body: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let r = decode_raw_input(&body, &meta).unwrap();
         assert_eq!(r.inputs[0].shape, vec![2, 2]);
         assert!(decode_raw_input(&body[..12], &meta).is_err());

@@ -82,18 +82,19 @@ impl Tensor {
 
     /// The elements as a slice of their native type (`&[f32]` for FP32, ...).
     pub fn as_slice<T: Element>(&self) -> Result<&[T], TensorError> {
-        self.data.as_slice::<T>().ok_or_else(|| TensorError::WrongType {
-            name: self.name.clone(),
-            datatype: self.datatype,
-            requested: T::DATATYPE,
-        })
+        self.data
+            .as_slice::<T>()
+            .ok_or_else(|| TensorError::WrongType {
+                name: self.name.clone(),
+                datatype: self.datatype,
+                requested: T::DATATYPE,
+            })
     }
 
     /// The `content_type` parameter, if any.
     pub fn content_type(&self) -> Option<&str> {
         crate::parameters::content_type_of(&self.parameters)
     }
-
 }
 
 /// Product of `shape`, checked for overflow.
@@ -187,7 +188,10 @@ impl<'de> Visitor<'de> for TensorVisitor {
                             .as_deref()
                             .and_then(|s| element_count("", s).ok())
                             .unwrap_or(0);
-                        let seed = DataSeed { datatype: dt, capacity };
+                        let seed = DataSeed {
+                            datatype: dt,
+                            capacity,
+                        };
                         let parsed = map.next_value_seed(seed).map_err(|e| {
                             de::Error::custom(format!(
                                 "invalid data for tensor '{}' ({dt}): {e}",
@@ -214,7 +218,9 @@ impl<'de> Visitor<'de> for TensorVisitor {
         let parameters = parameters.flatten();
         if let Some(value) = early_data {
             let parsed = TensorData::from_json_value(datatype, value).map_err(|e| {
-                de::Error::custom(format!("invalid data for tensor '{name}' ({datatype}): {e}"))
+                de::Error::custom(format!(
+                    "invalid data for tensor '{name}' ({datatype}): {e}"
+                ))
             })?;
             data = Some(parsed);
         }
@@ -223,7 +229,13 @@ impl<'de> Visitor<'de> for TensorVisitor {
             .is_some_and(|p| p.get(Parameters::BINARY_DATA_SIZE).is_some());
         let tensor = match data {
             Some(data) => {
-                let t = Tensor { name, shape, datatype, parameters, data };
+                let t = Tensor {
+                    name,
+                    shape,
+                    datatype,
+                    parameters,
+                    data,
+                };
                 t.validate().map_err(de::Error::custom)?;
                 t
             }
@@ -254,7 +266,10 @@ pub struct RequestOutput {
 
 impl RequestOutput {
     pub fn new(name: impl Into<String>) -> Self {
-        RequestOutput { name: name.into(), parameters: None }
+        RequestOutput {
+            name: name.into(),
+            parameters: None,
+        }
     }
 
     pub fn content_type(&self) -> Option<&str> {
@@ -277,7 +292,10 @@ pub struct InferenceRequest {
 impl InferenceRequest {
     /// A request with these inputs and nothing else.
     pub fn new(inputs: Vec<RequestInput>) -> Self {
-        InferenceRequest { inputs, ..Default::default() }
+        InferenceRequest {
+            inputs,
+            ..Default::default()
+        }
     }
 
     /// The input with this name.
@@ -318,7 +336,10 @@ impl InferenceResponse {
     /// A response with these outputs; the server fills in the model name,
     /// version and request id.
     pub fn new(outputs: Vec<ResponseOutput>) -> Self {
-        InferenceResponse { outputs, ..Default::default() }
+        InferenceResponse {
+            outputs,
+            ..Default::default()
+        }
     }
 
     pub fn output(&self, name: &str) -> Option<&ResponseOutput> {
@@ -368,7 +389,10 @@ mod tests {
 
     #[test]
     fn missing_data_needs_binary_size() {
-        assert!(serde_json::from_str::<Tensor>(r#"{"name":"x","shape":[1],"datatype":"FP32"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Tensor>(r#"{"name":"x","shape":[1],"datatype":"FP32"}"#)
+                .is_err()
+        );
         let t: Tensor = serde_json::from_str(
             r#"{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}"#,
         )
@@ -378,7 +402,8 @@ mod tests {
 
     #[test]
     fn response_serializes_without_empty_fields() {
-        let mut r = InferenceResponse::new(vec![Tensor::new("y", vec![2], vec![1.5f32, 2.0]).unwrap()]);
+        let mut r =
+            InferenceResponse::new(vec![Tensor::new("y", vec![2], vec![1.5f32, 2.0]).unwrap()]);
         r.model_name = "m".into();
         assert_eq!(
             serde_json::to_string(&r).unwrap(),

@@ -16,7 +16,12 @@ pub struct MetadataTensor {
 
 impl MetadataTensor {
     pub fn new(name: impl Into<String>, datatype: Datatype, shape: Vec<i64>) -> Self {
-        MetadataTensor { name: name.into(), datatype, shape, parameters: None }
+        MetadataTensor {
+            name: name.into(),
+            datatype,
+            shape,
+            parameters: None,
+        }
     }
 
     pub fn content_type(&self) -> Option<&str> {

@@ -75,7 +75,11 @@ impl From<Map<String, Value>> for Parameters {
 
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Parameters {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Parameters(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Parameters(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 

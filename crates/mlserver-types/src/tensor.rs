@@ -133,19 +133,33 @@ impl TensorData {
                 }
             };
         }
-        ext!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64, Bytes)
+        ext!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64,
+            Bytes
+        )
     }
 
     /// Parses JSON `data` (nested or flat, or a bare scalar as one element)
     /// into storage of `datatype`.
-    pub fn from_json_value(datatype: Datatype, value: serde_json::Value) -> Result<Self, serde_json::Error> {
-        DataSeed { datatype, capacity: 0 }.deserialize(value)
+    pub fn from_json_value(
+        datatype: Datatype,
+        value: serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        DataSeed {
+            datatype,
+            capacity: 0,
+        }
+        .deserialize(value)
     }
 
     /// Parses JSON `data` text into storage of `datatype`.
     pub fn from_json_str(datatype: Datatype, json: &str) -> Result<Self, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_str(json);
-        let data = DataSeed { datatype, capacity: 0 }.deserialize(&mut de)?;
+        let data = DataSeed {
+            datatype,
+            capacity: 0,
+        }
+        .deserialize(&mut de)?;
         de.end()?;
         Ok(data)
     }
@@ -222,22 +236,40 @@ impl From<Vec<&str>> for TensorData {
 trait JsonElement: Sized {
     const EXPECTING: &'static str;
     fn from_u64<E: de::Error>(_v: u64) -> Result<Self, E> {
-        Err(E::custom(format!("expected {}, found an integer", Self::EXPECTING)))
+        Err(E::custom(format!(
+            "expected {}, found an integer",
+            Self::EXPECTING
+        )))
     }
     fn from_i64<E: de::Error>(_v: i64) -> Result<Self, E> {
-        Err(E::custom(format!("expected {}, found an integer", Self::EXPECTING)))
+        Err(E::custom(format!(
+            "expected {}, found an integer",
+            Self::EXPECTING
+        )))
     }
     fn from_f64<E: de::Error>(_v: f64) -> Result<Self, E> {
-        Err(E::custom(format!("expected {}, found a number", Self::EXPECTING)))
+        Err(E::custom(format!(
+            "expected {}, found a number",
+            Self::EXPECTING
+        )))
     }
     fn from_bool<E: de::Error>(_v: bool) -> Result<Self, E> {
-        Err(E::custom(format!("expected {}, found a boolean", Self::EXPECTING)))
+        Err(E::custom(format!(
+            "expected {}, found a boolean",
+            Self::EXPECTING
+        )))
     }
     fn from_str<E: de::Error>(_v: &str) -> Result<Self, E> {
-        Err(E::custom(format!("expected {}, found a string", Self::EXPECTING)))
+        Err(E::custom(format!(
+            "expected {}, found a string",
+            Self::EXPECTING
+        )))
     }
     fn from_null<E: de::Error>() -> Result<Self, E> {
-        Err(E::custom(format!("expected {}, found null", Self::EXPECTING)))
+        Err(E::custom(format!(
+            "expected {}, found null",
+            Self::EXPECTING
+        )))
     }
 }
 
@@ -246,10 +278,12 @@ macro_rules! json_int {
         impl JsonElement for $t {
             const EXPECTING: &'static str = concat!("an ", $name, " integer");
             fn from_u64<E: de::Error>(v: u64) -> Result<Self, E> {
-                <$t>::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for {}", $name)))
+                <$t>::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is out of range for {}", $name)))
             }
             fn from_i64<E: de::Error>(v: i64) -> Result<Self, E> {
-                <$t>::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for {}", $name)))
+                <$t>::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is out of range for {}", $name)))
             }
             fn from_f64<E: de::Error>(v: f64) -> Result<Self, E> {
                 // 3.0 is accepted as 3 (numpy would), 3.5 is not: truncating
@@ -316,7 +350,9 @@ impl JsonElement for bool {
         }
     }
     fn from_i64<E: de::Error>(v: i64) -> Result<Self, E> {
-        Self::from_u64(u64::try_from(v).map_err(|_| E::custom(format!("{v} is not a valid BOOL value")))?)
+        Self::from_u64(
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is not a valid BOOL value")))?,
+        )
     }
 }
 
@@ -376,7 +412,10 @@ impl<'de, T: JsonElement> Visitor<'de> for Flatten<'_, T> {
         Ok(())
     }
     fn visit_map<A: de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
-        Err(de::Error::custom(format!("expected {}, found an object", T::EXPECTING)))
+        Err(de::Error::custom(format!(
+            "expected {}, found an object",
+            T::EXPECTING
+        )))
     }
 }
 
@@ -390,7 +429,10 @@ pub(crate) struct DataSeed {
 impl<'de> DeserializeSeed<'de> for DataSeed {
     type Value = TensorData;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<TensorData, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<TensorData, D::Error> {
         fn flat<'de, T: JsonElement, D: de::Deserializer<'de>>(
             d: D,
             capacity: usize,

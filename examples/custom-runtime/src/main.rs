@@ -19,7 +19,10 @@ struct Scaler {
 #[async_trait]
 impl MLModel for Scaler {
     async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
-        let factor = ctx.extra().and_then(|e| e["factor"].as_f64()).unwrap_or(1.0) as f32;
+        let factor = ctx
+            .extra()
+            .and_then(|e| e["factor"].as_f64())
+            .unwrap_or(1.0) as f32;
         Ok(Scaler { factor })
     }
 
@@ -28,8 +31,16 @@ impl MLModel for Scaler {
             .inputs
             .first()
             .ok_or_else(|| MLServerError::inference("scaler needs one FP32 input"))?;
-        let y: Vec<f32> = x.as_slice::<f32>()?.iter().map(|v| v * self.factor).collect();
-        Ok(InferenceResponse::new(vec![Tensor::new("y", x.shape.clone(), y)?]))
+        let y: Vec<f32> = x
+            .as_slice::<f32>()?
+            .iter()
+            .map(|v| v * self.factor)
+            .collect();
+        Ok(InferenceResponse::new(vec![Tensor::new(
+            "y",
+            x.shape.clone(),
+            y,
+        )?]))
     }
 }
 

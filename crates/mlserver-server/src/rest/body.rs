@@ -11,7 +11,11 @@ use mlserver_types::binary;
 /// Reads the whole body, refusing more than `limit` bytes, and undoes a
 /// `Content-Encoding` of gzip or deflate (with the same limit on the
 /// decompressed size, so a small bomb cannot exhaust memory).
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, MLServerError> {
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, MLServerError> {
     let raw = axum::body::to_bytes(body, limit)
         .await
         .map_err(|e| too_large_or_bad(e, limit))?;
@@ -40,7 +44,10 @@ fn too_large_or_bad(e: axum::Error, limit: usize) -> MLServerError {
     if chain.iter().any(|m| m.contains("length limit")) {
         MLServerError::PayloadTooLarge(format!("request body exceeds the limit of {limit} bytes"))
     } else {
-        MLServerError::bad_request(format!("could not read the request body: {}", chain.join(": ")))
+        MLServerError::bad_request(format!(
+            "could not read the request body: {}",
+            chain.join(": ")
+        ))
     }
 }
 
@@ -68,10 +75,18 @@ pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, MLServerError
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map(Some)
-        .ok_or_else(|| MLServerError::bad_request("Inference-Header-Content-Length must be a non-negative integer"))
+        .ok_or_else(|| {
+            MLServerError::bad_request(
+                "Inference-Header-Content-Length must be a non-negative integer",
+            )
+        })
 }
 
 /// Parses a JSON body, turning serde's message into a 400.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, MLServerError> {
-    serde_json::from_slice(body).map_err(|e| MLServerError::bad_request(format!("invalid {what}: {e}")))
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, MLServerError> {
+    serde_json::from_slice(body)
+        .map_err(|e| MLServerError::bad_request(format!("invalid {what}: {e}")))
 }

@@ -8,8 +8,8 @@ use axum::Json;
 use mlserver_runtime::MLServerError;
 use mlserver_types::binary::{self, OutputFormat};
 use mlserver_types::{
-    InferenceRequest, InferenceResponse, LiveResponse, ModelReadyResponse, Parameters, ReadyResponse,
-    RepositoryIndexRequest,
+    InferenceRequest, InferenceResponse, LiveResponse, ModelReadyResponse, Parameters,
+    ReadyResponse, RepositoryIndexRequest,
 };
 use serde_json::{Map, Value};
 
@@ -21,17 +21,28 @@ type ApiResult<T> = Result<T, ApiError>;
 
 pub async fn live(State(state): State<AppState>) -> Response {
     let live = state.dataplane.live();
-    let status = if live { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if live {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(LiveResponse { live })).into_response()
 }
 
 pub async fn ready(State(state): State<AppState>) -> Response {
     let ready = state.dataplane.ready();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(ReadyResponse { ready })).into_response()
 }
 
-pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+pub async fn model_ready(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     model_ready_response(&state, name, None)
 }
 
@@ -42,9 +53,17 @@ pub async fn model_version_ready(
     model_ready_response(&state, name, Some(version))
 }
 
-fn model_ready_response(state: &AppState, name: String, version: Option<String>) -> ApiResult<Response> {
+fn model_ready_response(
+    state: &AppState,
+    name: String,
+    version: Option<String>,
+) -> ApiResult<Response> {
     let ready = state.dataplane.model_ready(&name, version.as_deref())?;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     Ok((status, Json(ModelReadyResponse { name, ready })).into_response())
 }
 
@@ -52,7 +71,10 @@ pub async fn server_metadata(State(state): State<AppState>) -> Response {
     Json(state.dataplane.server_metadata()).into_response()
 }
 
-pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+pub async fn model_metadata(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     Ok(Json(state.dataplane.model_metadata(&name, None)?).into_response())
 }
 
@@ -103,7 +125,10 @@ async fn infer_response(
                     .into())
                 }
             };
-            (binary::decode_raw_input(&body, input)?, OutputFormat::all_binary())
+            (
+                binary::decode_raw_input(&body, input)?,
+                OutputFormat::all_binary(),
+            )
         }
         Some(len) => {
             let request = binary::decode_request(&body, len)?;
@@ -119,8 +144,11 @@ async fn infer_response(
     insert_headers(&mut request, &headers);
     let mut response = crate::dataplane::infer_on(&model, request).await?;
     let extra_headers = extract_headers(&mut response);
-    let encoded = binary::encode_response(&response, &format)
-        .map_err(|e| MLServerError::internal(format!("could not encode the response of model {name}: {e}")))?;
+    let encoded = binary::encode_response(&response, &format).map_err(|e| {
+        MLServerError::internal(format!(
+            "could not encode the response of model {name}: {e}"
+        ))
+    })?;
 
     let mut http = Response::new(Body::from(encoded.body));
     let out = http.headers_mut();
@@ -129,11 +157,17 @@ async fn infer_response(
     }
     match encoded.header_len {
         Some(len) => {
-            out.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            out.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             out.insert(binary::HEADER_CONTENT_LENGTH, HeaderValue::from(len));
         }
         None => {
-            out.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            out.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
     }
     Ok(http)
@@ -179,12 +213,19 @@ fn extract_headers(response: &mut InferenceResponse) -> Vec<(HeaderName, HeaderV
                 Value::String(s) => s,
                 other => other.to_string(),
             };
-            Some((HeaderName::try_from(k).ok()?, HeaderValue::try_from(value).ok()?))
+            Some((
+                HeaderName::try_from(k).ok()?,
+                HeaderValue::try_from(value).ok()?,
+            ))
         })
         .collect()
 }
 
-pub async fn repository_index(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub async fn repository_index(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let body = read_body(&headers, body, state.max_body_bytes).await?;
     // MLServer demands at least `{}`; an empty body is accepted here.
     let request: RepositoryIndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -220,7 +261,11 @@ pub async fn repository_unload(
 
 /// Load/unload bodies are optional (`{"parameters": {...}}`), but a body that
 /// is there must be JSON.
-async fn check_optional_json(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(), ApiError> {
+async fn check_optional_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), ApiError> {
     let body = read_body(headers, body, state.max_body_bytes).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         parse_json::<Value>(&body, "request body")?;

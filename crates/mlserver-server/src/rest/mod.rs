@@ -35,21 +35,38 @@ pub fn router(state: AppState, gzip: bool) -> Router {
         .route("/v2/health/ready", get(ready))
         .route("/v2", get(server_metadata))
         .route("/v2/models/{name}", get(model_metadata))
-        .route("/v2/models/{name}/versions/{version}", get(model_version_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_version_metadata),
+        )
         .route("/v2/models/{name}/ready", get(model_ready))
-        .route("/v2/models/{name}/versions/{version}/ready", get(model_version_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_version_ready),
+        )
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/generate", post(infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
-        .route("/v2/models/{name}/versions/{version}/generate", post(infer_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/generate",
+            post(infer_version),
+        )
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{name}/load", post(repository_load))
-        .route("/v2/repository/models/{name}/unload", post(repository_unload))
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(repository_unload),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     if gzip {
-        let predicate = SizeAbove::new(500).and(NotForContentType::GRPC).and(NotForContentType::SSE);
+        let predicate = SizeAbove::new(500)
+            .and(NotForContentType::GRPC)
+            .and(NotForContentType::SSE);
         router.layer(CompressionLayer::new().compress_when(predicate))
     } else {
         router
@@ -57,7 +74,10 @@ pub fn router(state: AppState, gzip: bool) -> Router {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    error_response(StatusCode::NOT_FOUND, format!("Not Found: no route for {}", uri.path()))
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("Not Found: no route for {}", uri.path()),
+    )
 }
 
 async fn method_not_allowed() -> Response {
