@@ -19,7 +19,7 @@ impl MLModel for SumModel {
             .ok_or_else(|| MLServerError::inference("sum needs one numeric input"))?;
         let rows = input.shape.first().copied().unwrap_or(1);
         let values = as_f64(input)?;
-        let per_row = if rows == 0 { 0 } else { values.len() / rows };
+        let per_row = values.len().checked_div(rows).unwrap_or(0);
         let sums: Vec<f64> = if per_row == 0 {
             vec![0.0; rows]
         } else {
