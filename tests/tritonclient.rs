@@ -4,7 +4,6 @@
 use mlserver_tests::{examples_models, python, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet verified against tritonclient; run with --ignored (next session)"]
 async fn tritonclient_http_against_the_examples() {
     let Some(py) = python::client_python() else {
         return; // PyPI unreachable: client_python() printed a loud SKIPPED banner.

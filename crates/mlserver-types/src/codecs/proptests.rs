@@ -33,25 +33,12 @@ fn same_data(a: &TensorData, b: &TensorData) -> bool {
         (TensorData::Fp16(x), TensorData::Fp16(y)) => floats(x, y, f16::to_f64),
         (TensorData::Bf16(x), TensorData::Bf16(y)) => floats(x, y, bf16::to_f64),
         (TensorData::Fp32(x), TensorData::Fp32(y)) => floats(x, y, f64::from),
-        (TensorData::Fp64(x), TensorData::Fp64(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(&p, &q)| fp64_close(p, q))
-        }
+        (TensorData::Fp64(x), TensorData::Fp64(y)) => floats(x, y, |v| v),
         (x, y) => x == y,
     }
 }
 
-/// FP64 equality up to a few units in the last place. serde_json's default
-/// float parser may be off by a few ULPs (its `float_roundtrip` feature, not
-/// enabled in this workspace, fixes that); [`fp64_json_is_exact`] pins the
-/// exact behaviour and is ignored until the feature is on.
-fn fp64_close(p: f64, q: f64) -> bool {
-    (p.is_nan() && q.is_nan())
-        || p == q
-        || (p.signum() == q.signum() && p.to_bits().abs_diff(q.to_bits()) <= 64)
-}
-
 #[test]
-#[ignore = "needs serde_json's `float_roundtrip` feature (workspace Cargo.toml)"]
 fn fp64_json_is_exact() {
     for x in [
         -903_179_973.351_737_3f64,
