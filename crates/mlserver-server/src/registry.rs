@@ -155,8 +155,9 @@ impl ModelRegistry {
             .unwrap_or_default()
     }
 
-    /// Marks a version as loading, keeping any instance that serves now.
-    pub fn begin_load(&self, name: &str, version: &Version) {
+    /// Runs `f` on the slot of `name`/`version`, creating it (as loading)
+    /// when it is new.
+    fn with_slot<R>(&self, name: &str, version: &Version, f: impl FnOnce(&mut Slot) -> R) -> R {
         let mut models = self.models.write().expect("registry lock");
         let slot = models
             .entry(name.to_owned())
@@ -166,7 +167,14 @@ impl ModelRegistry {
                 state: SlotState::Loading,
                 model: None,
             });
-        slot.state = SlotState::Loading;
+        f(slot)
+    }
+
+    /// Marks a version as loading, keeping any instance that serves now.
+    pub fn begin_load(&self, name: &str, version: &Version) {
+        self.with_slot(name, version, |slot| {
+            slot.state = SlotState::Loading;
+        })
     }
 
     /// Installs a freshly loaded instance; returns the one it replaces.
@@ -176,36 +184,22 @@ impl ModelRegistry {
         version: &Version,
         model: Arc<LoadedModel>,
     ) -> Option<Arc<LoadedModel>> {
-        let mut models = self.models.write().expect("registry lock");
-        let slot = models
-            .entry(name.to_owned())
-            .or_default()
-            .entry(version.clone())
-            .or_insert(Slot {
-                state: SlotState::Loading,
-                model: None,
-            });
-        slot.state = SlotState::Ready;
-        slot.model.replace(model)
+        self.with_slot(name, version, |slot| {
+            slot.state = SlotState::Ready;
+            slot.model.replace(model)
+        })
     }
 
     /// Records a failed load. An instance that was serving keeps serving (a
     /// failed reload must not take a working model down).
     pub fn fail_load(&self, name: &str, version: &Version, reason: String) {
-        let mut models = self.models.write().expect("registry lock");
-        let slot = models
-            .entry(name.to_owned())
-            .or_default()
-            .entry(version.clone())
-            .or_insert(Slot {
-                state: SlotState::Loading,
-                model: None,
-            });
-        slot.state = if slot.model.is_some() {
-            SlotState::Ready
-        } else {
-            SlotState::Failed(reason)
-        };
+        self.with_slot(name, version, |slot| {
+            slot.state = if slot.model.is_some() {
+                SlotState::Ready
+            } else {
+                SlotState::Failed(reason)
+            };
+        })
     }
 
     /// Marks a version as unloading (it stops serving at once).
