@@ -1,0 +1,22 @@
+//! Compiles `proto/*.proto` with protox (a pure-Rust protobuf compiler), so
+//! building needs no system `protoc`.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["dataplane.proto", "model_repository.proto", "health.proto"];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());
+    }
+    let descriptors = protox::compile(files, [&proto_dir])?;
+    let mut config = tonic_prost_build::Config::new();
+    // Tensor payloads (raw contents, BYTES elements) as `Bytes`: decoding
+    // then slices the received buffer instead of copying each blob.
+    config.bytes(["."]);
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds_with_config(descriptors, config)?;
+    Ok(())
+}
