@@ -10,9 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlserver_runtime::RuntimeRegistry;
-use mlserver_server::Server;
+use mlserver_server::{Listeners, Server};
 use mlserver_settings::{EnvSource, Settings};
 use tokio::sync::oneshot;
+
+/// The generated gRPC client of `inference.GRPCInferenceService`.
+pub type InferenceClient =
+    mlserver_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient<
+        tonic::transport::Channel,
+    >;
 use tokio::task::JoinHandle;
 
 /// The repository's root folder.
@@ -31,6 +37,8 @@ pub fn examples_models() -> PathBuf {
 /// A running server; dropped or [`TestServer::stop`]ped, it shuts down.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The gRPC listener's address.
+    pub grpc_addr: SocketAddr,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
@@ -50,7 +58,19 @@ impl TestServer {
         runtimes: RuntimeRegistry,
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
-        let env = Arc::new(EnvSource::empty());
+        Self::start_with_env(folder, runtimes, EnvSource::empty(), tweak).await
+    }
+
+    /// Like [`TestServer::start_with`], with `MLSERVER_*` variables from
+    /// `env` (as if exported). Ports from settings are ignored: the server
+    /// always gets free loopback ports.
+    pub async fn start_with_env(
+        folder: &Path,
+        runtimes: RuntimeRegistry,
+        env: EnvSource,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let env = Arc::new(env);
         let mut settings = mlserver_settings::load_settings(folder, &env).expect("settings");
         tweak(&mut settings);
         Self::serve(Server::new(settings, runtimes, env)).await
@@ -58,17 +78,17 @@ impl TestServer {
 
     /// Runs an already built server on a free loopback port.
     pub async fn serve(server: Server) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let listeners = Listeners::ephemeral("127.0.0.1").await.expect("bind");
+        let addr = listeners.http.local_addr().expect("addr");
+        let grpc_addr = listeners.grpc.local_addr().expect("addr");
         let server_dataplane = server.dataplane().clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server.serve(listener, async move {
+        let handle = tokio::spawn(server.serve(listeners, async move {
             let _ = rx.await;
         }));
         TestServer {
             addr,
+            grpc_addr,
             client: reqwest::Client::builder()
                 .no_gzip()
                 .build()
@@ -84,6 +104,28 @@ impl TestServer {
         let s = Self::start(folder).await;
         s.wait_started().await;
         s
+    }
+
+    /// A gRPC client for `inference.GRPCInferenceService`, without message
+    /// size limits of its own.
+    pub async fn grpc(&self) -> InferenceClient {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("gRPC connect");
+        InferenceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    /// A raw channel to the gRPC listener (for the other services).
+    pub async fn grpc_channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("gRPC connect")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -34,8 +34,8 @@ pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
         .context("could not start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::new(settings, runtimes, env);
-        let listener = server.bind_http().await?;
-        server.serve(listener, shutdown_signal()).await?;
+        let listeners = server.bind().await?;
+        server.serve(listeners, shutdown_signal()).await?;
         info!("mlserver stopped");
         Ok(())
     })

@@ -25,7 +25,7 @@ fn models_on_free_port() -> tempfile::TempDir {
     }
     std::fs::write(
         dir.path().join("settings.json"),
-        r#"{"host": "127.0.0.1", "http_port": 0}"#,
+        r#"{"host": "127.0.0.1", "http_port": 0, "grpc_port": 0}"#,
     )
     .unwrap();
     dir
@@ -197,6 +197,7 @@ fn env_settings_apply_and_sigint_stops() {
         &[
             ("MLSERVER_HOST", "127.0.0.1"),
             ("MLSERVER_HTTP_PORT", "0"),
+            ("MLSERVER_GRPC_PORT", "0"),
             ("MLSERVER_SERVER_NAME", "custom-name"),
             ("MLSERVER_USE_STRUCTURED_LOGGING", "true"),
         ],

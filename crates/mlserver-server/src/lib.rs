@@ -1,5 +1,5 @@
 //! The serving side of mlserver-rs: the model registry and repository, the
-//! transport-independent [`DataPlane`], and the V2 REST API.
+//! transport-independent [`DataPlane`], and the V2 REST and gRPC APIs.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -10,13 +10,15 @@
 //! let env = Arc::new(EnvSource::from_process());
 //! let settings = mlserver_settings::load_settings("models".as_ref(), &env).unwrap();
 //! let server = Server::new(settings, mlserver_runtime::RuntimeRegistry::new(), env);
-//! let listener = server.bind_http().await?;
-//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! let listeners = server.bind().await?;
+//! server.serve(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await
 //! # }
 //! ```
 
 mod dataplane;
 mod error;
+mod grpc;
+mod headers;
 mod registry;
 mod repository;
 mod rest;
@@ -24,7 +26,8 @@ mod server;
 
 pub use dataplane::{infer_on, DataPlane, BUILTIN_EXTENSIONS};
 pub use error::ApiError;
+pub use grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
 pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
 pub use repository::ModelRepository;
 pub use rest::{router, AppState, DEFAULT_MAX_BODY_BYTES};
-pub use server::Server;
+pub use server::{Listeners, Server};

@@ -20,6 +20,22 @@ use crate::registry::{LoadedModel, ModelRegistry, Version};
 /// How long an unload waits for in-flight requests before unloading anyway.
 const UNLOAD_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Refuses names that read as paths. Models are found by the `name` in
+/// their settings, never by joining a name onto a folder, but callers do
+/// build paths from names (ModelMesh's adapter writes
+/// `_mlserver_models/<name>/`), so a name like `../x` is an error, not a
+/// lookup.
+fn check_model_name(name: &str) -> Result<(), MLServerError> {
+    let path_like =
+        name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']);
+    if path_like {
+        return Err(MLServerError::bad_request(format!(
+            "invalid model name {name:?}: a name must not be empty, '.', '..', or contain '/', '\\' or NUL"
+        )));
+    }
+    Ok(())
+}
+
 /// The models folder, the runtimes that can serve it, and what is loaded.
 pub struct ModelRepository {
     root: PathBuf,
@@ -97,6 +113,7 @@ impl ModelRepository {
     /// (Re)loads every version of `name` found on disk and unloads versions
     /// no longer there. Returns once all are ready (or failed).
     pub async fn load(&self, name: &str) -> Result<(), MLServerError> {
+        check_model_name(name)?;
         let lock = self.name_lock(name);
         let _guard = lock.lock().await;
         let scan = self.scan().await;
@@ -204,6 +221,7 @@ impl ModelRepository {
 
     /// Unloads every version of `name`.
     pub async fn unload(&self, name: &str) -> Result<(), MLServerError> {
+        check_model_name(name)?;
         let lock = self.name_lock(name);
         let _guard = lock.lock().await;
         let versions = self.registry.versions(name);

@@ -1,6 +1,6 @@
 //! Wiring: settings -> registry, repository, data plane -> listeners.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +10,10 @@ use mlserver_settings::{EnvSource, Settings};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
+use tokio_stream::wrappers::TcpListenerStream;
+
 use crate::dataplane::DataPlane;
+use crate::grpc::{self, GrpcState};
 use crate::registry::ModelRegistry;
 use crate::repository::ModelRepository;
 use crate::rest::{self, AppState};
@@ -72,12 +75,26 @@ impl Server {
         rest::router(state, self.settings.gzip_enabled)
     }
 
-    /// Binds `host:http_port` from settings.
-    pub async fn bind_http(&self) -> std::io::Result<TcpListener> {
-        let addr = format!("{}:{}", self.settings.host, self.settings.http_port);
-        TcpListener::bind(&addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}")))
+    /// The gRPC services, for embedding or testing.
+    pub fn grpc_routes(&self) -> tonic::service::Routes {
+        let state = GrpcState {
+            dataplane: self.dataplane.clone(),
+            repository: self.repository.clone(),
+        };
+        grpc::routes(
+            state,
+            grpc::max_message_bytes(self.settings.grpc_max_message_length),
+            self.settings.gzip_enabled,
+        )
+    }
+
+    /// Binds `host:http_port` and `host:grpc_port` from settings.
+    pub async fn bind(&self) -> std::io::Result<Listeners> {
+        let host = &self.settings.host;
+        Ok(Listeners {
+            http: bind(&format!("{host}:{}", self.settings.http_port)).await?,
+            grpc: bind(&format!("{host}:{}", self.settings.grpc_port)).await?,
+        })
     }
 
     /// Serves until `shutdown` resolves: starts listening first, then loads
@@ -86,11 +103,33 @@ impl Server {
     /// unloads every model.
     pub async fn serve(
         self,
-        http: TcpListener,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let addr: SocketAddr = http.local_addr()?;
-        info!("HTTP server running on http://{addr}");
+        let http_addr: SocketAddr = listeners.http.local_addr()?;
+        let grpc_addr: SocketAddr = listeners.grpc.local_addr()?;
+
+        // One shutdown signal, fanned out to both servers.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let http = axum::serve(listeners.http, self.rest_router())
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future();
+        let grpc = tonic::transport::Server::builder()
+            .add_routes(self.grpc_routes())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listeners.grpc),
+                stopped(stop_rx.clone()),
+            );
+        info!("HTTP server running on http://{http_addr}");
+        info!("gRPC server running on http://{grpc_addr}");
 
         let loader = {
             let repository = self.repository.clone();
@@ -110,12 +149,34 @@ impl Server {
             })
         };
 
-        let result = axum::serve(http, self.rest_router())
-            .with_graceful_shutdown(shutdown)
-            .await;
-        info!("HTTP server stopped; unloading models");
+        let (http, grpc) = tokio::join!(http, grpc);
+        info!("HTTP and gRPC servers stopped; unloading models");
         loader.abort();
         self.repository.unload_all().await;
-        result
+        http?;
+        grpc.map_err(|e| std::io::Error::other(format!("gRPC server failed: {e}")))
     }
+}
+
+/// The sockets a [`Server`] serves on. Bound before serving, so a caller
+/// (a test, a supervisor) can pick port 0 and read the real addresses.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    /// Both on free ports of `ip` (tests: `127.0.0.1`).
+    pub async fn ephemeral(ip: &str) -> std::io::Result<Self> {
+        Ok(Listeners {
+            http: bind(&format!("{ip}:0")).await?,
+            grpc: bind(&format!("{ip}:0")).await?,
+        })
+    }
+}
+
+async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}")))
 }

@@ -2,20 +2,20 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mlserver_runtime::MLServerError;
 use mlserver_types::binary::{self, OutputFormat};
 use mlserver_types::{
-    InferenceRequest, InferenceResponse, LiveResponse, ModelReadyResponse, Parameters,
-    ReadyResponse, RepositoryIndexRequest,
+    InferenceRequest, LiveResponse, ModelReadyResponse, ReadyResponse, RepositoryIndexRequest,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::body::{header_length, parse_json, read_body};
 use super::AppState;
 use crate::error::ApiError;
+use crate::headers::{extract_headers, insert_headers};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -171,54 +171,6 @@ async fn infer_response(
         }
     }
     Ok(http)
-}
-
-/// MLServer copies every request header into `parameters.headers`,
-/// replacing whatever the client put there.
-fn insert_headers(request: &mut InferenceRequest, headers: &HeaderMap) {
-    let mut map = Map::new();
-    for (name, value) in headers {
-        if let Ok(v) = value.to_str() {
-            map.entry(name.as_str().to_owned())
-                .and_modify(|old| {
-                    if let Value::String(s) = old {
-                        s.push_str(", ");
-                        s.push_str(v);
-                    }
-                })
-                .or_insert_with(|| Value::String(v.to_owned()));
-        }
-    }
-    let params = request.parameters_mut();
-    if params.get(Parameters::HEADERS).is_some() {
-        tracing::warn!("request parameters.headers is replaced by the HTTP request headers");
-    }
-    params.insert(Parameters::HEADERS, Value::Object(map));
-}
-
-/// Response `parameters.headers` become HTTP response headers.
-fn extract_headers(response: &mut InferenceResponse) -> Vec<(HeaderName, HeaderValue)> {
-    let Some(params) = response.parameters.as_mut() else {
-        return Vec::new();
-    };
-    let Some(Value::Object(map)) = params.remove(Parameters::HEADERS) else {
-        return Vec::new();
-    };
-    if params.is_empty() {
-        response.parameters = None;
-    }
-    map.into_iter()
-        .filter_map(|(k, v)| {
-            let value = match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            Some((
-                HeaderName::try_from(k).ok()?,
-                HeaderValue::try_from(value).ok()?,
-            ))
-        })
-        .collect()
 }
 
 pub async fn repository_index(

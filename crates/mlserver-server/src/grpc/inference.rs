@@ -1,0 +1,213 @@
+//! `inference.GRPCInferenceService`: thin adapters between protobuf and the
+//! [`DataPlane`] / [`ModelRepository`](crate::ModelRepository).
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use mlserver_proto::convert::{self, DecodedRequest};
+use mlserver_proto::inference::grpc_inference_service_server::GrpcInferenceService;
+use mlserver_proto::inference::*;
+use mlserver_runtime::MLServerError;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{to_status, GrpcState};
+use crate::headers::{extract_headers, insert_headers};
+
+/// How many requests of one `ModelStreamInfer` stream run at once. Replies
+/// still leave in request order.
+const STREAM_CONCURRENCY: usize = 16;
+
+pub struct InferenceService {
+    state: GrpcState,
+}
+
+impl InferenceService {
+    pub fn new(state: GrpcState) -> Self {
+        InferenceService { state }
+    }
+}
+
+type GrpcResult<T> = Result<Response<T>, Status>;
+
+fn version_of(v: &str) -> Option<&str> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn bad_request(e: mlserver_proto::ConvertError) -> Status {
+    to_status(MLServerError::bad_request(e.to_string()))
+}
+
+/// One inference: decode, run, encode (raw replies for raw requests).
+/// `metadata` becomes `parameters.headers`; response headers come back.
+async fn infer_one(
+    state: &GrpcState,
+    metadata: &MetadataMap,
+    request: ModelInferRequest,
+) -> Result<(ModelInferResponse, MetadataMap), Status> {
+    let DecodedRequest {
+        model_name,
+        model_version,
+        mut request,
+        raw,
+    } = convert::decode_infer_request(request).map_err(bad_request)?;
+    insert_headers(&mut request, &metadata.clone().into_headers());
+    let mut response = state
+        .dataplane
+        .infer(&model_name, model_version.as_deref(), request)
+        .await
+        .map_err(to_status)?;
+    let mut out = MetadataMap::new();
+    for (name, value) in extract_headers(&mut response) {
+        if let (Ok(k), Ok(v)) = (
+            MetadataKey::from_bytes(name.as_str().as_bytes()),
+            MetadataValue::try_from(value.as_bytes()),
+        ) {
+            out.insert(k, v);
+        }
+    }
+    Ok((convert::encode_infer_response(response, raw), out))
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for InferenceService {
+    async fn server_live(&self, _: Request<ServerLiveRequest>) -> GrpcResult<ServerLiveResponse> {
+        Ok(Response::new(ServerLiveResponse {
+            live: self.state.dataplane.live(),
+        }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> GrpcResult<ServerReadyResponse> {
+        Ok(Response::new(ServerReadyResponse {
+            ready: self.state.dataplane.ready(),
+        }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> GrpcResult<ModelReadyResponse> {
+        let r = request.into_inner();
+        let ready = self
+            .state
+            .dataplane
+            .model_ready(&r.name, version_of(&r.version))
+            .map_err(to_status)?;
+        Ok(Response::new(ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> GrpcResult<ServerMetadataResponse> {
+        let m = self.state.dataplane.server_metadata();
+        Ok(Response::new(ServerMetadataResponse {
+            name: m.name,
+            version: m.version,
+            extensions: m.extensions,
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> GrpcResult<ModelMetadataResponse> {
+        let r = request.into_inner();
+        let metadata = self
+            .state
+            .dataplane
+            .model_metadata(&r.name, version_of(&r.version))
+            .map_err(to_status)?;
+        Ok(Response::new(convert::metadata_to_proto(metadata)))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> GrpcResult<ModelInferResponse> {
+        let (metadata, _, request) = request.into_parts();
+        let (response, headers) = infer_one(&self.state, &metadata, request).await?;
+        let mut response = Response::new(response);
+        *response.metadata_mut() = headers;
+        Ok(response)
+    }
+
+    type ModelStreamInferStream =
+        Pin<Box<dyn Stream<Item = Result<ModelInferResponse, Status>> + Send + 'static>>;
+
+    /// Each request is answered independently (its own model, id and raw
+    /// mode, unlike MLServer, where the first message decides for all), in
+    /// the order received. A failed request ends the stream with its status.
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<ModelInferRequest>>,
+    ) -> GrpcResult<Self::ModelStreamInferStream> {
+        let (metadata, _, incoming) = request.into_parts();
+        let state = self.state.clone();
+        let responses = incoming
+            .map(move |message| {
+                let state = state.clone();
+                let metadata = metadata.clone();
+                async move {
+                    let request = message?;
+                    infer_one(&state, &metadata, request).await.map(|(r, _)| r)
+                }
+            })
+            .buffered(STREAM_CONCURRENCY)
+            .scan(false, |failed, item| {
+                // Stop after the first error: tonic ends the stream with it.
+                if *failed {
+                    return futures::future::ready(None);
+                }
+                *failed = item.is_err();
+                futures::future::ready(Some(item))
+            });
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> GrpcResult<RepositoryIndexResponse> {
+        let r = request.into_inner();
+        let models = self
+            .state
+            .repository
+            .index(r.ready)
+            .await
+            .into_iter()
+            .map(convert::index_item_to_proto)
+            .collect();
+        Ok(Response::new(RepositoryIndexResponse { models }))
+    }
+
+    /// Returns once the model is ready to infer (ModelMesh counts on it).
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> GrpcResult<RepositoryModelLoadResponse> {
+        let r = request.into_inner();
+        self.state
+            .repository
+            .load(&r.model_name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> GrpcResult<RepositoryModelUnloadResponse> {
+        let r = request.into_inner();
+        self.state
+            .repository
+            .unload(&r.model_name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
+    }
+}

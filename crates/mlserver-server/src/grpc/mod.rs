@@ -1,0 +1,68 @@
+//! The V2 gRPC API: `inference.GRPCInferenceService` (data plane and model
+//! repository), MLServer's legacy `inference.model_repository` service, and
+//! `grpc.health.v1.Health` for Kubernetes probes. Backed by the same
+//! [`DataPlane`] and [`ModelRepository`] as REST, so both transports see
+//! one registry and fail with the same errors.
+
+mod health;
+mod inference;
+mod legacy;
+mod status;
+
+use std::sync::Arc;
+
+use mlserver_proto::health::health_server::HealthServer;
+use mlserver_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
+use mlserver_proto::inference::model_repository::model_repository_service_server::ModelRepositoryServiceServer;
+use tonic::codec::CompressionEncoding;
+use tonic::service::Routes;
+
+use crate::dataplane::DataPlane;
+use crate::repository::ModelRepository;
+
+pub use status::to_status;
+
+/// What the gRPC services share.
+#[derive(Clone)]
+pub struct GrpcState {
+    pub dataplane: Arc<DataPlane>,
+    pub repository: Arc<ModelRepository>,
+}
+
+/// Message size limits from `grpc_max_message_length`: unset means
+/// [`DEFAULT_MAX_MESSAGE_BYTES`] (gRPC's own 4 MiB default is too small for
+/// real tensors), `-1` (or any negative) means unlimited, as ModelMesh sets
+/// it, because its `mm` container enforces the limit.
+pub fn max_message_bytes(setting: Option<i64>) -> usize {
+    match setting {
+        None => DEFAULT_MAX_MESSAGE_BYTES,
+        Some(n) if n < 0 => usize::MAX,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    }
+}
+
+/// The default receive and send limit: as large as the REST body limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = crate::rest::DEFAULT_MAX_BODY_BYTES;
+
+/// Every gRPC service, ready for `tonic::transport::Server`. Requests may be
+/// gzip-compressed; replies are compressed for clients that accept gzip
+/// when `gzip` is on.
+pub fn routes(state: GrpcState, max_message_bytes: usize, gzip: bool) -> Routes {
+    let inference =
+        GrpcInferenceServiceServer::new(inference::InferenceService::new(state.clone()))
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+            .accept_compressed(CompressionEncoding::Gzip);
+    let inference = if gzip {
+        inference.send_compressed(CompressionEncoding::Gzip)
+    } else {
+        inference
+    };
+    let legacy = ModelRepositoryServiceServer::new(legacy::LegacyRepositoryService::new(
+        state.repository.clone(),
+    ));
+    let health = HealthServer::new(health::HealthService::new(state.dataplane.clone()));
+    Routes::new(inference)
+        .add_service(legacy)
+        .add_service(health)
+}

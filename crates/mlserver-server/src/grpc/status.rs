@@ -1,0 +1,54 @@
+//! The one mapping from [`MLServerError`] to a gRPC status (MLServer's:
+//! 400 INVALID_ARGUMENT, 404 NOT_FOUND, 422 FAILED_PRECONDITION, 500
+//! INTERNAL; plus 413 RESOURCE_EXHAUSTED and 503 UNAVAILABLE).
+
+use mlserver_runtime::{ErrorStatus, MLServerError};
+use tonic::{Code, Status};
+
+pub fn to_status(e: MLServerError) -> Status {
+    let code = match e.status() {
+        ErrorStatus::BadRequest => Code::InvalidArgument,
+        ErrorStatus::NotFound => Code::NotFound,
+        ErrorStatus::Unprocessable => Code::FailedPrecondition,
+        ErrorStatus::PayloadTooLarge => Code::ResourceExhausted,
+        ErrorStatus::Internal => Code::Internal,
+        ErrorStatus::Unavailable => Code::Unavailable,
+    };
+    if code == Code::Internal {
+        tracing::error!("{e}");
+    } else {
+        tracing::debug!("gRPC request failed with {code:?}: {e}");
+    }
+    Status::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_error_class() {
+        let code = |e: MLServerError| to_status(e).code();
+        assert_eq!(code(MLServerError::not_found("m", None)), Code::NotFound);
+        assert_eq!(
+            code(MLServerError::ModelNotReady("m".into())),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(MLServerError::InvalidModelUri {
+                name: "m".into(),
+                uri: "u".into()
+            }),
+            Code::FailedPrecondition
+        );
+        assert_eq!(code(MLServerError::internal("x")), Code::Internal);
+        assert_eq!(
+            code(MLServerError::Unavailable("x".into())),
+            Code::Unavailable
+        );
+        assert_eq!(
+            to_status(MLServerError::not_found("m", Some("2"))).message(),
+            "Model m with version 2 not found"
+        );
+    }
+}
