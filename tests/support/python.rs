@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use super::workspace_root;
 
 /// The packages the interop tests use.
-const PACKAGES: &[&str] = &["tritonclient[http]==2.*", "numpy"];
+const PACKAGES: &[&str] = &["tritonclient[http,grpc]==2.*", "numpy"];
 
 /// The venv's python, or `None` (after printing why) when PyPI is unreachable.
 pub fn client_python() -> Option<PathBuf> {
@@ -64,7 +64,7 @@ fn make_venv() -> Option<PathBuf> {
 
 fn imports_ok(python: &Path) -> bool {
     Command::new(python)
-        .args(["-c", "import tritonclient.http, numpy"])
+        .args(["-c", "import tritonclient.http, tritonclient.grpc, numpy"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
