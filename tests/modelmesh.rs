@@ -15,24 +15,44 @@ use mlserver_types::{InferenceRequest, Tensor};
 use serde_json::json;
 use tonic::Code;
 
-/// The runtime's env from `config/runtimes/mlserver-1.x.yaml`, plus the
-/// custom-runtime template's `MLSERVER_MODEL_IMPLEMENTATION`.
-fn serving_runtime_env(models_dir: &str) -> EnvSource {
-    EnvSource::empty()
-        .with_var("MLSERVER_MODELS_DIR", models_dir)
-        .with_var("MLSERVER_GRPC_PORT", "8001")
-        .with_var("MLSERVER_HTTP_PORT", "8002")
-        .with_var("MLSERVER_LOAD_MODELS_AT_STARTUP", "false")
-        .with_var("MLSERVER_MODEL_NAME", "dummy-model-fixme")
-        .with_var("MLSERVER_HOST", "127.0.0.1")
-        .with_var("MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "-1")
-        .with_var("MLSERVER_MODEL_IMPLEMENTATION", "test.Slow")
+/// The container env of `deploy/modelmesh/servingruntime.yaml` (the same
+/// variables as modelmesh-serving's `mlserver-1.x`), read from the file so
+/// the shipped manifest is what is tested. Only `MLSERVER_MODEL_IMPLEMENTATION`
+/// is swapped for a runtime whose load takes measurable time.
+fn serving_runtime_env() -> EnvSource {
+    let yaml = std::fs::read_to_string(
+        mlserver_tests::workspace_root().join("deploy/modelmesh/servingruntime.yaml"),
+    )
+    .expect("deploy/modelmesh/servingruntime.yaml");
+    let mut env = EnvSource::empty();
+    let mut name: Option<String> = None;
+    for line in yaml.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("- name: ") {
+            name = n.starts_with("MLSERVER_").then(|| n.to_owned());
+        } else if let (Some(n), Some(v)) = (name.take(), line.strip_prefix("value: ")) {
+            env = env.with_var(n, v.trim_matches('"'));
+        }
+    }
+    for expected in [
+        "MLSERVER_MODELS_DIR",
+        "MLSERVER_GRPC_PORT",
+        "MLSERVER_HTTP_PORT",
+        "MLSERVER_LOAD_MODELS_AT_STARTUP",
+        "MLSERVER_HOST",
+        "MLSERVER_GRPC_MAX_MESSAGE_LENGTH",
+    ] {
+        assert!(
+            env.get(expected).is_some(),
+            "{expected} missing from the manifest"
+        );
+    }
+    env.with_var("MLSERVER_MODEL_IMPLEMENTATION", "test.Slow")
 }
 
 #[test]
 fn serving_runtime_env_is_understood() {
     let dir = ModelsDir::new();
-    let env = serving_runtime_env(&dir.path().display().to_string());
+    let env = serving_runtime_env();
     let s = mlserver_settings::load_settings(dir.path(), &env).unwrap();
     assert_eq!(
         (s.host.as_str(), s.grpc_port, s.http_port),
@@ -48,14 +68,8 @@ fn serving_runtime_env_is_understood() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adapter_call_sequence() {
     let dir = ModelsDir::new();
-    let root = dir.path().display().to_string();
-    let s = TestServer::start_with_env(
-        dir.path(),
-        test_runtimes(),
-        serving_runtime_env(&root),
-        |_| {},
-    )
-    .await;
+    let s = TestServer::start_with_env(dir.path(), test_runtimes(), serving_runtime_env(), |_| {})
+        .await;
     let mut c = s.grpc().await;
 
     // RuntimeStatus: poll ServerReady until true (models are not loaded at
