@@ -136,24 +136,15 @@ pub fn encode_infer_response(response: InferenceResponse, raw: bool) -> ModelInf
         parameters,
         outputs,
     } = response;
-    let raw = raw || outputs.iter().any(|o| raw_only(o.datatype));
-    let mut raw_output_contents = Vec::with_capacity(if raw { outputs.len() } else { 0 });
+    let (outputs, raw_output_contents) = encode_tensors(outputs, raw);
     let outputs = outputs
         .into_iter()
-        .map(|output| {
-            let contents = if raw {
-                raw_output_contents.push(raw_bytes(output.data));
-                None
-            } else {
-                Some(contents_from_data(output.data))
-            };
-            InferOutputTensor {
-                name: output.name,
-                datatype: output.datatype.as_str().to_owned(),
-                shape: shape_to_proto(&output.shape),
-                parameters: parameters_to_proto(output.parameters),
-                contents,
-            }
+        .map(|t| InferOutputTensor {
+            name: t.name,
+            datatype: t.datatype,
+            shape: t.shape,
+            parameters: t.parameters,
+            contents: t.contents,
         })
         .collect();
     ModelInferResponse {
@@ -180,24 +171,15 @@ pub fn encode_infer_request(
         inputs,
         outputs,
     } = request;
-    let raw = raw || inputs.iter().any(|i| raw_only(i.datatype));
-    let mut raw_input_contents = Vec::with_capacity(if raw { inputs.len() } else { 0 });
+    let (inputs, raw_input_contents) = encode_tensors(inputs, raw);
     let inputs = inputs
         .into_iter()
-        .map(|input| {
-            let contents = if raw {
-                raw_input_contents.push(raw_bytes(input.data));
-                None
-            } else {
-                Some(contents_from_data(input.data))
-            };
-            InferInputTensor {
-                name: input.name,
-                datatype: input.datatype.as_str().to_owned(),
-                shape: shape_to_proto(&input.shape),
-                parameters: parameters_to_proto(input.parameters),
-                contents,
-            }
+        .map(|t| InferInputTensor {
+            name: t.name,
+            datatype: t.datatype,
+            shape: t.shape,
+            parameters: t.parameters,
+            contents: t.contents,
         })
         .collect();
     ModelInferRequest {
@@ -258,6 +240,33 @@ pub fn decode_infer_response(
         parameters: parameters_from_proto(parameters)?,
         outputs,
     })
+}
+
+/// Tensors to their wire form: typed `contents`, or (with `raw`) empty
+/// contents and one blob each. FP16/BF16 have no typed form, so their
+/// presence makes the whole message raw.
+fn encode_tensors(tensors: Vec<Tensor>, raw: bool) -> (Vec<WireTensor>, Vec<Bytes>) {
+    let raw = raw || tensors.iter().any(|t| raw_only(t.datatype));
+    let mut blobs = Vec::with_capacity(if raw { tensors.len() } else { 0 });
+    let wire = tensors
+        .into_iter()
+        .map(|t| {
+            let contents = if raw {
+                blobs.push(raw_bytes(t.data));
+                None
+            } else {
+                Some(contents_from_data(t.data))
+            };
+            WireTensor {
+                name: t.name,
+                datatype: t.datatype.as_str().to_owned(),
+                shape: shape_to_proto(&t.shape),
+                parameters: parameters_to_proto(t.parameters),
+                contents,
+            }
+        })
+        .collect();
+    (wire, blobs)
 }
 
 /// The fields input and output tensors share on the wire.
