@@ -43,6 +43,7 @@
 //! assert_eq!(uri, ModelUri::Local(dir.path().join("my-model/model.bst")));
 //! ```
 
+mod embedded;
 mod env;
 mod error;
 mod layer;
@@ -51,6 +52,7 @@ mod scan;
 mod settings;
 mod uri;
 
+pub use embedded::embedded_dotenv;
 pub use env::{parse_dotenv, EnvOrigin, EnvSource};
 pub use error::{InvalidModelUri, SettingsError};
 pub use model::{load_model_settings, ModelParameters, ModelSettings, MODEL_SETTINGS_FILENAME};
