@@ -9,6 +9,7 @@
 //! }
 //! ```
 
+mod image;
 mod logging;
 mod start;
 
@@ -45,6 +46,18 @@ pub enum Command {
         /// The models folder.
         folder: PathBuf,
     },
+    /// Build an image serving FOLDER (a custom Rust runtime crate, or models
+    /// for the built-in runtimes) through the Docker Engine API.
+    Build(image::BuildArgs),
+    /// Write FOLDER/Dockerfile (and with -i the ignore file) for builders
+    /// without a Docker daemon: Kaniko, Buildah, `docker build`.
+    Dockerfile(image::DockerfileArgs),
+    /// Print FOLDER's settings.json and model-settings.json as `.env` lines
+    /// (what an image uses as its defaults; used by generated Dockerfiles).
+    Dotenv {
+        /// The folder holding settings.json and/or model-settings.json.
+        folder: PathBuf,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -56,6 +69,9 @@ pub fn run(runtimes: RuntimeRegistry) -> ExitCode {
 pub fn run_with(cli: Cli, runtimes: RuntimeRegistry) -> ExitCode {
     let result = match cli.command {
         Command::Start { folder } => start::start(&folder, runtimes),
+        Command::Build(args) => image::build(args),
+        Command::Dockerfile(args) => image::dockerfile(args),
+        Command::Dotenv { folder } => image::dotenv(&folder),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

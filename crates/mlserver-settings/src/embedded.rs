@@ -43,10 +43,11 @@ pub fn embedded_dotenv(folder: &Path) -> Result<Option<String>, SettingsError> {
             _ => Map::new(),
         };
         if !model.contains_key("name") {
-            if let Some(name) = folder.canonicalize().ok().and_then(|p| {
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            }) {
+            if let Some(name) = folder
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            {
                 model.insert("name".into(), Value::String(name));
             }
         }
@@ -154,7 +155,10 @@ mod tests {
         .unwrap();
         let dotenv = embedded_dotenv(&folder).unwrap().unwrap();
         assert!(dotenv.contains("MLSERVER_HTTP_PORT='9000'"), "{dotenv}");
-        assert!(dotenv.contains("MLSERVER_MODEL_NAME='my-model'"), "{dotenv}");
+        assert!(
+            dotenv.contains("MLSERVER_MODEL_NAME='my-model'"),
+            "{dotenv}"
+        );
 
         // Served from an empty models folder: the model comes from `.env`.
         let models = tempfile::tempdir().unwrap();
@@ -177,7 +181,14 @@ mod tests {
         assert_eq!(p.version.as_deref(), Some("3"));
         assert_eq!(
             p.uri.as_deref(),
-            Some(folder.canonicalize().unwrap().join("weights.bin").to_str().unwrap())
+            Some(
+                folder
+                    .canonicalize()
+                    .unwrap()
+                    .join("weights.bin")
+                    .to_str()
+                    .unwrap()
+            )
         );
         assert_eq!(p.extra["a"][1], "#x");
 

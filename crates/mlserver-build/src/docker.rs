@@ -1,0 +1,143 @@
+//! `mlserver build`: the generated Dockerfile plus the folder, sent as one
+//! tar stream to the Docker Engine API (bollard; no `docker` CLI needed).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use bollard::query_parameters::BuildImageOptions;
+use bollard::Docker;
+use futures::StreamExt;
+
+use crate::build_context::{build_context, ignore_rules, ContextError};
+use crate::dockerfile::{
+    inspect, render_dockerfile, render_dockerignore, BaseImages, DockerfileError,
+};
+
+/// Name of the generated Dockerfile inside the build context: one a model
+/// folder will not have, so the folder's own `Dockerfile` stays untouched.
+pub const CONTEXT_DOCKERFILE: &str = ".mlserver.Dockerfile";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "cannot reach a Docker daemon at {host} ({reason}); start one, set DOCKER_HOST, \
+         or write the Dockerfile with `mlserver dockerfile` and build it with Kaniko or Buildah"
+    )]
+    NoDaemon { host: String, reason: String },
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// A step failed; the message is Docker's.
+    #[error("the image build failed: {0}")]
+    Failed(String),
+    #[error("the Docker daemon answered with an error: {0}")]
+    Daemon(String),
+}
+
+/// What `mlserver build` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub tag: String,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub platform: Option<String>,
+    pub build_args: Vec<(String, String)>,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub id: Option<String>,
+    pub tag: String,
+}
+
+/// Docker's default socket, where bollard connects without `DOCKER_HOST`.
+const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Where the daemon is: `DOCKER_HOST`, else the default socket.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_DOCKER_HOST.to_owned())
+}
+
+/// Connects and checks that a daemon answers, so a missing daemon is one
+/// clear error before any work.
+pub async fn connect() -> Result<Docker, BuildError> {
+    let host = docker_host();
+    let no_daemon = |reason: String| BuildError::NoDaemon {
+        host: host.clone(),
+        reason,
+    };
+    let docker = Docker::connect_with_defaults().map_err(|e| no_daemon(e.to_string()))?;
+    docker.ping().await.map_err(|e| no_daemon(e.to_string()))?;
+    Ok(docker)
+}
+
+/// Builds `folder` into an image, writing Docker's progress lines to `out`
+/// as they arrive.
+pub async fn build(
+    docker: &Docker,
+    folder: &Path,
+    request: &BuildRequest,
+    images: &BaseImages,
+    out: &mut (dyn Write + Send),
+) -> Result<Built, BuildError> {
+    let info = inspect(folder)?;
+    let dockerfile = render_dockerfile(&info, images)?;
+    // The folder's own ignore rules, else the ones `mlserver dockerfile -i`
+    // would write.
+    let ignore = ignore_rules(folder, &render_dockerignore()?)?;
+    let context = build_context(
+        folder,
+        &ignore,
+        &[(CONTEXT_DOCKERFILE, dockerfile.as_bytes())],
+    )?;
+
+    let options = BuildImageOptions {
+        dockerfile: CONTEXT_DOCKERFILE.to_owned(),
+        t: Some(request.tag.clone()),
+        nocache: request.no_cache,
+        pull: request.pull.then(|| "true".to_owned()),
+        rm: true,
+        forcerm: true,
+        platform: request.platform.clone().unwrap_or_default(),
+        buildargs: (!request.build_args.is_empty()).then(|| {
+            request
+                .build_args
+                .iter()
+                .cloned()
+                .collect::<HashMap<_, _>>()
+        }),
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut id = None;
+    while let Some(item) = stream.next().await {
+        let info = match item {
+            Ok(info) => info,
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Err(BuildError::Failed(error))
+            }
+            Err(e) => return Err(BuildError::Daemon(e.to_string())),
+        };
+        if let Some(detail) = info.error_detail {
+            return Err(BuildError::Failed(detail.message.unwrap_or_default()));
+        }
+        if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+            // Progress goes to the user; a closed stdout must not fail the build.
+            let _ = out.write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = out.write_all(b"\n");
+            }
+            let _ = out.flush();
+        }
+        if let Some(aux) = info.aux {
+            id = aux.id.or(id);
+        }
+    }
+    Ok(Built {
+        id,
+        tag: request.tag.clone(),
+    })
+}
