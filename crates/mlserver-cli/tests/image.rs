@@ -168,6 +168,23 @@ impl Daemon {
         }
     }
 
+    /// `mlserver build` (the code under test, through bollard) against this
+    /// daemon, on the imported base image.
+    fn mlserver_build(&self, folder: &Path, tag: &str) -> Output {
+        mlserver()
+            .args([
+                "build",
+                "-t",
+                tag,
+                "--build-arg",
+                "MLSERVER_IMAGE=mlserver-rs:e2e-base",
+            ])
+            .arg(folder)
+            .env("DOCKER_HOST", &self.host)
+            .output()
+            .unwrap()
+    }
+
     /// The docker CLI against this daemon (test setup only: the build under
     /// test goes through bollard).
     fn docker(&self, args: &[&str]) -> Output {
@@ -319,18 +336,7 @@ fn build_and_run_an_image_with_embedded_settings() {
     write(folder.path(), ".dockerignore", "*.secret\n");
     write(folder.path(), "token.secret", "do not ship");
     let tag = "mlserver-e2e:embedded";
-    let out = mlserver()
-        .args([
-            "build",
-            "-t",
-            tag,
-            "--build-arg",
-            "MLSERVER_IMAGE=mlserver-rs:e2e-base",
-        ])
-        .arg(folder.path())
-        .env("DOCKER_HOST", &daemon.host)
-        .output()
-        .unwrap();
+    let out = daemon.mlserver_build(folder.path(), tag);
     let log = text(&out);
     assert!(out.status.success(), "mlserver build failed:\n{log}");
     assert!(
@@ -414,18 +420,7 @@ fn build_and_run_an_image_with_embedded_settings() {
 
     // A failing RUN step fails the build with Docker's message.
     write(folder.path(), "model-settings.json", "{ not json");
-    let out = mlserver()
-        .args([
-            "build",
-            "-t",
-            "mlserver-e2e:broken",
-            "--build-arg",
-            "MLSERVER_IMAGE=mlserver-rs:e2e-base",
-        ])
-        .arg(folder.path())
-        .env("DOCKER_HOST", &daemon.host)
-        .output()
-        .unwrap();
+    let out = daemon.mlserver_build(folder.path(), "mlserver-e2e:broken");
     assert!(!out.status.success());
     assert!(
         text(&out).contains("returned a non-zero code"),
