@@ -1,7 +1,7 @@
 //! `mlserver dockerfile` and `mlserver build` for real.
 //!
-//! The build test starts its own `dockerd` (Debian's docker.io, which
-//! `.ci/run` installs) on a private socket, without iptables or a bridge.
+//! The build test starts its own `dockerd` (Debian's docker.io, installed by
+//! the test when missing) on a private socket, without iptables or a bridge.
 //! No registry is reachable, so the base image is made here: the `mlserver`
 //! binary under test, `/bin/sh` and their shared libraries, imported with
 //! `docker import`. `mlserver build` (bollard, no docker CLI) then builds a
@@ -109,6 +109,38 @@ fn build_without_a_daemon_says_so_in_one_line() {
     );
 }
 
+fn find_dockerd() -> Option<PathBuf> {
+    ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The test's real part, installed the way the Python clients are: from the
+/// distribution's registry, by the test setup itself, so a fresh clone needs
+/// only `cargo test --workspace`. Needs root and apt-get (CI has both).
+fn install_docker_io() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root || Command::new("apt-get").arg("--version").output().is_err() {
+        return;
+    }
+    eprintln!("installing Debian's docker.io for the image build test ...");
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+             apt-get install -y -qq --no-install-recommends docker.io >/dev/null",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("could not install docker.io");
+    }
+}
+
 /// A dockerd on a private socket, stopped by its PID when dropped.
 struct Daemon {
     child: Child,
@@ -118,11 +150,12 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Result<Daemon, String> {
-        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .ok_or("dockerd is not installed (Debian package docker.io; .ci/run installs it)")?;
+        let dockerd = find_dockerd()
+            .or_else(|| {
+                install_docker_io();
+                find_dockerd()
+            })
+            .ok_or("dockerd is not installed and Debian's docker.io could not be installed")?;
         // Short path: unix socket paths are limited to about 100 bytes.
         let dir = tempfile::Builder::new()
             .prefix("mlsd")

@@ -79,23 +79,7 @@ pub fn decode_infer_request(request: ModelInferRequest) -> Result<DecodedRequest
     let mut raw_blobs = raw_input_contents.into_iter();
     let inputs = inputs
         .into_iter()
-        .map(|input| {
-            let InferInputTensor {
-                name,
-                datatype,
-                shape,
-                parameters,
-                contents,
-            } = input;
-            let wire = WireTensor {
-                name,
-                datatype,
-                shape,
-                parameters,
-                contents,
-            };
-            wire.decode(raw_blobs.next(), "input")
-        })
+        .map(|input| WireTensor::from(input).decode(raw_blobs.next(), "input"))
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = if outputs.is_empty() {
         None
@@ -137,16 +121,7 @@ pub fn encode_infer_response(response: InferenceResponse, raw: bool) -> ModelInf
         outputs,
     } = response;
     let (outputs, raw_output_contents) = encode_tensors(outputs, raw);
-    let outputs = outputs
-        .into_iter()
-        .map(|t| InferOutputTensor {
-            name: t.name,
-            datatype: t.datatype,
-            shape: t.shape,
-            parameters: t.parameters,
-            contents: t.contents,
-        })
-        .collect();
+    let outputs = outputs.into_iter().map(InferOutputTensor::from).collect();
     ModelInferResponse {
         model_name,
         model_version: model_version.unwrap_or_default(),
@@ -172,16 +147,7 @@ pub fn encode_infer_request(
         outputs,
     } = request;
     let (inputs, raw_input_contents) = encode_tensors(inputs, raw);
-    let inputs = inputs
-        .into_iter()
-        .map(|t| InferInputTensor {
-            name: t.name,
-            datatype: t.datatype,
-            shape: t.shape,
-            parameters: t.parameters,
-            contents: t.contents,
-        })
-        .collect();
+    let inputs = inputs.into_iter().map(InferInputTensor::from).collect();
     ModelInferRequest {
         model_name: model_name.to_owned(),
         model_version: model_version.unwrap_or_default().to_owned(),
@@ -222,16 +188,7 @@ pub fn decode_infer_response(
     let mut raw_blobs = raw_output_contents.into_iter();
     let outputs = outputs
         .into_iter()
-        .map(|o| {
-            let wire = WireTensor {
-                name: o.name,
-                datatype: o.datatype,
-                shape: o.shape,
-                parameters: o.parameters,
-                contents: o.contents,
-            };
-            wire.decode(raw_blobs.next(), "output")
-        })
+        .map(|o| WireTensor::from(o).decode(raw_blobs.next(), "output"))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(InferenceResponse {
         model_name,
@@ -277,6 +234,38 @@ struct WireTensor {
     parameters: HashMap<String, InferParameter>,
     contents: Option<InferTensorContents>,
 }
+
+/// Input and output tensors have the same fields on the wire; one
+/// [`WireTensor`] serves both directions of both.
+macro_rules! wire_tensor_conversions {
+    ($($proto:ty),*) => {$(
+        impl From<WireTensor> for $proto {
+            fn from(t: WireTensor) -> Self {
+                Self {
+                    name: t.name,
+                    datatype: t.datatype,
+                    shape: t.shape,
+                    parameters: t.parameters,
+                    contents: t.contents,
+                }
+            }
+        }
+
+        impl From<$proto> for WireTensor {
+            fn from(t: $proto) -> Self {
+                WireTensor {
+                    name: t.name,
+                    datatype: t.datatype,
+                    shape: t.shape,
+                    parameters: t.parameters,
+                    contents: t.contents,
+                }
+            }
+        }
+    )*};
+}
+
+wire_tensor_conversions!(InferInputTensor, InferOutputTensor);
 
 impl WireTensor {
     fn decode(self, raw: Option<Bytes>, role: &str) -> Result<Tensor, ConvertError> {
