@@ -583,6 +583,7 @@ async fn oversized_bodies_are_refused() {
     let settings = mlserver_settings::load_settings(dir.path(), &env).unwrap();
     let server =
         mlserver_server::Server::new(settings, mlserver_tests::runtimes::test_runtimes(), env)
+            .unwrap()
             .with_max_body_bytes(1024);
     let s = TestServer::serve(server).await;
     s.wait_started().await;

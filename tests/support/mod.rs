@@ -39,6 +39,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The gRPC listener's address.
     pub grpc_addr: SocketAddr,
+    /// The metrics listener's address (`None` with metrics off).
+    pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
@@ -73,7 +75,7 @@ impl TestServer {
         let env = Arc::new(env);
         let mut settings = mlserver_settings::load_settings(folder, &env).expect("settings");
         tweak(&mut settings);
-        Self::serve(Server::new(settings, runtimes, env)).await
+        Self::serve(Server::new(settings, runtimes, env).expect("server")).await
     }
 
     /// Runs an already built server on a free loopback port.
@@ -81,6 +83,19 @@ impl TestServer {
         let listeners = Listeners::ephemeral("127.0.0.1").await.expect("bind");
         let addr = listeners.http.local_addr().expect("addr");
         let grpc_addr = listeners.grpc.local_addr().expect("addr");
+        let metrics_addr = listeners
+            .metrics
+            .as_ref()
+            .map(|l| l.local_addr().expect("addr"));
+        // With metrics off the server does not serve them: drop the socket.
+        let listeners = if server.settings().metrics_endpoint.is_none() {
+            Listeners {
+                metrics: None,
+                ..listeners
+            }
+        } else {
+            listeners
+        };
         let server_dataplane = server.dataplane().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.serve(listeners, async move {
@@ -89,6 +104,7 @@ impl TestServer {
         TestServer {
             addr,
             grpc_addr,
+            metrics_addr,
             client: reqwest::Client::builder()
                 .no_gzip()
                 .build()
@@ -126,6 +142,19 @@ impl TestServer {
             .connect()
             .await
             .expect("gRPC connect")
+    }
+
+    /// The metrics endpoint's text (`/metrics`).
+    pub async fn scrape(&self) -> String {
+        let addr = self.metrics_addr.expect("metrics are on");
+        let response = self
+            .client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,17 +1,35 @@
-//! Log setup from settings: `debug` raises the level, `RUST_LOG` overrides
-//! it, `use_structured_logging` switches to JSON lines.
+//! Log setup from settings: `debug` raises the level and turns on the
+//! access log, `logging_settings` sets levels per logger, `RUST_LOG`
+//! overrides both, `use_structured_logging` switches to JSON lines.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::Path;
 
+use anyhow::{bail, Context};
 use mlserver_settings::Settings;
+use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
-pub fn init(settings: &Settings) {
-    let default = if settings.debug { "debug" } else { "info" };
-    // Dependencies stay at info even in debug mode: their debug output
-    // (hyper's connection chatter) drowns the server's own.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("info,mlserver={default},mlserver_server={default},mlserver_runtime={default},mlserver_settings={default},mlserver_cli={default}")));
+/// Our crates, which MLServer's `mlserver` logger stands for.
+const OWN_TARGETS: [&str; 6] = [
+    "mlserver",
+    "mlserver_server",
+    "mlserver_runtime",
+    "mlserver_settings",
+    "mlserver_cli",
+    "mlserver_onnx",
+];
+
+/// The per-request access log's target (uvicorn's access log in MLServer).
+const ACCESS_TARGET: &str = "mlserver_access";
+
+pub fn init(settings: &Settings) -> anyhow::Result<()> {
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => EnvFilter::try_new(directives(settings)?)
+            .context("invalid log levels in logging_settings")?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
@@ -23,5 +41,199 @@ pub fn init(settings: &Settings) {
     };
     if let Err(e) = result {
         eprintln!("mlserver: logging already initialised: {e}");
+    }
+    Ok(())
+}
+
+/// The `EnvFilter` directives for `settings`.
+fn directives(settings: &Settings) -> anyhow::Result<String> {
+    let level = if settings.debug { "debug" } else { "info" };
+    // Dependencies stay at info even in debug mode: their debug output
+    // (hyper's connection chatter) drowns the server's own.
+    let mut levels: BTreeMap<String, String> = BTreeMap::new();
+    levels.insert(String::new(), "info".into());
+    for target in OWN_TARGETS {
+        levels.insert(target.into(), level.into());
+    }
+    levels.insert(
+        ACCESS_TARGET.into(),
+        if settings.debug { "info" } else { "off" }.into(),
+    );
+    if let Some(config) = &settings.logging_settings {
+        for (logger, level) in logger_levels(config)? {
+            for target in targets_of(&logger) {
+                levels.insert(target, level.clone());
+            }
+        }
+    }
+    Ok(levels
+        .into_iter()
+        .map(|(target, level)| {
+            if target.is_empty() {
+                level
+            } else {
+                format!("{target}={level}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// `(logger name, level)` pairs from MLServer's `logging_settings`: a
+/// `dictConfig` object, or a path to one (`.json`) or to an ini file for
+/// `fileConfig`. Only levels apply; Python handlers and formatters have no
+/// equivalent here (output format comes from `use_structured_logging`).
+fn logger_levels(config: &Value) -> anyhow::Result<Vec<(String, String)>> {
+    match config {
+        Value::Object(_) => dict_config_levels(config),
+        Value::String(path) => {
+            let path = Path::new(path);
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read logging_settings {}", path.display()))?;
+            if path.extension().is_some_and(|e| e == "json") {
+                let value: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+                dict_config_levels(&value)
+            } else {
+                Ok(ini_levels(&text))
+            }
+        }
+        other => bail!("logging_settings must be an object or a file path, not {other}"),
+    }
+}
+
+fn dict_config_levels(config: &Value) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(level) = config.pointer("/root/level").and_then(Value::as_str) {
+        out.push((String::new(), level.to_owned()));
+    }
+    if let Some(loggers) = config.get("loggers").and_then(Value::as_object) {
+        for (name, logger) in loggers {
+            if let Some(level) = logger.get("level").and_then(Value::as_str) {
+                out.push((name.clone(), level.to_owned()));
+            }
+        }
+    }
+    out.into_iter()
+        .filter_map(|(name, level)| match rust_level(&level) {
+            Some(Ok(level)) => Some(Ok((name, level.to_owned()))),
+            Some(Err(())) => Some(Err(anyhow::anyhow!(
+                "logging_settings: unknown level {level:?} for logger {name:?}"
+            ))),
+            None => None,
+        })
+        .collect()
+}
+
+/// `[logger_x]` sections of a `fileConfig` ini: `qualname` and `level`.
+fn ini_levels(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut section: Option<(String, Option<String>, Option<String>)> = None;
+    let mut flush = |s: Option<(String, Option<String>, Option<String>)>| {
+        if let Some((name, qualname, Some(level))) = s {
+            let logger = if name == "logger_root" {
+                String::new()
+            } else {
+                qualname.unwrap_or_else(|| name.trim_start_matches("logger_").to_owned())
+            };
+            if let Some(Ok(level)) = rust_level(&level) {
+                out.push((logger, level.to_owned()));
+            }
+        }
+    };
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            flush(section.take());
+            if name.starts_with("logger_") {
+                section = Some((name.to_owned(), None, None));
+            }
+        } else if let (Some(s), Some((k, v))) = (section.as_mut(), line.split_once('=')) {
+            match k.trim() {
+                "qualname" => s.1 = Some(v.trim().to_owned()),
+                "level" => s.2 = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+    }
+    flush(section);
+    out
+}
+
+/// Python level names to `tracing` levels; `NOTSET` (inherit) is `None`.
+fn rust_level(python: &str) -> Option<Result<&'static str, ()>> {
+    Some(Ok(match python.to_ascii_uppercase().as_str() {
+        "NOTSET" => return None,
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARN" | "WARNING" => "warn",
+        "ERROR" | "CRITICAL" | "FATAL" => "error",
+        "TRACE" => "trace",
+        "OFF" => "off",
+        _ => return Some(Err(())),
+    }))
+}
+
+/// The `tracing` targets a Python logger name stands for.
+fn targets_of(logger: &str) -> Vec<String> {
+    match logger {
+        "" | "root" => vec![String::new()],
+        "mlserver" => OWN_TARGETS.iter().map(|t| t.to_string()).collect(),
+        "mlserver.rest" => vec!["mlserver_server::rest".into()],
+        "mlserver.grpc" => vec!["mlserver_server::grpc".into()],
+        "mlserver.metrics" => vec!["mlserver_server::metrics".into()],
+        "uvicorn.access" | "mlserver.access" => vec![ACCESS_TARGET.into()],
+        other => vec![other.replace('.', "::")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn debug_turns_on_the_access_log() {
+        let mut settings = Settings::default();
+        assert!(directives(&settings).unwrap().contains("mlserver_access=off"));
+        settings.debug = true;
+        let d = directives(&settings).unwrap();
+        assert!(d.contains("mlserver_access=info") && d.contains("mlserver_server=debug"), "{d}");
+    }
+
+    #[test]
+    fn dict_config_levels_apply_per_logger() {
+        let settings = Settings {
+            logging_settings: Some(json!({
+                "version": 1,
+                "root": {"level": "WARNING"},
+                "loggers": {
+                    "mlserver": {"level": "ERROR"},
+                    "uvicorn.access": {"level": "INFO"},
+                    "mlserver.rest": {"level": "NOTSET"}
+                }
+            })),
+            ..Settings::default()
+        };
+        let d = directives(&settings).unwrap();
+        assert!(d.starts_with("warn,"), "{d}");
+        assert!(d.contains("mlserver_server=error") && d.contains("mlserver_access=info"), "{d}");
+        assert!(!d.contains("mlserver_server::rest"), "{d}");
+    }
+
+    #[test]
+    fn ini_files_and_bad_levels() {
+        let ini = "[loggers]\nkeys=root,ml\n[logger_root]\nlevel=ERROR\nhandlers=h\n[logger_ml]\nqualname=mlserver\nlevel=DEBUG\n[handler_h]\nlevel=INFO\n";
+        assert_eq!(
+            ini_levels(ini),
+            vec![
+                (String::new(), "error".to_owned()),
+                ("mlserver".to_owned(), "debug".to_owned())
+            ]
+        );
+        let settings = Settings {
+            logging_settings: Some(json!({"root": {"level": "LOUD"}})),
+            ..Settings::default()
+        };
+        assert!(directives(&settings).unwrap_err().to_string().contains("LOUD"));
     }
 }

@@ -19,7 +19,7 @@ pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
     let env = Arc::new(EnvSource::from_process());
     let settings = mlserver_settings::load_settings(folder, &env)
         .with_context(|| format!("invalid settings in {}", folder.display()))?;
-    crate::logging::init(&settings);
+    crate::logging::init(&settings)?;
     info!(
         "mlserver {} starting: models folder {}, runtimes: {}",
         env!("CARGO_PKG_VERSION"),
@@ -33,7 +33,7 @@ pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
         .build()
         .context("could not start the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::new(settings, runtimes, env);
+        let server = Server::new(settings, runtimes, env)?;
         let listeners = server.bind().await?;
         server.serve(listeners, shutdown_signal()).await?;
         info!("mlserver stopped");

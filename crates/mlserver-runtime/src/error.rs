@@ -114,6 +114,14 @@ impl MLServerError {
     }
 }
 
+/// A runtime that registers a metric badly (a clash with a built-in name, an
+/// invalid name) fails its load with the reason.
+impl From<mlserver_metrics::MetricsError> for MLServerError {
+    fn from(e: mlserver_metrics::MetricsError) -> Self {
+        MLServerError::Internal(format!("metrics: {e}"))
+    }
+}
+
 impl From<BinaryError> for MLServerError {
     fn from(e: BinaryError) -> Self {
         MLServerError::BadRequest(e.to_string())

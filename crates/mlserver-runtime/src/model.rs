@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use mlserver_metrics::{Counter, Gauge, Histogram, Registry, DEFAULT_BUCKETS};
 use mlserver_settings::{ModelSettings, ModelUri};
 use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse};
 
@@ -14,11 +15,45 @@ use crate::MLServerError;
 #[derive(Debug, Clone)]
 pub struct ModelContext {
     settings: Arc<ModelSettings>,
+    metrics: Registry,
 }
 
 impl ModelContext {
+    /// A context whose custom metrics go to a registry of their own (not
+    /// exposed anywhere): for tests and embedding.
     pub fn new(settings: Arc<ModelSettings>) -> Self {
-        ModelContext { settings }
+        ModelContext {
+            settings,
+            metrics: Registry::new(),
+        }
+    }
+
+    /// Records the runtime's custom metrics in `registry` (the server's,
+    /// served on the metrics port).
+    pub fn with_metrics_registry(mut self, registry: Registry) -> Self {
+        self.metrics = registry;
+        self
+    }
+
+    /// Custom metrics for this model, MLServer's `mlserver.register()` /
+    /// `mlserver.log()`: every series carries the `model_name` and
+    /// `model_version` labels.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use mlserver_runtime::{ModelContext, ModelSettings};
+    /// let ctx = ModelContext::new(Arc::new(ModelSettings::default()));
+    /// let tokens = ctx.metrics().counter("generated_tokens", "Tokens generated").unwrap();
+    /// tokens.inc_by(42.0);
+    /// ```
+    pub fn metrics(&self) -> ModelMetrics {
+        ModelMetrics {
+            registry: self.metrics.clone(),
+            labels: [
+                self.settings.name.clone(),
+                self.settings.version().unwrap_or_default().to_owned(),
+            ],
+        }
     }
 
     /// The model's `model-settings.json` (with env defaults applied).
@@ -44,6 +79,56 @@ impl ModelContext {
     /// in it when it is a directory.
     pub fn model_uri(&self, wellknown: &[&str]) -> Result<ModelUri, MLServerError> {
         Ok(mlserver_settings::get_model_uri(&self.settings, wellknown)?)
+    }
+}
+
+/// Registers a runtime's own metrics on the server's registry, labelled with
+/// its model's name and version.
+#[derive(Debug, Clone)]
+pub struct ModelMetrics {
+    registry: Registry,
+    labels: [String; 2],
+}
+
+/// Label names of custom model metrics, as in MLServer.
+const MODEL_LABELS: [&str; 2] = ["model_name", "model_version"];
+
+impl ModelMetrics {
+    fn labels(&self) -> [&str; 2] {
+        [&self.labels[0], &self.labels[1]]
+    }
+
+    /// A histogram with Prometheus' default buckets: what MLServer's
+    /// `mlserver.register(name, description)` creates.
+    pub fn histogram(&self, name: &str, help: &str) -> Result<Arc<Histogram>, MLServerError> {
+        self.histogram_with_buckets(name, help, DEFAULT_BUCKETS)
+    }
+
+    pub fn histogram_with_buckets(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<Arc<Histogram>, MLServerError> {
+        let family = self
+            .registry
+            .histogram(name, help, &MODEL_LABELS, buckets)?;
+        Ok(family.with(&self.labels()))
+    }
+
+    /// A counter; exposed as `{name}_total`.
+    pub fn counter(&self, name: &str, help: &str) -> Result<Arc<Counter>, MLServerError> {
+        Ok(self
+            .registry
+            .counter(name, help, &MODEL_LABELS)?
+            .with(&self.labels()))
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> Result<Arc<Gauge>, MLServerError> {
+        Ok(self
+            .registry
+            .gauge(name, help, &MODEL_LABELS)?
+            .with(&self.labels()))
     }
 }
 

@@ -1,16 +1,17 @@
 //! What REST and gRPC both serve: health, metadata and inference, over one
 //! model registry and one error type.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use futures::FutureExt;
-use mlserver_runtime::{panic_message, MLServerError};
+use mlserver_runtime::MLServerError;
 use mlserver_types::{
     InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse,
 };
 
+use crate::cache::ResponseCache;
+use crate::metrics::ServerMetrics;
 use crate::registry::{LoadedModel, ModelRegistry};
 
 /// Extensions this server implements, reported in server metadata on top of
@@ -21,6 +22,7 @@ pub struct DataPlane {
     registry: Arc<ModelRegistry>,
     metadata: MetadataServerResponse,
     startup_complete: AtomicBool,
+    metrics: Option<Arc<ServerMetrics>>,
 }
 
 impl DataPlane {
@@ -29,6 +31,7 @@ impl DataPlane {
         name: String,
         version: String,
         extensions: &[String],
+        metrics: Option<Arc<ServerMetrics>>,
     ) -> Self {
         let mut all: Vec<String> = BUILTIN_EXTENSIONS.iter().map(|s| s.to_string()).collect();
         for e in extensions {
@@ -44,6 +47,20 @@ impl DataPlane {
                 extensions: all,
             },
             startup_complete: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// The server's metrics, unless `metrics_endpoint` is null.
+    pub fn metrics(&self) -> Option<&Arc<ServerMetrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// Records an inference call's outcome in `model_infer_request_*`, with
+    /// the name and version the caller gave (MLServer's labels).
+    pub fn observe_infer(&self, name: &str, version: Option<&str>, started: Instant, ok: bool) {
+        if let Some(m) = &self.metrics {
+            m.observe_infer(name, version, started, ok);
         }
     }
 
@@ -107,12 +124,17 @@ impl DataPlane {
         version: Option<&str>,
         request: InferenceRequest,
     ) -> Result<InferenceResponse, MLServerError> {
-        let model = self.registry.get(name, version)?;
-        infer_on(&model, request).await
+        let started = Instant::now();
+        let result = match self.registry.get(name, version) {
+            Ok(model) => infer_on(&model, request).await,
+            Err(e) => Err(e),
+        };
+        self.observe_infer(name, version, started, result.is_ok());
+        result
     }
 }
 
-/// [`DataPlane::infer`] on a model already looked up.
+/// [`DataPlane::infer`] on a model already looked up (without metrics).
 pub async fn infer_on(
     model: &LoadedModel,
     mut request: InferenceRequest,
@@ -128,16 +150,17 @@ pub async fn infer_on(
         .filter(|o| !o.is_empty())
         .map(|o| o.iter().map(|o| o.name.clone()).collect());
 
-    let mut response = AssertUnwindSafe(model.runtime.predict(request))
-        .catch_unwind()
-        .await
-        .map_err(|p| {
-            MLServerError::internal(format!(
-                "model {} panicked during inference: {}",
-                model.name(),
-                panic_message(&*p)
-            ))
-        })??;
+    let cache_key = model
+        .cache()
+        .map(|_| ResponseCache::key(model.name(), model.version(), &request));
+    if let (Some(cache), Some(key)) = (model.cache(), &cache_key) {
+        if let Some(mut hit) = cache.get(key) {
+            hit.id = Some(id);
+            return Ok(hit);
+        }
+    }
+
+    let mut response = model.predict(request).await?;
 
     response.model_name = model.name().to_owned();
     response.model_version = model.version().map(str::to_owned);
@@ -153,6 +176,9 @@ pub async fn infer_on(
                 model.name()
             ))
         })?;
+    }
+    if let (Some(cache), Some(key)) = (model.cache(), cache_key) {
+        cache.insert(key, response.clone());
     }
     Ok(response)
 }

@@ -9,25 +9,34 @@
 //!
 //! let env = Arc::new(EnvSource::from_process());
 //! let settings = mlserver_settings::load_settings("models".as_ref(), &env).unwrap();
-//! let server = Server::new(settings, mlserver_runtime::RuntimeRegistry::new(), env);
+//! let server = Server::new(settings, mlserver_runtime::RuntimeRegistry::new(), env).unwrap();
 //! let listeners = server.bind().await?;
 //! server.serve(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await
 //! # }
 //! ```
 
+mod batching;
+mod cache;
+mod cors;
 mod dataplane;
 mod error;
+mod executor;
 mod grpc;
 mod headers;
+mod metrics;
 mod registry;
 mod repository;
 mod rest;
 mod server;
 
+pub use cache::ResponseCache;
+pub use cors::{cors_layer, CorsError};
 pub use dataplane::{infer_on, DataPlane, BUILTIN_EXTENSIONS};
 pub use error::ApiError;
+pub use executor::Executor;
+pub use metrics::ServerMetrics;
 pub use grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
 pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
-pub use repository::ModelRepository;
-pub use rest::{router, AppState, DEFAULT_MAX_BODY_BYTES};
-pub use server::{Listeners, Server};
+pub use repository::{ModelRepository, Serving};
+pub use rest::{router, AppState, RestOptions, DEFAULT_MAX_BODY_BYTES};
+pub use server::{Listeners, Server, ServerError};

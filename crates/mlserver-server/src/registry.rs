@@ -7,24 +7,73 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use mlserver_runtime::{DynModel, MLServerError};
+use mlserver_types::{InferenceRequest, InferenceResponse};
+
+use crate::batching::Batcher;
+use crate::cache::ResponseCache;
+use crate::executor::Executor;
 use mlserver_settings::ModelSettings;
 use mlserver_types::{MetadataModelResponse, ModelState};
 
-/// A loaded, ready model instance.
+/// A loaded, ready model instance, with how it is served.
 pub struct LoadedModel {
     pub settings: Arc<ModelSettings>,
     pub runtime: DynModel,
     /// Fetched once after load: the runtime's own, or built from settings.
     pub metadata: MetadataModelResponse,
+    executor: Arc<Executor>,
+    batcher: Option<Batcher>,
+    cache: Option<Arc<ResponseCache>>,
 }
 
 impl LoadedModel {
+    pub(crate) fn new(
+        settings: Arc<ModelSettings>,
+        runtime: DynModel,
+        metadata: MetadataModelResponse,
+        executor: Arc<Executor>,
+        batcher: Option<Batcher>,
+        cache: Option<Arc<ResponseCache>>,
+    ) -> Self {
+        LoadedModel {
+            settings,
+            runtime,
+            metadata,
+            executor,
+            batcher,
+            cache,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.settings.name
     }
 
     pub fn version(&self) -> Option<&str> {
         self.settings.version()
+    }
+
+    /// The response cache, when both the server and this model enable it.
+    pub(crate) fn cache(&self) -> Option<&ResponseCache> {
+        self.cache.as_deref()
+    }
+
+    /// Calls the runtime: through the adaptive batcher when the model has
+    /// one (and the request can be batched), on the executor otherwise.
+    pub(crate) async fn predict(
+        &self,
+        request: InferenceRequest,
+    ) -> Result<InferenceResponse, MLServerError> {
+        let request = match &self.batcher {
+            Some(batcher) => match batcher.predict(request).await {
+                Ok(result) => return result,
+                Err(unbatchable) => unbatchable,
+            },
+            None => request,
+        };
+        self.executor
+            .predict(self.name(), &self.runtime, request)
+            .await
     }
 }
 
@@ -117,6 +166,16 @@ impl ModelRegistry {
         };
         slot.map(Slot::is_ready)
             .ok_or_else(|| MLServerError::not_found(name, version))
+    }
+
+    /// How many model versions can serve now.
+    pub fn ready_count(&self) -> usize {
+        let models = self.models.read().expect("registry lock");
+        models
+            .values()
+            .flat_map(|v| v.values())
+            .filter(|s| s.is_ready())
+            .count()
     }
 
     /// Whether every registered model version can serve.

@@ -15,7 +15,31 @@ use mlserver_settings::{EnvSource, ModelSettings};
 use mlserver_types::{ModelState, RepositoryIndexItem};
 use tracing::{error, info, warn};
 
+use crate::batching::{batching_enabled, Batcher};
+use crate::cache::ResponseCache;
+use crate::executor::Executor;
+use crate::metrics::ServerMetrics;
 use crate::registry::{LoadedModel, ModelRegistry, Version};
+
+/// How loaded models are served: shared by every model of a server.
+#[derive(Clone)]
+pub struct Serving {
+    pub executor: Arc<Executor>,
+    /// The server's response cache (`cache_enabled`); models opt in.
+    pub cache: Option<Arc<ResponseCache>>,
+    pub metrics: Option<Arc<ServerMetrics>>,
+}
+
+impl Default for Serving {
+    /// Inline predictions, no cache, no metrics.
+    fn default() -> Self {
+        Serving {
+            executor: Arc::new(Executor::inline()),
+            cache: None,
+            metrics: None,
+        }
+    }
+}
 
 /// How long an unload waits for in-flight requests before unloading anyway.
 const UNLOAD_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +66,7 @@ pub struct ModelRepository {
     env: Arc<EnvSource>,
     runtimes: RuntimeRegistry,
     registry: Arc<ModelRegistry>,
+    serving: Serving,
     /// Serialises load/unload per model name, so a reload racing an unload
     /// cannot leave a half-registered model behind.
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -53,12 +78,14 @@ impl ModelRepository {
         env: Arc<EnvSource>,
         runtimes: RuntimeRegistry,
         registry: Arc<ModelRegistry>,
+        serving: Serving,
     ) -> Self {
         ModelRepository {
             root,
             env,
             runtimes,
             registry,
+            serving,
             name_locks: Mutex::default(),
         }
     }
@@ -156,9 +183,15 @@ impl ModelRepository {
         let version = settings.version().map(str::to_owned);
         self.registry.begin_load(&name, &version);
         let started = Instant::now();
-        match self.instantiate(settings).await {
+        let result = self.instantiate(settings).await;
+        if let Some(m) = &self.serving.metrics {
+            m.observe_load(&name, version.as_deref(), result.is_ok());
+        }
+        match result {
             Ok(model) => {
-                if let Some(old) = self.registry.finish_load(&name, &version, Arc::new(model)) {
+                let old = self.registry.finish_load(&name, &version, Arc::new(model));
+                self.update_loaded_gauge();
+                if let Some(old) = old {
                     unload_instance(old).await;
                 }
                 info!(
@@ -172,6 +205,7 @@ impl ModelRepository {
             Err(e) => {
                 error!(model = %name, version = version.as_deref().unwrap_or(""), "Couldn't load model {name}: {e}");
                 self.registry.fail_load(&name, &version, e.to_string());
+                self.update_loaded_gauge();
                 Err(e)
             }
         }
@@ -192,8 +226,24 @@ impl ModelRepository {
                 known.join(", ")
             ))
         })?;
+        let batch_time = if batching_enabled(settings.max_batch_size, settings.max_batch_time) {
+            Some(
+                Duration::try_from_secs_f64(settings.max_batch_time).map_err(|_| {
+                    MLServerError::bad_request(format!(
+                        "model {}: max_batch_time {} is not a valid number of seconds",
+                        settings.name, settings.max_batch_time
+                    ))
+                })?,
+            )
+        } else {
+            None
+        };
         let settings = Arc::new(settings);
-        let runtime = AssertUnwindSafe(factory(ModelContext::new(settings.clone())))
+        let mut ctx = ModelContext::new(settings.clone());
+        if let Some(m) = &self.serving.metrics {
+            ctx = ctx.with_metrics_registry(m.registry().clone());
+        }
+        let runtime = AssertUnwindSafe(factory(ctx))
             .catch_unwind()
             .await
             .map_err(|p| {
@@ -212,11 +262,44 @@ impl ModelRepository {
                 )))
             }
         };
-        Ok(LoadedModel {
+        let batcher = batch_time.map(|max_batch_time| {
+            info!(
+                model = %settings.name,
+                "adaptive batching on: up to {} requests or {:?}",
+                settings.max_batch_size,
+                max_batch_time
+            );
+            Batcher::spawn(
+                settings.name.clone(),
+                runtime.clone(),
+                self.serving.executor.clone(),
+                settings.max_batch_size,
+                max_batch_time,
+                self.serving
+                    .metrics
+                    .as_ref()
+                    .map(|m| m.batch_queue(&settings.name, settings.version())),
+            )
+        });
+        let cache = self
+            .serving
+            .cache
+            .clone()
+            .filter(|_| settings.cache_enabled);
+        Ok(LoadedModel::new(
             settings,
             runtime,
             metadata,
-        })
+            self.serving.executor.clone(),
+            batcher,
+            cache,
+        ))
+    }
+
+    fn update_loaded_gauge(&self) {
+        if let Some(m) = &self.serving.metrics {
+            m.set_loaded(self.registry.ready_count());
+        }
     }
 
     /// Unloads every version of `name`.
@@ -237,7 +320,11 @@ impl ModelRepository {
 
     async fn unload_version(&self, name: &str, version: &Version) {
         if let Some(model) = self.registry.begin_unload(name, version) {
+            self.update_loaded_gauge();
             unload_instance(model).await;
+            if let Some(m) = &self.serving.metrics {
+                m.observe_unload(name, version.as_deref());
+            }
         }
         self.registry.remove(name, version);
     }

@@ -12,11 +12,26 @@ use tracing::{error, info};
 
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::cache::ResponseCache;
+use crate::cors::{cors_layer, CorsError};
 use crate::dataplane::DataPlane;
+use crate::executor::Executor;
 use crate::grpc::{self, GrpcState};
+use crate::metrics::{metrics_router, GrpcObserveLayer, ServerMetrics};
 use crate::registry::ModelRegistry;
-use crate::repository::ModelRepository;
-use crate::rest::{self, AppState};
+use crate::repository::{ModelRepository, Serving};
+use crate::rest::{self, AppState, RestOptions};
+
+/// Settings that cannot be served as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Cors(#[from] CorsError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] mlserver_metrics::MetricsError),
+    #[error("could not start {0} inference worker threads: {1}")]
+    Workers(usize, std::io::Error),
+}
 
 /// An MLServer-compatible server for one models folder.
 pub struct Server {
@@ -24,27 +39,59 @@ pub struct Server {
     max_body_bytes: usize,
     dataplane: Arc<DataPlane>,
     repository: Arc<ModelRepository>,
+    cors: Option<tower_http::cors::CorsLayer>,
 }
 
 impl Server {
     /// A server for `settings.model_repository_root`, with `MLSERVER_MODEL_*`
     /// defaults taken from `env`.
-    pub fn new(settings: Settings, runtimes: RuntimeRegistry, env: Arc<EnvSource>) -> Self {
+    pub fn new(
+        settings: Settings,
+        runtimes: RuntimeRegistry,
+        env: Arc<EnvSource>,
+    ) -> Result<Self, ServerError> {
+        let metrics = match settings.metrics_endpoint {
+            Some(_) => Some(Arc::new(ServerMetrics::new(
+                &settings.metrics_rest_server_prefix,
+            )?)),
+            None => None,
+        };
+        let executor = Executor::new(
+            settings.parallel_workers,
+            metrics.as_ref().map(|m| m.parallel_queue()),
+        )
+        .map_err(|e| ServerError::Workers(settings.parallel_workers, e))?;
+        let serving = Serving {
+            executor: Arc::new(executor),
+            cache: settings
+                .cache_enabled
+                .then(|| Arc::new(ResponseCache::new(settings.cache_size))),
+            metrics: metrics.clone(),
+        };
+        let cors = settings.cors_settings.as_ref().map(cors_layer).transpose()?;
         let registry = Arc::new(ModelRegistry::new());
         let root = PathBuf::from(&settings.model_repository_root);
-        let repository = Arc::new(ModelRepository::new(root, env, runtimes, registry.clone()));
+        let repository = Arc::new(ModelRepository::new(
+            root,
+            env,
+            runtimes,
+            registry.clone(),
+            serving,
+        ));
         let dataplane = Arc::new(DataPlane::new(
             registry,
             settings.server_name.clone(),
             settings.server_version.clone(),
             &settings.extensions,
+            metrics,
         ));
-        Server {
+        Ok(Server {
             settings: Arc::new(settings),
             max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES,
             dataplane,
             repository,
-        }
+            cors,
+        })
     }
 
     /// Limits request bodies (compressed and decompressed) to `bytes`.
@@ -72,7 +119,14 @@ impl Server {
             repository: self.repository.clone(),
             max_body_bytes: self.max_body_bytes,
         };
-        rest::router(state, self.settings.gzip_enabled)
+        rest::router(
+            state,
+            RestOptions {
+                gzip: self.settings.gzip_enabled,
+                cors: self.cors.clone(),
+                metrics: self.dataplane.metrics().cloned(),
+            },
+        )
     }
 
     /// The gRPC services, for embedding or testing.
@@ -88,12 +142,18 @@ impl Server {
         )
     }
 
-    /// Binds `host:http_port` and `host:grpc_port` from settings.
+    /// Binds `host:http_port`, `host:grpc_port` and, unless metrics are
+    /// off, `host:metrics_port` from settings.
     pub async fn bind(&self) -> std::io::Result<Listeners> {
         let host = &self.settings.host;
+        let metrics = match self.settings.metrics_endpoint {
+            Some(_) => Some(bind(&format!("{host}:{}", self.settings.metrics_port)).await?),
+            None => None,
+        };
         Ok(Listeners {
             http: bind(&format!("{host}:{}", self.settings.http_port)).await?,
             grpc: bind(&format!("{host}:{}", self.settings.grpc_port)).await?,
+            metrics,
         })
     }
 
@@ -123,6 +183,9 @@ impl Server {
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future();
         let grpc = tonic::transport::Server::builder()
+            .layer(GrpcObserveLayer {
+                metrics: self.dataplane.metrics().cloned(),
+            })
             .add_routes(self.grpc_routes())
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(listeners.grpc),
@@ -130,6 +193,24 @@ impl Server {
             );
         info!("HTTP server running on http://{http_addr}");
         info!("gRPC server running on http://{grpc_addr}");
+        let metrics_server = match (
+            listeners.metrics,
+            self.dataplane.metrics(),
+            &self.settings.metrics_endpoint,
+        ) {
+            (Some(listener), Some(metrics), Some(endpoint)) => {
+                let addr = listener.local_addr()?;
+                info!("Metrics server running on http://{addr}{endpoint}");
+                let router = metrics_router(metrics.clone(), endpoint);
+                let stop = stopped(stop_rx.clone());
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }))
+            }
+            _ => None,
+        };
 
         let loader = {
             let repository = self.repository.clone();
@@ -153,6 +234,13 @@ impl Server {
         info!("HTTP and gRPC servers stopped; unloading models");
         loader.abort();
         self.repository.unload_all().await;
+        if let Some(metrics) = metrics_server {
+            match metrics.await {
+                Ok(Err(e)) => error!("metrics server failed: {e}"),
+                Err(e) => error!("metrics server task failed: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
         http?;
         grpc.map_err(|e| std::io::Error::other(format!("gRPC server failed: {e}")))
     }
@@ -163,14 +251,17 @@ impl Server {
 pub struct Listeners {
     pub http: TcpListener,
     pub grpc: TcpListener,
+    /// `None`: no metrics server (also when settings turn metrics off).
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Both on free ports of `ip` (tests: `127.0.0.1`).
+    /// All three on free ports of `ip` (tests: `127.0.0.1`).
     pub async fn ephemeral(ip: &str) -> std::io::Result<Self> {
         Ok(Listeners {
             http: bind(&format!("{ip}:0")).await?,
             grpc: bind(&format!("{ip}:0")).await?,
+            metrics: Some(bind(&format!("{ip}:0")).await?),
         })
     }
 }

@@ -120,6 +120,25 @@ impl TensorData {
         T::take(self)
     }
 
+    /// Splits the elements at `at`: `self` keeps `[0, at)`, the returned
+    /// storage holds the rest. Copies only the returned part.
+    ///
+    /// # Panics
+    /// If `at > self.len()`.
+    pub fn split_off(&mut self, at: usize) -> TensorData {
+        macro_rules! split {
+            ($($variant:ident),*) => {
+                match self {
+                    $(TensorData::$variant(v) => TensorData::$variant(v.split_off(at)),)*
+                }
+            };
+        }
+        split!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64,
+            Bytes
+        )
+    }
+
     /// Appends `other`'s elements; both must hold the same datatype.
     pub fn extend(&mut self, other: TensorData) -> Result<(), TensorData> {
         macro_rules! ext {

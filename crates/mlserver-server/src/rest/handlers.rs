@@ -110,8 +110,22 @@ async fn infer_response(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let started = std::time::Instant::now();
+    let dataplane = state.dataplane.clone();
+    let result = decode_infer_encode(state, &name, version.as_deref(), headers, body).await;
+    dataplane.observe_infer(&name, version.as_deref(), started, result.is_ok());
+    result
+}
+
+async fn decode_infer_encode(
+    state: AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     // Look the model up first: an unknown model is a 404 whatever the body.
-    let model = state.dataplane.model(&name, version.as_deref())?;
+    let model = state.dataplane.model(name, version)?;
     let body = read_body(&headers, body, state.max_body_bytes).await?;
     let (mut request, format) = match header_length(&headers)? {
         Some(0) => {

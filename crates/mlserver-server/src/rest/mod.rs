@@ -5,7 +5,11 @@ mod handlers;
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
+use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,6 +18,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::dataplane::DataPlane;
 use crate::error::error_response;
+use crate::metrics::{rest_middleware, ServerMetrics};
 use crate::repository::ModelRepository;
 
 /// Default limit on a request body, compressed or not.
@@ -26,9 +31,18 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// The REST router. `gzip` compresses responses of 500 bytes or more for
-/// clients that accept gzip (MLServer's `gzip_enabled`).
-pub fn router(state: AppState, gzip: bool) -> Router {
+/// What wraps the REST routes, from settings.
+#[derive(Clone, Default)]
+pub struct RestOptions {
+    /// Compresses responses of 500 bytes or more for clients that accept
+    /// gzip (MLServer's `gzip_enabled`).
+    pub gzip: bool,
+    pub cors: Option<tower_http::cors::CorsLayer>,
+    pub metrics: Option<Arc<ServerMetrics>>,
+}
+
+/// The REST router.
+pub fn router(state: AppState, options: RestOptions) -> Router {
     use handlers::*;
     let router = Router::new()
         .route("/v2/health/live", get(live))
@@ -63,14 +77,44 @@ pub fn router(state: AppState, gzip: bool) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    if gzip {
+    let router = match options.metrics {
+        // On matched routes only, where the route template is known.
+        Some(metrics) => router.route_layer(middleware::from_fn_with_state(metrics, rest_middleware)),
+        None => router,
+    };
+    let router = if options.gzip {
         let predicate = SizeAbove::new(500)
             .and(NotForContentType::GRPC)
             .and(NotForContentType::SSE);
         router.layer(CompressionLayer::new().compress_when(predicate))
     } else {
         router
+    };
+    let router = match options.cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(middleware::from_fn(access_log))
+}
+
+/// One line per request at target `mlserver_access`: method, path, status
+/// and latency (shown with `debug`, as MLServer shows uvicorn's access log,
+/// or with `RUST_LOG=mlserver_access=info`).
+async fn access_log(request: Request, next: Next) -> Response {
+    if !tracing::enabled!(target: "mlserver_access", tracing::Level::INFO) {
+        return next.run(request).await;
     }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "mlserver_access",
+        "{method} {path} {} {:.3}ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -1,0 +1,96 @@
+//! A metric with labels: one child value per distinct set of label values.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Label values joined by a byte that cannot appear in them unescaped in
+/// practice; used as the children map's key so a lookup needs one string.
+const SEPARATOR: char = '\u{1f}';
+
+/// All children of one metric name. Cheap to clone (shared).
+///
+/// Hot paths should call [`Family::with`] once and keep the returned child:
+/// recording on it is a single atomic operation.
+pub struct Family<M> {
+    inner: Arc<FamilyInner<M>>,
+}
+
+pub(crate) struct FamilyInner<M> {
+    pub(crate) label_names: Vec<String>,
+    make: Box<dyn Fn() -> M + Send + Sync>,
+    children: RwLock<HashMap<String, (Vec<String>, Arc<M>)>>,
+}
+
+impl<M> Clone for Family<M> {
+    fn clone(&self) -> Self {
+        Family {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<M: Send + Sync + 'static> Family<M> {
+    pub(crate) fn new(label_names: Vec<String>, make: impl Fn() -> M + Send + Sync + 'static) -> Self {
+        Family {
+            inner: Arc::new(FamilyInner {
+                label_names,
+                make: Box::new(make),
+                children: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The child for these label values (in the order the family's label
+    /// names were declared), created on first use.
+    ///
+    /// # Panics
+    /// If the number of values differs from the number of label names: that
+    /// is a bug at the call site, not a runtime condition.
+    pub fn with(&self, values: &[&str]) -> Arc<M> {
+        assert_eq!(
+            values.len(),
+            self.inner.label_names.len(),
+            "metric labels {:?} given values {:?}",
+            self.inner.label_names,
+            values
+        );
+        let key = values.join(&SEPARATOR.to_string());
+        if let Some((_, child)) = self.inner.children.read().expect("metric lock").get(&key) {
+            return child.clone();
+        }
+        let mut children = self.inner.children.write().expect("metric lock");
+        children
+            .entry(key)
+            .or_insert_with(|| {
+                (
+                    values.iter().map(|v| v.to_string()).collect(),
+                    Arc::new((self.inner.make)()),
+                )
+            })
+            .1
+            .clone()
+    }
+
+    /// Drops the child for these label values (e.g. an unloaded model's).
+    pub fn remove(&self, values: &[&str]) {
+        let key = values.join(&SEPARATOR.to_string());
+        self.inner.children.write().expect("metric lock").remove(&key);
+    }
+
+}
+
+impl<M> Family<M> {
+    pub(crate) fn inner(&self) -> &Arc<FamilyInner<M>> {
+        &self.inner
+    }
+}
+
+impl<M> FamilyInner<M> {
+    /// Children sorted by label values, for stable output.
+    pub(crate) fn children(&self) -> Vec<(Vec<String>, Arc<M>)> {
+        let children = self.children.read().expect("metric lock");
+        let mut all: Vec<_> = children.values().cloned().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}

@@ -1,0 +1,199 @@
+//! The metric values: atomics that many threads update without locking.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Adds `v` to an `f64` stored as bits in an `AtomicU64`.
+fn add_f64(cell: &AtomicU64, v: f64) {
+    let mut current = cell.load(Ordering::Relaxed);
+    loop {
+        let next = (f64::from_bits(current) + v).to_bits();
+        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// Formats a sample value the way Prometheus clients do.
+pub(crate) fn fmt_value(out: &mut String, v: f64) {
+    if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        // Whole numbers print without a fraction ("1", where the Python
+        // client prints "1.0"; Prometheus parses both the same).
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// A value that only goes up.
+#[derive(Debug, Default)]
+pub struct Counter {
+    bits: AtomicU64,
+}
+
+impl Counter {
+    pub fn inc(&self) {
+        self.inc_by(1.0);
+    }
+
+    /// Adds `v`; negative values are ignored (a counter never goes down).
+    pub fn inc_by(&self, v: f64) {
+        if v > 0.0 {
+            add_f64(&self.bits, v);
+        }
+    }
+
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.bits.load(Ordering::Relaxed))
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge {
+    value: AtomicI64,
+}
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dec(&self) {
+        self.value.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn set(&self, v: i64) {
+        self.value.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// Observations counted in cumulative buckets, with their count and sum.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: Box<[f64]>,
+    /// One per bound plus the `+Inf` bucket; not cumulative (rendering sums).
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn new(bounds: &[f64]) -> Self {
+        Histogram {
+            bounds: bounds.into(),
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self.bounds.partition_point(|&b| b < v);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        add_f64(&self.sum, v);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn sum(&self) -> f64 {
+        f64::from_bits(self.sum.load(Ordering::Relaxed))
+    }
+
+    /// `(upper bound, cumulative count)` per bucket, `+Inf` last.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                total += c.load(Ordering::Relaxed);
+                (self.bounds.get(i).copied().unwrap_or(f64::INFINITY), total)
+            })
+            .collect()
+    }
+}
+
+/// Observations reduced to their count and sum (Prometheus' summary without
+/// quantiles, which is what Python's `prometheus_client` exposes).
+#[derive(Debug, Default)]
+pub struct Summary {
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl Summary {
+    pub fn observe(&self, v: f64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        add_f64(&self.sum, v);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn sum(&self) -> f64 {
+        f64::from_bits(self.sum.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_upper_inclusive() {
+        let h = Histogram::new(&[1.0, 2.0]);
+        for v in [0.5, 1.0, 1.5, 3.0] {
+            h.observe(v);
+        }
+        assert_eq!(
+            h.buckets(),
+            vec![(1.0, 2), (2.0, 3), (f64::INFINITY, 4)]
+        );
+        assert_eq!(h.count(), 4);
+        assert_eq!(h.sum(), 6.0);
+    }
+
+    #[test]
+    fn counters_ignore_negative_increments() {
+        let c = Counter::default();
+        c.inc();
+        c.inc_by(-5.0);
+        c.inc_by(0.5);
+        assert_eq!(c.get(), 1.5);
+    }
+
+    #[test]
+    fn concurrent_updates_are_not_lost() {
+        let s = std::sync::Arc::new(Summary::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| s.observe(0.5)))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(s.count(), 40_000);
+        assert_eq!(s.sum(), 20_000.0);
+    }
+
+    #[test]
+    fn values_print_like_prometheus_clients() {
+        let mut out = String::new();
+        for v in [1.0, 0.25, f64::INFINITY, 0.0] {
+            fmt_value(&mut out, v);
+            out.push(' ');
+        }
+        assert_eq!(out, "1 0.25 +Inf 0 ");
+    }
+}

@@ -1,0 +1,341 @@
+//! The set of metric families a server exposes, and their text rendering.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, RwLock};
+
+use crate::family::{Family, FamilyInner};
+use crate::metric::{fmt_value, Counter, Gauge, Histogram, Summary};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsError {
+    #[error("invalid metric name {0:?}: use letters, digits, '_' and ':' and do not start with a digit")]
+    InvalidName(String),
+    #[error("invalid label name {0:?}")]
+    InvalidLabel(String),
+    #[error("metric {name} is already registered as a {existing} with labels {labels:?}")]
+    Conflict {
+        name: String,
+        existing: &'static str,
+        labels: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+struct Entry {
+    help: String,
+    kind: Kind,
+    label_names: Vec<String>,
+    /// A `Family<M>` for the `M` matching `kind`.
+    family: Box<dyn Any + Send + Sync>,
+}
+
+/// Every metric family, by name. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct Registry {
+    families: Arc<RwLock<BTreeMap<String, Entry>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let families = self.families.read().expect("registry lock");
+        f.debug_struct("Registry")
+            .field("families", &families.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn valid_name(name: &str, colon: bool) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A counter family. The exposition name gets `_total` appended (as
+    /// Python's client does), so pass `model_infer_request_success` for
+    /// `model_infer_request_success_total`.
+    pub fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<Family<Counter>, MetricsError> {
+        self.family(name, help, labels, Kind::Counter, Counter::default)
+    }
+
+    pub fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<Family<Gauge>, MetricsError> {
+        self.family(name, help, labels, Kind::Gauge, Gauge::default)
+    }
+
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<Family<Histogram>, MetricsError> {
+        let mut bounds: Vec<f64> = buckets.iter().copied().filter(|b| b.is_finite()).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        self.family(name, help, labels, Kind::Histogram, move || {
+            Histogram::new(&bounds)
+        })
+    }
+
+    pub fn summary(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<Family<Summary>, MetricsError> {
+        self.family(name, help, labels, Kind::Summary, Summary::default)
+    }
+
+    /// Registers a family, or returns the one already registered under
+    /// `name` when its kind and labels match (so a model reloaded in the
+    /// same server records into the same series).
+    fn family<M: Send + Sync + 'static>(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        kind: Kind,
+        make: impl Fn() -> M + Send + Sync + 'static,
+    ) -> Result<Family<M>, MetricsError> {
+        if !valid_name(name, true) {
+            return Err(MetricsError::InvalidName(name.to_owned()));
+        }
+        if let Some(bad) = labels
+            .iter()
+            .find(|l| !valid_name(l, false) || l.starts_with("__") || **l == "le" || **l == "quantile")
+        {
+            return Err(MetricsError::InvalidLabel(bad.to_string()));
+        }
+        let label_names: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        let mut families = self.families.write().expect("registry lock");
+        if let Some(entry) = families.get(name) {
+            return match entry.family.downcast_ref::<Family<M>>() {
+                Some(family) if entry.kind == kind && entry.label_names == label_names => {
+                    Ok(family.clone())
+                }
+                _ => Err(MetricsError::Conflict {
+                    name: name.to_owned(),
+                    existing: entry.kind.as_str(),
+                    labels: entry.label_names.clone(),
+                }),
+            };
+        }
+        let family = Family::new(label_names.clone(), make);
+        families.insert(
+            name.to_owned(),
+            Entry {
+                help: help.to_owned(),
+                kind,
+                label_names,
+                family: Box::new(family.clone()),
+            },
+        );
+        Ok(family)
+    }
+
+    /// Every family in the Prometheus text exposition format, version 0.0.4
+    /// (`Content-Type: text/plain; version=0.0.4`).
+    pub fn render(&self) -> String {
+        let families = self.families.read().expect("registry lock");
+        let mut out = String::with_capacity(4096);
+        for (name, entry) in families.iter() {
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(&entry.help));
+            let _ = writeln!(out, "# TYPE {name} {}", entry.kind.as_str());
+            match entry.kind {
+                Kind::Counter => render_each(&mut out, entry, |out, labels, c: &Counter| {
+                    sample(out, name, "_total", labels, None, c.get());
+                }),
+                Kind::Gauge => render_each(&mut out, entry, |out, labels, g: &Gauge| {
+                    sample(out, name, "", labels, None, g.get() as f64);
+                }),
+                Kind::Summary => render_each(&mut out, entry, |out, labels, s: &Summary| {
+                    sample(out, name, "_count", labels, None, s.count() as f64);
+                    sample(out, name, "_sum", labels, None, s.sum());
+                }),
+                Kind::Histogram => render_each(&mut out, entry, |out, labels, h: &Histogram| {
+                    for (le, count) in h.buckets() {
+                        let mut bound = String::new();
+                        fmt_bound(&mut bound, le);
+                        sample(out, name, "_bucket", labels, Some(&bound), count as f64);
+                    }
+                    sample(out, name, "_count", labels, None, h.count() as f64);
+                    sample(out, name, "_sum", labels, None, h.sum());
+                }),
+            }
+        }
+        out
+    }
+}
+
+fn render_each<M: 'static>(
+    out: &mut String,
+    entry: &Entry,
+    mut each: impl FnMut(&mut String, &[(&str, &str)], &M),
+) {
+    let family = entry
+        .family
+        .downcast_ref::<Family<M>>()
+        .expect("family type matches its kind");
+    let inner: &Arc<FamilyInner<M>> = family.inner();
+    for (values, child) in inner.children() {
+        let labels: Vec<(&str, &str)> = inner
+            .label_names
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().map(String::as_str))
+            .collect();
+        each(out, &labels, &child);
+    }
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(&str, &str)],
+    le: Option<&str>,
+    value: f64,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        let mut first = true;
+        for (k, v) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    fmt_value(out, value);
+    out.push('\n');
+}
+
+/// Bucket bounds print as floats ("1.0", "+Inf"), as Python's client does,
+/// so `le` label values match MLServer's series exactly.
+fn fmt_bound(out: &mut String, le: f64) {
+    if le.is_infinite() {
+        out.push_str("+Inf");
+    } else if le == le.trunc() {
+        let _ = write!(out, "{le:.1}");
+    } else {
+        let _ = write!(out, "{le}");
+    }
+}
+
+fn escape_label(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_text_format() {
+        let r = Registry::new();
+        let c = r.counter("hits", "Hits.", &["model", "version"]).unwrap();
+        c.with(&["a\"b", "1"]).inc();
+        let s = r.summary("took", "Time taken", &[]).unwrap();
+        s.with(&[]).observe(0.5);
+        let h = r.histogram("size", "Sizes", &["m"], &[1.0, 2.5]).unwrap();
+        h.with(&["x"]).observe(2.0);
+        let g = r.gauge("up", "Up", &[]).unwrap();
+        g.with(&[]).set(3);
+        assert_eq!(
+            r.render(),
+            "# HELP hits Hits.\n# TYPE hits counter\nhits_total{model=\"a\\\"b\",version=\"1\"} 1\n\
+             # HELP size Sizes\n# TYPE size histogram\n\
+             size_bucket{m=\"x\",le=\"1.0\"} 0\nsize_bucket{m=\"x\",le=\"2.5\"} 1\nsize_bucket{m=\"x\",le=\"+Inf\"} 1\n\
+             size_count{m=\"x\"} 1\nsize_sum{m=\"x\"} 2\n\
+             # HELP took Time taken\n# TYPE took summary\ntook_count 1\ntook_sum 0.5\n\
+             # HELP up Up\n# TYPE up gauge\nup 3\n"
+        );
+    }
+
+    #[test]
+    fn reregistering_returns_the_same_family_and_conflicts_are_errors() {
+        let r = Registry::new();
+        let a = r.counter("c", "", &["l"]).unwrap();
+        a.with(&["x"]).inc();
+        let b = r.counter("c", "", &["l"]).unwrap();
+        assert_eq!(b.with(&["x"]).get(), 1.0);
+        assert!(matches!(
+            r.gauge("c", "", &["l"]),
+            Err(MetricsError::Conflict { .. })
+        ));
+        assert!(matches!(
+            r.counter("c", "", &["other"]),
+            Err(MetricsError::Conflict { .. })
+        ));
+        assert!(matches!(
+            r.counter("1bad", "", &[]),
+            Err(MetricsError::InvalidName(_))
+        ));
+        assert!(matches!(
+            r.counter("ok", "", &["le"]),
+            Err(MetricsError::InvalidLabel(_))
+        ));
+    }
+
+    #[test]
+    fn removed_children_disappear() {
+        let r = Registry::new();
+        let c = r.counter("c", "", &["m"]).unwrap();
+        c.with(&["a"]).inc();
+        c.remove(&["a"]);
+        assert!(!r.render().contains("c_total{"));
+    }
+}
