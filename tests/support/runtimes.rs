@@ -126,7 +126,97 @@ pub fn test_runtimes() -> RuntimeRegistry {
     r.register::<SlowModel>("test.Slow");
     r.register::<LyingModel>("test.Lying");
     r.register::<HeadersModel>("test.Headers");
+    r.register::<BatchProbeModel>("test.BatchProbe");
+    r.register::<SpinModel>("test.Spin");
     r
+}
+
+/// Echoes its inputs under their own names and adds `batch_rows` (INT64,
+/// one row per input row) holding the number of rows the runtime was called
+/// with, so a client sees whether its request was batched and with how
+/// much. Fails the call when any FP32 value is negative; with
+/// `parameters.extra.drop_row` it returns one row too few. Counts its calls
+/// in the custom metric `probe_predictions_total`.
+pub struct BatchProbeModel {
+    drop_row: bool,
+    calls: std::sync::Arc<mlserver_runtime::metrics::Counter>,
+}
+
+#[async_trait]
+impl MLModel for BatchProbeModel {
+    async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
+        Ok(BatchProbeModel {
+            drop_row: ctx
+                .extra()
+                .and_then(|e| e.get("drop_row"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            calls: ctx
+                .metrics()
+                .counter("probe_predictions", "BatchProbe predict calls")?,
+        })
+    }
+
+    async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+        self.calls.inc();
+        let rows = request.inputs.first().map_or(0, |i| i.shape[0]);
+        for input in &request.inputs {
+            if let Some(values) = input.data.as_slice::<f32>() {
+                if values.iter().any(|v| *v < 0.0) {
+                    return Err(MLServerError::inference(format!(
+                        "negative value in input '{}'",
+                        input.name
+                    )));
+                }
+            }
+        }
+        let mut outputs = request.inputs;
+        let out_rows = if self.drop_row { rows - 1 } else { rows };
+        outputs.push(Tensor::new(
+            "batch_rows",
+            vec![out_rows, 1],
+            vec![rows as i64; out_rows],
+        )?);
+        Ok(InferenceResponse::new(outputs))
+    }
+}
+
+/// Blocks its thread for `parameters.extra.predict_ms` inside `predict` (a
+/// CPU-bound runtime that does not use `blocking()`), and records how many
+/// calls ran at once (output `concurrent`, the highest seen so far).
+pub struct SpinModel {
+    predict: Duration,
+    running: std::sync::atomic::AtomicUsize,
+    max_seen: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl MLModel for SpinModel {
+    async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
+        let ms = ctx
+            .extra()
+            .and_then(|e| e.get("predict_ms"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        Ok(SpinModel {
+            predict: Duration::from_millis(ms),
+            running: Default::default(),
+            max_seen: Default::default(),
+        })
+    }
+
+    async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.max_seen.fetch_max(now, SeqCst);
+        std::thread::sleep(self.predict);
+        self.running.fetch_sub(1, SeqCst);
+        Ok(InferenceResponse::new(vec![Tensor::new(
+            "concurrent",
+            vec![1],
+            vec![self.max_seen.load(SeqCst) as i64],
+        )?]))
+    }
 }
 
 /// Returns the request's `parameters.headers` as a JSON string output and

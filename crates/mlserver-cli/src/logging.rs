@@ -194,10 +194,15 @@ mod tests {
     #[test]
     fn debug_turns_on_the_access_log() {
         let mut settings = Settings::default();
-        assert!(directives(&settings).unwrap().contains("mlserver_access=off"));
+        assert!(directives(&settings)
+            .unwrap()
+            .contains("mlserver_access=off"));
         settings.debug = true;
         let d = directives(&settings).unwrap();
-        assert!(d.contains("mlserver_access=info") && d.contains("mlserver_server=debug"), "{d}");
+        assert!(
+            d.contains("mlserver_access=info") && d.contains("mlserver_server=debug"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -216,7 +221,10 @@ mod tests {
         };
         let d = directives(&settings).unwrap();
         assert!(d.starts_with("warn,"), "{d}");
-        assert!(d.contains("mlserver_server=error") && d.contains("mlserver_access=info"), "{d}");
+        assert!(
+            d.contains("mlserver_server=error") && d.contains("mlserver_access=info"),
+            "{d}"
+        );
         assert!(!d.contains("mlserver_server::rest"), "{d}");
     }
 
@@ -234,6 +242,9 @@ mod tests {
             logging_settings: Some(json!({"root": {"level": "LOUD"}})),
             ..Settings::default()
         };
-        assert!(directives(&settings).unwrap_err().to_string().contains("LOUD"));
+        assert!(directives(&settings)
+            .unwrap_err()
+            .to_string()
+            .contains("LOUD"));
     }
 }

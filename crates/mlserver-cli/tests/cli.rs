@@ -25,7 +25,7 @@ fn models_on_free_port() -> tempfile::TempDir {
     }
     std::fs::write(
         dir.path().join("settings.json"),
-        r#"{"host": "127.0.0.1", "http_port": 0, "grpc_port": 0}"#,
+        r#"{"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "metrics_port": 0}"#,
     )
     .unwrap();
     dir
@@ -198,6 +198,7 @@ fn env_settings_apply_and_sigint_stops() {
             ("MLSERVER_HOST", "127.0.0.1"),
             ("MLSERVER_HTTP_PORT", "0"),
             ("MLSERVER_GRPC_PORT", "0"),
+            ("MLSERVER_METRICS_PORT", "0"),
             ("MLSERVER_SERVER_NAME", "custom-name"),
             ("MLSERVER_USE_STRUCTURED_LOGGING", "true"),
         ],
@@ -222,4 +223,47 @@ fn env_settings_apply_and_sigint_stops() {
         json_lines > 0,
         "structured logging writes JSON lines: {lines:#?}"
     );
+}
+
+#[test]
+fn access_log_and_levels_follow_logging_settings() {
+    let dir = models_on_free_port();
+    // No `debug`: the access log is turned on through logging_settings,
+    // with uvicorn's logger name, as an MLServer user would.
+    std::fs::write(
+        dir.path().join("settings.json"),
+        r#"{"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "metrics_port": 0,
+            "logging_settings": {"version": 1, "loggers": {"uvicorn.access": {"level": "INFO"}}}}"#,
+    )
+    .unwrap();
+    let (mut child, addr, logs) = start(dir.path(), &[]);
+    let client = reqwest::blocking::Client::new();
+    wait_ready(&client, &addr);
+    let status = client
+        .post(format!("http://{addr}/v2/models/sum-model/infer"))
+        .json(&serde_json::json!({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let missing = client
+        .get(format!("http://{addr}/v2/models/nope"))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(missing, 404);
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).success());
+    let lines: Vec<String> = logs.try_iter().collect();
+    for expected in [
+        "POST /v2/models/sum-model/infer 200",
+        "GET /v2/models/nope 404",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(expected) && l.contains("ms")),
+            "no access log line {expected:?} in {lines:#?}"
+        );
+    }
 }

@@ -352,13 +352,13 @@ fn build_and_run_an_image_with_embedded_settings() {
     assert!(out.status.success(), "docker import: {}", text(&out));
 
     // A folder whose settings become the image's defaults.
-    let (http, grpc) = (free_port(), free_port());
+    let (http, grpc, metrics) = (free_port(), free_port(), free_port());
     let folder = tempfile::tempdir().unwrap();
     write(
         folder.path(),
         "settings.json",
         &format!(
-            r#"{{"host": "127.0.0.1", "http_port": {http}, "grpc_port": {grpc}, "server_name": "embedded-name"}}"#
+            r#"{{"host": "127.0.0.1", "http_port": {http}, "grpc_port": {grpc}, "metrics_port": {metrics}, "server_name": "embedded-name"}}"#
         ),
     );
     write(

@@ -15,10 +15,13 @@ pub struct Family<M> {
     inner: Arc<FamilyInner<M>>,
 }
 
+/// A child's label values and its value.
+type Child<M> = (Vec<String>, Arc<M>);
+
 pub(crate) struct FamilyInner<M> {
     pub(crate) label_names: Vec<String>,
     make: Box<dyn Fn() -> M + Send + Sync>,
-    children: RwLock<HashMap<String, (Vec<String>, Arc<M>)>>,
+    children: RwLock<HashMap<String, Child<M>>>,
 }
 
 impl<M> Clone for Family<M> {
@@ -30,7 +33,10 @@ impl<M> Clone for Family<M> {
 }
 
 impl<M: Send + Sync + 'static> Family<M> {
-    pub(crate) fn new(label_names: Vec<String>, make: impl Fn() -> M + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(
+        label_names: Vec<String>,
+        make: impl Fn() -> M + Send + Sync + 'static,
+    ) -> Self {
         Family {
             inner: Arc::new(FamilyInner {
                 label_names,
@@ -74,9 +80,12 @@ impl<M: Send + Sync + 'static> Family<M> {
     /// Drops the child for these label values (e.g. an unloaded model's).
     pub fn remove(&self, values: &[&str]) {
         let key = values.join(&SEPARATOR.to_string());
-        self.inner.children.write().expect("metric lock").remove(&key);
+        self.inner
+            .children
+            .write()
+            .expect("metric lock")
+            .remove(&key);
     }
-
 }
 
 impl<M> Family<M> {
@@ -87,7 +96,7 @@ impl<M> Family<M> {
 
 impl<M> FamilyInner<M> {
     /// Children sorted by label values, for stable output.
-    pub(crate) fn children(&self) -> Vec<(Vec<String>, Arc<M>)> {
+    pub(crate) fn children(&self) -> Vec<Child<M>> {
         let children = self.children.read().expect("metric lock");
         let mut all: Vec<_> = children.values().cloned().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));

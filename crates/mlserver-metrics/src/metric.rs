@@ -156,10 +156,7 @@ mod tests {
         for v in [0.5, 1.0, 1.5, 3.0] {
             h.observe(v);
         }
-        assert_eq!(
-            h.buckets(),
-            vec![(1.0, 2), (2.0, 3), (f64::INFINITY, 4)]
-        );
+        assert_eq!(h.buckets(), vec![(1.0, 2), (2.0, 3), (f64::INFINITY, 4)]);
         assert_eq!(h.count(), 4);
         assert_eq!(h.sum(), 6.0);
     }

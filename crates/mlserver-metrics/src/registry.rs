@@ -10,7 +10,9 @@ use crate::metric::{fmt_value, Counter, Gauge, Histogram, Summary};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetricsError {
-    #[error("invalid metric name {0:?}: use letters, digits, '_' and ':' and do not start with a digit")]
+    #[error(
+        "invalid metric name {0:?}: use letters, digits, '_' and ':' and do not start with a digit"
+    )]
     InvalidName(String),
     #[error("invalid label name {0:?}")]
     InvalidLabel(String),
@@ -134,10 +136,9 @@ impl Registry {
         if !valid_name(name, true) {
             return Err(MetricsError::InvalidName(name.to_owned()));
         }
-        if let Some(bad) = labels
-            .iter()
-            .find(|l| !valid_name(l, false) || l.starts_with("__") || **l == "le" || **l == "quantile")
-        {
+        if let Some(bad) = labels.iter().find(|l| {
+            !valid_name(l, false) || l.starts_with("__") || **l == "le" || **l == "quantile"
+        }) {
             return Err(MetricsError::InvalidLabel(bad.to_string()));
         }
         let label_names: Vec<String> = labels.iter().map(|l| l.to_string()).collect();

@@ -11,8 +11,8 @@ mod registry;
 pub use async_trait::async_trait;
 pub use blocking::blocking;
 pub use error::{panic_message, ErrorStatus, MLServerError};
-pub use model::{metadata_from_settings, MLModel, ModelContext, ModelMetrics};
 pub use mlserver_metrics as metrics;
+pub use model::{metadata_from_settings, MLModel, ModelContext, ModelMetrics};
 pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};
 
 /// Settings types runtimes read, re-exported so a runtime crate needs no

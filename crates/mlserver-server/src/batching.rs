@@ -92,8 +92,7 @@ impl Batcher {
             rows,
             reply,
         };
-        if let Err(mpsc::error::SendError((_, pending))) = self.queue.send((key, pending)).await
-        {
+        if let Err(mpsc::error::SendError((_, pending))) = self.queue.send((key, pending)).await {
             return Err(pending.request);
         }
         Ok(response.await.unwrap_or_else(|_| {
@@ -426,6 +425,9 @@ mod tests {
             InferenceResponse::new(vec![Tensor::new("o", vec![1, 1], vec![1.0f32]).unwrap()]);
         let err = split("m", response, &[1, 2]).unwrap_err();
         assert_eq!(err.status(), mlserver_runtime::ErrorStatus::Internal);
-        assert!(err.to_string().contains("batch of 2 requests with 3 rows"), "{err}");
+        assert!(
+            err.to_string().contains("batch of 2 requests with 3 rows"),
+            "{err}"
+        );
     }
 }

@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use mlserver_types::{InferenceRequest, InferenceResponse, Parameters, RequestInput, RequestOutput};
+use mlserver_types::{
+    InferenceRequest, InferenceResponse, Parameters, RequestInput, RequestOutput,
+};
 use serde::Serialize;
 
 use crate::batching::without_headers;

@@ -125,9 +125,12 @@ mod tests {
         };
         let layer = cors_layer(&settings).unwrap();
         // tower-http validates the combination when the layer wraps a service.
-        let _ = tower::Layer::layer(&layer, tower::service_fn(|_: http::Request<()>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(()))
-        }));
+        let _ = tower::Layer::layer(
+            &layer,
+            tower::service_fn(|_: http::Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            }),
+        );
     }
 
     #[test]

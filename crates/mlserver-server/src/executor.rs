@@ -164,8 +164,10 @@ mod tests {
             let executor = executor.clone();
             let runtime = runtime.clone();
             async move {
-                let mut request = InferenceRequest::default();
-                request.id = Some(if i == 3 { "panic" } else { "ok" }.to_owned());
+                let request = InferenceRequest {
+                    id: Some(if i == 3 { "panic" } else { "ok" }.to_owned()),
+                    ..Default::default()
+                };
                 executor.predict("busy", &runtime, request).await
             }
         });

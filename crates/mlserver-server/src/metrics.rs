@@ -283,9 +283,7 @@ impl CallRecord {
             m.grpc_handled
                 .with(&[self.grpc_type, &self.service, &self.method, code_name])
                 .inc();
-            m.grpc_handling
-                .with(&labels)
-                .observe(elapsed.as_secs_f64());
+            m.grpc_handling.with(&labels).observe(elapsed.as_secs_f64());
         }
     }
 }
@@ -347,7 +345,10 @@ where
                 }
                 None => Some(record),
             };
-            Ok(response.map(|body| ObservedBody { inner: body, record }))
+            Ok(response.map(|body| ObservedBody {
+                inner: body,
+                record,
+            }))
         })
     }
 }

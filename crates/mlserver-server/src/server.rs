@@ -68,7 +68,11 @@ impl Server {
                 .then(|| Arc::new(ResponseCache::new(settings.cache_size))),
             metrics: metrics.clone(),
         };
-        let cors = settings.cors_settings.as_ref().map(cors_layer).transpose()?;
+        let cors = settings
+            .cors_settings
+            .as_ref()
+            .map(cors_layer)
+            .transpose()?;
         let registry = Arc::new(ModelRegistry::new());
         let root = PathBuf::from(&settings.model_repository_root);
         let repository = Arc::new(ModelRepository::new(

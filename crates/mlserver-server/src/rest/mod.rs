@@ -79,7 +79,9 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         .with_state(state);
     let router = match options.metrics {
         // On matched routes only, where the route template is known.
-        Some(metrics) => router.route_layer(middleware::from_fn_with_state(metrics, rest_middleware)),
+        Some(metrics) => {
+            router.route_layer(middleware::from_fn_with_state(metrics, rest_middleware))
+        }
         None => router,
     };
     let router = if options.gzip {

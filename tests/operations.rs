@@ -1,0 +1,566 @@
+//! Operations end to end: adaptive batching, parallel workers, metrics,
+//! CORS, the response cache and server metadata from settings.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use mlserver_proto::inference::{
+    model_infer_request::InferInputTensor, InferTensorContents, ModelInferRequest,
+};
+use mlserver_settings::EnvSource;
+use mlserver_tests::runtimes::test_runtimes;
+use mlserver_tests::{ModelsDir, TestServer};
+use serde_json::{json, Value};
+
+async fn infer(s: &TestServer, model: &str, request: &Value) -> (u16, Value) {
+    let r = s
+        .post_json(&format!("/v2/models/{model}/infer"), request)
+        .await;
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON body"))
+}
+
+fn fp32(name: &str, rows: usize, cols: usize, start: f32) -> Value {
+    let data: Vec<f32> = (0..rows * cols).map(|i| start + i as f32).collect();
+    json!({"name": name, "shape": [rows, cols], "datatype": "FP32", "data": data})
+}
+
+fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
+    response["outputs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outputs in {response}"))
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {response}"))
+}
+
+fn probe(dir: &ModelsDir, name: &str, max_batch_size: usize, max_batch_time: f64, extra: Value) {
+    dir.model(
+        name,
+        json!({
+            "name": name,
+            "implementation": "test.BatchProbe",
+            "max_batch_size": max_batch_size,
+            "max_batch_time": max_batch_time,
+            "parameters": {"extra": extra}
+        }),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_merges_along_axis_0_and_splits_back_by_rows() {
+    let dir = ModelsDir::new();
+    // A long batch time: the batch can only close by filling up.
+    probe(&dir, "probe", 4, 30.0, json!({}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let rows = [1usize, 2, 1, 3];
+    let calls = rows.iter().enumerate().map(|(i, &n)| {
+        let s = &s;
+        async move {
+            let request =
+                json!({"id": format!("req-{i}"), "inputs": [fp32("x", n, 3, 100.0 * i as f32)]});
+            (i, n, infer(s, "probe", &request).await)
+        }
+    });
+    for (i, n, (status, response)) in join_all(calls).await {
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(response["id"], format!("req-{i}"));
+        let x = output(&response, "x");
+        assert_eq!(x["shape"], json!([n, 3]));
+        let expected: Vec<f32> = (0..n * 3).map(|k| 100.0 * i as f32 + k as f32).collect();
+        assert_eq!(
+            x["data"],
+            json!(expected),
+            "request {i} got someone else's rows"
+        );
+        let batch = output(&response, "batch_rows");
+        assert_eq!(batch["shape"], json!([n, 1]));
+        assert_eq!(
+            batch["data"][0], 7,
+            "all four requests share one batch of 7 rows"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_closes_after_max_batch_time() {
+    let dir = ModelsDir::new();
+    probe(&dir, "probe", 100, 0.05, json!({}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let (status, response) = infer(&s, "probe", &json!({"inputs": [fp32("x", 2, 1, 0.0)]})).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(output(&response, "batch_rows")["data"], json!([2, 2]));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_requests_are_never_mis_merged() {
+    let dir = ModelsDir::new();
+    probe(&dir, "probe", 8, 0.1, json!({}));
+    let s = TestServer::start_ready(dir.path()).await;
+    // Shapes, datatypes, names, parameters and requested outputs that
+    // MLServer 1.7.1 would merge into one silently wrong batch.
+    let kinds = |i: usize| -> Value {
+        let n = 1 + i % 3;
+        match i % 6 {
+            0 => json!({"inputs": [fp32("x", n, 2, i as f32)]}),
+            1 => json!({"inputs": [fp32("x", n, 3, i as f32)]}),
+            2 => {
+                json!({"inputs": [{"name": "x", "shape": [n, 2], "datatype": "INT32", "data": vec![i as i32; n * 2]}]})
+            }
+            3 => json!({"inputs": [fp32("y", n, 2, i as f32)]}),
+            4 => json!({"inputs": [fp32("x", n, 2, i as f32), fp32("z", n, 1, i as f32)]}),
+            _ => json!({"inputs": [fp32("x", n, 2, i as f32)], "outputs": [{"name": "x"}]}),
+        }
+    };
+    let calls = (0..48).map(|i| {
+        let s = &s;
+        let request = kinds(i);
+        async move { (i, request.clone(), infer(s, "probe", &request).await) }
+    });
+    for (i, request, (status, response)) in join_all(calls).await {
+        assert_eq!(status, 200, "{response}");
+        for input in request["inputs"].as_array().unwrap() {
+            let name = input["name"].as_str().unwrap();
+            let out = output(&response, name);
+            assert_eq!(out["shape"], input["shape"], "request {i}");
+            assert_eq!(out["datatype"], input["datatype"], "request {i}");
+            assert_eq!(out["data"], input["data"], "request {i}");
+        }
+        let expected_outputs = if i % 6 == 5 {
+            1
+        } else {
+            request["inputs"].as_array().unwrap().len() + 1
+        };
+        assert_eq!(
+            response["outputs"].as_array().unwrap().len(),
+            expected_outputs,
+            "request {i}: {response}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_fails_each_of_its_requests_with_the_runtime_error() {
+    let dir = ModelsDir::new();
+    probe(&dir, "probe", 2, 30.0, json!({}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let good = json!({"inputs": [fp32("x", 1, 2, 1.0)]});
+    let bad = json!({"inputs": [fp32("x", 1, 2, -5.0)]});
+    let (a, b) = tokio::join!(infer(&s, "probe", &good), infer(&s, "probe", &bad));
+    for (status, response) in [a, b] {
+        assert_eq!(status, 400, "{response}");
+        assert_eq!(response["error"], "negative value in input 'x'");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_returning_the_wrong_batch_size_is_a_clear_500() {
+    let dir = ModelsDir::new();
+    probe(&dir, "probe", 2, 30.0, json!({"drop_row": true}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let request = json!({"inputs": [fp32("x", 1, 2, 1.0)]});
+    let (a, b) = tokio::join!(infer(&s, "probe", &request), infer(&s, "probe", &request));
+    for (status, response) in [a, b] {
+        assert_eq!(status, 500, "{response}");
+        let error = response["error"].as_str().unwrap();
+        assert!(
+            error.contains(
+                "output 'batch_rows' with shape [1, 1] for a batch of 2 requests with 2 rows"
+            ),
+            "{error}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_settings_come_from_mlserver_model_env_vars() {
+    let dir = ModelsDir::new();
+    dir.model("probe", json!({"implementation": "test.BatchProbe"}));
+    let env = EnvSource::empty()
+        .with_var("MLSERVER_MODEL_MAX_BATCH_SIZE", "2")
+        .with_var("MLSERVER_MODEL_MAX_BATCH_TIME", "30");
+    let s = TestServer::start_with_env(dir.path(), test_runtimes(), env, |_| {}).await;
+    s.wait_started().await;
+    let request = json!({"inputs": [fp32("x", 1, 2, 1.0)]});
+    let (a, b) = tokio::join!(infer(&s, "probe", &request), infer(&s, "probe", &request));
+    for (status, response) in [a, b] {
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(output(&response, "batch_rows")["data"], json!([2]));
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_workers_bound_predictions_and_health_answers_while_all_are_busy() {
+    let dir = ModelsDir::new();
+    dir.model(
+        "spin",
+        json!({"implementation": "test.Spin", "parameters": {"extra": {"predict_ms": 1500}}}),
+    );
+    let s = TestServer::start_with(dir.path(), test_runtimes(), |settings| {
+        settings.parallel_workers = 2;
+    })
+    .await;
+    s.wait_started().await;
+    let busy = tokio::spawn({
+        let client = s.client.clone();
+        let url = s.url("/v2/models/spin/infer");
+        async move {
+            let calls = (0..4).map(|_| {
+                client
+                    .post(&url)
+                    .json(&json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}))
+                    .send()
+            });
+            join_all(calls).await
+        }
+    });
+    // Wait until both workers are blocked in `predict` (their threads
+    // sleep); the other two requests wait for a worker.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s.scrape().await.contains("parallel_request_queue_count 2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workers never got busy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let live = s.get("/v2/health/live").await;
+    assert_eq!(live.status(), 200);
+    assert!(
+        !busy.is_finished(),
+        "health and metrics must answer while the predictions still run"
+    );
+    for r in busy.await.unwrap() {
+        let r = r.expect("infer");
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            output(&v, "concurrent")["data"][0],
+            2,
+            "at most parallel_workers at once"
+        );
+    }
+    s.stop().await;
+}
+
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_as_requests_succeed_and_fail() {
+    let dir = ModelsDir::new();
+    dir.model("echo", json!({"implementation": "echo"}));
+    probe(&dir, "probe", 0, 0.0, json!({}));
+    dir.model("broken", json!({"implementation": "test.Broken"}));
+    let s = TestServer::start_ready(dir.path()).await;
+
+    let ok = json!({"inputs": [fp32("x", 1, 2, 1.0)]});
+    assert_eq!(infer(&s, "echo", &ok).await.0, 200);
+    assert_eq!(infer(&s, "echo", &ok).await.0, 200);
+    assert_eq!(infer(&s, "probe", &ok).await.0, 200);
+    assert_eq!(
+        infer(&s, "probe", &json!({"inputs": [fp32("x", 1, 2, -1.0)]}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(infer(&s, "missing", &ok).await.0, 404);
+    let mut grpc = s.grpc().await;
+    let request = |model: &str| ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                fp32_contents: vec![1.0],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    grpc.model_infer(request("echo")).await.expect("gRPC infer");
+    let missing = grpc.model_infer(request("missing")).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    let text = s.scrape().await;
+    let m = |series: &str| metric_value(&text, series);
+    assert_eq!(
+        m(r#"model_infer_request_success_total{model="echo",version="None"}"#),
+        3.0
+    );
+    assert_eq!(
+        m(r#"model_infer_request_success_total{model="probe",version="None"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"model_infer_request_failure_total{model="probe",version="None"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"model_infer_request_failure_total{model="missing",version="None"}"#),
+        2.0
+    );
+    assert_eq!(
+        m(r#"model_infer_request_duration_count{model="echo",version="None"}"#),
+        3.0
+    );
+    assert_eq!(
+        m(
+            r#"rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{name}/infer",status_code="200"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        m(
+            r#"rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{name}/infer",status_code="404"}"#
+        ),
+        1.0
+    );
+    assert!(text.contains("rest_server_request_duration_seconds_bucket{app_name=\"mlserver\",method=\"POST\",path=\"/v2/models/{name}/infer\",status_code=\"200\",le=\"+Inf\"} 3"));
+    assert_eq!(
+        m(r#"rest_server_requests_in_progress{app_name="mlserver",method="POST"}"#),
+        0.0
+    );
+    let grpc_labels = r#"grpc_type="unary",grpc_service="inference.GRPCInferenceService",grpc_method="ModelInfer""#;
+    assert_eq!(
+        m(&format!("grpc_server_started_total{{{grpc_labels}}}")),
+        2.0
+    );
+    assert_eq!(
+        m(&format!(
+            "grpc_server_handled_total{{{grpc_labels},grpc_code=\"OK\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        m(&format!(
+            "grpc_server_handled_total{{{grpc_labels},grpc_code=\"NOT_FOUND\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        m(&format!(
+            "grpc_server_handling_seconds_count{{{grpc_labels}}}"
+        )),
+        2.0
+    );
+    // The runtime's own metric, labelled with its model.
+    assert_eq!(
+        m(r#"probe_predictions_total{model_name="probe",model_version=""}"#),
+        2.0
+    );
+    assert_eq!(m("loaded_models"), 2.0);
+    assert_eq!(
+        m(r#"model_load_success_total{model="echo",version=""}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"model_load_failure_total{model="broken",version=""}"#),
+        1.0
+    );
+    // Health probes are not counted.
+    s.get("/v2/health/ready").await;
+    assert!(!s.scrape().await.contains("/v2/health/ready"));
+
+    s.client
+        .post(s.url("/v2/repository/models/echo/unload"))
+        .send()
+        .await
+        .unwrap();
+    let text = s.scrape().await;
+    assert_eq!(
+        metric_value(&text, r#"model_unload_total{model="echo",version=""}"#),
+        1.0
+    );
+    assert_eq!(metric_value(&text, "loaded_models"), 1.0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_queue_metrics_are_recorded_with_parallel_workers_0() {
+    let dir = ModelsDir::new();
+    probe(&dir, "probe", 2, 30.0, json!({}));
+    let s = TestServer::start_with(dir.path(), test_runtimes(), |settings| {
+        settings.parallel_workers = 0;
+    })
+    .await;
+    s.wait_started().await;
+    let request = json!({"inputs": [fp32("x", 1, 2, 1.0)]});
+    let (a, b) = tokio::join!(infer(&s, "probe", &request), infer(&s, "probe", &request));
+    assert_eq!((a.0, b.0), (200, 200));
+    let text = s.scrape().await;
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"batch_request_queue_count{model_name="probe",model_version=""}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"probe_predictions_total{model_name="probe",model_version=""}"#
+        ),
+        1.0,
+        "two requests, one batched call"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_metrics_endpoint_turns_metrics_off() {
+    let dir = ModelsDir::new();
+    dir.write("settings.json", r#"{"metrics_endpoint": null}"#);
+    dir.model("echo", json!({"implementation": "echo"}));
+    let s = TestServer::start_ready(dir.path()).await;
+    assert_eq!(
+        infer(&s, "echo", &json!({"inputs": [fp32("x", 1, 1, 1.0)]}))
+            .await
+            .0,
+        200
+    );
+    let addr = s.metrics_addr.expect("the test reserved a port");
+    // The reserved socket was closed, not served.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_follows_cors_settings() {
+    let dir = ModelsDir::new();
+    dir.write(
+        "settings.json",
+        &json!({"cors_settings": {
+            "allow_origins": ["https://app.example"],
+            "allow_origin_regex": "https://.*\\.corp\\.example",
+            "allow_methods": ["GET", "POST"],
+            "allow_headers": ["content-type"],
+            "expose_headers": ["x-request-id"],
+            "max_age": 60
+        }})
+        .to_string(),
+    );
+    dir.model("echo", json!({"implementation": "echo"}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let preflight = |origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/v2/models/echo/infer"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    for origin in ["https://app.example", "https://ml.corp.example"] {
+        let r = preflight(origin).await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], origin);
+        assert!(h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST"));
+        assert_eq!(h["access-control-max-age"], "60");
+    }
+    let r = preflight("https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = s
+        .client
+        .get(s.url("/v2"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(r.headers()["access-control-expose-headers"], "x-request-id");
+    s.stop().await;
+
+    // Off unless configured.
+    let dir = ModelsDir::new();
+    dir.model("echo", json!({"implementation": "echo"}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let r = s
+        .client
+        .get(s.url("/v2"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_cache_answers_repeated_requests_without_the_runtime() {
+    let dir = ModelsDir::new();
+    dir.write(
+        "settings.json",
+        r#"{"cache_enabled": true, "cache_size": 10}"#,
+    );
+    dir.model(
+        "cached",
+        json!({"implementation": "test.BatchProbe", "cache_enabled": true}),
+    );
+    dir.model("uncached", json!({"implementation": "test.BatchProbe"}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let request = |id: &str, start: f32| json!({"id": id, "inputs": [fp32("x", 1, 2, start)]});
+    for model in ["cached", "uncached"] {
+        let (_, first) = infer(&s, model, &request("a", 1.0)).await;
+        let (status, second) = infer(&s, model, &request("b", 1.0)).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            second["id"], "b",
+            "a cached response keeps the request's id"
+        );
+        assert_eq!(first["outputs"], second["outputs"]);
+        assert_eq!(infer(&s, model, &request("c", 2.0)).await.0, 200);
+    }
+    let text = s.scrape().await;
+    let calls = |model: &str| {
+        metric_value(
+            &text,
+            &format!(r#"probe_predictions_total{{model_name="{model}",model_version=""}}"#),
+        )
+    };
+    assert_eq!(
+        calls("cached"),
+        2.0,
+        "the repeated request was served from the cache"
+    );
+    assert_eq!(calls("uncached"), 3.0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_metadata_comes_from_settings() {
+    let dir = ModelsDir::new();
+    dir.write(
+        "settings.json",
+        r#"{"server_name": "acme-inference", "server_version": "9.9.9", "extensions": ["acme_ext"]}"#,
+    );
+    let s = TestServer::start_ready(dir.path()).await;
+    let meta: Value = s.get("/v2").await.json().await.unwrap();
+    assert_eq!(meta["name"], "acme-inference");
+    assert_eq!(meta["version"], "9.9.9");
+    let extensions = meta["extensions"].as_array().unwrap();
+    assert!(extensions.contains(&json!("acme_ext")));
+    assert!(extensions.contains(&json!("binary_tensor_data")));
+    s.stop().await;
+}
