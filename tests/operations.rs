@@ -220,10 +220,10 @@ async fn parallel_workers_bound_predictions_and_health_answers_while_all_are_bus
             join_all(calls).await
         }
     });
-    // Wait until both workers are blocked in `predict` (their threads
-    // sleep); the other two requests wait for a worker.
+    // Wait until all four are dispatched: two workers are blocked in
+    // `predict` (their threads sleep), two predictions wait for a thread.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !s.scrape().await.contains("parallel_request_queue_count 2") {
+    while !s.scrape().await.contains("parallel_request_queue_count 4") {
         assert!(
             std::time::Instant::now() < deadline,
             "the workers never got busy"
@@ -245,6 +245,31 @@ async fn parallel_workers_bound_predictions_and_health_answers_while_all_are_bus
             2,
             "at most parallel_workers at once"
         );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awaiting_predictions_interleave_on_one_worker() {
+    let dir = ModelsDir::new();
+    dir.model(
+        "meet",
+        json!({"implementation": "test.Rendezvous", "parameters": {"extra": {"parties": 3}}}),
+    );
+    let s = TestServer::start_with(dir.path(), test_runtimes(), |settings| {
+        settings.parallel_workers = 1;
+    })
+    .await;
+    s.wait_started().await;
+    let request =
+        json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]});
+    let calls = join_all((0..3).map(|_| infer(&s, "meet", &request)));
+    // Each call returns only once all three wait in `predict` together.
+    let results = tokio::time::timeout(Duration::from_secs(20), calls)
+        .await
+        .expect("async predictions must not be serialised by parallel_workers");
+    for (status, response) in results {
+        assert_eq!(status, 200, "{response}");
     }
     s.stop().await;
 }

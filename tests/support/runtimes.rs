@@ -128,6 +128,7 @@ pub fn test_runtimes() -> RuntimeRegistry {
     r.register::<HeadersModel>("test.Headers");
     r.register::<BatchProbeModel>("test.BatchProbe");
     r.register::<SpinModel>("test.Spin");
+    r.register::<RendezvousModel>("test.Rendezvous");
     r
 }
 
@@ -245,5 +246,34 @@ impl MLModel for HeadersModel {
             .parameters_mut()
             .insert("headers", serde_json::json!({"x-model-header": "yes"}));
         Ok(response)
+    }
+}
+
+/// Each `predict` waits until `parameters.extra.parties` predictions are
+/// waiting together: it only answers if that many run concurrently.
+pub struct RendezvousModel {
+    barrier: tokio::sync::Barrier,
+}
+
+#[async_trait]
+impl MLModel for RendezvousModel {
+    async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
+        let parties = ctx
+            .extra()
+            .and_then(|e| e.get("parties"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1) as usize;
+        Ok(RendezvousModel {
+            barrier: tokio::sync::Barrier::new(parties),
+        })
+    }
+
+    async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+        self.barrier.wait().await;
+        Ok(InferenceResponse::new(vec![Tensor::new(
+            "met",
+            vec![1],
+            vec![true],
+        )?]))
     }
 }

@@ -1,21 +1,24 @@
 //! Where predictions run: MLServer's `parallel_workers`, without its cost.
 //!
-//! MLServer runs `parallel_workers` processes and loads every model into
-//! each one, so memory grows as models x workers (its most reported
-//! problem). Here the workers are threads of a dedicated async runtime that
-//! share the one loaded copy of each model; `parallel_workers` bounds how many
-//! predictions run at once. Because predictions never run on the threads that
-//! accept connections, a runtime that computes inside `predict` without
-//! `blocking()` still cannot stall health checks, metadata or metrics.
+//! MLServer runs `parallel_workers` processes, each an event loop running
+//! many async predictions, and loads every model into each one, so memory
+//! grows as models x workers (its most reported problem). Here the workers
+//! are the threads of a dedicated async runtime that share the one loaded
+//! copy of each model: at most `parallel_workers` predictions compute at
+//! once, while predictions that await (I/O, a remote call) interleave on
+//! them as they do in MLServer's worker event loops. Because predictions
+//! never run on the threads that accept connections, a runtime that
+//! computes inside `predict` without `blocking()` still cannot stall health
+//! checks, metadata or metrics.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::FutureExt;
 use mlserver_metrics::Histogram;
 use mlserver_runtime::{panic_message, DynModel, MLServerError};
 use mlserver_types::{InferenceRequest, InferenceResponse};
-use tokio::sync::Semaphore;
 
 /// Runs `predict` calls, inline or on the worker pool.
 pub struct Executor {
@@ -24,8 +27,9 @@ pub struct Executor {
 
 struct Pool {
     runtime: Option<tokio::runtime::Runtime>,
-    permits: Arc<Semaphore>,
     workers: usize,
+    /// Predictions dispatched to the pool and not finished.
+    in_flight_now: Arc<AtomicUsize>,
     /// MLServer's `parallel_request_queue`: predictions in flight, observed
     /// at each dispatch.
     in_flight: Option<Arc<Histogram>>,
@@ -38,8 +42,7 @@ impl Executor {
         Executor { pool: None }
     }
 
-    /// A pool of `workers` threads running at most `workers` predictions at
-    /// once; `0` means [`Executor::inline`].
+    /// A pool of `workers` threads; `0` means [`Executor::inline`].
     pub fn new(workers: usize, in_flight: Option<Arc<Histogram>>) -> std::io::Result<Self> {
         if workers == 0 {
             return Ok(Self::inline());
@@ -52,14 +55,14 @@ impl Executor {
         Ok(Executor {
             pool: Some(Pool {
                 runtime: Some(runtime),
-                permits: Arc::new(Semaphore::new(workers)),
                 workers,
+                in_flight_now: Arc::default(),
                 in_flight,
             }),
         })
     }
 
-    /// The number of predictions that may run at once (0 = unbounded, inline).
+    /// The number of worker threads (0: inline).
     pub fn workers(&self) -> usize {
         self.pool.as_ref().map_or(0, |p| p.workers)
     }
@@ -83,15 +86,11 @@ impl Executor {
                 .await
                 .map_err(|p| panicked(&*p))?;
         };
-        let permit = pool
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| MLServerError::Unavailable("the server is shutting down".into()))?;
+        let in_flight = pool.in_flight_now.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(h) = &pool.in_flight {
-            h.observe((pool.workers - pool.permits.available_permits()) as f64);
+            h.observe(in_flight as f64);
         }
+        let done = InFlight(pool.in_flight_now.clone());
         let handle = pool
             .runtime
             .as_ref()
@@ -99,7 +98,7 @@ impl Executor {
             .handle();
         let runtime = runtime.clone();
         let task = handle.spawn(async move {
-            let _permit = permit;
+            let _done = done;
             runtime.predict(request).await
         });
         match task.await {
@@ -109,6 +108,15 @@ impl Executor {
                 "the prediction was cancelled: the server is shutting down".into(),
             )),
         }
+    }
+}
+
+/// Counts a prediction out of the pool when its task ends, however it ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -153,7 +161,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_pool_bounds_concurrency_and_contains_panics() {
+    async fn busy_workers_bound_concurrency_and_panics_are_contained() {
         let model = Arc::new(Busy {
             running: AtomicUsize::new(0),
             max_seen: AtomicUsize::new(0),
