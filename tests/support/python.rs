@@ -10,19 +10,60 @@ use std::sync::OnceLock;
 
 use super::workspace_root;
 
-/// The packages the interop tests use.
-const PACKAGES: &[&str] = &["tritonclient[http,grpc]==2.*", "numpy"];
-
-/// The venv's python, or `None` (after printing why) when PyPI is unreachable.
-pub fn client_python() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PYTHON.get_or_init(make_venv).clone()
+/// A venv under `target/`: its folder, what to install, what must import.
+struct Venv {
+    dir: &'static str,
+    packages: &'static [&'static str],
+    imports: &'static str,
 }
 
-fn make_venv() -> Option<PathBuf> {
-    let venv = workspace_root().join("target").join("py-clients");
+/// The client libraries the interop tests use.
+const CLIENTS: Venv = Venv {
+    dir: "py-clients",
+    packages: &["tritonclient[http,grpc]==2.*", "numpy"],
+    imports: "import tritonclient.http, tritonclient.grpc, numpy",
+};
+
+/// The real MLServer (the version the Python runtimes target) with its
+/// scikit-learn runtime, for the Python worker tests. uvloop is pinned
+/// below 0.22, whose releases crash MLServer 1.7.1's workers.
+const MLSERVER: Venv = Venv {
+    dir: "py-mlserver",
+    packages: &[
+        "mlserver==1.7.1",
+        "mlserver-sklearn==1.7.1",
+        "uvloop<0.22",
+        "scikit-learn",
+        "joblib",
+    ],
+    imports: "import mlserver, mlserver_sklearn, sklearn, joblib",
+};
+
+/// The client venv's python, or `None` (after printing why) when PyPI is
+/// unreachable.
+pub fn client_python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON.get_or_init(|| make_venv(&CLIENTS)).clone()
+}
+
+/// The python of a venv with `mlserver` installed, or `None` (after
+/// printing why) when PyPI is unreachable.
+pub fn mlserver_python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON.get_or_init(|| make_venv(&MLSERVER)).clone()
+}
+
+fn make_venv(spec: &Venv) -> Option<PathBuf> {
+    let venv = workspace_root().join("target").join(spec.dir);
     let python = venv.join("bin").join("python");
-    if python.exists() && imports_ok(&python) {
+    // Test binaries run in parallel: one makes the venv, the others wait.
+    let lock_path = workspace_root()
+        .join("target")
+        .join(format!("{}.lock", spec.dir));
+    let _ = std::fs::create_dir_all(workspace_root().join("target"));
+    let lock = std::fs::File::create(&lock_path).expect("venv lock file");
+    lock.lock().expect("venv lock");
+    if python.exists() && imports_ok(&python, spec.imports) {
         return Some(python);
     }
     let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -42,29 +83,32 @@ fn make_venv() -> Option<PathBuf> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(PACKAGES));
+        .args(spec.packages));
     if !out.status.success() {
         let err = stderr(&out);
         if is_network_failure(&err) {
             eprintln!(
                 "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                 SKIPPING Python client interop tests: PyPI cannot be reached.\n{err}\n\
-                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+                 SKIPPING tests that need {:?}: PyPI cannot be reached.\n{err}\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
+                spec.packages
             );
             return None;
         }
-        panic!("pip install {PACKAGES:?} failed: {err}");
+        panic!("pip install {:?} failed: {err}", spec.packages);
     }
     assert!(
-        imports_ok(&python),
-        "tritonclient installed but does not import"
+        imports_ok(&python, spec.imports),
+        "{:?} installed but `{}` fails",
+        spec.packages,
+        spec.imports
     );
     Some(python)
 }
 
-fn imports_ok(python: &Path) -> bool {
+fn imports_ok(python: &Path, imports: &str) -> bool {
     Command::new(python)
-        .args(["-c", "import tritonclient.http, tritonclient.grpc, numpy"])
+        .args(["-c", imports])
         .output()
         .is_ok_and(|o| o.status.success())
 }

@@ -9,7 +9,7 @@ use mlserver_server::Server;
 use mlserver_settings::EnvSource;
 use tracing::info;
 
-pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
+pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()> {
     if !folder.is_dir() {
         bail!(
             "models folder {} does not exist or is not a directory",
@@ -20,6 +20,13 @@ pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
     let settings = mlserver_settings::load_settings(folder, &env)
         .with_context(|| format!("invalid settings in {}", folder.display()))?;
     crate::logging::init(&settings)?;
+    if !runtimes.has_fallback() {
+        // Import paths no Rust runtime claims are Python MLModel classes.
+        mlserver_python::install(
+            &mut runtimes,
+            mlserver_python::PythonConfig::from_settings(&settings, &env),
+        );
+    }
     info!(
         "mlserver {} starting: models folder {}, runtimes: {}",
         env!("CARGO_PKG_VERSION"),

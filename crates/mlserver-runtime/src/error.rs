@@ -37,6 +37,10 @@ pub enum MLServerError {
     /// Temporarily unable to serve (shutting down, a worker restarting).
     #[error("{0}")]
     Unavailable(String),
+    /// The worker process running the request died (a crash, an OOM kill);
+    /// it is being replaced. HTTP 500, gRPC UNAVAILABLE (worth retrying).
+    #[error("{0}")]
+    WorkerLost(String),
 }
 
 /// The class of an error, which decides its HTTP and gRPC status.
@@ -54,6 +58,8 @@ pub enum ErrorStatus {
     Internal,
     /// HTTP 503, gRPC UNAVAILABLE.
     Unavailable,
+    /// HTTP 500, gRPC UNAVAILABLE: the request died with its worker.
+    WorkerLost,
 }
 
 impl ErrorStatus {
@@ -65,6 +71,7 @@ impl ErrorStatus {
             ErrorStatus::Unprocessable => 422,
             ErrorStatus::Internal => 500,
             ErrorStatus::Unavailable => 503,
+            ErrorStatus::WorkerLost => 500,
         }
     }
 }
@@ -86,6 +93,7 @@ impl MLServerError {
             MLServerError::PayloadTooLarge(_) => ErrorStatus::PayloadTooLarge,
             MLServerError::Internal(_) => ErrorStatus::Internal,
             MLServerError::Unavailable(_) => ErrorStatus::Unavailable,
+            MLServerError::WorkerLost(_) => ErrorStatus::WorkerLost,
         }
     }
 

@@ -177,6 +177,13 @@ pub trait MLModel: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the model can serve right now. The server's readiness
+    /// (`/v2/health/ready`, model ready) reports it; a runtime whose backend
+    /// can go away (a worker process restarting) says so here.
+    fn ready(&self) -> bool {
+        true
+    }
+
     /// Metadata to report instead of the one built from model-settings
     /// (e.g. input/output signatures read from the model file).
     async fn metadata(&self) -> Option<MetadataModelResponse> {

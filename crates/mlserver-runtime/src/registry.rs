@@ -70,6 +70,11 @@ impl RuntimeRegistry {
         self
     }
 
+    /// Whether a fallback resolver is set.
+    pub fn has_fallback(&self) -> bool {
+        self.fallback.is_some()
+    }
+
     /// Sets the resolver asked for names that were not registered.
     pub fn set_fallback(&mut self, resolver: FallbackResolver) -> &mut Self {
         self.fallback = Some(resolver);

@@ -98,7 +98,8 @@ pub struct Slot {
 impl Slot {
     /// Whether requests can be served now.
     pub fn is_ready(&self) -> bool {
-        self.model.is_some() && matches!(self.state, SlotState::Ready | SlotState::Loading)
+        self.model.as_ref().is_some_and(|m| m.runtime.ready())
+            && matches!(self.state, SlotState::Ready | SlotState::Loading)
     }
 
     pub fn index_state(&self) -> (ModelState, String) {

@@ -12,7 +12,7 @@ pub fn to_status(e: MLServerError) -> Status {
         ErrorStatus::Unprocessable => Code::FailedPrecondition,
         ErrorStatus::PayloadTooLarge => Code::ResourceExhausted,
         ErrorStatus::Internal => Code::Internal,
-        ErrorStatus::Unavailable => Code::Unavailable,
+        ErrorStatus::Unavailable | ErrorStatus::WorkerLost => Code::Unavailable,
     };
     if code == Code::Internal {
         tracing::error!("{e}");

@@ -1,0 +1,183 @@
+"""A worker process of mlserver-rs: serves MLServer `MLModel` classes, unchanged.
+
+The Rust server starts one per `parallel_workers` and environment, and talks
+to it over a Unix domain socket. Everything the user's code sees comes from
+the real `mlserver` package: `ModelSettings` (with `_source`, so imports and
+`get_model_uri` resolve as in MLServer), `MLModel`, `types` and the gRPC
+converters that turn the protobuf messages carried here into `types` objects.
+
+Frames, both ways: little-endian u32 length of the rest, u8 kind, u64 call id,
+then the body. Inference bodies are a u32-length-prefixed JSON header (HTTP
+headers only) followed by a serialised `inference.ModelInferRequest` or
+`ModelInferResponse` with raw tensor contents: no JSON tensors on the hot
+path. Calls run as concurrent asyncio tasks; replies carry the call id.
+"""
+
+import asyncio
+import json
+import os
+import struct
+import sys
+import threading
+import time
+import traceback
+
+LOAD, UNLOAD, INFER, METADATA, PING = 1, 2, 3, 4, 5
+OK, ERROR = 10, 11
+
+HEADER = struct.Struct("<IBQ")
+LENGTH = struct.Struct("<I")
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    # The server may die without closing our socket cleanly (SIGKILL with a
+    # predict running here): never outlive it.
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+class Worker:
+    def __init__(self, reader, writer):
+        self.reader = reader
+        self.writer = writer
+        self.models = {}
+
+    def send(self, kind: int, call: int, body: bytes) -> None:
+        self.writer.write(HEADER.pack(len(body) + 9, kind, call) + body)
+
+    def send_error(self, call: int, error: BaseException) -> None:
+        status = getattr(error, "status_code", 500)
+        message = str(error) or type(error).__name__
+        if status >= 500 and not hasattr(error, "status_code"):
+            message = f"{type(error).__name__}: {message}"
+        body = json.dumps({"status": status, "message": message}).encode()
+        self.send(ERROR, call, body)
+
+    async def serve(self) -> None:
+        while True:
+            try:
+                header = await self.reader.readexactly(HEADER.size)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            length, kind, call = HEADER.unpack(header)
+            body = await self.reader.readexactly(length - 9)
+            asyncio.ensure_future(self.handle(kind, call, body))
+
+    async def handle(self, kind: int, call: int, body: bytes) -> None:
+        try:
+            if kind == INFER:
+                reply = await self.infer(body)
+            elif kind == LOAD:
+                reply = await self.load(json.loads(body))
+            elif kind == UNLOAD:
+                reply = await self.unload(json.loads(body))
+            elif kind == METADATA:
+                reply = await self.metadata(json.loads(body))
+            elif kind == PING:
+                reply = b""
+            else:
+                raise ValueError(f"unknown frame kind {kind}")
+            self.send(OK, call, reply)
+        except BaseException as error:  # noqa: B036 - report everything
+            if not isinstance(error, Exception):
+                traceback.print_exc()
+            self.send_error(call, error)
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+
+    def model(self, name: str, version: str):
+        model = self.models.get((name, version or ""))
+        if model is None:
+            from mlserver.errors import ModelNotFound
+
+            raise ModelNotFound(name, version or None)
+        return model
+
+    async def load(self, message: dict) -> bytes:
+        from mlserver.settings import ModelSettings
+
+        settings = dict(message["settings"])
+        if message.get("source"):
+            settings["_source"] = message["source"]
+        model_settings = ModelSettings.model_validate(settings)
+        model_class = model_settings.implementation
+        model = model_class(model_settings)
+        ready = await model.load()
+        # MLServer's `load()` may return None in older custom runtimes.
+        model.ready = True if ready is None else bool(ready)
+        if not model.ready:
+            raise RuntimeError(f"model {model.name} load() returned False")
+        key = (model_settings.name, model_settings.version or "")
+        previous = self.models.get(key)
+        self.models[key] = model
+        if previous is not None and previous is not model:
+            await previous.unload()
+        return b""
+
+    async def unload(self, message: dict) -> bytes:
+        key = (message["name"], message.get("version") or "")
+        model = self.models.pop(key, None)
+        if model is not None:
+            await model.unload()
+        return b""
+
+    async def metadata(self, message: dict) -> bytes:
+        model = self.model(message["name"], message.get("version") or "")
+        metadata = await model.metadata()
+        return metadata.model_dump_json(exclude_none=True).encode()
+
+    async def infer(self, body: bytes) -> bytes:
+        from mlserver.grpc import dataplane_pb2 as pb
+        from mlserver.grpc.converters import (
+            ModelInferRequestConverter,
+            ModelInferResponseConverter,
+        )
+        from mlserver.types import Parameters
+
+        (meta_length,) = LENGTH.unpack_from(body)
+        meta = json.loads(body[4 : 4 + meta_length]) if meta_length else {}
+        message = pb.ModelInferRequest.FromString(body[4 + meta_length :])
+        model = self.model(message.model_name, message.model_version)
+        request = ModelInferRequestConverter.to_types(message)
+        headers = meta.get("headers")
+        if headers:
+            if request.parameters is None:
+                request.parameters = Parameters(headers=headers)
+            else:
+                request.parameters.headers = headers
+        response = await model.predict(request)
+        reply_meta = {}
+        if response.parameters is not None and response.parameters.headers:
+            reply_meta["headers"] = response.parameters.headers
+            response.parameters.headers = None
+        reply = ModelInferResponseConverter.from_types(response, use_raw=True)
+        meta_bytes = json.dumps(reply_meta).encode() if reply_meta else b""
+        return LENGTH.pack(len(meta_bytes)) + meta_bytes + reply.SerializeToString()
+
+
+async def main(socket_path: str) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    # The first frame says who we are, so the server can match the socket
+    # to the process it started.
+    writer.write(HEADER.pack(9 + 8, OK, 0) + struct.pack("<Q", os.getpid()))
+    await Worker(reader, writer).serve()
+
+
+if __name__ == "__main__":
+    threading.Thread(
+        target=_exit_when_orphaned, args=(os.getppid(),), daemon=True
+    ).start()
+    # Like MLServer's workers: the parent manages shutdown; Ctrl-C in a
+    # terminal must not kill the workers before the server drains them.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop  # MLServer's own dependency: the same loop as MLServer
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main(sys.argv[1]))

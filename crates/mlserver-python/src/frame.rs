@@ -1,0 +1,127 @@
+//! The frames between the server and a worker (see the worker module's
+//! docstring): `u32` length of the rest, `u8` kind, `u64` call id, body.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+pub const LOAD: u8 = 1;
+pub const UNLOAD: u8 = 2;
+pub const INFER: u8 = 3;
+pub const METADATA: u8 = 4;
+pub const OK: u8 = 10;
+pub const ERROR: u8 = 11;
+
+const HEADER_LEN: usize = 13;
+/// Frames above this are refused: a corrupt length must not allocate
+/// gigabytes (the largest legitimate tensor payloads are far below).
+const MAX_FRAME: usize = 4 << 30;
+
+/// One decoded frame.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: u8,
+    pub call: u64,
+    pub body: Bytes,
+}
+
+/// The bytes of one frame.
+pub fn encode(kind: u8, call: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.put_u32_le((body.len() + 9) as u32);
+    out.put_u8(kind);
+    out.put_u64_le(call);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads the next frame; `Ok(None)` at a clean end of stream.
+pub async fn read<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Frame>> {
+    let mut header = [0u8; HEADER_LEN];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut h = &header[..];
+    let length = h.get_u32_le() as usize;
+    let kind = h.get_u8();
+    let call = h.get_u64_le();
+    if !(9..=MAX_FRAME).contains(&length) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad frame length {length}"),
+        ));
+    }
+    let mut body = BytesMut::zeroed(length - 9);
+    reader.read_exact(&mut body).await?;
+    Ok(Some(Frame {
+        kind,
+        call,
+        body: body.freeze(),
+    }))
+}
+
+/// An inference body: a length-prefixed JSON header (HTTP headers), then
+/// the protobuf message.
+pub fn infer_body(meta: Option<&serde_json::Value>, message: &[u8]) -> Vec<u8> {
+    let meta = meta.map(|m| m.to_string()).unwrap_or_default();
+    let mut out = Vec::with_capacity(4 + meta.len() + message.len());
+    out.put_u32_le(meta.len() as u32);
+    out.extend_from_slice(meta.as_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// Splits an inference body into its JSON header (if any) and message.
+pub fn split_infer_body(mut body: Bytes) -> std::io::Result<(Option<serde_json::Value>, Bytes)> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    if body.len() < 4 {
+        return Err(bad("inference reply too short"));
+    }
+    let meta_len = body.get_u32_le() as usize;
+    if body.len() < meta_len {
+        return Err(bad("inference reply header overruns the frame"));
+    }
+    let meta = body.split_to(meta_len);
+    let meta = if meta.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&meta).map_err(|_| bad("inference reply header is not JSON"))?)
+    };
+    Ok((meta, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let mut wire = encode(INFER, 7, b"hello");
+        wire.extend(encode(OK, 8, b""));
+        let mut reader = &wire[..];
+        let a = read(&mut reader).await.unwrap().unwrap();
+        assert_eq!((a.kind, a.call, &a.body[..]), (INFER, 7, &b"hello"[..]));
+        let b = read(&mut reader).await.unwrap().unwrap();
+        assert_eq!((b.kind, b.call, b.body.len()), (OK, 8, 0));
+        assert!(read(&mut reader).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn corrupt_lengths_are_errors() {
+        let mut wire = encode(OK, 1, b"");
+        wire[0] = 3; // shorter than the header itself
+        assert!(read(&mut &wire[..]).await.is_err());
+    }
+
+    #[test]
+    fn infer_bodies_split() {
+        let meta = serde_json::json!({"headers": {"a": "b"}});
+        let body = infer_body(Some(&meta), b"pb");
+        let (m, rest) = split_infer_body(Bytes::from(body)).unwrap();
+        assert_eq!(m, Some(meta));
+        assert_eq!(&rest[..], b"pb");
+        let (m, rest) = split_infer_body(Bytes::from(infer_body(None, b"x"))).unwrap();
+        assert!(m.is_none() && &rest[..] == b"x");
+    }
+}

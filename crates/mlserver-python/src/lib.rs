@@ -1,0 +1,371 @@
+//! MLServer's Python runtimes, unchanged, behind the Rust server.
+//!
+//! An `implementation` that no Rust runtime registers (`models.MyModel`,
+//! `mlserver_sklearn.SKLearnModel`) is a Python import path. Such models run
+//! in worker processes started by the server with the interpreter of the
+//! active environment (or `MLSERVER_PYTHON`, or the model's
+//! `parameters.environment_path` / `environment_tarball`): `parallel_workers`
+//! processes per environment, every model of an environment in each of them.
+//! The Python side (`python/mlserver_rs_worker.py`, embedded in the binary)
+//! uses the real `mlserver` package, so user code sees exactly the objects
+//! it sees under MLServer. Server and workers speak over a Unix socket with
+//! the V2 protobuf messages and raw tensor bytes; calls are multiplexed.
+//!
+//! ```no_run
+//! # fn settings() -> mlserver_settings::Settings { unimplemented!() }
+//! # let env = mlserver_settings::EnvSource::from_process();
+//! let mut runtimes = mlserver_runtime::RuntimeRegistry::new();
+//! let config = mlserver_python::PythonConfig::from_settings(&settings(), &env);
+//! mlserver_python::install(&mut runtimes, config);
+//! ```
+
+mod environment;
+mod frame;
+mod pool;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use mlserver_proto::convert::{decode_infer_response, encode_infer_request};
+use mlserver_proto::inference::ModelInferResponse;
+use mlserver_runtime::{
+    async_trait, DynModel, MLModel, MLServerError, ModelContext, RuntimeFactory, RuntimeRegistry,
+};
+use mlserver_settings::{EnvSource, ModelSettings, Settings};
+use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse};
+use prost::Message;
+use tracing::info;
+
+use crate::pool::{ModelKey, Pool};
+
+/// The worker's source, written next to its sockets at first use.
+const WORKER_SCRIPT: &str = include_str!("../python/mlserver_rs_worker.py");
+
+/// How Python workers are started.
+#[derive(Debug, Clone)]
+pub struct PythonConfig {
+    /// The interpreter of the default environment.
+    pub python: PathBuf,
+    /// Worker processes per environment (`parallel_workers`; 0 means 1:
+    /// Python code always runs out of the server process).
+    pub workers: usize,
+    /// Put first on the workers' `sys.path`, as `mlserver start` does.
+    pub models_root: PathBuf,
+    /// Where `environment_tarball`s are unpacked (`environments_dir`).
+    pub environments_dir: PathBuf,
+    pub start_timeout: Duration,
+    /// `parallel_workers_timeout`: how long a stopping worker may take.
+    pub stop_timeout: Duration,
+    /// Names of the Rust runtimes, quoted when an import fails.
+    pub rust_runtimes: Vec<String>,
+}
+
+impl PythonConfig {
+    /// From server settings; the interpreter is `MLSERVER_PYTHON`, else the
+    /// active virtualenv's or conda environment's `python`, else `python3`.
+    pub fn from_settings(settings: &Settings, env: &EnvSource) -> Self {
+        let python = env
+            .get("MLSERVER_PYTHON")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("VIRTUAL_ENV").map(|v| PathBuf::from(v).join("bin/python"))
+            })
+            .or_else(|| {
+                std::env::var_os("CONDA_PREFIX").map(|v| PathBuf::from(v).join("bin/python"))
+            })
+            .unwrap_or_else(|| PathBuf::from("python3"));
+        PythonConfig {
+            python,
+            workers: settings.parallel_workers.max(1),
+            models_root: settings.model_repository_root.clone(),
+            environments_dir: settings.environments_dir.clone(),
+            start_timeout: Duration::from_secs(120),
+            stop_timeout: Duration::from_secs(settings.parallel_workers_timeout.max(1)),
+            rust_runtimes: Vec::new(),
+        }
+    }
+}
+
+/// Serves Python import paths from `runtimes`' fallback: registered Rust
+/// runtimes keep priority.
+pub fn install(runtimes: &mut RuntimeRegistry, mut config: PythonConfig) {
+    config.rust_runtimes = runtimes.names().map(str::to_owned).collect();
+    let pools = Arc::new(Pools::new(config));
+    runtimes.set_fallback(Arc::new(move |implementation: &str| {
+        if !is_import_path(implementation) {
+            return None;
+        }
+        let pools = pools.clone();
+        let implementation = implementation.to_owned();
+        let factory: RuntimeFactory = Arc::new(move |ctx: ModelContext| {
+            let pools = pools.clone();
+            let implementation = implementation.clone();
+            async move {
+                PythonModel::load_in(pools, &implementation, ctx)
+                    .await
+                    .map(|m| Arc::new(m) as DynModel)
+            }
+            .boxed()
+        });
+        Some(factory)
+    }));
+}
+
+/// `module.Class`, `package.module.Class`: dotted Python identifiers.
+fn is_import_path(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            let mut chars = p.chars();
+            chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                && chars.all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
+/// The pools, one per environment, started with their first model and
+/// stopped with their last.
+struct Pools {
+    config: PythonConfig,
+    /// The worker script and the sockets live here while the server runs.
+    runtime_dir: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
+    pools: tokio::sync::Mutex<HashMap<PathBuf, (Arc<Pool>, usize)>>,
+}
+
+impl Pools {
+    fn new(config: PythonConfig) -> Self {
+        Pools {
+            config,
+            runtime_dir: std::sync::OnceLock::new(),
+            pools: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn runtime_dir(&self) -> Result<PathBuf, MLServerError> {
+        let dir = self.runtime_dir.get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("mlserver-rs-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a folder for the Python workers: {e}"))?;
+            std::fs::write(dir.path().join("mlserver_rs_worker.py"), WORKER_SCRIPT)
+                .map_err(|e| format!("cannot write the Python worker script: {e}"))?;
+            Ok(dir)
+        });
+        dir.as_ref()
+            .map(|d| d.path().to_owned())
+            .map_err(|e| MLServerError::internal(e.clone()))
+    }
+
+    /// The pool for `python`, started if needed; counted until released.
+    async fn acquire(&self, python: PathBuf) -> Result<Arc<Pool>, MLServerError> {
+        let mut pools = self.pools.lock().await;
+        if let Some((pool, users)) = pools.get_mut(&python) {
+            *users += 1;
+            return Ok(pool.clone());
+        }
+        let dir = self.runtime_dir()?;
+        let mut python_path = vec![self.config.models_root.clone()];
+        if let Ok(cwd) = std::env::current_dir() {
+            python_path.push(cwd);
+        }
+        let spec = worker::Spawn {
+            python: python.clone(),
+            script: dir.join("mlserver_rs_worker.py"),
+            socket_dir: dir,
+            python_path,
+            start_timeout: self.config.start_timeout,
+        };
+        let pool = Pool::start(spec, self.config.workers, self.config.stop_timeout).await?;
+        pools.insert(python, (pool.clone(), 1));
+        Ok(pool)
+    }
+
+    /// Drops one user of the pool; the last one stops its workers.
+    async fn release(&self, python: &PathBuf) {
+        let closing = {
+            let mut pools = self.pools.lock().await;
+            match pools.get_mut(python) {
+                Some((_, users)) if *users > 1 => {
+                    *users -= 1;
+                    None
+                }
+                Some(_) => pools.remove(python).map(|(pool, _)| pool),
+                None => None,
+            }
+        };
+        if let Some(pool) = closing {
+            info!(python = %python.display(), "stopping the Python workers: no model left");
+            pool.close().await;
+        }
+    }
+}
+
+/// A model served by Python workers.
+pub struct PythonModel {
+    pools: Arc<Pools>,
+    python: PathBuf,
+    pool: Arc<Pool>,
+    key: ModelKey,
+    metadata: Option<MetadataModelResponse>,
+}
+
+impl PythonModel {
+    async fn load_in(
+        pools: Arc<Pools>,
+        implementation: &str,
+        ctx: ModelContext,
+    ) -> Result<Self, MLServerError> {
+        let settings = ctx.settings();
+        let python = environment::interpreter(&pools.config, settings).await?;
+        let pool = pools.acquire(python.clone()).await?;
+        let key: ModelKey = (
+            settings.name.clone(),
+            settings.version().unwrap_or_default().to_owned(),
+        );
+        let loaded = pool.load(key.clone(), load_message(settings)?).await;
+        if let Err(e) = loaded {
+            pools.release(&python).await;
+            return Err(explain_load_failure(implementation, &pools.config, e));
+        }
+        let metadata = match pool
+            .call(
+                &key,
+                frame::METADATA,
+                serde_json::json!({"name": key.0, "version": key.1})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await
+        {
+            Ok(body) => serde_json::from_slice::<MetadataModelResponse>(&body).ok(),
+            Err(_) => None,
+        };
+        Ok(PythonModel {
+            pools,
+            python,
+            pool,
+            key,
+            metadata,
+        })
+    }
+
+    /// The process ids of the workers serving this model.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pool.pids()
+    }
+}
+
+/// The settings a worker gets: model-settings as MLServer would read them
+/// from the file, plus the file's path (`_source`), which MLServer uses to
+/// import the class from the model's folder and to resolve `uri`.
+fn load_message(settings: &ModelSettings) -> Result<Vec<u8>, MLServerError> {
+    let message = serde_json::json!({
+        "settings": settings,
+        "source": settings.source.as_ref().map(|p| p.display().to_string()),
+    });
+    serde_json::to_vec(&message)
+        .map_err(|e| MLServerError::internal(format!("cannot serialise model settings: {e}")))
+}
+
+fn explain_load_failure(
+    implementation: &str,
+    config: &PythonConfig,
+    error: MLServerError,
+) -> MLServerError {
+    let message = error.to_string();
+    let import_failed = [
+        "ModuleNotFoundError",
+        "ImportError",
+        "No module named",
+        "cannot import name",
+    ]
+    .iter()
+    .any(|m| message.contains(m));
+    if import_failed {
+        return MLServerError::bad_request(format!(
+            "implementation '{implementation}' is neither a Rust runtime (registered: {}) nor importable by Python ({}): {message}",
+            config.rust_runtimes.join(", "),
+            config.python.display()
+        ));
+    }
+    error
+}
+
+#[async_trait]
+impl MLModel for PythonModel {
+    /// Python models are created by the resolver [`install`] sets up, which
+    /// knows their worker pool; this entry point has no pool to use.
+    async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
+        Err(MLServerError::internal(format!(
+            "model {}: Python models are loaded through mlserver_python::install",
+            ctx.name()
+        )))
+    }
+
+    async fn predict(
+        &self,
+        mut request: InferenceRequest,
+    ) -> Result<InferenceResponse, MLServerError> {
+        let headers = request
+            .parameters
+            .as_mut()
+            .and_then(|p| p.remove("headers"))
+            .map(|h| serde_json::json!({ "headers": h }));
+        let version = (!self.key.1.is_empty()).then_some(self.key.1.as_str());
+        let message = encode_infer_request(&self.key.0, version, request, true).encode_to_vec();
+        let body = frame::infer_body(headers.as_ref(), &message);
+        let reply = self.pool.call(&self.key, frame::INFER, &body).await?;
+        let bad = |e: &dyn std::fmt::Display| {
+            MLServerError::internal(format!("unreadable reply from the Python worker: {e}"))
+        };
+        let (meta, message) = frame::split_infer_body(reply).map_err(|e| bad(&e))?;
+        let message = ModelInferResponse::decode(message).map_err(|e| bad(&e))?;
+        let mut response = decode_infer_response(message).map_err(|e| bad(&e))?;
+        if let Some(headers) =
+            meta.and_then(|mut m| m.get_mut("headers").map(serde_json::Value::take))
+        {
+            response.parameters_mut().insert("headers", headers);
+        }
+        Ok(response)
+    }
+
+    async fn unload(&self) -> Result<(), MLServerError> {
+        self.pool.unload(&self.key).await;
+        self.pools.release(&self.python).await;
+        Ok(())
+    }
+
+    fn ready(&self) -> bool {
+        self.pool.serves(&self.key)
+    }
+
+    async fn metadata(&self) -> Option<MetadataModelResponse> {
+        self.metadata.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_paths_are_dotted_identifiers() {
+        for ok in ["models.MyModel", "mlserver_sklearn.SKLearnModel", "a.b.C"] {
+            assert!(is_import_path(ok), "{ok}");
+        }
+        for not in [
+            "sum",
+            "echo",
+            ".x",
+            "a..b",
+            "a.b-c",
+            "mlserver_onnx/OnnxModel",
+            "",
+        ] {
+            assert!(!is_import_path(not), "{not}");
+        }
+    }
+}

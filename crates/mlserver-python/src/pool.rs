@@ -1,0 +1,234 @@
+//! A pool of Python workers for one environment: every model of the pool is
+//! loaded in every worker (as in MLServer's homogeneous pools), requests go
+//! to the least busy live worker, and a worker that dies is replaced and
+//! gets its models back.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use mlserver_runtime::MLServerError;
+use tracing::{error, info, warn};
+
+use crate::frame;
+use crate::worker::{Spawn, Worker};
+
+/// `(name, version)`, the version empty when unversioned.
+pub type ModelKey = (String, String);
+
+pub struct Pool {
+    spec: Spawn,
+    workers: RwLock<Vec<Arc<Worker>>>,
+    /// The load message of every model in the pool, replayed into a
+    /// replacement worker.
+    models: Mutex<BTreeMap<ModelKey, Vec<u8>>>,
+    next: AtomicUsize,
+    closed: AtomicBool,
+    stop_timeout: Duration,
+}
+
+impl Pool {
+    /// Starts `size` workers (all or none).
+    pub async fn start(
+        spec: Spawn,
+        size: usize,
+        stop_timeout: Duration,
+    ) -> Result<Arc<Pool>, MLServerError> {
+        let started = join_all((0..size.max(1)).map(|_| Worker::spawn(&spec))).await;
+        let mut workers = Vec::new();
+        let mut failure = None;
+        for w in started {
+            match w {
+                Ok(w) => workers.push(w),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            join_all(workers.iter().map(|w| w.stop(stop_timeout))).await;
+            return Err(e);
+        }
+        info!(
+            python = %spec.python.display(),
+            pids = ?workers.iter().map(|w| w.pid).collect::<Vec<_>>(),
+            "started {} Python worker(s)",
+            workers.len()
+        );
+        let pool = Arc::new(Pool {
+            spec,
+            workers: RwLock::new(workers.clone()),
+            models: Mutex::default(),
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            stop_timeout,
+        });
+        for (slot, worker) in workers.into_iter().enumerate() {
+            tokio::spawn(supervise(pool.clone(), slot, worker));
+        }
+        Ok(pool)
+    }
+
+    fn workers(&self) -> Vec<Arc<Worker>> {
+        self.workers.read().expect("workers lock").clone()
+    }
+
+    /// The process ids of the live workers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers()
+            .iter()
+            .filter(|w| w.alive())
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// Loads a model into every worker; on any failure it is unloaded from
+    /// the others and the (first) error returned.
+    pub async fn load(&self, key: ModelKey, message: Vec<u8>) -> Result<(), MLServerError> {
+        self.models
+            .lock()
+            .expect("models lock")
+            .insert(key.clone(), message.clone());
+        let workers: Vec<_> = self.workers().into_iter().filter(|w| w.alive()).collect();
+        let results = join_all(workers.iter().map(|w| load_into(w, &key, &message))).await;
+        // A worker that dies meanwhile gets the model from the replay into
+        // its replacement; any other failure is the model's own.
+        let loaded = results.iter().filter(|r| r.is_ok()).count();
+        let failure = results.into_iter().find_map(|r| match r {
+            Err(MLServerError::WorkerLost(_)) if loaded > 0 => None,
+            Err(e) => Some(e),
+            Ok(()) => None,
+        });
+        let failure = failure.or_else(|| {
+            (loaded == 0).then(|| {
+                MLServerError::Unavailable("no live Python worker to load the model into".into())
+            })
+        });
+        if let Some(e) = failure {
+            self.unload(&key).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Unloads a model from every worker that has it.
+    pub async fn unload(&self, key: &ModelKey) {
+        self.models.lock().expect("models lock").remove(key);
+        let body = serde_json::json!({"name": key.0, "version": key.1}).to_string();
+        let workers = self.workers();
+        join_all(workers.iter().filter(|w| w.has(key)).map(|w| async {
+            w.mark_loaded(key.clone(), false);
+            if let Err(e) = w.call(frame::UNLOAD, body.as_bytes()).await {
+                warn!(model = %key.0, pid = w.pid, "unload in the Python worker failed: {e}");
+            }
+        }))
+        .await;
+    }
+
+    /// Whether some live worker serves the model.
+    pub fn serves(&self, key: &ModelKey) -> bool {
+        self.workers().iter().any(|w| w.alive() && w.has(key))
+    }
+
+    /// One call to the least busy live worker serving the model.
+    pub async fn call(
+        &self,
+        key: &ModelKey,
+        kind: u8,
+        body: &[u8],
+    ) -> Result<Bytes, MLServerError> {
+        let worker = {
+            let workers = self.workers.read().expect("workers lock");
+            let n = workers.len();
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            (0..n)
+                .map(|i| &workers[(start + i) % n])
+                .filter(|w| w.alive() && w.has(key))
+                .min_by_key(|w| w.in_flight())
+                .cloned()
+        };
+        match worker {
+            Some(w) => w.call(kind, body).await,
+            None => Err(MLServerError::Unavailable(format!(
+                "no live Python worker serves model {} right now (restarting)",
+                key.0
+            ))),
+        }
+    }
+
+    /// Stops every worker (they exit when their socket closes).
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let workers = self.workers();
+        join_all(workers.iter().map(|w| w.stop(self.stop_timeout))).await;
+    }
+}
+
+async fn load_into(worker: &Worker, key: &ModelKey, message: &[u8]) -> Result<(), MLServerError> {
+    worker.call(frame::LOAD, message).await?;
+    worker.mark_loaded(key.clone(), true);
+    Ok(())
+}
+
+/// Watches the worker in `slot`; when it dies, starts a replacement, loads
+/// the pool's models into it and puts it in the rotation.
+async fn supervise(pool: Arc<Pool>, slot: usize, mut worker: Arc<Worker>) {
+    loop {
+        worker.exited().await;
+        if pool.closed.load(Ordering::Acquire) {
+            return;
+        }
+        error!(
+            pid = worker.pid,
+            "Python worker died; starting a replacement and reloading its models"
+        );
+        let mut delay = Duration::from_millis(200);
+        let replacement = loop {
+            if pool.closed.load(Ordering::Acquire) {
+                return;
+            }
+            match Worker::spawn(&pool.spec).await {
+                Ok(w) => break w,
+                Err(e) => {
+                    error!(
+                        "could not start a replacement Python worker: {e}; retrying in {delay:?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        // Replay loads until the worker has every model of the pool (a load
+        // may land while we replay). A model that fails to reload is not
+        // retried: the other workers (if any) serve it, and it reports not
+        // ready otherwise.
+        let mut attempted = std::collections::HashSet::new();
+        loop {
+            let missing: Vec<(ModelKey, Vec<u8>)> = pool
+                .models
+                .lock()
+                .expect("models lock")
+                .iter()
+                .filter(|(k, _)| !replacement.has(k) && !attempted.contains(*k))
+                .map(|(k, m)| (k.clone(), m.clone()))
+                .collect();
+            if missing.is_empty() || !replacement.alive() {
+                break;
+            }
+            for (key, message) in missing {
+                if let Err(e) = load_into(&replacement, &key, &message).await {
+                    error!(model = %key.0, "reloading into the replacement worker failed: {e}");
+                }
+                attempted.insert(key);
+            }
+        }
+        if pool.closed.load(Ordering::Acquire) {
+            replacement.stop(pool.stop_timeout).await;
+            return;
+        }
+        info!(pid = replacement.pid, "replacement Python worker ready");
+        pool.workers.write().expect("workers lock")[slot] = replacement.clone();
+        worker = replacement;
+    }
+}

@@ -1,0 +1,348 @@
+//! One Python worker process and the socket the server talks to it over.
+//!
+//! Calls are multiplexed: each carries an id, replies come back in any
+//! order. When the process dies, every call in flight fails at once with
+//! [`MLServerError::WorkerLost`] naming the process and how it ended.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mlserver_runtime::MLServerError;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch};
+use tracing::{debug, warn};
+
+use crate::frame;
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub python: PathBuf,
+    pub script: PathBuf,
+    /// Where the sockets go (short: Unix socket paths are limited).
+    pub socket_dir: PathBuf,
+    /// Prepended to `PYTHONPATH`: the models folder and the working
+    /// directory, as `mlserver start` puts them first on `sys.path`.
+    pub python_path: Vec<PathBuf>,
+    pub start_timeout: Duration,
+}
+
+type Reply = Result<Bytes, MLServerError>;
+
+pub struct Worker {
+    pub pid: u32,
+    writer: tokio::sync::Mutex<Option<OwnedWriteHalf>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_call: AtomicU64,
+    alive: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Models loaded in this process: `(name, version)`.
+    loaded: Mutex<HashSet<(String, String)>>,
+    exited: watch::Receiver<bool>,
+    child: tokio::sync::Mutex<Option<Child>>,
+}
+
+static SOCKETS: AtomicU64 = AtomicU64::new(0);
+
+impl Worker {
+    /// Starts a worker and waits until it has connected.
+    pub async fn spawn(spec: &Spawn) -> Result<Arc<Worker>, MLServerError> {
+        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+        let socket = spec.socket_dir.join(format!("w{n}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).map_err(|e| {
+            MLServerError::internal(format!(
+                "cannot create the worker socket {}: {e}",
+                socket.display()
+            ))
+        })?;
+        let mut command = Command::new(&spec.python);
+        command
+            .arg(&spec.script)
+            .arg(&socket)
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONPATH", python_path(&spec.python_path))
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| {
+            MLServerError::internal(format!(
+                "cannot start the Python interpreter {}: {e} (set MLSERVER_PYTHON to the python of an environment with `mlserver` installed)",
+                spec.python.display()
+            ))
+        })?;
+        let pid = child.id().unwrap_or_default();
+
+        let accepted = tokio::select! {
+            accepted = tokio::time::timeout(spec.start_timeout, listener.accept()) => accepted,
+            status = child.wait() => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(MLServerError::internal(format!(
+                    "the Python worker ({}) exited before connecting: {} (is `mlserver` installed in that environment?)",
+                    spec.python.display(),
+                    status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+                )));
+            }
+        };
+        let _ = std::fs::remove_file(&socket);
+        let stream = match accepted {
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => return Err(MLServerError::internal(format!("worker socket: {e}"))),
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(MLServerError::internal(format!(
+                    "the Python worker did not connect within {:?}",
+                    spec.start_timeout
+                )));
+            }
+        };
+        let (mut reader, writer) = stream.into_split();
+        match frame::read(&mut reader).await {
+            Ok(Some(hello)) if hello.kind == frame::OK => {}
+            other => {
+                let _ = child.kill().await;
+                return Err(MLServerError::internal(format!(
+                    "the Python worker sent no greeting: {other:?}"
+                )));
+            }
+        }
+        let (exited_tx, exited) = watch::channel(false);
+        let worker = Arc::new(Worker {
+            pid,
+            writer: tokio::sync::Mutex::new(Some(writer)),
+            pending: Mutex::default(),
+            next_call: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            loaded: Mutex::default(),
+            exited,
+            child: tokio::sync::Mutex::new(Some(child)),
+        });
+        debug!(pid, "Python worker connected");
+        tokio::spawn(read_replies(worker.clone(), reader, exited_tx));
+        Ok(worker)
+    }
+
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn has(&self, key: &(String, String)) -> bool {
+        self.loaded.lock().expect("loaded lock").contains(key)
+    }
+
+    pub fn mark_loaded(&self, key: (String, String), loaded: bool) {
+        let mut set = self.loaded.lock().expect("loaded lock");
+        if loaded {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
+    /// Resolves once the process is gone.
+    pub async fn exited(&self) {
+        let mut rx = self.exited.clone();
+        let _ = rx.wait_for(|gone| *gone).await;
+    }
+
+    /// One call: sends `body` as a `kind` frame and waits for the reply.
+    pub async fn call(&self, kind: u8, body: &[u8]) -> Result<Bytes, MLServerError> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.pending.lock().expect("pending lock");
+            if !self.alive() {
+                return Err(self.lost("it is restarting"));
+            }
+            pending.insert(call, tx);
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _counted = Decrement(&self.in_flight);
+        let bytes = frame::encode(kind, call, body);
+        {
+            let mut writer = self.writer.lock().await;
+            let sent = match writer.as_mut() {
+                Some(w) => w.write_all(&bytes).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                self.pending.lock().expect("pending lock").remove(&call);
+                return Err(self.lost("its socket is closed"));
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(self.lost("it exited during the call")))
+    }
+
+    fn lost(&self, why: &str) -> MLServerError {
+        MLServerError::WorkerLost(format!(
+            "Python worker (pid {}) unavailable: {why}",
+            self.pid
+        ))
+    }
+
+    /// Stops the process: closes its socket (it exits at end of stream),
+    /// waits up to `timeout`, then kills it.
+    pub async fn stop(&self, timeout: Duration) {
+        if let Some(mut w) = self.writer.lock().await.take() {
+            let _ = w.shutdown().await;
+        }
+        let mut child = self.child.lock().await;
+        if let Some(child) = child.as_mut() {
+            match tokio::time::timeout(timeout, child.wait()).await {
+                Ok(_) => debug!(pid = self.pid, "Python worker stopped"),
+                Err(_) => {
+                    warn!(
+                        pid = self.pid,
+                        "Python worker did not stop in {timeout:?}; killing it"
+                    );
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+}
+
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Delivers replies until the stream ends, then fails whatever is pending
+/// with the reason the process ended.
+async fn read_replies(
+    worker: Arc<Worker>,
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    exited: watch::Sender<bool>,
+) {
+    let end = loop {
+        match frame::read(&mut reader).await {
+            Ok(Some(f)) => {
+                let reply = match f.kind {
+                    frame::OK => Ok(f.body),
+                    frame::ERROR => Err(error_from_worker(&f.body)),
+                    other => Err(MLServerError::internal(format!(
+                        "unexpected frame kind {other} from the Python worker"
+                    ))),
+                };
+                let waiter = worker.pending.lock().expect("pending lock").remove(&f.call);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(reply);
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    worker.alive.store(false, Ordering::Release);
+    // How it ended, for the error every pending call gets.
+    let status = {
+        let mut child = worker.child.lock().await;
+        match child.as_mut() {
+            Some(c) => tokio::time::timeout(Duration::from_secs(5), c.wait())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        }
+    };
+    let how = match (status, end) {
+        (Some(s), _) => describe_exit(s),
+        (None, Some(e)) => format!("its socket failed: {e}"),
+        (None, None) => "it closed its socket".to_owned(),
+    };
+    let drained: Vec<_> = std::mem::take(&mut *worker.pending.lock().expect("pending lock"))
+        .into_values()
+        .collect();
+    if !drained.is_empty() {
+        warn!(
+            pid = worker.pid,
+            "Python worker died ({how}); failing {} call(s) in flight",
+            drained.len()
+        );
+    }
+    for waiter in drained {
+        let _ = waiter.send(Err(MLServerError::WorkerLost(format!(
+            "the Python worker (pid {}) running this request died: {how}",
+            worker.pid
+        ))));
+    }
+    let _ = exited.send(true);
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(9) => "killed by SIGKILL (out of memory?)".to_owned(),
+        Some(sig) => format!("killed by signal {sig}"),
+        None => format!("exited with {status}"),
+    }
+}
+
+/// Maps a worker's `{"status", "message"}` error to the server's error,
+/// keeping MLServer's status codes (an `MLServerError` raised in Python
+/// carries its own).
+fn error_from_worker(body: &[u8]) -> MLServerError {
+    #[derive(serde::Deserialize)]
+    struct WorkerError {
+        status: u16,
+        message: String,
+    }
+    match serde_json::from_slice::<WorkerError>(body) {
+        Ok(e) => match e.status {
+            400..=499 => MLServerError::Inference(e.message),
+            503 => MLServerError::Unavailable(e.message),
+            _ => MLServerError::Internal(e.message),
+        },
+        Err(_) => MLServerError::internal(format!(
+            "unreadable error from the Python worker: {}",
+            String::from_utf8_lossy(body)
+        )),
+    }
+}
+
+fn python_path(first: &[PathBuf]) -> std::ffi::OsString {
+    let mut parts: Vec<PathBuf> = first.to_vec();
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        parts.extend(std::env::split_paths(&existing));
+    }
+    std::env::join_paths(
+        parts
+            .iter()
+            .map(PathBuf::as_path)
+            .filter(|p| p != &Path::new("")),
+    )
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_errors_keep_their_status_class() {
+        let e = error_from_worker(br#"{"status": 400, "message": "bad input"}"#);
+        assert!(matches!(e, MLServerError::Inference(ref m) if m == "bad input"));
+        let e = error_from_worker(br#"{"status": 500, "message": "ZeroDivisionError: x"}"#);
+        assert!(matches!(e, MLServerError::Internal(_)));
+        assert!(matches!(
+            error_from_worker(b"junk"),
+            MLServerError::Internal(_)
+        ));
+    }
+}
