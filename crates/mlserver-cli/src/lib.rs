@@ -19,10 +19,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mlserver_runtime::RuntimeRegistry;
 
-/// The runtimes the default binary serves: the example runtimes (`sum`,
-/// `echo`, `text`).
+/// The runtimes the default binary serves: ONNX (`mlserver_onnx.OnnxModel`,
+/// alias `onnx`) and the example runtimes (`sum`, `echo`, `text`).
 pub fn default_runtimes() -> RuntimeRegistry {
     let mut runtimes = RuntimeRegistry::new();
+    mlserver_onnx::register(&mut runtimes);
     mlserver_examples::register(&mut runtimes);
     runtimes
 }
