@@ -10,6 +10,7 @@
 //! ```
 
 mod image;
+mod init;
 mod logging;
 mod start;
 
@@ -59,6 +60,10 @@ pub enum Command {
         /// The folder holding settings.json and/or model-settings.json.
         folder: PathBuf,
     },
+    /// Create a new custom-runtime crate NAME: a runtime implementing
+    /// MLModel, its model-settings.json, a README; it builds, serves and
+    /// `mlserver build`s as it is.
+    Init(init::InitArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -73,6 +78,7 @@ pub fn run_with(cli: Cli, runtimes: RuntimeRegistry) -> ExitCode {
         Command::Build(args) => image::build(args),
         Command::Dockerfile(args) => image::dockerfile(args),
         Command::Dotenv { folder } => image::dotenv(&folder),
+        Command::Init(args) => init::init(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
