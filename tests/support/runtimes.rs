@@ -120,6 +120,7 @@ impl MLModel for LyingModel {
 pub fn test_runtimes() -> RuntimeRegistry {
     let mut r = RuntimeRegistry::new();
     mlserver_examples::register(&mut r);
+    mlserver_onnx::register(&mut r);
     r.register::<PanickyModel>("test.Panicky");
     r.register::<BrokenModel>("test.Broken");
     r.register::<PanicOnLoadModel>("test.PanicOnLoad");

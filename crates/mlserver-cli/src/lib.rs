@@ -10,6 +10,7 @@
 //! ```
 
 mod image;
+mod init;
 mod logging;
 mod start;
 
@@ -19,10 +20,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mlserver_runtime::RuntimeRegistry;
 
-/// The runtimes the default binary serves: the example runtimes (`sum`,
-/// `echo`, `text`).
+/// The runtimes the default binary serves: ONNX (`mlserver_onnx.OnnxModel`,
+/// alias `onnx`) and the example runtimes (`sum`, `echo`, `text`).
 pub fn default_runtimes() -> RuntimeRegistry {
     let mut runtimes = RuntimeRegistry::new();
+    mlserver_onnx::register(&mut runtimes);
     mlserver_examples::register(&mut runtimes);
     runtimes
 }
@@ -58,6 +60,10 @@ pub enum Command {
         /// The folder holding settings.json and/or model-settings.json.
         folder: PathBuf,
     },
+    /// Create a new custom-runtime crate NAME: a runtime implementing
+    /// MLModel, its model-settings.json, a README; it builds, serves and
+    /// `mlserver build`s as it is.
+    Init(init::InitArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -72,6 +78,7 @@ pub fn run_with(cli: Cli, runtimes: RuntimeRegistry) -> ExitCode {
         Command::Build(args) => image::build(args),
         Command::Dockerfile(args) => image::dockerfile(args),
         Command::Dotenv { folder } => image::dotenv(&folder),
+        Command::Init(args) => init::init(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
