@@ -13,11 +13,16 @@ RUN conda env create --prefix /opt/mlserver/env --file /tmp/environment.yaml \
     && conda clean --all --yes
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/mlserver/env/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# The Python workers serve MLModel classes with the real `mlserver`
+# package: add it unless the environment already has it.
+RUN /opt/mlserver/env/bin/python -c "import mlserver" 2>/dev/null \
+    || /opt/mlserver/env/bin/pip install --no-cache-dir "mlserver==1.7.1" "uvloop<0.22"
 
 FROM ${MLSERVER_IMAGE}
 USER 0
 COPY --from=python-env --chown=1000:0 /opt/mlserver/env /opt/mlserver/env
-ENV PATH=/opt/mlserver/env/bin:$PATH
+ENV PATH=/opt/mlserver/env/bin:$PATH \
+    MLSERVER_PYTHON=/opt/mlserver/env/bin/python
 WORKDIR /opt/mlserver
 COPY --chown=1000:0 . /opt/mlserver/
 ENV MLSERVER_MODELS_DIR=/mnt/models

@@ -11,13 +11,18 @@ FROM ${PYTHON_IMAGE} AS python-env
 COPY requirements.txt /tmp/requirements.txt
 RUN python -m venv /opt/mlserver/env \
     && /opt/mlserver/env/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# The Python workers serve MLModel classes with the real `mlserver`
+# package: add it unless the requirements already installed it.
+RUN /opt/mlserver/env/bin/python -c "import mlserver" 2>/dev/null \
+    || /opt/mlserver/env/bin/pip install --no-cache-dir "mlserver==1.7.1" "uvloop<0.22"
 
 FROM ${MLSERVER_IMAGE}
 USER 0
 # The interpreter the venv was made with, then the venv.
 COPY --from=python-env /usr/local /usr/local
 COPY --from=python-env --chown=1000:0 /opt/mlserver/env /opt/mlserver/env
-ENV PATH=/opt/mlserver/env/bin:$PATH
+ENV PATH=/opt/mlserver/env/bin:$PATH \
+    MLSERVER_PYTHON=/opt/mlserver/env/bin/python
 WORKDIR /opt/mlserver
 COPY --chown=1000:0 . /opt/mlserver/
 ENV MLSERVER_MODELS_DIR=/mnt/models
