@@ -109,8 +109,43 @@ async fn mlserver_runtimes_run_unchanged() {
                "parameters": {"uri": "./model.joblib"}}),
     );
     dir.model("echo", json!({"implementation": "echo"}));
+    // The same class again, batched by the server before it reaches Python.
+    dir.write("batched/custom_model.py", &fixture("custom_model.py"));
+    dir.write(
+        "batched/weights.json",
+        r#"{"weights": [1.0, 10.0, 100.0], "bias": 0.5}"#,
+    );
+    dir.model(
+        "batched",
+        json!({"name": "batched", "implementation": "custom_model.CustomMLModel",
+               "max_batch_size": 4, "max_batch_time": 30}),
+    );
     let s = start(dir.path(), &python, 2).await;
     assert_eq!(s.get("/v2/health/ready").await.status(), 200);
+
+    // Four requests, one batch of 4 rows in Python, each client its own row.
+    let calls = (0..4).map(|i| {
+        let s = &s;
+        async move {
+            let x = json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [i, 0, 0]}]});
+            infer(s, "batched", &x).await
+        }
+    });
+    for (i, (status, response, _)) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(output(&response, "y")["data"], json!([i as f64 + 0.5]));
+    }
+    let metrics = s.scrape().await;
+    for line in [
+        r#"batch_request_queue_count{model_name="batched",model_version=""} 4"#,
+        r#"model_infer_request_success_total{model="batched",version="None"} 4"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
 
     // The custom runtime: weights from get_model_uri, headers both ways.
     let request = json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32",
