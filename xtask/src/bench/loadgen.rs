@@ -12,7 +12,7 @@ use bytes::Bytes;
 use mlserver_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use mlserver_proto::inference::model_infer_request::InferInputTensor;
 use mlserver_proto::inference::{InferTensorContents, ModelInferRequest};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tonic::transport::Channel;
 
 use super::procfs;
@@ -145,24 +145,24 @@ fn payload(s: &Scenario) -> Payload {
         Model::Echo => input.clone(),
     };
     let raw: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let shape = [1, s.n];
+    // Keys in the order real clients send them (tritonclient, MLServer's
+    // pydantic types): name, shape, datatype, then parameters or data.
+    let tensor_head = format!(r#"{{"name":"input","shape":[1,{}],"datatype":"FP32""#, s.n);
     let (body, header_len) = match s.transport {
         Transport::RestBinary => {
-            let head = json!({
-                "inputs": [{"name": "input", "shape": shape, "datatype": "FP32",
-                            "parameters": {"binary_data_size": raw.len()}}],
-                "parameters": {"binary_data_output": true},
-            });
-            let mut body = serde_json::to_vec(&head).expect("json");
+            let head = format!(
+                r#"{{"inputs":[{tensor_head},"parameters":{{"binary_data_size":{}}}}}],"parameters":{{"binary_data_output":true}}}}"#,
+                raw.len()
+            );
+            let mut body = head.into_bytes();
             let n = body.len();
             body.extend_from_slice(&raw);
             (body, Some(n))
         }
         _ => {
-            let req = json!({
-                "inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": input}],
-            });
-            (serde_json::to_vec(&req).expect("json"), None)
+            let data = serde_json::to_string(&input).expect("json");
+            let req = format!(r#"{{"inputs":[{tensor_head},"data":{data}}}]}}"#);
+            (req.into_bytes(), None)
         }
     };
     let typed = s.transport == Transport::GrpcTyped;
@@ -492,6 +492,24 @@ fn check(got: &[f32], expected: &[f32]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_are_valid_json_in_client_key_order() {
+        for sc in scenarios() {
+            let p = payload(&sc);
+            let head = &p.body[..p.header_len.unwrap_or(p.body.len())];
+            let v: Value = serde_json::from_slice(head).unwrap();
+            assert_eq!(v["inputs"][0]["shape"], serde_json::json!([1, sc.n]));
+            let text = std::str::from_utf8(head).unwrap();
+            if p.header_len.is_none() {
+                assert!(text.find("\"datatype\"").unwrap() < text.find("\"data\"").unwrap());
+            }
+            match p.header_len {
+                Some(n) => assert_eq!(p.body.len() - n, sc.n * 4),
+                None => assert_eq!(v["inputs"][0]["data"].as_array().unwrap().len(), sc.n),
+            }
+        }
+    }
 
     #[test]
     fn reads_json_and_binary_replies() {
