@@ -29,7 +29,8 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
 
   --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s)
   --only SERVERS     comma-separated: mlserver (both configurations), mlserver-fast,
-                     mlserver-default, ours, yardstick (default: all)
+                     mlserver-default, ours (defaults), ours-fast (parallel_workers=0, metrics
+                     off), yardstick (default: all)
   --scenario NAMES   comma-separated substrings of scenario names, e.g. sum16,grpc-raw
                      (scenarios: sum16-rest-json-c1, sum16-rest-json-c32, sum16-grpc-raw-c1,
                      sum16-grpc-raw-c32, echo64k-rest-json-c8, echo64k-rest-binary-c8,

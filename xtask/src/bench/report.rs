@@ -82,7 +82,7 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
         "{}; {}; warm-up {} s, measured {} s per scenario. Closed-loop load from \
          `cargo xtask bench` on the same machine. Server CPU is utime+stime of the \
          server's whole process tree over the measured window, divided by requests. \
-         Ratios are ours ÷ theirs: above 1 is better for req/s, below 1 is better for \
+         Ratios are ours (mlserver-rs with its defaults) ÷ theirs: above 1 is better for req/s, below 1 is better for \
          latency and CPU. \"MLServer best\" takes the better of its two configurations \
          in each column.\n",
         meta.machine,
@@ -249,7 +249,7 @@ mod tests {
         };
         let md = render(&meta, &servers, &sc[..2]);
         assert!(
-            md.contains("| **mlserver-rs** | 20000 | 0.100 | 0.300 | 20 | 0 |"),
+            md.contains("| **mlserver-rs**, defaults | 20000 | 0.100 | 0.300 | 20 | 0 |"),
             "{md}"
         );
         assert!(
@@ -262,7 +262,7 @@ mod tests {
         );
         assert!(md.contains("| (not run) |"), "{md}");
         assert!(
-            md.contains("| **mlserver-rs** | 12 | 1 | 10.0 | 20.0 |"),
+            md.contains("| **mlserver-rs**, defaults | 12 | 1 | 10.0 | 20.0 |"),
             "{md}"
         );
         assert!(

@@ -23,16 +23,19 @@ pub enum Kind {
     MlserverFast,
     /// MLServer with its defaults (one worker process, metrics, debug on in 1.7.1).
     MlserverDefault,
-    /// Our `mlserver` (release) serving `bench/models/`.
+    /// Our `mlserver` (release) serving `bench/models/`, defaults.
     Ours,
+    /// The same with `parallel_workers=0` and metrics off (as MLServer's fastest).
+    OursFast,
     Yardstick,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::MlserverFast,
         Kind::MlserverDefault,
         Kind::Ours,
+        Kind::OursFast,
         Kind::Yardstick,
     ];
 
@@ -41,6 +44,7 @@ impl Kind {
             Kind::MlserverFast => "mlserver-fast",
             Kind::MlserverDefault => "mlserver-default",
             Kind::Ours => "ours",
+            Kind::OursFast => "ours-fast",
             Kind::Yardstick => "yardstick",
         }
     }
@@ -49,7 +53,8 @@ impl Kind {
         match self {
             Kind::MlserverFast => "MLServer 1.7.1, fastest",
             Kind::MlserverDefault => "MLServer 1.7.1, defaults",
-            Kind::Ours => "**mlserver-rs**",
+            Kind::Ours => "**mlserver-rs**, defaults",
+            Kind::OursFast => "mlserver-rs, fastest",
             Kind::Yardstick => "yardstick",
         }
     }
@@ -178,10 +183,14 @@ pub async fn start(kind: Kind, paths: &Paths, venv: Option<&Path>) -> Result<Run
                 .env("PYTHONPATH", paths.root.join("bench").join("python"));
             cmd
         }
-        Kind::Ours => {
+        Kind::Ours | Kind::OursFast => {
+            let models = match kind {
+                Kind::OursFast => ours_fast_folder(paths)?,
+                _ => paths.root.join("bench").join("models"),
+            };
             let mut cmd = Command::new(paths.target.join("release").join("mlserver"));
             cmd.arg("start")
-                .arg(paths.root.join("bench").join("models"))
+                .arg(models)
                 .env("MLSERVER_HOST", "127.0.0.1")
                 .env("MLSERVER_HTTP_PORT", http.to_string())
                 .env("MLSERVER_GRPC_PORT", grpc.to_string())
@@ -263,6 +272,27 @@ fn mlserver_folder(
             serde_json::to_vec_pretty(&ms)?,
         )?;
     }
+    Ok(dir)
+}
+
+/// `bench/models/` plus a settings.json with `parallel_workers=0` and
+/// metrics off.
+fn ours_fast_folder(paths: &Paths) -> Result<PathBuf> {
+    let dir = paths.work.join(Kind::OursFast.id());
+    let _ = fs::remove_dir_all(&dir);
+    for name in ["sum-model", "echo-model"] {
+        fs::create_dir_all(dir.join(name))?;
+        let file = Path::new(name).join("model-settings.json");
+        fs::copy(
+            paths.root.join("bench").join("models").join(&file),
+            dir.join(&file),
+        )?;
+    }
+    let settings = json!({"parallel_workers": 0, "metrics_endpoint": null});
+    fs::write(
+        dir.join("settings.json"),
+        serde_json::to_vec_pretty(&settings)?,
+    )?;
     Ok(dir)
 }
 
