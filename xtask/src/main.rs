@@ -1,3 +1,26 @@
-fn main() {
-    eprintln!("no tasks yet");
+//! Workspace tasks: `cargo xtask <task>`.
+//!
+//! - `bench`: the real MLServer, `mlserver-rs` and a minimal yardstick, side
+//!   by side on the same workload (see `bench/README` in `BENCHMARKS.md`).
+
+mod bench;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
+        _ => {
+            eprintln!("usage: cargo xtask bench [options]\n\n{}", bench::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -263,32 +263,41 @@ pub fn encoded_len(data: &TensorData) -> usize {
 pub fn encode_data(data: &TensorData, out: &mut Vec<u8>) {
     out.reserve(encoded_len(data));
     macro_rules! le {
-        ($v:expr) => {
-            for x in $v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+        ($v:expr, $t:ty) => {
+            put_le(out, $v, <$t>::to_le_bytes)
         };
     }
     match data {
         TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
         TensorData::Uint8(v) => out.extend_from_slice(v),
         TensorData::Int8(v) => out.extend(v.iter().map(|&b| b as u8)),
-        TensorData::Uint16(v) => le!(v),
-        TensorData::Uint32(v) => le!(v),
-        TensorData::Uint64(v) => le!(v),
-        TensorData::Int16(v) => le!(v),
-        TensorData::Int32(v) => le!(v),
-        TensorData::Int64(v) => le!(v),
-        TensorData::Fp16(v) => le!(v),
-        TensorData::Bf16(v) => le!(v),
-        TensorData::Fp32(v) => le!(v),
-        TensorData::Fp64(v) => le!(v),
+        TensorData::Uint16(v) => le!(v, u16),
+        TensorData::Uint32(v) => le!(v, u32),
+        TensorData::Uint64(v) => le!(v, u64),
+        TensorData::Int16(v) => le!(v, i16),
+        TensorData::Int32(v) => le!(v, i32),
+        TensorData::Int64(v) => le!(v, i64),
+        TensorData::Fp16(v) => le!(v, f16),
+        TensorData::Bf16(v) => le!(v, bf16),
+        TensorData::Fp32(v) => le!(v, f32),
+        TensorData::Fp64(v) => le!(v, f64),
         TensorData::Bytes(v) => {
             for e in v {
                 out.extend_from_slice(&(e.len() as u32).to_le_bytes());
                 out.extend_from_slice(e);
             }
         }
+    }
+}
+
+/// Appends `values` in their `N`-byte little-endian form: one resize, then
+/// fixed-size copies the compiler turns into a plain (vectorized) copy,
+/// instead of a capacity check per element.
+fn put_le<T: Copy, const N: usize>(out: &mut Vec<u8>, values: &[T], to_le: fn(T) -> [u8; N]) {
+    let start = out.len();
+    out.resize(start + values.len() * N, 0);
+    for (dst, &x) in out[start..].chunks_exact_mut(N).zip(values) {
+        dst.copy_from_slice(&to_le(x));
     }
 }
 

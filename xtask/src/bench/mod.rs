@@ -1,0 +1,275 @@
+//! `cargo xtask bench`: the real MLServer, our `mlserver` and a minimal
+//! yardstick, one after the other on free loopback ports, under the same
+//! load from the same code; a markdown report with ratios.
+//!
+//! The load generator runs in this process; server CPU and memory come from
+//! `/proc` for the server's process tree only, so the load generator's own
+//! CPU is never counted. Run it under the shared build lock:
+//! `flock /work/.build.lock cargo xtask bench`.
+
+mod loadgen;
+mod procfs;
+mod report;
+mod servers;
+mod stats;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use loadgen::{Outcome, Scenario, Transport};
+use report::{Meta, ServerResult, Startup};
+use servers::{Kind, Paths};
+
+pub const USAGE: &str = "\
+cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--duration S]
+                  [--no-build] [--out FILE]
+
+  --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s)
+  --only SERVERS     comma-separated: mlserver (both configurations), mlserver-fast,
+                     mlserver-default, ours (defaults), ours-fast (parallel_workers=0, metrics
+                     off), yardstick (default: all)
+  --scenario NAMES   comma-separated substrings of scenario names, e.g. sum16,grpc-raw
+                     (scenarios: sum16-rest-json-c1, sum16-rest-json-c32, sum16-grpc-raw-c1,
+                     sum16-grpc-raw-c32, echo64k-rest-json-c8, echo64k-rest-binary-c8,
+                     echo64k-grpc-raw-c8, echo64k-grpc-typed-c8)
+  --warmup S, --duration S   seconds (fractions allowed)
+  --no-build         use the release binaries already in target/release
+  --out FILE         report path (default target/bench/report.md)
+
+The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv.";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub servers: Vec<Kind>,
+    pub scenario_filter: Vec<String>,
+    pub build: bool,
+    pub out: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let mut o = Options {
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(10),
+            servers: Kind::ALL.to_vec(),
+            scenario_filter: Vec::new(),
+            build: true,
+            out: None,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--quick" => {
+                    o.warmup = Duration::from_secs(1);
+                    o.duration = Duration::from_secs(2);
+                }
+                "--warmup" => o.warmup = secs(value()?)?,
+                "--duration" => o.duration = secs(value()?)?,
+                "--only" => {
+                    let mut kinds = Vec::new();
+                    for name in value()?.split(',').map(str::trim) {
+                        match name {
+                            "mlserver" => kinds.extend([Kind::MlserverFast, Kind::MlserverDefault]),
+                            _ => kinds.push(
+                                *Kind::ALL.iter().find(|k| k.id() == name).with_context(|| {
+                                    format!("unknown server {name:?}\n\n{USAGE}")
+                                })?,
+                            ),
+                        }
+                    }
+                    o.servers = Kind::ALL
+                        .into_iter()
+                        .filter(|k| kinds.contains(k))
+                        .collect();
+                }
+                "--scenario" => {
+                    o.scenario_filter = value()?.split(',').map(|s| s.trim().to_owned()).collect()
+                }
+                "--no-build" => o.build = false,
+                "--out" => o.out = Some(PathBuf::from(value()?)),
+                "-h" | "--help" => bail!("{USAGE}"),
+                other => bail!("unknown option {other:?}\n\n{USAGE}"),
+            }
+        }
+        Ok(o)
+    }
+
+    fn scenarios(&self) -> Vec<Scenario> {
+        loadgen::scenarios()
+            .into_iter()
+            .filter(|s| {
+                self.scenario_filter.is_empty()
+                    || self
+                        .scenario_filter
+                        .iter()
+                        .any(|f| s.name.contains(f.as_str()))
+            })
+            .collect()
+    }
+}
+
+fn secs(v: &str) -> Result<Duration> {
+    let s: f64 = v
+        .parse()
+        .with_context(|| format!("not a number of seconds: {v}"))?;
+    Ok(Duration::from_secs_f64(s))
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    let paths = Paths::new();
+    fs::create_dir_all(&paths.work)?;
+    let scenarios = opts.scenarios();
+    if scenarios.is_empty() {
+        bail!("no scenario matches {:?}", opts.scenario_filter);
+    }
+    if opts.build && opts.servers.iter().any(|k| !k.is_mlserver()) {
+        servers::build_release(&paths)?;
+    }
+    let venv = if opts.servers.iter().any(|k| k.is_mlserver()) {
+        Some(servers::mlserver_venv(&paths)?)
+    } else {
+        None
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut results = Vec::new();
+    for &kind in &opts.servers {
+        results.push(rt.block_on(bench_server(
+            kind,
+            &opts,
+            &scenarios,
+            &paths,
+            venv.as_deref(),
+        )));
+    }
+    let meta = Meta {
+        machine: procfs::machine(),
+        when: now(),
+        warmup: opts.warmup,
+        duration: opts.duration,
+    };
+    let md = report::render(&meta, &results, &scenarios);
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| paths.work.join("report.md"));
+    fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
+    println!("{md}");
+    eprintln!("report written to {}", out.display());
+    Ok(())
+}
+
+fn now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn bench_server(
+    kind: Kind,
+    opts: &Options,
+    scenarios: &[Scenario],
+    paths: &Paths,
+    venv: Option<&std::path::Path>,
+) -> ServerResult {
+    let mut result = ServerResult {
+        kind,
+        startup: None,
+        outcomes: Vec::new(),
+        error: None,
+    };
+    eprintln!("==> {}: starting", kind.id());
+    let mut running = match servers::start(kind, paths, venv).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("!!! {}: {e:#}", kind.id());
+            result.error = Some(format!("{e:#}"));
+            return result;
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = running.usage();
+    result.startup = Some(Startup {
+        ready_after: running.ready_after,
+        idle_rss: idle.rss_bytes,
+        processes: idle.processes,
+    });
+    eprintln!(
+        "    ready after {:.1} ms, {} process(es), idle RSS {:.1} MiB (log: {})",
+        running.ready_after.as_secs_f64() * 1e3,
+        idle.processes,
+        idle.rss_bytes as f64 / 1048576.0,
+        running.log.display()
+    );
+    for sc in scenarios {
+        if kind.is_mlserver() && sc.transport == Transport::RestBinary {
+            continue; // MLServer has no binary extension (MLServer#324).
+        }
+        let outcome = loadgen::run(
+            sc,
+            &running.endpoints,
+            running.pid,
+            opts.warmup,
+            opts.duration,
+        )
+        .await
+        .unwrap_or_else(|e| Outcome {
+            errors: 1,
+            first_problem: Some(format!("{e:#}")),
+            ..Default::default()
+        });
+        eprintln!(
+            "    {:<24} {:>8} reqs {:>8.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  cpu {:>7.1} µs/req{}",
+            sc.name,
+            outcome.requests,
+            outcome.rps,
+            outcome.p50.as_secs_f64() * 1e3,
+            outcome.p99.as_secs_f64() * 1e3,
+            outcome.cpu_us_per_req,
+            match &outcome.first_problem {
+                Some(p) => format!("  ({} failed, {} wrong: {p})", outcome.errors, outcome.invalid),
+                None => String::new(),
+            }
+        );
+        result.outcomes.push((sc.name, outcome));
+    }
+    tokio::task::block_in_place(|| running.stop());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let o =
+            Options::parse(&args("--quick --only ours,mlserver --scenario sum16,typed")).unwrap();
+        assert_eq!(o.duration, Duration::from_secs(2));
+        assert_eq!(
+            o.servers,
+            [Kind::MlserverFast, Kind::MlserverDefault, Kind::Ours]
+        );
+        let names: Vec<_> = o.scenarios().iter().map(|s| s.name).collect();
+        assert_eq!(names.len(), 5);
+        assert!(names.contains(&"echo64k-grpc-typed-c8"));
+        assert!(Options::parse(&args("--only nobody")).is_err());
+        assert!(Options::parse(&args("--bogus")).is_err());
+        assert_eq!(Options::parse(&[]).unwrap().scenarios().len(), 8);
+    }
+}

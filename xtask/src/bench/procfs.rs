@@ -1,0 +1,176 @@
+//! What `/proc` says about a server's whole process tree: CPU time
+//! (utime + stime) and resident memory, summed over the process and all of
+//! its descendants (MLServer's worker processes, for instance).
+
+use std::collections::HashMap;
+use std::fs;
+
+/// The fields of `/proc/<pid>/stat` the bench uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: u32,
+    pub ppid: u32,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size, in pages.
+    pub rss_pages: u64,
+}
+
+/// Parses one `/proc/<pid>/stat` line. The command name (field 2) is in
+/// parentheses and may itself hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+pub fn parse_stat(line: &str) -> Option<Stat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let pid = line[..open].trim().parse().ok()?;
+    // After the name: state(3) ppid(4) ... utime(14) stime(15) ... rss(24).
+    let rest: Vec<&str> = line[close + 1..].split_whitespace().collect();
+    let field = |n: usize| -> Option<u64> { rest.get(n - 3)?.parse().ok() };
+    Some(Stat {
+        pid,
+        ppid: field(4)? as u32,
+        cpu_ticks: field(14)? + field(15)?,
+        rss_pages: field(24)?,
+    })
+}
+
+/// Every process now running.
+fn all_stats() -> Vec<Stat> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|s| parse_stat(&s))
+        .collect()
+}
+
+/// `root` and its descendants among `stats` (`root` first when present).
+pub fn tree(stats: &[Stat], root: u32) -> Vec<Stat> {
+    let mut children: HashMap<u32, Vec<&Stat>> = HashMap::new();
+    for s in stats {
+        children.entry(s.ppid).or_default().push(s);
+    }
+    let mut out: Vec<Stat> = stats.iter().filter(|s| s.pid == root).copied().collect();
+    let mut i = 0;
+    while i < out.len() {
+        let pid = out[i].pid;
+        if let Some(kids) = children.get(&pid) {
+            out.extend(kids.iter().map(|s| **s));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A snapshot of a process tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TreeUsage {
+    pub processes: usize,
+    pub cpu_ticks: u64,
+    pub rss_bytes: u64,
+}
+
+pub fn tree_usage(root: u32) -> TreeUsage {
+    let stats = all_stats();
+    let t = tree(&stats, root);
+    let page = page_size();
+    TreeUsage {
+        processes: t.len(),
+        cpu_ticks: t.iter().map(|s| s.cpu_ticks).sum(),
+        rss_bytes: t.iter().map(|s| s.rss_pages * page).sum(),
+    }
+}
+
+/// `getconf <name>`, or `default` when it cannot be had.
+fn getconf(name: &str, default: u64) -> u64 {
+    std::process::Command::new("getconf")
+        .arg(name)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The pids of `root`'s process tree.
+pub fn tree_pids(root: u32) -> Vec<u32> {
+    tree(&all_stats(), root).iter().map(|s| s.pid).collect()
+}
+
+pub fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| getconf("PAGESIZE", 4096))
+}
+
+/// Clock ticks per second (`USER_HZ`).
+pub fn clock_ticks() -> u64 {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| getconf("CLK_TCK", 100))
+}
+
+/// The machine, for the report: CPU count and model, kernel.
+pub fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|x| x.1.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs ({model}), Linux {}", kernel.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_names() {
+        let line = "4242 (tokio (x) y) S 17 4242 17 0 -1 4194560 1041 0 0 0 \
+                    25 7 0 0 20 0 5 0 12345 123456789 2048 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(
+            s,
+            Stat {
+                pid: 4242,
+                ppid: 17,
+                cpu_ticks: 32,
+                rss_pages: 2048
+            }
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn our_own_stat_parses() {
+        let own = fs::read_to_string("/proc/self/stat").unwrap();
+        let s = parse_stat(&own).unwrap();
+        assert_eq!(s.pid, std::process::id());
+        assert!(s.rss_pages > 0);
+    }
+
+    #[test]
+    fn tree_takes_descendants_only() {
+        let s = |pid, ppid| Stat {
+            pid,
+            ppid,
+            cpu_ticks: 1,
+            rss_pages: 1,
+        };
+        let stats = [s(1, 0), s(10, 1), s(11, 10), s(12, 11), s(20, 1), s(13, 10)];
+        let mut pids: Vec<u32> = tree(&stats, 10).iter().map(|s| s.pid).collect();
+        pids.sort();
+        assert_eq!(pids, [10, 11, 12, 13]);
+        assert!(tree(&stats, 99).is_empty());
+    }
+}

@@ -1,0 +1,273 @@
+//! The markdown report: one table per scenario with each server's figures
+//! and the ratios of ours to MLServer's best and to the yardstick, then
+//! startup and memory.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::loadgen::{Outcome, Scenario};
+use super::servers::Kind;
+
+/// What one server did.
+pub struct ServerResult {
+    pub kind: Kind,
+    pub startup: Option<Startup>,
+    /// Per scenario name; missing when skipped.
+    pub outcomes: Vec<(&'static str, Outcome)>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Startup {
+    pub ready_after: Duration,
+    pub idle_rss: u64,
+    pub processes: usize,
+}
+
+impl ServerResult {
+    fn outcome(&self, scenario: &str) -> Option<&Outcome> {
+        self.outcomes
+            .iter()
+            .find(|(n, _)| *n == scenario)
+            .map(|(_, o)| o)
+    }
+
+    fn peak_rss(&self) -> Option<u64> {
+        self.outcomes.iter().map(|(_, o)| o.peak_rss).max()
+    }
+}
+
+pub struct Meta {
+    pub machine: String,
+    pub when: String,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+pub fn ratio(r: f64) -> String {
+    if !r.is_finite() {
+        "–".into()
+    } else if r >= 100.0 {
+        format!("{r:.0}x")
+    } else if r >= 10.0 {
+        format!("{r:.1}x")
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The four figures a table compares, for ratios.
+fn figures(o: &Outcome) -> [f64; 4] {
+    [
+        o.rps,
+        o.p50.as_secs_f64(),
+        o.p99.as_secs_f64(),
+        o.cpu_us_per_req,
+    ]
+}
+
+pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# mlserver-rs benchmark\n");
+    let _ = writeln!(
+        md,
+        "{}; {}; warm-up {} s, measured {} s per scenario. Closed-loop load from \
+         `cargo xtask bench` on the same machine. Server CPU is utime+stime of the \
+         server's whole process tree over the measured window, divided by requests. \
+         Ratios are ours (mlserver-rs with its defaults) ÷ theirs: above 1 is better for req/s, below 1 is better for \
+         latency and CPU. \"MLServer best\" takes the better of its two configurations \
+         in each column.\n",
+        meta.machine,
+        meta.when,
+        meta.warmup.as_secs_f64(),
+        meta.duration.as_secs_f64()
+    );
+    let ours = servers.iter().find(|s| s.kind == Kind::Ours);
+    let yardstick = servers.iter().find(|s| s.kind == Kind::Yardstick);
+    for sc in scenarios {
+        let _ = writeln!(md, "## {}\n\n{}\n", sc.name, sc.describe());
+        let _ = writeln!(
+            md,
+            "| server | req/s | p50 ms | p99 ms | server CPU µs/req | errors |\n|---|---:|---:|---:|---:|---|"
+        );
+        let mut any = false;
+        for s in servers {
+            let Some(o) = s.outcome(sc.name) else {
+                continue;
+            };
+            any = true;
+            let problems = if o.errors + o.invalid == 0 {
+                "0".to_owned()
+            } else {
+                format!(
+                    "{} failed, {} wrong: {}",
+                    o.errors,
+                    o.invalid,
+                    o.first_problem.as_deref().unwrap_or("").replace('|', "/")
+                )
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {} | {} | {:.0} | {} |",
+                s.kind.label(),
+                o.rps,
+                ms(o.p50),
+                ms(o.p99),
+                o.cpu_us_per_req,
+                problems
+            );
+        }
+        if !any {
+            let _ = writeln!(md, "| (not run) | | | | | |");
+        }
+        if let Some(ours) = ours.and_then(|s| s.outcome(sc.name)) {
+            let ours = figures(ours);
+            let mlserver: Vec<[f64; 4]> = servers
+                .iter()
+                .filter(|s| s.kind.is_mlserver())
+                .filter_map(|s| s.outcome(sc.name))
+                .map(figures)
+                .collect();
+            if !mlserver.is_empty() {
+                let best = [
+                    mlserver.iter().map(|f| f[0]).fold(f64::MIN, f64::max),
+                    mlserver.iter().map(|f| f[1]).fold(f64::MAX, f64::min),
+                    mlserver.iter().map(|f| f[2]).fold(f64::MAX, f64::min),
+                    mlserver.iter().map(|f| f[3]).fold(f64::MAX, f64::min),
+                ];
+                ratio_row(&mut md, "ours ÷ MLServer best", ours, best);
+            }
+            if let Some(y) = yardstick.and_then(|s| s.outcome(sc.name)) {
+                ratio_row(&mut md, "ours ÷ yardstick", ours, figures(y));
+            }
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(md, "## Startup and memory\n");
+    let _ = writeln!(
+        md,
+        "Ready: from spawning the process to `/v2/health/ready` and both models' ready \
+         endpoints answering 200. RSS: summed over the process tree; idle is 1 s after \
+         ready, loaded is the largest seen during the measured windows.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| server | ready ms | processes | idle RSS MiB | loaded RSS MiB |\n|---|---:|---:|---:|---:|"
+    );
+    for s in servers {
+        match (&s.startup, &s.error) {
+            (Some(st), _) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {} | {} | {} |",
+                    s.kind.label(),
+                    st.ready_after.as_secs_f64() * 1e3,
+                    st.processes,
+                    mib(st.idle_rss),
+                    s.peak_rss().map_or("–".into(), mib)
+                );
+            }
+            (None, Some(e)) => {
+                let first = e.lines().next().unwrap_or("").replace('|', "/");
+                let _ = writeln!(md, "| {} | failed: {first} | | | |", s.kind.label());
+            }
+            (None, None) => {}
+        }
+    }
+    md
+}
+
+fn ratio_row(md: &mut String, label: &str, ours: [f64; 4], theirs: [f64; 4]) {
+    let r: Vec<String> = ours.iter().zip(theirs).map(|(o, t)| ratio(o / t)).collect();
+    let _ = writeln!(
+        md,
+        "| *{label}* | {} | {} | {} | {} | |",
+        r[0], r[1], r[2], r[3]
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::loadgen::scenarios;
+
+    #[test]
+    fn ratios_read_well() {
+        assert_eq!(ratio(123.4), "123x");
+        assert_eq!(ratio(12.34), "12.3x");
+        assert_eq!(ratio(1.234), "1.23x");
+        assert_eq!(ratio(0.0456), "0.05x");
+        assert_eq!(ratio(f64::INFINITY), "–");
+    }
+
+    #[test]
+    fn renders_tables_with_ratios() {
+        let sc = scenarios();
+        let o = |rps: f64, cpu: f64| Outcome {
+            requests: 10,
+            rps,
+            p50: Duration::from_micros(100),
+            p99: Duration::from_micros(300),
+            cpu_us_per_req: cpu,
+            peak_rss: 20 << 20,
+            ..Default::default()
+        };
+        let server = |kind, rps, cpu| ServerResult {
+            kind,
+            startup: Some(Startup {
+                ready_after: Duration::from_millis(12),
+                idle_rss: 10 << 20,
+                processes: 1,
+            }),
+            outcomes: vec![(sc[0].name, o(rps, cpu))],
+            error: None,
+        };
+        let servers = [
+            server(Kind::MlserverFast, 1000.0, 400.0),
+            ServerResult {
+                kind: Kind::MlserverDefault,
+                startup: None,
+                outcomes: vec![],
+                error: Some("did not start\nmore".into()),
+            },
+            server(Kind::Ours, 20000.0, 20.0),
+            server(Kind::Yardstick, 25000.0, 16.0),
+        ];
+        let meta = Meta {
+            machine: "2 CPUs".into(),
+            when: "now".into(),
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(2),
+        };
+        let md = render(&meta, &servers, &sc[..2]);
+        assert!(
+            md.contains("| **mlserver-rs**, defaults | 20000 | 0.100 | 0.300 | 20 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| *ours ÷ MLServer best* | 20.0x | 1.00x | 1.00x | 0.05x | |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| *ours ÷ yardstick* | 0.80x | 1.00x | 1.00x | 1.25x | |"),
+            "{md}"
+        );
+        assert!(md.contains("| (not run) |"), "{md}");
+        assert!(
+            md.contains("| **mlserver-rs**, defaults | 12 | 1 | 10.0 | 20.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| MLServer 1.7.1, defaults | failed: did not start | | | |"),
+            "{md}"
+        );
+    }
+}
