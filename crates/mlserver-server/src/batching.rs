@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::executor::Executor;
+use crate::executor::{Executor, PredictCost};
 
 type Reply = oneshot::Sender<Result<InferenceResponse, MLServerError>>;
 
@@ -53,6 +53,7 @@ impl Batcher {
         model_name: String,
         runtime: DynModel,
         executor: Arc<Executor>,
+        cost: Arc<PredictCost>,
         max_batch_size: usize,
         max_batch_time: Duration,
         queue_size: Option<Arc<Histogram>>,
@@ -62,6 +63,7 @@ impl Batcher {
             model_name,
             runtime,
             executor,
+            cost,
             max_batch_size,
             max_batch_time,
             queue_size,
@@ -172,6 +174,7 @@ struct BatchLoop {
     model_name: String,
     runtime: DynModel,
     executor: Arc<Executor>,
+    cost: Arc<PredictCost>,
     max_batch_size: usize,
     max_batch_time: Duration,
     queue_size: Option<Arc<Histogram>>,
@@ -234,9 +237,10 @@ impl BatchLoop {
         self.queued -= batch.items.len();
         let runtime = self.runtime.clone();
         let executor = self.executor.clone();
+        let cost = self.cost.clone();
         let model_name = self.model_name.clone();
         tokio::spawn(async move {
-            run_batch(&model_name, &runtime, &executor, batch.items).await;
+            run_batch(&model_name, &runtime, &executor, &cost, batch.items).await;
         });
     }
 }
@@ -248,10 +252,18 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn run_batch(model_name: &str, runtime: &DynModel, executor: &Executor, items: Vec<Pending>) {
+async fn run_batch(
+    model_name: &str,
+    runtime: &DynModel,
+    executor: &Executor,
+    cost: &Arc<PredictCost>,
+    items: Vec<Pending>,
+) {
     if items.len() == 1 {
         let item = items.into_iter().next().expect("one item");
-        let result = executor.predict(model_name, runtime, item.request).await;
+        let result = executor
+            .predict(model_name, runtime, cost, item.request)
+            .await;
         let _ = item.reply.send(result);
         return;
     }
@@ -260,7 +272,7 @@ async fn run_batch(model_name: &str, runtime: &DynModel, executor: &Executor, it
         items.into_iter().map(|p| (p.request, p.reply)).unzip();
     let result = match merge(requests) {
         Ok(merged) => executor
-            .predict(model_name, runtime, merged)
+            .predict(model_name, runtime, cost, merged)
             .await
             .and_then(|response| split(model_name, response, &rows)),
         Err(e) => Err(e),

@@ -6,19 +6,63 @@
 //! are the threads of a dedicated async runtime that share the one loaded
 //! copy of each model: at most `parallel_workers` predictions compute at
 //! once, while predictions that await (I/O, a remote call) interleave on
-//! them as they do in MLServer's worker event loops. Because predictions
-//! never run on the threads that accept connections, a runtime that
-//! computes inside `predict` without `blocking()` still cannot stall health
-//! checks, metadata or metrics.
+//! them as they do in MLServer's worker event loops. Because such
+//! predictions never run on the threads that accept connections, a runtime
+//! that computes inside `predict` without `blocking()` still cannot stall
+//! health checks, metadata or metrics.
+//!
+//! Handing a prediction to another thread costs two cross-thread wake-ups,
+//! more than a small model's whole prediction (a row sum, a lookup). So each
+//! model's predictions are timed, and a model whose predictions take on
+//! average under [`INLINE_BELOW`] runs on the request's own task: it cannot
+//! stall anything for longer than that. A model starts on the pool until it
+//! has been measured, and moves back to it as soon as its average grows.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use mlserver_metrics::Histogram;
 use mlserver_runtime::{panic_message, DynModel, MLServerError};
 use mlserver_types::{InferenceRequest, InferenceResponse};
+
+/// Predictions averaging less than this run inline on the request's task.
+pub const INLINE_BELOW: Duration = Duration::from_micros(100);
+
+/// A model's recent prediction time: an exponentially weighted average, in
+/// nanoseconds of wall time (`u64::MAX` until the first prediction).
+#[derive(Debug)]
+pub struct PredictCost {
+    average_ns: AtomicU64,
+}
+
+impl Default for PredictCost {
+    fn default() -> Self {
+        PredictCost {
+            average_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl PredictCost {
+    fn cheap(&self) -> bool {
+        self.average_ns.load(Ordering::Relaxed) < INLINE_BELOW.as_nanos() as u64
+    }
+
+    fn record(&self, took: Duration) {
+        let sample = took.as_nanos().min(u64::MAX as u128 / 2) as u64;
+        let old = self.average_ns.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        // A lost update between racing predictions only skews the average.
+        self.average_ns.store(new, Ordering::Relaxed);
+    }
+}
 
 /// Runs `predict` calls, inline or on the worker pool.
 pub struct Executor {
@@ -67,11 +111,13 @@ impl Executor {
         self.pool.as_ref().map_or(0, |p| p.workers)
     }
 
-    /// Runs one `predict`. A panic in the runtime fails this request only.
+    /// Runs one `predict`, timing it into `cost`. A panic in the runtime
+    /// fails this request only.
     pub async fn predict(
         &self,
         model_name: &str,
         runtime: &DynModel,
+        cost: &Arc<PredictCost>,
         request: InferenceRequest,
     ) -> Result<InferenceResponse, MLServerError> {
         let panicked = |payload: &(dyn std::any::Any + Send)| {
@@ -80,11 +126,14 @@ impl Executor {
                 panic_message(payload)
             ))
         };
-        let Some(pool) = &self.pool else {
-            return AssertUnwindSafe(runtime.predict(request))
+        let Some(pool) = self.pool.as_ref().filter(|_| !cost.cheap()) else {
+            let started = Instant::now();
+            let result = AssertUnwindSafe(runtime.predict(request))
                 .catch_unwind()
                 .await
                 .map_err(|p| panicked(&*p))?;
+            cost.record(started.elapsed());
+            return result;
         };
         let in_flight = pool.in_flight_now.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(h) = &pool.in_flight {
@@ -97,9 +146,13 @@ impl Executor {
             .expect("the pool runtime lives as long as the executor")
             .handle();
         let runtime = runtime.clone();
+        let cost = cost.clone();
         let task = handle.spawn(async move {
             let _done = done;
-            runtime.predict(request).await
+            let started = Instant::now();
+            let result = runtime.predict(request).await;
+            cost.record(started.elapsed());
+            result
         });
         match task.await {
             Ok(result) => result,
@@ -168,15 +221,17 @@ mod tests {
         });
         let runtime: DynModel = model.clone();
         let executor = Arc::new(Executor::new(2, None).unwrap());
+        let cost = Arc::new(PredictCost::default());
         let calls = (0..8).map(|i| {
             let executor = executor.clone();
             let runtime = runtime.clone();
+            let cost = cost.clone();
             async move {
                 let request = InferenceRequest {
                     id: Some(if i == 3 { "panic" } else { "ok" }.to_owned()),
                     ..Default::default()
                 };
-                executor.predict("busy", &runtime, request).await
+                executor.predict("busy", &runtime, &cost, request).await
             }
         });
         let results = futures::future::join_all(calls).await;
@@ -184,6 +239,22 @@ mod tests {
         let err = results[3].as_ref().unwrap_err().to_string();
         assert!(err.contains("panicked") && err.contains("boom"), "{err}");
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 7);
+        assert!(!cost.cheap());
         drop(executor);
+    }
+
+    #[test]
+    fn cheap_models_are_learnt_and_unlearnt() {
+        let cost = PredictCost::default();
+        assert!(!cost.cheap(), "unmeasured models go to the pool");
+        cost.record(Duration::from_micros(2));
+        assert!(cost.cheap());
+        for _ in 0..3 {
+            cost.record(Duration::from_millis(5));
+        }
+        assert!(
+            !cost.cheap(),
+            "a model that slows down goes back to the pool"
+        );
     }
 }

@@ -11,7 +11,7 @@ use mlserver_types::{InferenceRequest, InferenceResponse};
 
 use crate::batching::Batcher;
 use crate::cache::ResponseCache;
-use crate::executor::Executor;
+use crate::executor::{Executor, PredictCost};
 use mlserver_settings::ModelSettings;
 use mlserver_types::{MetadataModelResponse, ModelState};
 
@@ -22,6 +22,7 @@ pub struct LoadedModel {
     /// Fetched once after load: the runtime's own, or built from settings.
     pub metadata: MetadataModelResponse,
     executor: Arc<Executor>,
+    cost: Arc<PredictCost>,
     batcher: Option<Batcher>,
     cache: Option<Arc<ResponseCache>>,
 }
@@ -32,6 +33,7 @@ impl LoadedModel {
         runtime: DynModel,
         metadata: MetadataModelResponse,
         executor: Arc<Executor>,
+        cost: Arc<PredictCost>,
         batcher: Option<Batcher>,
         cache: Option<Arc<ResponseCache>>,
     ) -> Self {
@@ -40,6 +42,7 @@ impl LoadedModel {
             runtime,
             metadata,
             executor,
+            cost,
             batcher,
             cache,
         }
@@ -72,7 +75,7 @@ impl LoadedModel {
             None => request,
         };
         self.executor
-            .predict(self.name(), &self.runtime, request)
+            .predict(self.name(), &self.runtime, &self.cost, request)
             .await
     }
 }

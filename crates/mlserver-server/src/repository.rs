@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::batching::{batching_enabled, Batcher};
 use crate::cache::ResponseCache;
-use crate::executor::Executor;
+use crate::executor::{Executor, PredictCost};
 use crate::metrics::ServerMetrics;
 use crate::registry::{LoadedModel, ModelRegistry, Version};
 
@@ -262,6 +262,7 @@ impl ModelRepository {
                 )))
             }
         };
+        let cost = Arc::new(PredictCost::default());
         let batcher = batch_time.map(|max_batch_time| {
             info!(
                 model = %settings.name,
@@ -273,6 +274,7 @@ impl ModelRepository {
                 settings.name.clone(),
                 runtime.clone(),
                 self.serving.executor.clone(),
+                cost.clone(),
                 settings.max_batch_size,
                 max_batch_time,
                 self.serving
@@ -291,6 +293,7 @@ impl ModelRepository {
             runtime,
             metadata,
             self.serving.executor.clone(),
+            cost,
             batcher,
             cache,
         ))

@@ -368,8 +368,13 @@ pub fn encode_response(
     format: &OutputFormat,
 ) -> Result<EncodedBody, serde_json::Error> {
     if !format.any_binary(response) {
+        // Sized up front from the element count: growing by doubling copies
+        // a large tensor's text several times over.
+        let elements: usize = response.outputs.iter().map(|o| o.data.len()).sum();
+        let mut body = Vec::with_capacity(256 + 16 * elements);
+        serde_json::to_writer(&mut body, response)?;
         return Ok(EncodedBody {
-            body: serde_json::to_vec(response)?,
+            body,
             header_len: None,
         });
     }
