@@ -131,7 +131,7 @@ pub fn run(opts: Options) -> Result<()> {
     if opts.build && opts.servers.iter().any(|k| !k.is_mlserver()) {
         servers::build_release(&paths)?;
     }
-    let venv = if opts.servers.iter().any(|k| k.is_mlserver()) {
+    let venv = if opts.servers.iter().any(|k| k.needs_venv()) {
         Some(servers::mlserver_venv(&paths)?)
     } else {
         None
@@ -213,7 +213,7 @@ async fn bench_server(
         running.log.display()
     );
     for sc in scenarios {
-        if kind.is_mlserver() && sc.transport == Transport::RestBinary {
+        if kind.needs_venv() && sc.transport == Transport::RestBinary {
             continue; // MLServer has no binary extension (MLServer#324).
         }
         let outcome = loadgen::run(

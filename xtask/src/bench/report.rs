@@ -74,6 +74,24 @@ fn figures(o: &Outcome) -> [f64; 4] {
     ]
 }
 
+/// The best of MLServer's configurations in each column, if any ran.
+fn mlserver_best(servers: &[ServerResult], scenario: &str) -> Option<[f64; 4]> {
+    let mlserver: Vec<[f64; 4]> = servers
+        .iter()
+        .filter(|s| s.kind.is_mlserver())
+        .filter_map(|s| s.outcome(scenario))
+        .map(figures)
+        .collect();
+    (!mlserver.is_empty()).then(|| {
+        [
+            mlserver.iter().map(|f| f[0]).fold(f64::MIN, f64::max),
+            mlserver.iter().map(|f| f[1]).fold(f64::MAX, f64::min),
+            mlserver.iter().map(|f| f[2]).fold(f64::MAX, f64::min),
+            mlserver.iter().map(|f| f[3]).fold(f64::MAX, f64::min),
+        ]
+    })
+}
+
 pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# mlserver-rs benchmark\n");
@@ -91,6 +109,7 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
         meta.duration.as_secs_f64()
     );
     let ours = servers.iter().find(|s| s.kind == Kind::Ours);
+    let ours_python = servers.iter().find(|s| s.kind == Kind::OursPython);
     let yardstick = servers.iter().find(|s| s.kind == Kind::Yardstick);
     for sc in scenarios {
         let _ = writeln!(md, "## {}\n\n{}\n", sc.name, sc.describe());
@@ -130,24 +149,25 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
         }
         if let Some(ours) = ours.and_then(|s| s.outcome(sc.name)) {
             let ours = figures(ours);
-            let mlserver: Vec<[f64; 4]> = servers
-                .iter()
-                .filter(|s| s.kind.is_mlserver())
-                .filter_map(|s| s.outcome(sc.name))
-                .map(figures)
-                .collect();
-            if !mlserver.is_empty() {
-                let best = [
-                    mlserver.iter().map(|f| f[0]).fold(f64::MIN, f64::max),
-                    mlserver.iter().map(|f| f[1]).fold(f64::MAX, f64::min),
-                    mlserver.iter().map(|f| f[2]).fold(f64::MAX, f64::min),
-                    mlserver.iter().map(|f| f[3]).fold(f64::MAX, f64::min),
-                ];
+            if let Some(best) = mlserver_best(servers, sc.name) {
                 ratio_row(&mut md, "ours ÷ MLServer best", ours, best);
             }
             if let Some(y) = yardstick.and_then(|s| s.outcome(sc.name)) {
                 ratio_row(&mut md, "ours ÷ yardstick", ours, figures(y));
             }
+        }
+        // Same Python code: MLServer's Python models in our workers against
+        // MLServer itself.
+        if let (Some(py), Some(best)) = (
+            ours_python.and_then(|s| s.outcome(sc.name)),
+            mlserver_best(servers, sc.name),
+        ) {
+            ratio_row(
+                &mut md,
+                "ours (Python models) ÷ MLServer best",
+                figures(py),
+                best,
+            );
         }
         md.push('\n');
     }

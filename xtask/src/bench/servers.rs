@@ -27,15 +27,20 @@ pub enum Kind {
     Ours,
     /// The same with `parallel_workers=0` and metrics off (as MLServer's fastest).
     OursFast,
+    /// Our `mlserver` serving MLServer's Python models (`bench/python/`)
+    /// in its Python workers, with the same venv: same Python code,
+    /// MLServer vs us.
+    OursPython,
     Yardstick,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::MlserverFast,
         Kind::MlserverDefault,
         Kind::Ours,
         Kind::OursFast,
+        Kind::OursPython,
         Kind::Yardstick,
     ];
 
@@ -45,6 +50,7 @@ impl Kind {
             Kind::MlserverDefault => "mlserver-default",
             Kind::Ours => "ours",
             Kind::OursFast => "ours-fast",
+            Kind::OursPython => "ours-python",
             Kind::Yardstick => "yardstick",
         }
     }
@@ -55,12 +61,18 @@ impl Kind {
             Kind::MlserverDefault => "MLServer 1.7.1, defaults",
             Kind::Ours => "**mlserver-rs**, defaults",
             Kind::OursFast => "mlserver-rs, fastest",
+            Kind::OursPython => "mlserver-rs, MLServer's Python models",
             Kind::Yardstick => "yardstick",
         }
     }
 
     pub fn is_mlserver(self) -> bool {
         matches!(self, Kind::MlserverFast | Kind::MlserverDefault)
+    }
+
+    /// Whether it runs the Python models (and needs the venv).
+    pub fn needs_venv(self) -> bool {
+        self.is_mlserver() || self == Kind::OursPython
     }
 }
 
@@ -195,6 +207,17 @@ pub async fn start(kind: Kind, paths: &Paths, venv: Option<&Path>) -> Result<Run
                 .env("MLSERVER_HTTP_PORT", http.to_string())
                 .env("MLSERVER_GRPC_PORT", grpc.to_string())
                 .env("MLSERVER_METRICS_PORT", metrics.to_string());
+            cmd
+        }
+        Kind::OursPython => {
+            let venv = venv.context("the Python models need the venv")?;
+            // MLServer's own settings and model-settings, served by us.
+            let dir = mlserver_folder(kind, paths, http, grpc, metrics)?;
+            let mut cmd = Command::new(paths.target.join("release").join("mlserver"));
+            cmd.arg("start")
+                .arg(&dir)
+                .env("MLSERVER_PYTHON", venv.join("bin").join("python"))
+                .env("PYTHONPATH", paths.root.join("bench").join("python"));
             cmd
         }
         Kind::Yardstick => {
