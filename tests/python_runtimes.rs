@@ -120,8 +120,43 @@ async fn mlserver_runtimes_run_unchanged() {
         json!({"name": "batched", "implementation": "custom_model.CustomMLModel",
                "max_batch_size": 4, "max_batch_time": 30}),
     );
+    dir.write("streamer/streamer.py", &fixture("streamer.py"));
+    dir.model(
+        "streamer",
+        json!({"name": "streamer", "implementation": "streamer.StreamingModel"}),
+    );
     let s = start(dir.path(), &python, 2).await;
     assert_eq!(s.get("/v2/health/ready").await.status(), 200);
+
+    // predict_stream over ModelStreamInfer: two requests, 2 + 3 responses.
+    let mut grpc = s.grpc().await;
+    let message = |n: i64| ModelInferRequest {
+        model_name: "streamer".into(),
+        inputs: vec![InferInputTensor {
+            name: "n".into(),
+            datatype: "INT64".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                int64_contents: vec![n],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut replies = grpc
+        .model_stream_infer(tokio_stream::iter(vec![message(2), message(3)]))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut counts = Vec::new();
+    while let Some(reply) = tokio_stream::StreamExt::next(&mut replies).await {
+        let reply = reply.expect("stream reply");
+        assert_eq!(reply.model_name, "streamer");
+        let contents = reply.outputs[0].contents.as_ref().expect("typed");
+        counts.extend(contents.int64_contents.iter().copied());
+    }
+    assert_eq!(counts, vec![0, 1, 0, 1, 2]);
 
     // Four requests, one batch of 4 rows in Python, each client its own row.
     let calls = (0..4).map(|i| {
@@ -173,7 +208,6 @@ async fn mlserver_runtimes_run_unchanged() {
     assert_eq!(meta["name"], "custom");
 
     // gRPC reaches the same worker.
-    let mut grpc = s.grpc().await;
     let reply = grpc
         .model_infer(ModelInferRequest {
             model_name: "custom".into(),

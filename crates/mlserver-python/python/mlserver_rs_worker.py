@@ -23,7 +23,8 @@ import time
 import traceback
 
 LOAD, UNLOAD, INFER, METADATA, PING = 1, 2, 3, 4, 5
-OK, ERROR = 10, 11
+STREAM_OPEN, STREAM_ITEM, STREAM_END = 6, 7, 8
+OK, ERROR, ITEM = 10, 11, 12
 
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
@@ -43,6 +44,8 @@ class Worker:
         self.reader = reader
         self.writer = writer
         self.models = {}
+        # Open streams: call id -> queue of requests (None ends it).
+        self.streams = {}
 
     def send(self, kind: int, call: int, body: bytes) -> None:
         self.writer.write(HEADER.pack(len(body) + 9, kind, call) + body)
@@ -63,7 +66,11 @@ class Worker:
                 return
             length, kind, call = HEADER.unpack(header)
             body = await self.reader.readexactly(length - 9)
-            asyncio.ensure_future(self.handle(kind, call, body))
+            if kind in (STREAM_OPEN, STREAM_ITEM, STREAM_END):
+                # In order, here: an item must find its stream open.
+                self.stream_frame(kind, call, body)
+            else:
+                asyncio.ensure_future(self.handle(kind, call, body))
 
     async def handle(self, kind: int, call: int, body: bytes) -> None:
         try:
@@ -86,6 +93,43 @@ class Worker:
             self.send_error(call, error)
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
+
+    def stream_frame(self, kind: int, call: int, body: bytes) -> None:
+        try:
+            if kind == STREAM_OPEN:
+                message = json.loads(body)
+                model = self.model(message["name"], message.get("version") or "")
+                queue = asyncio.Queue()
+                self.streams[call] = queue
+                asyncio.ensure_future(self.run_stream(call, model, queue))
+            elif kind == STREAM_ITEM:
+                queue = self.streams.get(call)
+                if queue is not None:
+                    queue.put_nowait(self.decode_request(body)[1])
+            elif call in self.streams:
+                self.streams[call].put_nowait(None)
+        except Exception as error:
+            queue = self.streams.pop(call, None)
+            if queue is not None:
+                queue.put_nowait(None)
+            self.send_error(call, error)
+
+    async def run_stream(self, call: int, model, queue) -> None:
+        async def requests():
+            while True:
+                request = await queue.get()
+                if request is None:
+                    return
+                yield request
+
+        try:
+            async for response in model.predict_stream(requests()):
+                self.send(ITEM, call, self.encode_response(response))
+            self.send(OK, call, b"")
+        except Exception as error:
+            self.send_error(call, error)
+        finally:
+            self.streams.pop(call, None)
 
     def model(self, name: str, version: str):
         model = self.models.get((name, version or ""))
@@ -114,7 +158,10 @@ class Worker:
         self.models[key] = model
         if previous is not None and previous is not model:
             await previous.unload()
-        return b""
+        from mlserver import MLModel
+
+        streams = type(model).predict_stream is not MLModel.predict_stream
+        return json.dumps({"streams": streams}).encode()
 
     async def unload(self, message: dict) -> bytes:
         key = (message["name"], message.get("version") or "")
@@ -128,12 +175,10 @@ class Worker:
         metadata = await model.metadata()
         return metadata.model_dump_json(exclude_none=True).encode()
 
-    async def infer(self, body: bytes) -> bytes:
+    def decode_request(self, body: bytes):
+        """An inference body to `(model, InferenceRequest)`, headers restored."""
         from mlserver.grpc import dataplane_pb2 as pb
-        from mlserver.grpc.converters import (
-            ModelInferRequestConverter,
-            ModelInferResponseConverter,
-        )
+        from mlserver.grpc.converters import ModelInferRequestConverter
         from mlserver.types import Parameters
 
         (meta_length,) = LENGTH.unpack_from(body)
@@ -147,7 +192,12 @@ class Worker:
                 request.parameters = Parameters(headers=headers)
             else:
                 request.parameters.headers = headers
-        response = await model.predict(request)
+        return model, request
+
+    def encode_response(self, response) -> bytes:
+        """An InferenceResponse to an inference reply body, headers apart."""
+        from mlserver.grpc.converters import ModelInferResponseConverter
+
         reply_meta = {}
         if response.parameters is not None and response.parameters.headers:
             reply_meta["headers"] = response.parameters.headers
@@ -155,6 +205,11 @@ class Worker:
         reply = ModelInferResponseConverter.from_types(response, use_raw=True)
         meta_bytes = json.dumps(reply_meta).encode() if reply_meta else b""
         return LENGTH.pack(len(meta_bytes)) + meta_bytes + reply.SerializeToString()
+
+    async def infer(self, body: bytes) -> bytes:
+        model, request = self.decode_request(body)
+        response = await model.predict(request)
+        return self.encode_response(response)
 
 
 async def main(socket_path: str) -> None:

@@ -8,8 +8,13 @@ pub const LOAD: u8 = 1;
 pub const UNLOAD: u8 = 2;
 pub const INFER: u8 = 3;
 pub const METADATA: u8 = 4;
+pub const STREAM_OPEN: u8 = 6;
+pub const STREAM_ITEM: u8 = 7;
+pub const STREAM_END: u8 = 8;
 pub const OK: u8 = 10;
 pub const ERROR: u8 = 11;
+/// One response of a stream; the stream ends with `OK` or `ERROR`.
+pub const ITEM: u8 = 12;
 
 const HEADER_LEN: usize = 13;
 /// Frames above this are refused: a corrupt length must not allocate

@@ -210,6 +210,8 @@ pub struct PythonModel {
     pool: Arc<Pool>,
     key: ModelKey,
     metadata: Option<MetadataModelResponse>,
+    /// The class overrides `predict_stream`.
+    streams: bool,
 }
 
 impl PythonModel {
@@ -225,11 +227,17 @@ impl PythonModel {
             settings.name.clone(),
             settings.version().unwrap_or_default().to_owned(),
         );
-        let loaded = pool.load(key.clone(), load_message(settings)?).await;
-        if let Err(e) = loaded {
-            pools.release(&python).await;
-            return Err(explain_load_failure(implementation, &pools.config, e));
-        }
+        let loaded = match pool.load(key.clone(), load_message(settings)?).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                pools.release(&python).await;
+                return Err(explain_load_failure(implementation, &pools.config, e));
+            }
+        };
+        let streams = serde_json::from_slice::<serde_json::Value>(&loaded)
+            .ok()
+            .and_then(|v| v.get("streams").and_then(serde_json::Value::as_bool))
+            .unwrap_or(false);
         let metadata = match pool
             .call(
                 &key,
@@ -249,6 +257,7 @@ impl PythonModel {
             pool,
             key,
             metadata,
+            streams,
         })
     }
 
@@ -305,31 +314,38 @@ impl MLModel for PythonModel {
         )))
     }
 
-    async fn predict(
-        &self,
-        mut request: InferenceRequest,
-    ) -> Result<InferenceResponse, MLServerError> {
-        let headers = request
-            .parameters
-            .as_mut()
-            .and_then(|p| p.remove("headers"))
-            .map(|h| serde_json::json!({ "headers": h }));
-        let version = (!self.key.1.is_empty()).then_some(self.key.1.as_str());
-        let message = encode_infer_request(&self.key.0, version, request, true).encode_to_vec();
-        let body = frame::infer_body(headers.as_ref(), &message);
+    async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+        let body = infer_body(&self.key, request);
         let reply = self.pool.call(&self.key, frame::INFER, &body).await?;
-        let bad = |e: &dyn std::fmt::Display| {
-            MLServerError::internal(format!("unreadable reply from the Python worker: {e}"))
-        };
-        let (meta, message) = frame::split_infer_body(reply).map_err(|e| bad(&e))?;
-        let message = ModelInferResponse::decode(message).map_err(|e| bad(&e))?;
-        let mut response = decode_infer_response(message).map_err(|e| bad(&e))?;
-        if let Some(headers) =
-            meta.and_then(|mut m| m.get_mut("headers").map(serde_json::Value::take))
-        {
-            response.parameters_mut().insert("headers", headers);
-        }
-        Ok(response)
+        decode_reply(reply)
+    }
+
+    fn streams(&self) -> bool {
+        self.streams
+    }
+
+    /// The class's own `predict_stream`, in one worker: requests go to it as
+    /// they arrive, responses come back as it yields them.
+    async fn predict_stream(
+        &self,
+        mut requests: mlserver_runtime::RequestStream,
+    ) -> Result<mlserver_runtime::ResponseStream, MLServerError> {
+        use futures::StreamExt;
+        let worker = self.pool.pick(&self.key)?;
+        let open = serde_json::json!({"name": self.key.0, "version": self.key.1}).to_string();
+        let (call, replies) = worker.open_stream(open.as_bytes()).await?;
+        let key = self.key.clone();
+        tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                let body = infer_body(&key, request);
+                if worker.send(frame::STREAM_ITEM, call, &body).await.is_err() {
+                    return;
+                }
+            }
+            let _ = worker.send(frame::STREAM_END, call, b"").await;
+        });
+        let responses = tokio_stream_from(replies).map(|reply| reply.and_then(decode_reply));
+        Ok(Box::pin(responses))
     }
 
     async fn unload(&self) -> Result<(), MLServerError> {
@@ -345,6 +361,42 @@ impl MLModel for PythonModel {
     async fn metadata(&self) -> Option<MetadataModelResponse> {
         self.metadata.clone()
     }
+}
+
+/// An inference body for the worker: the HTTP headers apart (protobuf
+/// parameters cannot hold an object), the request as protobuf with raw
+/// tensor contents.
+fn infer_body(key: &ModelKey, mut request: InferenceRequest) -> Vec<u8> {
+    let headers = request
+        .parameters
+        .as_mut()
+        .and_then(|p| p.remove("headers"))
+        .map(|h| serde_json::json!({ "headers": h }));
+    let version = (!key.1.is_empty()).then_some(key.1.as_str());
+    let message = encode_infer_request(&key.0, version, request, true).encode_to_vec();
+    frame::infer_body(headers.as_ref(), &message)
+}
+
+/// A worker's inference reply back to a response, headers included.
+fn decode_reply(reply: bytes::Bytes) -> Result<InferenceResponse, MLServerError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        MLServerError::internal(format!("unreadable reply from the Python worker: {e}"))
+    };
+    let (meta, message) = frame::split_infer_body(reply).map_err(|e| bad(&e))?;
+    let message = ModelInferResponse::decode(message).map_err(|e| bad(&e))?;
+    let mut response = decode_infer_response(message).map_err(|e| bad(&e))?;
+    if let Some(headers) = meta.and_then(|mut m| m.get_mut("headers").map(serde_json::Value::take))
+    {
+        response.parameters_mut().insert("headers", headers);
+    }
+    Ok(response)
+}
+
+/// An unbounded receiver as a stream.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[cfg(test)]

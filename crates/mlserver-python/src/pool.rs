@@ -85,7 +85,8 @@ impl Pool {
 
     /// Loads a model into every worker; on any failure it is unloaded from
     /// the others and the (first) error returned.
-    pub async fn load(&self, key: ModelKey, message: Vec<u8>) -> Result<(), MLServerError> {
+    /// Returns the first worker's load reply.
+    pub async fn load(&self, key: ModelKey, message: Vec<u8>) -> Result<Bytes, MLServerError> {
         self.models
             .lock()
             .expect("models lock")
@@ -95,10 +96,11 @@ impl Pool {
         // A worker that dies meanwhile gets the model from the replay into
         // its replacement; any other failure is the model's own.
         let loaded = results.iter().filter(|r| r.is_ok()).count();
+        let reply = results.iter().find_map(|r| r.as_ref().ok().cloned());
         let failure = results.into_iter().find_map(|r| match r {
             Err(MLServerError::WorkerLost(_)) if loaded > 0 => None,
             Err(e) => Some(e),
-            Ok(()) => None,
+            Ok(_) => None,
         });
         let failure = failure.or_else(|| {
             (loaded == 0).then(|| {
@@ -109,7 +111,7 @@ impl Pool {
             self.unload(&key).await;
             return Err(e);
         }
-        Ok(())
+        Ok(reply.unwrap_or_default())
     }
 
     /// Unloads a model from every worker that has it.
@@ -138,6 +140,11 @@ impl Pool {
         kind: u8,
         body: &[u8],
     ) -> Result<Bytes, MLServerError> {
+        self.pick(key)?.call(kind, body).await
+    }
+
+    /// The least busy live worker serving the model.
+    pub fn pick(&self, key: &ModelKey) -> Result<Arc<Worker>, MLServerError> {
         let worker = {
             let workers = self.workers.read().expect("workers lock");
             let n = workers.len();
@@ -148,13 +155,12 @@ impl Pool {
                 .min_by_key(|w| w.in_flight())
                 .cloned()
         };
-        match worker {
-            Some(w) => w.call(kind, body).await,
-            None => Err(MLServerError::Unavailable(format!(
+        worker.ok_or_else(|| {
+            MLServerError::Unavailable(format!(
                 "no live Python worker serves model {} right now (restarting)",
                 key.0
-            ))),
-        }
+            ))
+        })
     }
 
     /// Stops every worker (they exit when their socket closes).
@@ -165,10 +171,14 @@ impl Pool {
     }
 }
 
-async fn load_into(worker: &Worker, key: &ModelKey, message: &[u8]) -> Result<(), MLServerError> {
-    worker.call(frame::LOAD, message).await?;
+async fn load_into(
+    worker: &Worker,
+    key: &ModelKey,
+    message: &[u8],
+) -> Result<Bytes, MLServerError> {
+    let reply = worker.call(frame::LOAD, message).await?;
     worker.mark_loaded(key.clone(), true);
-    Ok(())
+    Ok(reply)
 }
 
 /// Watches the worker in `slot`; when it dies, starts a replacement, loads

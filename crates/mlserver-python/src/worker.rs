@@ -37,10 +37,32 @@ pub struct Spawn {
 
 type Reply = Result<Bytes, MLServerError>;
 
+/// Who waits for a call's replies: one reply, or a stream of them.
+enum Waiter {
+    Once(oneshot::Sender<Reply>),
+    Stream(tokio::sync::mpsc::UnboundedSender<Reply>),
+}
+
+impl Waiter {
+    fn finish(self, reply: Reply) {
+        match self {
+            Waiter::Once(tx) => {
+                let _ = tx.send(reply);
+            }
+            // A stream ends when its sender drops; only errors are items.
+            Waiter::Stream(tx) => {
+                if reply.is_err() {
+                    let _ = tx.send(reply);
+                }
+            }
+        }
+    }
+}
+
 pub struct Worker {
     pub pid: u32,
     writer: tokio::sync::Mutex<Option<OwnedWriteHalf>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<u64, Waiter>>,
     next_call: AtomicU64,
     alive: AtomicBool,
     in_flight: AtomicUsize,
@@ -157,33 +179,54 @@ impl Worker {
         let _ = rx.wait_for(|gone| *gone).await;
     }
 
+    /// Registers a waiter under a new call id (refused once the worker is
+    /// gone: its pending calls have been failed already).
+    fn register(&self, waiter: Waiter) -> Result<u64, MLServerError> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let mut pending = self.pending.lock().expect("pending lock");
+        if !self.alive() {
+            return Err(self.lost("it is restarting"));
+        }
+        pending.insert(call, waiter);
+        Ok(call)
+    }
+
+    /// Writes one frame of call `call`.
+    pub async fn send(&self, kind: u8, call: u64, body: &[u8]) -> Result<(), MLServerError> {
+        let bytes = frame::encode(kind, call, body);
+        let mut writer = self.writer.lock().await;
+        let sent = match writer.as_mut() {
+            Some(w) => w.write_all(&bytes).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.pending.lock().expect("pending lock").remove(&call);
+            return Err(self.lost("its socket is closed"));
+        }
+        Ok(())
+    }
+
     /// One call: sends `body` as a `kind` frame and waits for the reply.
     pub async fn call(&self, kind: u8, body: &[u8]) -> Result<Bytes, MLServerError> {
-        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self.pending.lock().expect("pending lock");
-            if !self.alive() {
-                return Err(self.lost("it is restarting"));
-            }
-            pending.insert(call, tx);
-        }
+        let call = self.register(Waiter::Once(tx))?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _counted = Decrement(&self.in_flight);
-        let bytes = frame::encode(kind, call, body);
-        {
-            let mut writer = self.writer.lock().await;
-            let sent = match writer.as_mut() {
-                Some(w) => w.write_all(&bytes).await.is_ok(),
-                None => false,
-            };
-            if !sent {
-                self.pending.lock().expect("pending lock").remove(&call);
-                return Err(self.lost("its socket is closed"));
-            }
-        }
+        self.send(kind, call, body).await?;
         rx.await
             .unwrap_or_else(|_| Err(self.lost("it exited during the call")))
+    }
+
+    /// Opens a stream call (`STREAM_OPEN` with `body`); its replies arrive
+    /// on the receiver, which ends with the stream.
+    pub async fn open_stream(
+        &self,
+        body: &[u8],
+    ) -> Result<(u64, tokio::sync::mpsc::UnboundedReceiver<Reply>), MLServerError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let call = self.register(Waiter::Stream(tx))?;
+        self.send(frame::STREAM_OPEN, call, body).await?;
+        Ok((call, rx))
     }
 
     fn lost(&self, why: &str) -> MLServerError {
@@ -232,6 +275,12 @@ async fn read_replies(
 ) {
     let end = loop {
         match frame::read(&mut reader).await {
+            Ok(Some(f)) if f.kind == frame::ITEM => {
+                let pending = worker.pending.lock().expect("pending lock");
+                if let Some(Waiter::Stream(tx)) = pending.get(&f.call) {
+                    let _ = tx.send(Ok(f.body));
+                }
+            }
             Ok(Some(f)) => {
                 let reply = match f.kind {
                     frame::OK => Ok(f.body),
@@ -242,7 +291,7 @@ async fn read_replies(
                 };
                 let waiter = worker.pending.lock().expect("pending lock").remove(&f.call);
                 if let Some(waiter) = waiter {
-                    let _ = waiter.send(reply);
+                    waiter.finish(reply);
                 }
             }
             Ok(None) => break None,
@@ -277,7 +326,7 @@ async fn read_replies(
         );
     }
     for waiter in drained {
-        let _ = waiter.send(Err(MLServerError::WorkerLost(format!(
+        waiter.finish(Err(MLServerError::WorkerLost(format!(
             "the Python worker (pid {}) running this request died: {how}",
             worker.pid
         ))));

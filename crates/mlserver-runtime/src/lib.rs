@@ -12,7 +12,9 @@ pub use async_trait::async_trait;
 pub use blocking::blocking;
 pub use error::{panic_message, ErrorStatus, MLServerError};
 pub use mlserver_metrics as metrics;
-pub use model::{metadata_from_settings, MLModel, ModelContext, ModelMetrics};
+pub use model::{
+    metadata_from_settings, MLModel, ModelContext, ModelMetrics, RequestStream, ResponseStream,
+};
 pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};
 
 /// Settings types runtimes read, re-exported so a runtime crate needs no

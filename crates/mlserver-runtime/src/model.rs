@@ -132,6 +132,13 @@ impl ModelMetrics {
     }
 }
 
+/// The requests of one stream, as they arrive.
+pub type RequestStream = futures::stream::BoxStream<'static, InferenceRequest>;
+
+/// The responses of one stream; an error ends it.
+pub type ResponseStream =
+    futures::stream::BoxStream<'static, Result<InferenceResponse, MLServerError>>;
+
 /// A model runtime: MLServer's `MLModel`.
 ///
 /// Implement `load` and `predict`; the rest have defaults. `predict` takes
@@ -171,6 +178,29 @@ pub trait MLModel: Send + Sync + 'static {
     /// Runs inference. The server fills in the response's model name,
     /// version and id, and keeps only the outputs the client asked for.
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError>;
+
+    /// Whether the runtime has its own [`MLModel::predict_stream`] (a model
+    /// that answers a stream of requests with a stream of responses, like a
+    /// generative model). Streams to other runtimes are served one
+    /// `predict` per message.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// Answers a stream of requests with a stream of responses: gRPC
+    /// `ModelStreamInfer` uses it when [`MLModel::streams`] says so. The
+    /// default is MLServer's: the first request, one `predict`, one response.
+    async fn predict_stream(
+        &self,
+        mut requests: RequestStream,
+    ) -> Result<ResponseStream, MLServerError> {
+        use futures::StreamExt;
+        let Some(first) = requests.next().await else {
+            return Ok(Box::pin(futures::stream::empty()));
+        };
+        let response = self.predict(first).await;
+        Ok(Box::pin(futures::stream::once(async move { response })))
+    }
 
     /// Releases resources before the model is dropped.
     async fn unload(&self) -> Result<(), MLServerError> {

@@ -18,6 +18,77 @@ use crate::headers::{extract_headers, insert_headers};
 /// still leave in request order.
 const STREAM_CONCURRENCY: usize = 16;
 
+/// Ends a response stream after its first error (tonic ends the call with
+/// that status).
+fn until_first_error<S>(responses: S) -> impl Stream<Item = Result<ModelInferResponse, Status>>
+where
+    S: Stream<Item = Result<ModelInferResponse, Status>>,
+{
+    responses.scan(false, |failed, item| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        *failed = item.is_err();
+        futures::future::ready(Some(item))
+    })
+}
+
+/// Feeds a whole request stream to a streaming runtime's `predict_stream`.
+/// Requests that cannot be decoded end the stream with their error once the
+/// runtime has answered what came before.
+fn stream_to_model(
+    model: std::sync::Arc<crate::registry::LoadedModel>,
+    metadata: MetadataMap,
+    first: ModelInferRequest,
+    rest: Streaming<ModelInferRequest>,
+) -> Pin<Box<dyn Stream<Item = Result<ModelInferResponse, Status>> + Send + 'static>> {
+    let raw = !first.raw_input_contents.is_empty();
+    let headers = metadata.into_headers();
+    let (tx, rx) = tokio::sync::mpsc::channel::<mlserver_types::InferenceRequest>(16);
+    let (error_tx, error_rx) = tokio::sync::oneshot::channel::<Status>();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::iter([Ok(first)]).chain(rest);
+        while let Some(message) = messages.next().await {
+            let decoded = message.and_then(|m| {
+                convert::decode_infer_request(m)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))
+            });
+            match decoded {
+                Ok(DecodedRequest { mut request, .. }) => {
+                    insert_headers(&mut request, &headers);
+                    if tx.send(request).await.is_err() {
+                        return;
+                    }
+                }
+                Err(status) => {
+                    let _ = error_tx.send(status);
+                    return;
+                }
+            }
+        }
+    });
+    let requests: mlserver_runtime::RequestStream =
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let name = model.name().to_owned();
+    let version = model.version().map(str::to_owned);
+    let responses = futures::stream::once(async move {
+        match model.runtime.predict_stream(requests).await {
+            Ok(stream) => stream,
+            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+        }
+    })
+    .flatten()
+    .map(move |response| {
+        let mut response = response.map_err(to_status)?;
+        response.model_name = name.clone();
+        response.model_version = version.clone();
+        extract_headers(&mut response);
+        Ok(convert::encode_infer_response(response, raw))
+    })
+    .chain(futures::stream::once(error_rx).filter_map(|e| async move { e.ok().map(Err) }));
+    Box::pin(until_first_error(responses))
+}
+
 pub struct InferenceService {
     state: GrpcState,
 }
@@ -138,16 +209,35 @@ impl GrpcInferenceService for InferenceService {
     type ModelStreamInferStream =
         Pin<Box<dyn Stream<Item = Result<ModelInferResponse, Status>> + Send + 'static>>;
 
-    /// Each request is answered independently (its own model, id and raw
-    /// mode, unlike MLServer, where the first message decides for all), in
-    /// the order received. A failed request ends the stream with its status.
+    /// A runtime with its own `predict_stream` (a streaming Python model,
+    /// say) gets the whole stream, as in MLServer: the first message picks
+    /// the model. For every other runtime each request is answered
+    /// independently (its own model, id and raw mode, unlike MLServer,
+    /// where the first message decides for all), in the order received. A
+    /// failed request ends the stream with its status.
     async fn model_stream_infer(
         &self,
         request: Request<Streaming<ModelInferRequest>>,
     ) -> GrpcResult<Self::ModelStreamInferStream> {
-        let (metadata, _, incoming) = request.into_parts();
+        let (metadata, _, mut incoming) = request.into_parts();
+        let Some(first) = incoming.next().await else {
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
+        };
+        let first = first?;
+        let streaming = self
+            .state
+            .dataplane
+            .model(&first.model_name, version_of(&first.model_version))
+            .ok()
+            .filter(|m| m.runtime.streams());
+        if let Some(model) = streaming {
+            return Ok(Response::new(stream_to_model(
+                model, metadata, first, incoming,
+            )));
+        }
         let state = self.state.clone();
-        let responses = incoming
+        let responses = futures::stream::once(async move { Ok(first) })
+            .chain(incoming)
             .map(move |message| {
                 let state = state.clone();
                 let metadata = metadata.clone();
@@ -156,16 +246,8 @@ impl GrpcInferenceService for InferenceService {
                     infer_one(&state, &metadata, request).await.map(|(r, _)| r)
                 }
             })
-            .buffered(STREAM_CONCURRENCY)
-            .scan(false, |failed, item| {
-                // Stop after the first error: tonic ends the stream with it.
-                if *failed {
-                    return futures::future::ready(None);
-                }
-                *failed = item.is_err();
-                futures::future::ready(Some(item))
-            });
-        Ok(Response::new(Box::pin(responses)))
+            .buffered(STREAM_CONCURRENCY);
+        Ok(Response::new(Box::pin(until_first_error(responses))))
     }
 
     async fn repository_index(
