@@ -289,6 +289,28 @@ async fn mlserver_runtimes_run_unchanged() {
         (status, output(&response, "y")["data"].clone()),
         (200, json!([111.5]))
     );
+    // Reloading a loaded Python model swaps instances and keeps serving.
+    for _ in 0..2 {
+        let r = s
+            .client
+            .post(s.url("/v2/repository/models/custom/load"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(s.get("/v2/models/custom/ready").await.status(), 200);
+    let (status, response, _) = infer(
+        &s,
+        "custom",
+        &json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [2, 2, 2]}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, output(&response, "y")["data"].clone()),
+        (200, json!([222.5])),
+        "{response}"
+    );
     s.stop().await;
 }
 

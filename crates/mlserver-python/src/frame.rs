@@ -17,9 +17,11 @@ pub const ERROR: u8 = 11;
 pub const ITEM: u8 = 12;
 
 const HEADER_LEN: usize = 13;
-/// Frames above this are refused: a corrupt length must not allocate
-/// gigabytes (the largest legitimate tensor payloads are far below).
-const MAX_FRAME: usize = 4 << 30;
+/// The largest body a frame carries (1 GiB: twice the server's default
+/// request limit, well inside the `u32` length field). Readers refuse more,
+/// so a corrupt length cannot make them allocate gigabytes.
+pub const MAX_BODY: usize = 1 << 30;
+const MAX_FRAME: usize = MAX_BODY + 9;
 
 /// One decoded frame.
 #[derive(Debug)]
@@ -29,8 +31,9 @@ pub struct Frame {
     pub body: Bytes,
 }
 
-/// The bytes of one frame.
+/// The bytes of one frame; `body` must not exceed [`MAX_BODY`].
 pub fn encode(kind: u8, call: u64, body: &[u8]) -> Vec<u8> {
+    debug_assert!(body.len() <= MAX_BODY);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.put_u32_le((body.len() + 9) as u32);
     out.put_u8(kind);

@@ -209,6 +209,8 @@ pub struct PythonModel {
     python: PathBuf,
     pool: Arc<Pool>,
     key: ModelKey,
+    /// This instance's load in the pool (see `Pool::unload`).
+    generation: u64,
     metadata: Option<MetadataModelResponse>,
     /// The class overrides `predict_stream`.
     streams: bool,
@@ -227,8 +229,8 @@ impl PythonModel {
             settings.name.clone(),
             settings.version().unwrap_or_default().to_owned(),
         );
-        let loaded = match pool.load(key.clone(), load_message(settings)?).await {
-            Ok(reply) => reply,
+        let (generation, loaded) = match pool.load(key.clone(), load_message(settings)?).await {
+            Ok(loaded) => loaded,
             Err(e) => {
                 pools.release(&python).await;
                 return Err(explain_load_failure(implementation, &pools.config, e));
@@ -256,6 +258,7 @@ impl PythonModel {
             python,
             pool,
             key,
+            generation,
             metadata,
             streams,
         })
@@ -338,18 +341,18 @@ impl MLModel for PythonModel {
         tokio::spawn(async move {
             while let Some(request) = requests.next().await {
                 let body = infer_body(&key, request);
-                if worker.send(frame::STREAM_ITEM, call, &body).await.is_err() {
+                if worker.send(frame::STREAM_ITEM, call, &body).is_err() {
                     return;
                 }
             }
-            let _ = worker.send(frame::STREAM_END, call, b"").await;
+            let _ = worker.send(frame::STREAM_END, call, b"");
         });
         let responses = tokio_stream_from(replies).map(|reply| reply.and_then(decode_reply));
         Ok(Box::pin(responses))
     }
 
     async fn unload(&self) -> Result<(), MLServerError> {
-        self.pool.unload(&self.key).await;
+        self.pool.unload(&self.key, self.generation).await;
         self.pools.release(&self.python).await;
         Ok(())
     }

@@ -23,8 +23,10 @@ pub struct Pool {
     spec: Spawn,
     workers: RwLock<Vec<Arc<Worker>>>,
     /// The load message of every model in the pool, replayed into a
-    /// replacement worker.
-    models: Mutex<BTreeMap<ModelKey, Vec<u8>>>,
+    /// replacement worker, with the generation of the load that put it
+    /// there: a reload's old instance must not unload its successor.
+    models: Mutex<BTreeMap<ModelKey, (u64, Vec<u8>)>>,
+    generations: std::sync::atomic::AtomicU64,
     next: AtomicUsize,
     closed: AtomicBool,
     stop_timeout: Duration,
@@ -60,6 +62,7 @@ impl Pool {
             spec,
             workers: RwLock::new(workers.clone()),
             models: Mutex::default(),
+            generations: std::sync::atomic::AtomicU64::new(1),
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             stop_timeout,
@@ -83,14 +86,20 @@ impl Pool {
             .collect()
     }
 
-    /// Loads a model into every worker; on any failure it is unloaded from
-    /// the others and the (first) error returned.
-    /// Returns the first worker's load reply.
-    pub async fn load(&self, key: ModelKey, message: Vec<u8>) -> Result<Bytes, MLServerError> {
-        self.models
+    /// Loads a model into every worker and returns the load's generation
+    /// and the first worker's reply. On failure the model's previous load
+    /// (a reload's old instance, still serving in the workers) stays.
+    pub async fn load(
+        &self,
+        key: ModelKey,
+        message: Vec<u8>,
+    ) -> Result<(u64, Bytes), MLServerError> {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let previous = self
+            .models
             .lock()
             .expect("models lock")
-            .insert(key.clone(), message.clone());
+            .insert(key.clone(), (generation, message.clone()));
         let workers: Vec<_> = self.workers().into_iter().filter(|w| w.alive()).collect();
         let results = join_all(workers.iter().map(|w| load_into(w, &key, &message))).await;
         // A worker that dies meanwhile gets the model from the replay into
@@ -107,16 +116,36 @@ impl Pool {
                 MLServerError::Unavailable("no live Python worker to load the model into".into())
             })
         });
-        if let Some(e) = failure {
-            self.unload(&key).await;
-            return Err(e);
+        let Some(e) = failure else {
+            return Ok((generation, reply.unwrap_or_default()));
+        };
+        match previous {
+            // The workers kept the old instance (Python swaps only after a
+            // successful load): the pool keeps its entry.
+            Some(previous) => {
+                self.models
+                    .lock()
+                    .expect("models lock")
+                    .insert(key, previous);
+            }
+            None => self.unload(&key, generation).await,
         }
-        Ok(reply.unwrap_or_default())
+        Err(e)
     }
 
-    /// Unloads a model from every worker that has it.
-    pub async fn unload(&self, key: &ModelKey) {
-        self.models.lock().expect("models lock").remove(key);
+    /// Unloads a model from every worker that has it, unless a later load
+    /// (a reload) has replaced `generation`.
+    pub async fn unload(&self, key: &ModelKey, generation: u64) {
+        {
+            let mut models = self.models.lock().expect("models lock");
+            match models.get(key) {
+                Some((current, _)) if *current == generation => {
+                    models.remove(key);
+                }
+                Some(_) => return,
+                None => {}
+            }
+        }
         let body = serde_json::json!({"name": key.0, "version": key.1}).to_string();
         let workers = self.workers();
         join_all(workers.iter().filter(|w| w.has(key)).map(|w| async {
@@ -184,15 +213,25 @@ async fn load_into(
 /// Watches the worker in `slot`; when it dies, starts a replacement, loads
 /// the pool's models into it and puts it in the rotation.
 async fn supervise(pool: Arc<Pool>, slot: usize, mut worker: Arc<Worker>) {
+    // Workers that die young (a model whose load kills the process) are
+    // replaced ever more slowly, up to 30 s apart, instead of in a tight loop.
+    let mut started = std::time::Instant::now();
+    let mut backoff = Duration::ZERO;
     loop {
         worker.exited().await;
         if pool.closed.load(Ordering::Acquire) {
             return;
         }
+        backoff = if started.elapsed() < Duration::from_secs(30) {
+            (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
+        } else {
+            Duration::ZERO
+        };
         error!(
             pid = worker.pid,
-            "Python worker died; starting a replacement and reloading its models"
+            "Python worker died; starting a replacement in {backoff:?} and reloading its models"
         );
+        tokio::time::sleep(backoff).await;
         let mut delay = Duration::from_millis(200);
         let replacement = loop {
             if pool.closed.load(Ordering::Acquire) {
@@ -221,7 +260,7 @@ async fn supervise(pool: Arc<Pool>, slot: usize, mut worker: Arc<Worker>) {
                 .expect("models lock")
                 .iter()
                 .filter(|(k, _)| !replacement.has(k) && !attempted.contains(*k))
-                .map(|(k, m)| (k.clone(), m.clone()))
+                .map(|(k, (_, m))| (k.clone(), m.clone()))
                 .collect();
             if missing.is_empty() || !replacement.alive() {
                 break;
@@ -240,5 +279,6 @@ async fn supervise(pool: Arc<Pool>, slot: usize, mut worker: Arc<Worker>) {
         info!(pid = replacement.pid, "replacement Python worker ready");
         pool.workers.write().expect("workers lock")[slot] = replacement.clone();
         worker = replacement;
+        started = std::time::Instant::now();
     }
 }

@@ -61,7 +61,9 @@ impl Waiter {
 
 pub struct Worker {
     pub pid: u32,
-    writer: tokio::sync::Mutex<Option<OwnedWriteHalf>>,
+    /// Whole frames for the writer task: a caller that is cancelled can
+    /// never leave half a frame on the socket.
+    outbox: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>>,
     pending: Mutex<HashMap<u64, Waiter>>,
     next_call: AtomicU64,
     alive: AtomicBool,
@@ -136,9 +138,11 @@ impl Worker {
             }
         }
         let (exited_tx, exited) = watch::channel(false);
+        let (outbox, frames) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_frames(writer, frames));
         let worker = Arc::new(Worker {
             pid,
-            writer: tokio::sync::Mutex::new(Some(writer)),
+            outbox: Mutex::new(Some(outbox)),
             pending: Mutex::default(),
             next_call: AtomicU64::new(1),
             alive: AtomicBool::new(true),
@@ -191,19 +195,28 @@ impl Worker {
         Ok(call)
     }
 
-    /// Writes one frame of call `call`.
-    pub async fn send(&self, kind: u8, call: u64, body: &[u8]) -> Result<(), MLServerError> {
-        let bytes = frame::encode(kind, call, body);
-        let mut writer = self.writer.lock().await;
-        let sent = match writer.as_mut() {
-            Some(w) => w.write_all(&bytes).await.is_ok(),
-            None => false,
+    /// Queues one frame of call `call` (whole: see `outbox`). A frame too
+    /// large for the protocol's 32-bit length, or a closed socket, fails
+    /// the call's waiter with the reason.
+    pub fn send(&self, kind: u8, call: u64, body: &[u8]) -> Result<(), MLServerError> {
+        let error = if body.len() > frame::MAX_BODY {
+            MLServerError::PayloadTooLarge(format!(
+                "a message of {} bytes is larger than the Python worker protocol allows ({} bytes)",
+                body.len(),
+                frame::MAX_BODY
+            ))
+        } else {
+            let outbox = self.outbox.lock().expect("outbox lock");
+            match outbox.as_ref() {
+                Some(tx) if tx.send(frame::encode(kind, call, body)).is_ok() => return Ok(()),
+                _ => self.lost("its socket is closed"),
+            }
         };
-        if !sent {
-            self.pending.lock().expect("pending lock").remove(&call);
-            return Err(self.lost("its socket is closed"));
+        let waiter = self.pending.lock().expect("pending lock").remove(&call);
+        if let Some(waiter) = waiter {
+            waiter.finish(Err(error.clone()));
         }
-        Ok(())
+        Err(error)
     }
 
     /// One call: sends `body` as a `kind` frame and waits for the reply.
@@ -212,7 +225,12 @@ impl Worker {
         let call = self.register(Waiter::Once(tx))?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _counted = Decrement(&self.in_flight);
-        self.send(kind, call, body).await?;
+        // A cancelled caller must not leave its waiter behind.
+        let _forget = Forget {
+            pending: &self.pending,
+            call,
+        };
+        self.send(kind, call, body)?;
         rx.await
             .unwrap_or_else(|_| Err(self.lost("it exited during the call")))
     }
@@ -225,7 +243,7 @@ impl Worker {
     ) -> Result<(u64, tokio::sync::mpsc::UnboundedReceiver<Reply>), MLServerError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let call = self.register(Waiter::Stream(tx))?;
-        self.send(frame::STREAM_OPEN, call, body).await?;
+        self.send(frame::STREAM_OPEN, call, body)?;
         Ok((call, rx))
     }
 
@@ -239,9 +257,9 @@ impl Worker {
     /// Stops the process: closes its socket (it exits at end of stream),
     /// waits up to `timeout`, then kills it.
     pub async fn stop(&self, timeout: Duration) {
-        if let Some(mut w) = self.writer.lock().await.take() {
-            let _ = w.shutdown().await;
-        }
+        // Closing the outbox ends the writer task, which shuts the socket's
+        // write side: the worker reads end of stream and exits.
+        self.outbox.lock().expect("outbox lock").take();
         let mut child = self.child.lock().await;
         if let Some(child) = child.as_mut() {
             match tokio::time::timeout(timeout, child.wait()).await {
@@ -256,6 +274,34 @@ impl Worker {
             }
         }
     }
+}
+
+/// Removes a call's waiter when the caller goes away before its reply.
+struct Forget<'a> {
+    pending: &'a Mutex<HashMap<u64, Waiter>>,
+    call: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.call);
+    }
+}
+
+/// Writes queued frames in order until the outbox closes or the socket fails.
+async fn write_frames(
+    mut writer: OwnedWriteHalf,
+    mut frames: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    while let Some(frame) = frames.recv().await {
+        if writer.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
 }
 
 struct Decrement<'a>(&'a AtomicUsize);

@@ -40,12 +40,19 @@ impl ResponseCache {
         }
     }
 
-    /// The key for one request to one model version.
-    pub fn key(model: &str, version: Option<&str>, request: &InferenceRequest) -> String {
+    /// The key for one request to one loaded instance of a model version
+    /// (a reload starts afresh).
+    pub fn key(
+        model: &str,
+        version: Option<&str>,
+        instance: u64,
+        request: &InferenceRequest,
+    ) -> String {
         #[derive(Serialize)]
         struct Key<'a> {
             model: &'a str,
             version: Option<&'a str>,
+            instance: u64,
             inputs: &'a [RequestInput],
             outputs: &'a Option<Vec<RequestOutput>>,
             parameters: Option<Parameters>,
@@ -53,6 +60,7 @@ impl ResponseCache {
         serde_json::to_string(&Key {
             model,
             version,
+            instance,
             inputs: &request.inputs,
             outputs: &request.outputs,
             parameters: without_headers(&request.parameters),
@@ -133,17 +141,17 @@ mod tests {
         b.parameters_mut()
             .insert("headers", serde_json::json!({"x-request-id": "2"}));
         assert_eq!(
-            ResponseCache::key("m", None, &a),
-            ResponseCache::key("m", None, &b)
+            ResponseCache::key("m", None, 1, &a),
+            ResponseCache::key("m", None, 1, &b)
         );
         assert_ne!(
-            ResponseCache::key("m", None, &a),
-            ResponseCache::key("n", None, &a)
+            ResponseCache::key("m", None, 1, &a),
+            ResponseCache::key("n", None, 1, &a)
         );
         let c = InferenceRequest::new(vec![Tensor::new("x", vec![1], vec![2.0f32]).unwrap()]);
         assert_ne!(
-            ResponseCache::key("m", None, &a),
-            ResponseCache::key("m", None, &c)
+            ResponseCache::key("m", None, 1, &a),
+            ResponseCache::key("m", None, 1, &c)
         );
     }
 }

@@ -152,7 +152,7 @@ pub async fn infer_on(
 
     let cache_key = model
         .cache()
-        .map(|_| ResponseCache::key(model.name(), model.version(), &request));
+        .map(|_| ResponseCache::key(model.name(), model.version(), model.instance(), &request));
     if let (Some(cache), Some(key)) = (model.cache(), &cache_key) {
         if let Some(mut hit) = cache.get(key) {
             hit.id = Some(id);

@@ -132,7 +132,10 @@ impl Executor {
                 .catch_unwind()
                 .await
                 .map_err(|p| panicked(&*p))?;
-            cost.record(started.elapsed());
+            // Only successes: fast failures must not make a model look cheap.
+            if result.is_ok() {
+                cost.record(started.elapsed());
+            }
             return result;
         };
         let in_flight = pool.in_flight_now.fetch_add(1, Ordering::Relaxed) + 1;
@@ -151,7 +154,9 @@ impl Executor {
             let _done = done;
             let started = Instant::now();
             let result = runtime.predict(request).await;
-            cost.record(started.elapsed());
+            if result.is_ok() {
+                cost.record(started.elapsed());
+            }
             result
         });
         match task.await {

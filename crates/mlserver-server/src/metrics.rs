@@ -218,11 +218,10 @@ pub async fn rest_middleware(
         return next.run(request).await;
     };
     let method = request.method().as_str().to_owned();
-    let in_progress = metrics.rest_in_progress.with(&[APP_NAME, &method]);
-    in_progress.inc();
+    let in_progress = InProgress::start(metrics.rest_in_progress.with(&[APP_NAME, &method]));
     let started = Instant::now();
     let response = next.run(request).await;
-    in_progress.dec();
+    drop(in_progress);
     let status = response.status().as_u16().to_string();
     let labels = [APP_NAME, method.as_str(), path.as_str(), status.as_str()];
     metrics.rest_requests.with(&labels).inc();
@@ -231,6 +230,23 @@ pub async fn rest_middleware(
         .with(&labels)
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Counts a request in progress until dropped, also when the client goes
+/// away and the handler is cancelled.
+struct InProgress(Arc<Gauge>);
+
+impl InProgress {
+    fn start(gauge: Arc<Gauge>) -> Self {
+        gauge.inc();
+        InProgress(gauge)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// A tower layer for the gRPC server: py_grpc_prometheus' series (when
@@ -316,6 +332,14 @@ where
             .trim_start_matches('/')
             .split_once('/')
             .unwrap_or(("", path));
+        // Labels come from the services we serve only: arbitrary paths from
+        // clients must not create series without bound.
+        let known = service.starts_with("inference.") || service == "grpc.health.v1.Health";
+        let (service, method) = if known {
+            (service, method)
+        } else {
+            ("unknown", "unknown")
+        };
         let grpc_type = match method {
             "ModelStreamInfer" => "bidi_stream",
             "Watch" => "server_stream",

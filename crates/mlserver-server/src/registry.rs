@@ -25,7 +25,12 @@ pub struct LoadedModel {
     cost: Arc<PredictCost>,
     batcher: Option<Batcher>,
     cache: Option<Arc<ResponseCache>>,
+    /// Distinguishes this instance from earlier loads of the same version
+    /// (the response cache must not answer with a replaced model).
+    instance: u64,
 }
+
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl LoadedModel {
     pub(crate) fn new(
@@ -45,7 +50,13 @@ impl LoadedModel {
             cost,
             batcher,
             cache,
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// A number no other loaded instance has had in this process.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     pub fn name(&self) -> &str {
