@@ -210,6 +210,37 @@ async fn load_into(
     Ok(reply)
 }
 
+/// Loads and unloads that landed while a replacement replayed, before it was
+/// in the rotation, reach it now (later ones find it in the rotation).
+async fn reconcile(pool: &Pool, worker: &Worker, attempted: &std::collections::HashSet<ModelKey>) {
+    let (missing, extra) = {
+        let models = pool.models.lock().expect("models lock");
+        let missing: Vec<(ModelKey, Vec<u8>)> = models
+            .iter()
+            .filter(|(k, _)| !worker.has(k) && !attempted.contains(*k))
+            .map(|(k, (_, m))| (k.clone(), m.clone()))
+            .collect();
+        let extra: Vec<ModelKey> = worker
+            .loaded()
+            .into_iter()
+            .filter(|k| !models.contains_key(k))
+            .collect();
+        (missing, extra)
+    };
+    for (key, message) in missing {
+        if let Err(e) = load_into(worker, &key, &message).await {
+            error!(model = %key.0, "loading into the replacement worker failed: {e}");
+        }
+    }
+    for key in extra {
+        worker.mark_loaded(key.clone(), false);
+        let body = serde_json::json!({"name": key.0, "version": key.1}).to_string();
+        if let Err(e) = worker.call(frame::UNLOAD, body.as_bytes()).await {
+            warn!(model = %key.0, "unload in the replacement worker failed: {e}");
+        }
+    }
+}
+
 /// Watches the worker in `slot`; when it dies, starts a replacement, loads
 /// the pool's models into it and puts it in the rotation.
 async fn supervise(pool: Arc<Pool>, slot: usize, mut worker: Arc<Worker>) {
@@ -278,6 +309,7 @@ async fn supervise(pool: Arc<Pool>, slot: usize, mut worker: Arc<Worker>) {
         }
         info!(pid = replacement.pid, "replacement Python worker ready");
         pool.workers.write().expect("workers lock")[slot] = replacement.clone();
+        reconcile(&pool, &replacement, &attempted).await;
         worker = replacement;
         started = std::time::Instant::now();
     }

@@ -168,6 +168,16 @@ impl Worker {
         self.loaded.lock().expect("loaded lock").contains(key)
     }
 
+    /// The models loaded in this process.
+    pub fn loaded(&self) -> Vec<(String, String)> {
+        self.loaded
+            .lock()
+            .expect("loaded lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     pub fn mark_loaded(&self, key: (String, String), loaded: bool) {
         let mut set = self.loaded.lock().expect("loaded lock");
         if loaded {
