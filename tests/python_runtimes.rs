@@ -61,6 +61,15 @@ async fn infer(
     (status, r.json().await.expect("JSON"), headers)
 }
 
+/// How many `predict_stream` generators the worker answering says run.
+async fn streams_running(s: &TestServer) -> i64 {
+    let request =
+        json!({"inputs": [{"name": "n", "shape": [1], "datatype": "INT64", "data": [0]}]});
+    let (status, response, _) = infer(s, "streamer", &request).await;
+    assert_eq!(status, 200, "{response}");
+    output(&response, "running")["data"][0].as_i64().unwrap()
+}
+
 fn faulty_request(value: f64) -> Value {
     json!({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [value, 0.5]}]})
 }
@@ -157,6 +166,36 @@ async fn mlserver_runtimes_run_unchanged() {
         counts.extend(contents.int64_contents.iter().copied());
     }
     assert_eq!(counts, vec![0, 1, 0, 1, 2]);
+
+    // A client that goes away stops the generator in the worker.
+    let mut endless = grpc
+        .model_stream_infer(tokio_stream::iter(vec![message(-1)]))
+        .await
+        .expect("stream")
+        .into_inner();
+    for _ in 0..3 {
+        tokio_stream::StreamExt::next(&mut endless)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // With two workers, the one running the stream answers 1 while it runs.
+    drop(endless);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut zeros = 0;
+    while zeros < 4 {
+        // Both workers must report no generator left (requests alternate).
+        zeros = if streams_running(&s).await == 0 {
+            zeros + 1
+        } else {
+            0
+        };
+        assert!(
+            Instant::now() < deadline,
+            "the endless generator was never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Four requests, one batch of 4 rows in Python, each client its own row.
     let calls = (0..4).map(|i| {

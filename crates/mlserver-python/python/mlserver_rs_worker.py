@@ -23,7 +23,7 @@ import time
 import traceback
 
 LOAD, UNLOAD, INFER, METADATA, PING = 1, 2, 3, 4, 5
-STREAM_OPEN, STREAM_ITEM, STREAM_END = 6, 7, 8
+STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL = 6, 7, 8, 9
 OK, ERROR, ITEM = 10, 11, 12
 
 HEADER = struct.Struct("<IBQ")
@@ -44,7 +44,7 @@ class Worker:
         self.reader = reader
         self.writer = writer
         self.models = {}
-        # Open streams: call id -> queue of requests (None ends it).
+        # Open streams: call id -> (queue of requests (None ends it), task).
         self.streams = {}
 
     def send(self, kind: int, call: int, body: bytes) -> None:
@@ -66,7 +66,7 @@ class Worker:
                 return
             length, kind, call = HEADER.unpack(header)
             body = await self.reader.readexactly(length - 9)
-            if kind in (STREAM_OPEN, STREAM_ITEM, STREAM_END):
+            if kind in (STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL):
                 # In order, here: an item must find its stream open.
                 self.stream_frame(kind, call, body)
             else:
@@ -100,18 +100,20 @@ class Worker:
                 message = json.loads(body)
                 model = self.model(message["name"], message.get("version") or "")
                 queue = asyncio.Queue()
-                self.streams[call] = queue
-                asyncio.ensure_future(self.run_stream(call, model, queue))
+                task = asyncio.ensure_future(self.run_stream(call, model, queue))
+                self.streams[call] = (queue, task)
+            elif call not in self.streams:
+                return  # finished already
             elif kind == STREAM_ITEM:
-                queue = self.streams.get(call)
-                if queue is not None:
-                    queue.put_nowait(self.decode_request(body)[1])
-            elif call in self.streams:
-                self.streams[call].put_nowait(None)
+                self.streams[call][0].put_nowait(self.decode_request(body)[1])
+            elif kind == STREAM_END:
+                self.streams[call][0].put_nowait(None)
+            else:  # STREAM_CANCEL: the consumer went away
+                self.streams[call][1].cancel()
         except Exception as error:
-            queue = self.streams.pop(call, None)
-            if queue is not None:
-                queue.put_nowait(None)
+            stream = self.streams.pop(call, None)
+            if stream is not None:
+                stream[1].cancel()
             self.send_error(call, error)
 
     async def run_stream(self, call: int, model, queue) -> None:
@@ -126,6 +128,9 @@ class Worker:
             async for response in model.predict_stream(requests()):
                 self.send(ITEM, call, self.encode_response(response))
             self.send(OK, call, b"")
+        except asyncio.CancelledError:
+            # Ends the call on the server side too (nobody reads it).
+            self.send_error(call, RuntimeError("stream cancelled"))
         except Exception as error:
             self.send_error(call, error)
         finally:

@@ -11,6 +11,8 @@ pub const METADATA: u8 = 4;
 pub const STREAM_OPEN: u8 = 6;
 pub const STREAM_ITEM: u8 = 7;
 pub const STREAM_END: u8 = 8;
+/// The consumer went away: the worker stops the stream's generator.
+pub const STREAM_CANCEL: u8 = 9;
 pub const OK: u8 = 10;
 pub const ERROR: u8 = 11;
 /// One response of a stream; the stream ends with `OK` or `ERROR`.

@@ -338,6 +338,10 @@ impl MLModel for PythonModel {
         let open = serde_json::json!({"name": self.key.0, "version": self.key.1}).to_string();
         let (call, replies) = worker.open_stream(open.as_bytes()).await?;
         let key = self.key.clone();
+        let cancel = CancelOnDrop {
+            worker: Some(worker.clone()),
+            call,
+        };
         tokio::spawn(async move {
             while let Some(request) = requests.next().await {
                 let body = infer_body(&key, request);
@@ -347,7 +351,11 @@ impl MLModel for PythonModel {
             }
             let _ = worker.send(frame::STREAM_END, call, b"");
         });
-        let responses = tokio_stream_from(replies).map(|reply| reply.and_then(decode_reply));
+        let responses = tokio_stream_from(replies).map(move |reply| {
+            // Owned by the stream: dropped (and the worker told) with it.
+            let _cancel = &cancel;
+            reply.and_then(decode_reply)
+        });
         Ok(Box::pin(responses))
     }
 
@@ -363,6 +371,21 @@ impl MLModel for PythonModel {
 
     async fn metadata(&self) -> Option<MetadataModelResponse> {
         self.metadata.clone()
+    }
+}
+
+/// Tells the worker to stop a stream's generator when the response stream
+/// is dropped (the client went away); a finished stream ignores it.
+struct CancelOnDrop {
+    worker: Option<Arc<worker::Worker>>,
+    call: u64,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(worker) = &self.worker {
+            let _ = worker.send(frame::STREAM_CANCEL, self.call, b"");
+        }
     }
 }
 
