@@ -132,7 +132,7 @@ struct Pools {
     config: PythonConfig,
     /// The worker script and the sockets live here while the server runs.
     runtime_dir: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
-    pools: tokio::sync::Mutex<HashMap<PathBuf, (Arc<Pool>, usize)>>,
+    pools: std::sync::Mutex<HashMap<PathBuf, PoolEntry>>,
 }
 
 impl Pools {
@@ -140,7 +140,7 @@ impl Pools {
         Pools {
             config,
             runtime_dir: std::sync::OnceLock::new(),
-            pools: tokio::sync::Mutex::new(HashMap::new()),
+            pools: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -160,39 +160,50 @@ impl Pools {
     }
 
     /// The pool for `python`, started if needed; counted until released.
+    /// Only the pool's own first users wait for it to start: the map is
+    /// locked just to count, so other environments load meanwhile.
     async fn acquire(&self, python: PathBuf) -> Result<Arc<Pool>, MLServerError> {
-        let mut pools = self.pools.lock().await;
-        if let Some((pool, users)) = pools.get_mut(&python) {
-            *users += 1;
-            return Ok(pool.clone());
-        }
-        let dir = self.runtime_dir()?;
-        let mut python_path = vec![self.config.models_root.clone()];
-        if let Ok(cwd) = std::env::current_dir() {
-            python_path.push(cwd);
-        }
-        let spec = worker::Spawn {
-            python: python.clone(),
-            script: dir.join("mlserver_rs_worker.py"),
-            socket_dir: dir,
-            python_path,
-            start_timeout: self.config.start_timeout,
+        let cell = {
+            let mut pools = self.pools.lock().expect("pools lock");
+            let entry = pools.entry(python.clone()).or_default();
+            entry.users += 1;
+            entry.pool.clone()
         };
-        let pool = Pool::start(spec, self.config.workers, self.config.stop_timeout).await?;
-        pools.insert(python, (pool.clone(), 1));
-        Ok(pool)
+        let started = cell
+            .get_or_try_init(|| async {
+                let dir = self.runtime_dir()?;
+                let mut python_path = vec![self.config.models_root.clone()];
+                if let Ok(cwd) = std::env::current_dir() {
+                    python_path.push(cwd);
+                }
+                let spec = worker::Spawn {
+                    python: python.clone(),
+                    script: dir.join("mlserver_rs_worker.py"),
+                    socket_dir: dir,
+                    python_path,
+                    start_timeout: self.config.start_timeout,
+                };
+                Pool::start(spec, self.config.workers, self.config.stop_timeout).await
+            })
+            .await
+            .cloned();
+        if started.is_err() {
+            // Not started: the next user tries again.
+            self.release(&python).await;
+        }
+        started
     }
 
     /// Drops one user of the pool; the last one stops its workers.
     async fn release(&self, python: &PathBuf) {
         let closing = {
-            let mut pools = self.pools.lock().await;
+            let mut pools = self.pools.lock().expect("pools lock");
             match pools.get_mut(python) {
-                Some((_, users)) if *users > 1 => {
-                    *users -= 1;
+                Some(entry) if entry.users > 1 => {
+                    entry.users -= 1;
                     None
                 }
-                Some(_) => pools.remove(python).map(|(pool, _)| pool),
+                Some(_) => pools.remove(python).and_then(|e| e.pool.get().cloned()),
                 None => None,
             }
         };
@@ -201,6 +212,13 @@ impl Pools {
             pool.close().await;
         }
     }
+}
+
+/// One environment's pool: started once by its first user.
+#[derive(Default)]
+struct PoolEntry {
+    pool: Arc<tokio::sync::OnceCell<Arc<Pool>>>,
+    users: usize,
 }
 
 /// A model served by Python workers.
