@@ -87,15 +87,6 @@ impl TestServer {
             .metrics
             .as_ref()
             .map(|l| l.local_addr().expect("addr"));
-        // With metrics off the server does not serve them: drop the socket.
-        let listeners = if server.settings().metrics_endpoint.is_none() {
-            Listeners {
-                metrics: None,
-                ..listeners
-            }
-        } else {
-            listeners
-        };
         let server_dataplane = server.dataplane().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.serve(listeners, async move {

@@ -1,9 +1,10 @@
 //! The `mlserver` binary itself: arguments, startup on a free port, logging,
 //! and shutdown on SIGTERM/SIGINT.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -47,39 +48,12 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// Starts `mlserver start <folder>` and returns the child, its address, and
 /// a channel of its remaining log lines.
 fn start(folder: &Path, envs: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .arg("start")
-        .arg(folder)
-        .envs(envs.iter().copied())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server logs its address");
-        if let Some(rest) = line.split("HTTP server running on http://").nth(1) {
-            break rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect::<String>();
-        }
-    };
-    (child, addr, rx)
+    common::spawn_server(
+        Command::new(BIN)
+            .arg("start")
+            .arg(folder)
+            .envs(envs.iter().copied()),
+    )
 }
 
 fn wait_ready(client: &reqwest::blocking::Client, addr: &str) {

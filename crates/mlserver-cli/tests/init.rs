@@ -1,10 +1,10 @@
 //! `mlserver init`: the scaffold builds with cargo, serves its model on free
 //! ports and answers an inference, exactly as generated.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 fn workspace() -> PathBuf {
@@ -104,41 +104,12 @@ fn a_new_runtime_builds_serves_and_answers() {
         text(&test)
     );
 
-    let mut child = Command::new(target.join("debug").join("demo-runtime"))
-        .arg("start")
-        .arg(&project)
-        .env_remove("RUST_LOG")
-        .env("MLSERVER_HOST", "127.0.0.1")
-        .env("MLSERVER_HTTP_PORT", "0")
-        .env("MLSERVER_GRPC_PORT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
+    let (child, addr, _logs) = common::spawn_server(
+        Command::new(target.join("debug").join("demo-runtime"))
+            .arg("start")
+            .arg(&project),
+    );
     let _server = Server(child);
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server logs its address");
-        if let Some(rest) = line.split("HTTP server running on http://").nth(1) {
-            break rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect::<String>();
-        }
-    };
     let client = reqwest::blocking::Client::new();
     let mut ready = false;
     for _ in 0..500 {

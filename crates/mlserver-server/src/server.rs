@@ -213,6 +213,7 @@ impl Server {
                         .await
                 }))
             }
+            // Metrics off: a listener handed in is closed, not served.
             _ => None,
         };
 

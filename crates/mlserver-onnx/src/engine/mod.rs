@@ -107,3 +107,18 @@ fn load_onnxruntime(_path: &Path, _signature: &Signature) -> Result<Box<dyn Engi
 /// axis shares: the batch. Unnamed leading dimensions are taken to be the
 /// same batch, as every converter of classical models writes them.
 pub const BATCH: &str = "N";
+
+/// BYTES input elements as the strings ONNX expects: each must be UTF-8.
+pub fn utf8_strings(input: &str, elements: Vec<Vec<u8>>) -> Result<Vec<String>, OnnxError> {
+    elements
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            String::from_utf8(b).map_err(|_| {
+                OnnxError::BadInput(format!(
+                    "element {i} of input '{input}' is not UTF-8; ONNX strings are text"
+                ))
+            })
+        })
+        .collect()
+}

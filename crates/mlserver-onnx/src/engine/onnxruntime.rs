@@ -153,18 +153,7 @@ fn to_ort(t: Tensor) -> Result<DynValue, OnnxError> {
         TensorData::Fp32(v) => plain(shape, v),
         TensorData::Fp64(v) => plain(shape, v),
         TensorData::Bytes(v) => {
-            let strings = v
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    String::from_utf8(b).map_err(|_| {
-                        OnnxError::BadInput(format!(
-                            "element {i} of input '{}' is not UTF-8; ONNX strings are text",
-                            t.name
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<String>, _>>()?;
+            let strings = super::utf8_strings(&t.name, v)?;
             ort::value::Tensor::from_string_array((shape, strings.as_slice()))
                 .map(|t| t.into_dyn())
                 .map_err(|e| OnnxError::BadInput(e.to_string()))

@@ -193,18 +193,7 @@ fn to_tract(t: Tensor) -> Result<TractTensor, OnnxError> {
         TensorData::Fp32(v) => plain(&shape, &v),
         TensorData::Fp64(v) => plain(&shape, &v),
         TensorData::Bytes(v) => {
-            let strings = v
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    String::from_utf8(b).map_err(|_| {
-                        bad(format!(
-                            "element {i} of input '{}' is not UTF-8; ONNX strings are text",
-                            t.name
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<String>, _>>()?;
+            let strings = super::utf8_strings(&t.name, v)?;
             tract_onnx::prelude::tract_ndarray::ArrayD::from_shape_vec(shape, strings)
                 .map(TractTensor::from)
                 .map_err(bad)
