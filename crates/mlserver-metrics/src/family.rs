@@ -15,6 +15,19 @@ pub struct Family<M> {
     inner: Arc<FamilyInner<M>>,
 }
 
+/// The children map's key for some label values: one allocation, on the
+/// recording path of every request.
+fn child_key(values: &[&str]) -> String {
+    let mut key = String::with_capacity(values.iter().map(|v| v.len() + 1).sum());
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            key.push(SEPARATOR);
+        }
+        key.push_str(v);
+    }
+    key
+}
+
 /// A child's label values and its value.
 type Child<M> = (Vec<String>, Arc<M>);
 
@@ -60,7 +73,7 @@ impl<M: Send + Sync + 'static> Family<M> {
             self.inner.label_names,
             values
         );
-        let key = values.join(&SEPARATOR.to_string());
+        let key = child_key(values);
         if let Some((_, child)) = self.inner.children.read().expect("metric lock").get(&key) {
             return child.clone();
         }
@@ -79,7 +92,7 @@ impl<M: Send + Sync + 'static> Family<M> {
 
     /// Drops the child for these label values (e.g. an unloaded model's).
     pub fn remove(&self, values: &[&str]) {
-        let key = values.join(&SEPARATOR.to_string());
+        let key = child_key(values);
         self.inner
             .children
             .write()
