@@ -142,7 +142,7 @@ pub async fn infer_on(
     validate_inputs(model, &request)?;
     let id = request
         .id
-        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
+        .get_or_insert_with(crate::request_id::new_request_id)
         .clone();
     let requested: Option<Vec<String>> = request
         .outputs

@@ -26,6 +26,7 @@ mod headers;
 mod metrics;
 mod registry;
 mod repository;
+mod request_id;
 mod rest;
 mod server;
 

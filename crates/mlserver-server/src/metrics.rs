@@ -210,19 +210,21 @@ pub async fn rest_middleware(
     request: Request,
     next: Next,
 ) -> Response {
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let Some(path) = path.filter(|p| p != "/v2/health/live" && p != "/v2/health/ready") else {
+    // Both clones share (an Arc'd template, a standard method): no copies.
+    let path = request.extensions().get::<MatchedPath>().cloned();
+    let Some(path) = path.filter(|p| {
+        let p = p.as_str();
+        p != "/v2/health/live" && p != "/v2/health/ready"
+    }) else {
         return next.run(request).await;
     };
-    let method = request.method().as_str().to_owned();
-    let in_progress = InProgress::start(metrics.rest_in_progress.with(&[APP_NAME, &method]));
+    let method = request.method().clone();
+    let in_progress =
+        InProgress::start(metrics.rest_in_progress.with(&[APP_NAME, method.as_str()]));
     let started = Instant::now();
     let response = next.run(request).await;
     drop(in_progress);
-    let status = response.status().as_u16().to_string();
+    let status = response.status();
     let labels = [APP_NAME, method.as_str(), path.as_str(), status.as_str()];
     metrics.rest_requests.with(&labels).inc();
     metrics

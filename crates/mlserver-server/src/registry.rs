@@ -131,10 +131,14 @@ impl Slot {
 /// `None` is the unversioned model.
 pub type Version = Option<String>;
 
+/// Looked up by every request; foldhash is several times cheaper than
+/// SipHash and randomly seeded.
+type ByName = HashMap<String, BTreeMap<Version, Slot>, foldhash::fast::RandomState>;
+
 /// All registered models.
 #[derive(Default)]
 pub struct ModelRegistry {
-    models: RwLock<HashMap<String, BTreeMap<Version, Slot>>>,
+    models: RwLock<ByName>,
 }
 
 impl ModelRegistry {

@@ -124,6 +124,9 @@ pub struct Outcome {
     pub cpu_us_per_req: f64,
     /// Largest RSS of the server's process tree seen in the window.
     pub peak_rss: u64,
+    /// Instructions the server executed per request (user space, counted
+    /// by callgrind), with `--callgrind`.
+    pub instructions_per_req: Option<f64>,
 }
 
 /// The request of a scenario, prepared once, and what must come back.
@@ -215,6 +218,26 @@ struct WorkerStats {
     first_problem: Option<String>,
 }
 
+impl WorkerStats {
+    fn record(&mut self, result: Result<(), Problem>) {
+        let Err(problem) = result else { return };
+        match problem {
+            Problem::Failed(_) => self.errors += 1,
+            Problem::Wrong(_) => self.invalid += 1,
+        }
+        if self.first_problem.is_none() {
+            self.first_problem = Some(problem.to_string());
+        }
+    }
+
+    fn merge(&mut self, other: WorkerStats) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.invalid += other.invalid;
+        self.first_problem = self.first_problem.take().or(other.first_problem);
+    }
+}
+
 pub fn http_client(pool: usize) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .no_gzip()
@@ -238,15 +261,10 @@ fn grpc_client(channel: Channel) -> GrpcInferenceServiceClient<Channel> {
         .max_encoding_message_size(usize::MAX)
 }
 
-/// Runs `scenario` against `endpoints` for `warmup + duration`, measuring the
-/// second part; `server_pid` is the root of the server's process tree.
-pub async fn run(
-    scenario: &Scenario,
-    endpoints: &Endpoints,
-    server_pid: u32,
-    warmup: Duration,
-    duration: Duration,
-) -> Result<Outcome> {
+/// One client per concurrent request: REST clients share reqwest's
+/// keep-alive pool, gRPC ones share one HTTP/2 connection per 8 streams
+/// (at most 4).
+async fn clients(scenario: &Scenario, endpoints: &Endpoints) -> Result<Vec<Client>> {
     let c = scenario.concurrency;
     let mut clients = Vec::with_capacity(c);
     match scenario.transport {
@@ -265,7 +283,6 @@ pub async fn run(
             }
         }
         Transport::GrpcRaw | Transport::GrpcTyped => {
-            // One HTTP/2 connection per 8 streams, at most 4.
             let channels = c.div_ceil(8).clamp(1, 4);
             let mut chans = Vec::new();
             for _ in 0..channels {
@@ -276,6 +293,19 @@ pub async fn run(
             }
         }
     }
+    Ok(clients)
+}
+
+/// Runs `scenario` against `endpoints` for `warmup + duration`, measuring the
+/// second part; `server_pid` is the root of the server's process tree.
+pub async fn run(
+    scenario: &Scenario,
+    endpoints: &Endpoints,
+    server_pid: u32,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Outcome> {
+    let clients = clients(scenario, endpoints).await?;
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
         payload: payload(scenario),
@@ -305,11 +335,7 @@ pub async fn run(
 
     let mut all = WorkerStats::default();
     for w in workers {
-        let w = w.await?;
-        all.latencies.extend(w.latencies);
-        all.errors += w.errors;
-        all.invalid += w.invalid;
-        all.first_problem = all.first_problem.or(w.first_problem);
+        all.merge(w.await?);
     }
     all.latencies.sort_unstable();
     let requests = all.latencies.len() as u64;
@@ -329,7 +355,61 @@ pub async fn run(
             cpu_secs * 1e6 / requests as f64
         },
         peak_rss,
+        instructions_per_req: None,
     })
+}
+
+/// Requests counted rather than timed, for instruction counts: each phase
+/// sends `per_client` requests on every client at once and returns when all
+/// have answered, so nothing is in flight between phases.
+pub struct Bursts {
+    payload: Arc<Payload>,
+    clients: Vec<Client>,
+}
+
+impl Bursts {
+    pub async fn new(scenario: &Scenario, endpoints: &Endpoints) -> Result<Bursts> {
+        Ok(Bursts {
+            payload: Arc::new(payload(scenario)),
+            clients: clients(scenario, endpoints).await?,
+        })
+    }
+
+    /// Sends the phase's requests; every response is checked, the first and
+    /// every 50th of each client for the right values.
+    pub async fn send(&mut self, per_client: u64) -> Result<Outcome> {
+        let tasks: Vec<_> = self
+            .clients
+            .drain(..)
+            .map(|mut client| {
+                let payload = self.payload.clone();
+                tokio::spawn(async move {
+                    let mut stats = WorkerStats::default();
+                    for n in 0..per_client {
+                        let start = Instant::now();
+                        let validate = n.is_multiple_of(VALIDATE_EVERY);
+                        let result = one(&payload, &mut client, validate).await;
+                        stats.latencies.push(start.elapsed());
+                        stats.record(result);
+                    }
+                    (client, stats)
+                })
+            })
+            .collect();
+        let mut all = WorkerStats::default();
+        for task in tasks {
+            let (client, stats) = task.await?;
+            self.clients.push(client);
+            all.merge(stats);
+        }
+        Ok(Outcome {
+            requests: all.latencies.len() as u64,
+            errors: all.errors,
+            invalid: all.invalid,
+            first_problem: all.first_problem,
+            ..Default::default()
+        })
+    }
 }
 
 async fn worker(ctx: Arc<Ctx>, mut client: Client) -> WorkerStats {
@@ -348,18 +428,11 @@ async fn worker(ctx: Arc<Ctx>, mut client: Client) -> WorkerStats {
             continue;
         }
         stats.latencies.push(latency);
-        if let Err(problem) = result {
-            match problem {
-                Problem::Failed(_) => stats.errors += 1,
-                Problem::Wrong(_) => stats.invalid += 1,
-            }
-            if stats.first_problem.is_none() {
-                stats.first_problem = Some(problem.to_string());
-            }
-            if matches!(client, Client::Grpc(_)) || stats.errors > 1000 {
-                // A failing server answers fast; don't spin on it.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+        let failed = result.is_err();
+        stats.record(result);
+        if failed && (matches!(client, Client::Grpc(_)) || stats.errors > 1000) {
+            // A failing server answers fast; don't spin on it.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
     stats

@@ -7,6 +7,7 @@
 //! CPU is never counted. Run it under the shared build lock:
 //! `flock /work/.build.lock cargo xtask bench`.
 
+mod callgrind;
 mod loadgen;
 mod procfs;
 mod report;
@@ -25,7 +26,7 @@ use servers::{Kind, Paths};
 
 pub const USAGE: &str = "\
 cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--duration S]
-                  [--no-build] [--out FILE]
+                  [--no-build] [--out FILE] [--callgrind]
 
   --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s)
   --only SERVERS     comma-separated: mlserver (both configurations), mlserver-fast,
@@ -38,6 +39,9 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
   --warmup S, --duration S   seconds (fractions allowed)
   --no-build         use the release binaries already in target/release
   --out FILE         report path (default target/bench/report.md)
+  --callgrind        count the instructions per request of ours, ours-fast and yardstick
+                     under valgrind's callgrind (repeatable where CPU time is not; default
+                     servers: ours,yardstick; a fixed number of requests, no timings)
 
 The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv.";
 
@@ -49,6 +53,7 @@ pub struct Options {
     pub scenario_filter: Vec<String>,
     pub build: bool,
     pub out: Option<PathBuf>,
+    pub callgrind: bool,
 }
 
 impl Options {
@@ -60,7 +65,9 @@ impl Options {
             scenario_filter: Vec::new(),
             build: true,
             out: None,
+            callgrind: false,
         };
+        let mut only = false;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = || it.next().with_context(|| format!("{a} needs a value"));
@@ -87,14 +94,27 @@ impl Options {
                         .into_iter()
                         .filter(|k| kinds.contains(k))
                         .collect();
+                    only = true;
                 }
                 "--scenario" => {
                     o.scenario_filter = value()?.split(',').map(|s| s.trim().to_owned()).collect()
                 }
                 "--no-build" => o.build = false,
+                "--callgrind" => o.callgrind = true,
                 "--out" => o.out = Some(PathBuf::from(value()?)),
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
+            }
+        }
+        if o.callgrind {
+            if !only {
+                o.servers = vec![Kind::Ours, Kind::Yardstick];
+            }
+            if let Some(k) = o.servers.iter().find(|k| k.needs_venv()) {
+                bail!(
+                    "--callgrind counts our binaries and the yardstick only, not {}",
+                    k.id()
+                );
             }
         }
         Ok(o)
@@ -155,7 +175,11 @@ pub fn run(opts: Options) -> Result<()> {
         warmup: opts.warmup,
         duration: opts.duration,
     };
-    let md = report::render(&meta, &results, &scenarios);
+    let md = if opts.callgrind {
+        report::render_instructions(&meta, &results, &scenarios)
+    } else {
+        report::render(&meta, &results, &scenarios)
+    };
     let out = opts
         .out
         .clone()
@@ -190,7 +214,10 @@ async fn bench_server(
         error: None,
     };
     eprintln!("==> {}: starting", kind.id());
-    let mut running = match servers::start(kind, paths, venv).await {
+    let callgrind_dir = opts
+        .callgrind
+        .then(|| paths.work.join("callgrind").join(kind.id()));
+    let mut running = match servers::start(kind, paths, venv, callgrind_dir.as_deref()).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("!!! {}: {e:#}", kind.id());
@@ -216,14 +243,10 @@ async fn bench_server(
         if kind.needs_venv() && sc.transport == Transport::RestBinary {
             continue; // MLServer has no binary extension (MLServer#324).
         }
-        let outcome = loadgen::run(
-            sc,
-            &running.endpoints,
-            running.pid,
-            opts.warmup,
-            opts.duration,
-        )
-        .await
+        let outcome = match &callgrind_dir {
+            Some(dir) => callgrind::measure(sc, &running.endpoints, running.pid, dir).await,
+            None => measure(*sc, running.endpoints.clone(), running.pid, opts).await,
+        }
         .unwrap_or_else(|e| Outcome {
             errors: 1,
             first_problem: Some(format!("{e:#}")),
@@ -246,6 +269,31 @@ async fn bench_server(
     }
     tokio::task::block_in_place(|| running.stop());
     result
+}
+
+/// Runs one scenario on a runtime of its own. At concurrency 1 that is a
+/// single thread: the request and the client's connection task then share
+/// it, so the load generator adds no cross-thread wake-ups (and their
+/// scheduling noise) to the latency it measures, whichever server it drives.
+async fn measure(
+    scenario: Scenario,
+    endpoints: loadgen::Endpoints,
+    server_pid: u32,
+    opts: &Options,
+) -> Result<Outcome> {
+    let (warmup, duration) = (opts.warmup, opts.duration);
+    tokio::task::spawn_blocking(move || {
+        let mut builder = if scenario.concurrency == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        };
+        let rt = builder.enable_all().build()?;
+        rt.block_on(loadgen::run(
+            &scenario, &endpoints, server_pid, warmup, duration,
+        ))
+    })
+    .await?
 }
 
 #[cfg(test)]

@@ -205,6 +205,69 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
     md
 }
 
+/// `--callgrind`: instructions per request, one table per scenario.
+pub fn render_instructions(
+    meta: &Meta,
+    servers: &[ServerResult],
+    scenarios: &[Scenario],
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# mlserver-rs benchmark: instructions per request\n");
+    let _ = writeln!(
+        md,
+        "{}; {}. Each server runs under valgrind's callgrind; after a counted warm-up the \
+         counters are zeroed with nothing in flight, the measured requests are sent and \
+         the counters dumped. Instructions are user-space instructions of the server's \
+         process (all threads) divided by the measured requests: they do not vary with \
+         the machine's load as CPU time does, and they leave out the kernel's share. \
+         Dumps: `target/bench/callgrind/`.\n",
+        meta.machine, meta.when
+    );
+    let ours = servers.iter().find(|s| s.kind == Kind::Ours);
+    let yardstick = servers.iter().find(|s| s.kind == Kind::Yardstick);
+    for sc in scenarios {
+        let _ = writeln!(md, "## {}\n\n{}\n", sc.name, sc.describe());
+        let _ = writeln!(
+            md,
+            "| server | instructions/req | requests | errors |\n|---|---:|---:|---|"
+        );
+        for s in servers {
+            if let Some(e) = &s.error {
+                let first = e.lines().next().unwrap_or("").replace('|', "/");
+                let _ = writeln!(md, "| {} | failed: {first} | | |", s.kind.label());
+                continue;
+            }
+            let Some(o) = s.outcome(sc.name) else {
+                continue;
+            };
+            let problems = match &o.first_problem {
+                None => "0".to_owned(),
+                Some(p) => format!(
+                    "{} failed, {} wrong: {}",
+                    o.errors,
+                    o.invalid,
+                    p.replace('|', "/")
+                ),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                s.kind.label(),
+                o.instructions_per_req
+                    .map_or("–".into(), |i| format!("{i:.0}")),
+                o.requests,
+                problems
+            );
+        }
+        let per_req = |s: Option<&ServerResult>| s?.outcome(sc.name)?.instructions_per_req;
+        if let (Some(o), Some(y)) = (per_req(ours), per_req(yardstick)) {
+            let _ = writeln!(md, "| *ours ÷ yardstick* | {} | | |", ratio(o / y));
+        }
+        md.push('\n');
+    }
+    md
+}
+
 fn ratio_row(md: &mut String, label: &str, ours: [f64; 4], theirs: [f64; 4]) {
     let r: Vec<String> = ours.iter().zip(theirs).map(|(o, t)| ratio(o / t)).collect();
     let _ = writeln!(
@@ -289,5 +352,42 @@ mod tests {
             md.contains("| MLServer 1.7.1, defaults | failed: did not start | | | |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn renders_instruction_counts_with_the_yardstick_ratio() {
+        let sc = scenarios();
+        let server = |kind, instructions| ServerResult {
+            kind,
+            startup: None,
+            outcomes: vec![(
+                sc[0].name,
+                Outcome {
+                    requests: 3200,
+                    instructions_per_req: Some(instructions),
+                    ..Default::default()
+                },
+            )],
+            error: None,
+        };
+        let meta = Meta {
+            machine: "2 CPUs".into(),
+            when: "now".into(),
+            warmup: Duration::ZERO,
+            duration: Duration::ZERO,
+        };
+        let md = render_instructions(
+            &meta,
+            &[
+                server(Kind::Ours, 65000.0),
+                server(Kind::Yardstick, 50000.0),
+            ],
+            &sc[..1],
+        );
+        assert!(
+            md.contains("| **mlserver-rs**, defaults | 65000 | 3200 | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| *ours ÷ yardstick* | 1.30x | | |"), "{md}");
     }
 }

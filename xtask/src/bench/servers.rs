@@ -180,7 +180,14 @@ pub struct Running {
 }
 
 /// Starts `kind` on free ports and waits until it is ready.
-pub async fn start(kind: Kind, paths: &Paths, venv: Option<&Path>) -> Result<Running> {
+/// With `callgrind`, the server runs under valgrind's callgrind, dumping
+/// into that folder.
+pub async fn start(
+    kind: Kind,
+    paths: &Paths,
+    venv: Option<&Path>,
+    callgrind: Option<&Path>,
+) -> Result<Running> {
     let (http, grpc, metrics) = (free_port()?, free_port()?, free_port()?);
     let logs = paths.work.join("logs");
     fs::create_dir_all(&logs)?;
@@ -226,6 +233,9 @@ pub async fn start(kind: Kind, paths: &Paths, venv: Option<&Path>) -> Result<Run
             cmd
         }
     };
+    if let Some(dir) = callgrind {
+        cmd = super::callgrind::wrap(&cmd, dir)?;
+    }
     let out = fs::File::create(&log)?;
     cmd.stdin(Stdio::null())
         .stdout(out.try_clone()?)

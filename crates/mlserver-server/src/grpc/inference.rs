@@ -122,7 +122,7 @@ async fn infer_one(
         mut request,
         raw,
     } = convert::decode_infer_request(request).map_err(bad_request)?;
-    insert_headers(&mut request, &metadata.clone().into_headers());
+    insert_headers(&mut request, metadata.as_ref());
     let mut response = state
         .dataplane
         .infer(&model_name, model_version.as_deref(), request)

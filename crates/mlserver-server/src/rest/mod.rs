@@ -96,16 +96,20 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router.layer(middleware::from_fn(access_log))
+    // Logging is set up before the server starts and never changes, so the
+    // access log's middleware (a boxed future per request) is only there
+    // when its lines would be written.
+    if tracing::enabled!(target: "mlserver_access", tracing::Level::INFO) {
+        router.layer(middleware::from_fn(access_log))
+    } else {
+        router
+    }
 }
 
 /// One line per request at target `mlserver_access`: method, path, status
 /// and latency (shown with `debug`, as MLServer shows uvicorn's access log,
 /// or with `RUST_LOG=mlserver_access=info`).
 async fn access_log(request: Request, next: Next) -> Response {
-    if !tracing::enabled!(target: "mlserver_access", tracing::Level::INFO) {
-        return next.run(request).await;
-    }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();
