@@ -665,6 +665,10 @@ async fn metadata_in_headers_out() {
         .bytes_contents[0];
     let seen: serde_json::Value = serde_json::from_slice(seen).unwrap();
     assert_eq!(seen["x-client"], "abc", "{seen}");
+    // As grpcio's invocation metadata: no transport headers.
+    for transport in ["te", "content-type"] {
+        assert!(seen.get(transport).is_none(), "{seen}");
+    }
     assert!(
         response.get_ref().parameters.is_empty(),
         "headers are not echoed as parameters"

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::MatchedPath;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -202,36 +201,123 @@ pub fn metrics_router(metrics: Arc<ServerMetrics>, endpoint: &str) -> axum::Rout
     )
 }
 
-/// REST middleware (on matched routes): starlette_exporter's series, with
-/// the route template as `path`. Health probes are not counted, as in
-/// MLServer.
-pub async fn rest_middleware(
-    State(metrics): State<Arc<ServerMetrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // Both clones share (an Arc'd template, a standard method): no copies.
-    let path = request.extensions().get::<MatchedPath>().cloned();
-    let Some(path) = path.filter(|p| {
-        let p = p.as_str();
-        p != "/v2/health/live" && p != "/v2/health/ready"
-    }) else {
-        return next.run(request).await;
-    };
-    let method = request.method().clone();
-    let in_progress =
-        InProgress::start(metrics.rest_in_progress.with(&[APP_NAME, method.as_str()]));
-    let started = Instant::now();
-    let response = next.run(request).await;
-    drop(in_progress);
-    let status = response.status();
-    let labels = [APP_NAME, method.as_str(), path.as_str(), status.as_str()];
-    metrics.rest_requests.with(&labels).inc();
-    metrics
-        .rest_duration
-        .with(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
+/// REST metrics (a route layer, on matched routes): starlette_exporter's
+/// series, with the route template as `path`. Health probes are not
+/// counted, as in MLServer. A plain tower layer rather than
+/// `middleware::from_fn`, which clones the route and boxes two futures per
+/// request.
+#[derive(Clone)]
+pub struct RestMetricsLayer {
+    pub metrics: Arc<ServerMetrics>,
+}
+
+impl<S> tower::Layer<S> for RestMetricsLayer {
+    type Service = RestMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RestMetrics {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RestMetrics<S> {
+    inner: S,
+    metrics: Arc<ServerMetrics>,
+}
+
+/// A REST request being counted: what its series need once it answers.
+struct RestRecord {
+    metrics: Arc<ServerMetrics>,
+    // Both share (an Arc'd template, a standard method): no copies.
+    path: MatchedPath,
+    method: http::Method,
+    started: Instant,
+    _in_progress: InProgress,
+}
+
+impl RestRecord {
+    fn finish(self, status: http::StatusCode) {
+        let labels = [
+            APP_NAME,
+            self.method.as_str(),
+            self.path.as_str(),
+            status.as_str(),
+        ];
+        self.metrics.rest_requests.with(&labels).inc();
+        self.metrics
+            .rest_duration
+            .with(&labels)
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RestMetrics<S>
+where
+    S: tower::Service<http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RestMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.extensions().get::<MatchedPath>().cloned();
+        let record = path
+            .filter(|p| {
+                let p = p.as_str();
+                p != "/v2/health/live" && p != "/v2/health/ready"
+            })
+            .map(|path| {
+                let method = request.method().clone();
+                let gauge = self
+                    .metrics
+                    .rest_in_progress
+                    .with(&[APP_NAME, method.as_str()]);
+                RestRecord {
+                    metrics: self.metrics.clone(),
+                    path,
+                    method,
+                    started: Instant::now(),
+                    _in_progress: InProgress::start(gauge),
+                }
+            });
+        RestMetricsFuture {
+            inner: self.inner.call(request),
+            record,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The route's future; records the request when it answers. Dropped
+    /// unanswered (the client went away), only the in-progress gauge moves.
+    pub struct RestMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        record: Option<RestRecord>,
+    }
+}
+
+impl<F, E> Future for RestMetricsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let (Some(record), Ok(response)) = (this.record.take(), &result) {
+            record.finish(response.status());
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// Counts a request in progress until dropped, also when the client goes
@@ -279,8 +365,8 @@ pub struct GrpcObserve<S> {
 struct CallRecord {
     metrics: Option<Arc<ServerMetrics>>,
     grpc_type: &'static str,
-    service: String,
-    method: String,
+    service: &'static str,
+    method: &'static str,
     started: Instant,
 }
 
@@ -297,18 +383,63 @@ impl CallRecord {
             elapsed.as_secs_f64() * 1000.0
         );
         if let Some(m) = &self.metrics {
-            let labels = [self.grpc_type, &self.service, &self.method];
+            let labels = [self.grpc_type, self.service, self.method];
             m.grpc_handled
-                .with(&[self.grpc_type, &self.service, &self.method, code_name])
+                .with(&[self.grpc_type, self.service, self.method, code_name])
                 .inc();
             m.grpc_handling.with(&labels).observe(elapsed.as_secs_f64());
         }
     }
 }
 
+/// The services and methods served, as metric labels. Any other path is
+/// counted as `unknown`: what clients send must not create series without
+/// bound.
+const KNOWN_CALLS: &[(&str, &[&str])] = &[
+    (
+        "inference.GRPCInferenceService",
+        &[
+            "ServerLive",
+            "ServerReady",
+            "ModelReady",
+            "ServerMetadata",
+            "ModelMetadata",
+            "ModelInfer",
+            "ModelStreamInfer",
+            "RepositoryIndex",
+            "RepositoryModelLoad",
+            "RepositoryModelUnload",
+        ],
+    ),
+    ("grpc.health.v1.Health", &["Check", "Watch"]),
+    (
+        "inference.model_repository.ModelRepositoryService",
+        &[
+            "RepositoryIndex",
+            "RepositoryModelLoad",
+            "RepositoryModelUnload",
+        ],
+    ),
+];
+
+/// `/service/method` as static labels (no copies per call).
+fn call_labels(path: &str) -> (&'static str, &'static str) {
+    let (service, method) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .unwrap_or(("", ""));
+    KNOWN_CALLS
+        .iter()
+        .find(|(s, _)| *s == service)
+        .and_then(|(s, methods)| Some((*s, *methods.iter().find(|m| **m == method)?)))
+        .unwrap_or(("unknown", "unknown"))
+}
+
 fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    // A static name: a `&str` key would be parsed on every call.
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     headers
-        .get("grpc-status")
+        .get(&GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }
@@ -329,19 +460,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("", path));
-        // Labels come from the services we serve only: arbitrary paths from
-        // clients must not create series without bound.
-        let known = service.starts_with("inference.") || service == "grpc.health.v1.Health";
-        let (service, method) = if known {
-            (service, method)
-        } else {
-            ("unknown", "unknown")
-        };
+        let (service, method) = call_labels(request.uri().path());
         let grpc_type = match method {
             "ModelStreamInfer" => "bidi_stream",
             "Watch" => "server_stream",
@@ -350,13 +469,13 @@ where
         let record = CallRecord {
             metrics: self.metrics.clone(),
             grpc_type,
-            service: service.to_owned(),
-            method: method.to_owned(),
+            service,
+            method,
             started: Instant::now(),
         };
         if let Some(m) = &record.metrics {
             m.grpc_started
-                .with(&[grpc_type, &record.service, &record.method])
+                .with(&[grpc_type, record.service, record.method])
                 .inc();
         }
         let future = self.inner.call(request);
@@ -478,6 +597,35 @@ mod tests {
             "# TYPE parallel_request_queue histogram",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn grpc_labels_are_the_calls_we_serve() {
+        assert_eq!(
+            call_labels("/inference.GRPCInferenceService/ModelInfer"),
+            ("inference.GRPCInferenceService", "ModelInfer")
+        );
+        assert_eq!(
+            call_labels("/grpc.health.v1.Health/Check"),
+            ("grpc.health.v1.Health", "Check")
+        );
+        assert_eq!(
+            call_labels("/inference.model_repository.ModelRepositoryService/RepositoryIndex"),
+            (
+                "inference.model_repository.ModelRepositoryService",
+                "RepositoryIndex"
+            )
+        );
+        // Unknown methods of known services, unknown services, odd paths.
+        for path in [
+            "/inference.GRPCInferenceService/Made-Up-1",
+            "/inference.Other/ModelInfer",
+            "/",
+            "",
+            "ModelInfer",
+        ] {
+            assert_eq!(call_labels(path), ("unknown", "unknown"), "{path}");
         }
     }
 }

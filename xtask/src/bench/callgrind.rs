@@ -22,13 +22,19 @@ use super::loadgen::{Bursts, Endpoints, Outcome, Scenario};
 pub fn wrap(cmd: &Command, dir: &Path) -> Result<Command> {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir)?;
-    let mut wrapped = Command::new("valgrind");
+    let out_file = format!(
+        "--callgrind-out-file={}",
+        dir.join("callgrind.out.%p").display()
+    );
+    Ok(wrap_in(cmd, &["valgrind", "--tool=callgrind", &out_file]))
+}
+
+/// `cmd` run by `wrapper` (a program and its arguments), with the same
+/// environment and working folder.
+pub fn wrap_in(cmd: &Command, wrapper: &[&str]) -> Command {
+    let mut wrapped = Command::new(wrapper[0]);
     wrapped
-        .arg("--tool=callgrind")
-        .arg(format!(
-            "--callgrind-out-file={}",
-            dir.join("callgrind.out.%p").display()
-        ))
+        .args(&wrapper[1..])
         .arg(cmd.get_program())
         .args(cmd.get_args());
     for (key, value) in cmd.get_envs() {
@@ -40,7 +46,7 @@ pub fn wrap(cmd: &Command, dir: &Path) -> Result<Command> {
     if let Some(cwd) = cmd.get_current_dir() {
         wrapped.current_dir(cwd);
     }
-    Ok(wrapped)
+    wrapped
 }
 
 /// Counted requests per client: enough for a steady average, few enough

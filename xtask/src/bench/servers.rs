@@ -235,6 +235,13 @@ pub async fn start(
     };
     if let Some(dir) = callgrind {
         cmd = super::callgrind::wrap(&cmd, dir)?;
+    } else if let (Ok(wrapper), false) = (std::env::var("BENCH_WRAP"), kind.is_mlserver()) {
+        // Profiling aid: BENCH_WRAP="strace -f -c -o FILE" (or perf record
+        // ...) runs our binaries and the yardstick under that command.
+        let words: Vec<&str> = wrapper.split_whitespace().collect();
+        if !words.is_empty() {
+            cmd = super::callgrind::wrap_in(&cmd, &words);
+        }
     }
     let out = fs::File::create(&log)?;
     cmd.stdin(Stdio::null())

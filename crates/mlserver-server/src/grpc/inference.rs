@@ -12,7 +12,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{to_status, GrpcState};
-use crate::headers::{extract_headers, insert_headers};
+use crate::headers::{extract_headers, insert_metadata};
 
 /// How many requests of one `ModelStreamInfer` stream run at once. Replies
 /// still leave in request order.
@@ -55,7 +55,7 @@ fn stream_to_model(
             });
             match decoded {
                 Ok(DecodedRequest { mut request, .. }) => {
-                    insert_headers(&mut request, &headers);
+                    insert_metadata(&mut request, &headers);
                     if tx.send(request).await.is_err() {
                         return;
                     }
@@ -122,7 +122,7 @@ async fn infer_one(
         mut request,
         raw,
     } = convert::decode_infer_request(request).map_err(bad_request)?;
-    insert_headers(&mut request, metadata.as_ref());
+    insert_metadata(&mut request, metadata.as_ref());
     let mut response = state
         .dataplane
         .infer(&model_name, model_version.as_deref(), request)

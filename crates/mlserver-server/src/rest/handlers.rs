@@ -1,7 +1,7 @@
 //! REST handlers: thin adapters between HTTP and the [`DataPlane`].
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -85,31 +85,32 @@ pub async fn model_version_metadata(
     Ok(Json(state.dataplane.model_metadata(&name, Some(&version))?).into_response())
 }
 
+// Inference handlers take the whole request rather than a `HeaderMap`
+// extractor, which would copy every header.
 pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> ApiResult<Response> {
-    infer_response(state, name, None, headers, body).await
+    infer_response(state, name, None, request).await
 }
 
 pub async fn infer_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> ApiResult<Response> {
-    infer_response(state, name, Some(version), headers, body).await
+    infer_response(state, name, Some(version), request).await
 }
 
 async fn infer_response(
     state: AppState,
     name: String,
     version: Option<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let started = std::time::Instant::now();
     let dataplane = state.dataplane.clone();
     let result = decode_infer_encode(state, &name, version.as_deref(), headers, body).await;

@@ -18,7 +18,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::dataplane::DataPlane;
 use crate::error::error_response;
-use crate::metrics::{rest_middleware, ServerMetrics};
+use crate::metrics::{RestMetricsLayer, ServerMetrics};
 use crate::repository::ModelRepository;
 
 /// Default limit on a request body, compressed or not.
@@ -79,9 +79,7 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         .with_state(state);
     let router = match options.metrics {
         // On matched routes only, where the route template is known.
-        Some(metrics) => {
-            router.route_layer(middleware::from_fn_with_state(metrics, rest_middleware))
-        }
+        Some(metrics) => router.route_layer(RestMetricsLayer { metrics }),
         None => router,
     };
     let router = if options.gzip {
