@@ -26,7 +26,7 @@ use servers::{Kind, Paths};
 
 pub const USAGE: &str = "\
 cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--duration S]
-                  [--no-build] [--out FILE] [--callgrind]
+                  [--repeat N] [--no-build] [--out FILE] [--callgrind]
 
   --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s)
   --only SERVERS     comma-separated: mlserver (both configurations), mlserver-fast,
@@ -37,6 +37,8 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
                      sum16-grpc-raw-c32, echo64k-rest-json-c8, echo64k-rest-binary-c8,
                      echo64k-grpc-raw-c8, echo64k-grpc-typed-c8)
   --warmup S, --duration S   seconds (fractions allowed)
+  --repeat N         N rounds (each starts every server again, in turn) and the median of
+                     each figure: one disturbed round on a shared machine moves nothing
   --no-build         use the release binaries already in target/release
   --out FILE         report path (default target/bench/report.md)
   --callgrind        count the instructions per request of ours, ours-fast and yardstick
@@ -54,6 +56,7 @@ pub struct Options {
     pub build: bool,
     pub out: Option<PathBuf>,
     pub callgrind: bool,
+    pub rounds: usize,
 }
 
 impl Options {
@@ -66,6 +69,7 @@ impl Options {
             build: true,
             out: None,
             callgrind: false,
+            rounds: 1,
         };
         let mut only = false;
         let mut it = args.iter();
@@ -101,6 +105,13 @@ impl Options {
                 }
                 "--no-build" => o.build = false,
                 "--callgrind" => o.callgrind = true,
+                "--repeat" => {
+                    let v = value()?;
+                    o.rounds =
+                        v.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                            format!("--repeat needs a count of 1 or more, not {v}")
+                        })?
+                }
                 "--out" => o.out = Some(PathBuf::from(value()?)),
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
@@ -159,21 +170,30 @@ pub fn run(opts: Options) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut results = Vec::new();
-    for &kind in &opts.servers {
-        results.push(rt.block_on(bench_server(
-            kind,
-            &opts,
-            &scenarios,
-            &paths,
-            venv.as_deref(),
-        )));
+    let mut rounds = Vec::new();
+    for round in 1..=opts.rounds {
+        if opts.rounds > 1 {
+            eprintln!("=== round {round} of {}", opts.rounds);
+        }
+        let mut results = Vec::new();
+        for &kind in &opts.servers {
+            results.push(rt.block_on(bench_server(
+                kind,
+                &opts,
+                &scenarios,
+                &paths,
+                venv.as_deref(),
+            )));
+        }
+        rounds.push(results);
     }
+    let results = report::median_of_rounds(rounds);
     let meta = Meta {
         machine: procfs::machine(),
         when: now(),
         warmup: opts.warmup,
         duration: opts.duration,
+        rounds: opts.rounds,
     };
     let md = if opts.callgrind {
         report::render_instructions(&meta, &results, &scenarios)
@@ -306,6 +326,11 @@ mod tests {
 
     #[test]
     fn parses_options() {
+        let o = Options::parse(&args("--repeat 3 --callgrind")).unwrap();
+        assert_eq!(o.rounds, 3);
+        assert_eq!(o.servers, [Kind::Ours, Kind::Yardstick]);
+        assert!(Options::parse(&args("--repeat 0")).is_err());
+        assert!(Options::parse(&args("--callgrind --only mlserver")).is_err());
         let o =
             Options::parse(&args("--quick --only ours,mlserver --scenario sum16,typed")).unwrap();
         assert_eq!(o.duration, Duration::from_secs(2));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::loadgen::{Outcome, Scenario};
 use super::servers::Kind;
+use super::stats::{median, median_outcome};
 
 /// What one server did.
 pub struct ServerResult {
@@ -42,6 +43,50 @@ pub struct Meta {
     pub when: String,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Rounds whose medians the figures are.
+    pub rounds: usize,
+}
+
+/// Each server's results over the rounds (every round ran the same servers
+/// in the same order): medians per scenario, see [`median_outcome`].
+pub fn median_of_rounds(rounds: Vec<Vec<ServerResult>>) -> Vec<ServerResult> {
+    let mut rounds = rounds.into_iter();
+    let Some(first) = rounds.next() else {
+        return Vec::new();
+    };
+    let mut per_server: Vec<Vec<ServerResult>> = first.into_iter().map(|r| vec![r]).collect();
+    for round in rounds {
+        for (all, r) in per_server.iter_mut().zip(round) {
+            all.push(r);
+        }
+    }
+    per_server
+        .into_iter()
+        .map(|runs| {
+            let started: Vec<Startup> = runs.iter().filter_map(|r| r.startup).collect();
+            let startup = (!started.is_empty()).then(|| Startup {
+                ready_after: median(&started.iter().map(|s| s.ready_after).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                idle_rss: median(&started.iter().map(|s| s.idle_rss).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                processes: started[0].processes,
+            });
+            let mut outcomes: Vec<(&'static str, Outcome)> = Vec::new();
+            for (name, _) in &runs[0].outcomes {
+                let of_scenario: Vec<Outcome> = runs
+                    .iter()
+                    .filter_map(|r| r.outcome(name).cloned())
+                    .collect();
+                outcomes.push((name, median_outcome(&of_scenario)));
+            }
+            ServerResult {
+                kind: runs[0].kind,
+                startup,
+                outcomes,
+                error: runs.iter().find_map(|r| r.error.clone()),
+            }
+        })
+        .collect()
 }
 
 pub fn ratio(r: f64) -> String {
@@ -97,7 +142,7 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
     let _ = writeln!(md, "# mlserver-rs benchmark\n");
     let _ = writeln!(
         md,
-        "{}; {}; warm-up {} s, measured {} s per scenario. Closed-loop load from \
+        "{}; {}; warm-up {} s, measured {} s per scenario{}. Closed-loop load from \
          `cargo xtask bench` on the same machine. Server CPU is utime+stime of the \
          server's whole process tree over the measured window, divided by requests. \
          Ratios are ours (mlserver-rs with its defaults) ÷ theirs: above 1 is better for req/s, below 1 is better for \
@@ -106,7 +151,16 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
         meta.machine,
         meta.when,
         meta.warmup.as_secs_f64(),
-        meta.duration.as_secs_f64()
+        meta.duration.as_secs_f64(),
+        if meta.rounds > 1 {
+            format!(
+                "; {} rounds, each starting every server in turn: every figure is the \
+                 median of the rounds' (requests and errors are totals)",
+                meta.rounds
+            )
+        } else {
+            String::new()
+        }
     );
     let ours = servers.iter().find(|s| s.kind == Kind::Ours);
     let ours_python = servers.iter().find(|s| s.kind == Kind::OursPython);
@@ -329,6 +383,7 @@ mod tests {
             when: "now".into(),
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(2),
+            rounds: 1,
         };
         let md = render(&meta, &servers, &sc[..2]);
         assert!(
@@ -375,6 +430,7 @@ mod tests {
             when: "now".into(),
             warmup: Duration::ZERO,
             duration: Duration::ZERO,
+            rounds: 1,
         };
         let md = render_instructions(
             &meta,
@@ -389,5 +445,41 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| *ours ÷ yardstick* | 1.30x | | |"), "{md}");
+    }
+
+    #[test]
+    fn rounds_merge_into_medians_per_server_and_scenario() {
+        let sc = scenarios();
+        let run = |kind, ready_ms: u64, rps: f64| ServerResult {
+            kind,
+            startup: Some(Startup {
+                ready_after: Duration::from_millis(ready_ms),
+                idle_rss: 10 << 20,
+                processes: 1,
+            }),
+            outcomes: vec![(
+                sc[0].name,
+                Outcome {
+                    requests: 10,
+                    rps,
+                    ..Default::default()
+                },
+            )],
+            error: None,
+        };
+        let merged = median_of_rounds(vec![
+            vec![run(Kind::Ours, 9, 100.0), run(Kind::Yardstick, 5, 300.0)],
+            vec![run(Kind::Ours, 50, 120.0), run(Kind::Yardstick, 6, 10.0)],
+            vec![run(Kind::Ours, 8, 110.0), run(Kind::Yardstick, 7, 200.0)],
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].kind, Kind::Ours);
+        let o = merged[0].outcome(sc[0].name).unwrap();
+        assert_eq!((o.rps, o.requests), (110.0, 30));
+        assert_eq!(
+            merged[0].startup.unwrap().ready_after,
+            Duration::from_millis(9)
+        );
+        assert_eq!(merged[1].outcome(sc[0].name).unwrap().rps, 200.0);
     }
 }
