@@ -92,7 +92,12 @@ impl<M: Send + Sync + 'static> Family<M> {
             key.clear();
             write_key(key, values);
             let children = self.inner.children.read().expect("metric lock");
-            children.get(key.as_str()).map(|(_, child)| child.clone())
+            let found = children.get(key.as_str()).map(|(_, child)| child.clone());
+            if key.capacity() > 4096 {
+                // A client's odd, long model name is not kept per thread.
+                *key = String::new();
+            }
+            found
         });
         if let Some(child) = found {
             return child;

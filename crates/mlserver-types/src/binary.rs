@@ -192,11 +192,24 @@ pub fn decode_blob(
             expected.saturating_mul(size)
         )));
     }
-    macro_rules! le {
+    macro_rules! each_le {
         ($t:ty, $n:literal) => {
             blob.chunks_exact($n)
                 .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
                 .collect()
+        };
+    }
+    // Little-endian machines keep numbers in wire order: one bulk copy.
+    #[cfg(target_endian = "little")]
+    macro_rules! le {
+        ($t:ty, $n:literal) => {
+            from_le_blob::<$t>(blob)
+        };
+    }
+    #[cfg(not(target_endian = "little"))]
+    macro_rules! le {
+        ($t:ty, $n:literal) => {
+            each_le!($t, $n)
         };
     }
     Ok(match datatype {
@@ -205,8 +218,8 @@ pub fn decode_blob(
         Datatype::Int8 => TensorData::Int8(blob.iter().map(|&b| b as i8).collect()),
         Datatype::Uint16 => TensorData::Uint16(le!(u16, 2)),
         Datatype::Int16 => TensorData::Int16(le!(i16, 2)),
-        Datatype::Fp16 => TensorData::Fp16(le!(f16, 2)),
-        Datatype::Bf16 => TensorData::Bf16(le!(bf16, 2)),
+        Datatype::Fp16 => TensorData::Fp16(each_le!(f16, 2)),
+        Datatype::Bf16 => TensorData::Bf16(each_le!(bf16, 2)),
         Datatype::Uint32 => TensorData::Uint32(le!(u32, 4)),
         Datatype::Int32 => TensorData::Int32(le!(i32, 4)),
         Datatype::Fp32 => TensorData::Fp32(le!(f32, 4)),
@@ -262,6 +275,14 @@ pub fn encoded_len(data: &TensorData) -> usize {
 /// Appends a tensor's binary form (little-endian, BYTES length-prefixed).
 pub fn encode_data(data: &TensorData, out: &mut Vec<u8>) {
     out.reserve(encoded_len(data));
+    // Little-endian machines keep numbers in wire order: one bulk copy.
+    #[cfg(target_endian = "little")]
+    macro_rules! le {
+        ($v:expr, $t:ty) => {
+            out.extend_from_slice(bytemuck::cast_slice::<$t, u8>($v))
+        };
+    }
+    #[cfg(not(target_endian = "little"))]
     macro_rules! le {
         ($v:expr, $t:ty) => {
             put_le(out, $v, <$t>::to_le_bytes)
@@ -277,8 +298,8 @@ pub fn encode_data(data: &TensorData, out: &mut Vec<u8>) {
         TensorData::Int16(v) => le!(v, i16),
         TensorData::Int32(v) => le!(v, i32),
         TensorData::Int64(v) => le!(v, i64),
-        TensorData::Fp16(v) => le!(v, f16),
-        TensorData::Bf16(v) => le!(v, bf16),
+        TensorData::Fp16(v) => put_le(out, v, f16::to_le_bytes),
+        TensorData::Bf16(v) => put_le(out, v, bf16::to_le_bytes),
         TensorData::Fp32(v) => le!(v, f32),
         TensorData::Fp64(v) => le!(v, f64),
         TensorData::Bytes(v) => {
@@ -287,6 +308,16 @@ pub fn encode_data(data: &TensorData, out: &mut Vec<u8>) {
                 out.extend_from_slice(e);
             }
         }
+    }
+}
+
+/// Numbers from little-endian bytes in one copy: straight from `blob` when
+/// it happens to be aligned for `T`, else through a zeroed vector.
+#[cfg(target_endian = "little")]
+fn from_le_blob<T: bytemuck::Pod>(blob: &[u8]) -> Vec<T> {
+    match bytemuck::try_cast_slice::<u8, T>(blob) {
+        Ok(aligned) => aligned.to_vec(),
+        Err(_) => bytemuck::pod_collect_to_vec(blob),
     }
 }
 
@@ -542,6 +573,30 @@ mod tests {
 
     fn request_of(tensors: Vec<Tensor>) -> InferenceRequest {
         InferenceRequest::new(tensors)
+    }
+
+    #[test]
+    fn numbers_decode_from_aligned_and_unaligned_blobs_and_encode_back() {
+        let fp32 = [1.5f32, -2.25, 3.0e-7, f32::MAX];
+        let i64s = [1i64, -2, i64::MIN, i64::MAX];
+        let mut wire = vec![0u8]; // wire[1..] is misaligned for 4 and 8 bytes
+        wire.extend(fp32.iter().flat_map(|v| v.to_le_bytes()));
+        let mut wire64 = vec![0u8];
+        wire64.extend(i64s.iter().flat_map(|v| v.to_le_bytes()));
+        for blob in [&wire[1..], &wire[1..].to_vec()[..]] {
+            let data = decode_blob("x", Datatype::Fp32, blob, 4).unwrap();
+            assert_eq!(data, TensorData::Fp32(fp32.to_vec()));
+            let mut out = Vec::new();
+            encode_data(&data, &mut out);
+            assert_eq!(out, blob);
+        }
+        for blob in [&wire64[1..], &wire64[1..].to_vec()[..]] {
+            let data = decode_blob("x", Datatype::Int64, blob, 4).unwrap();
+            assert_eq!(data, TensorData::Int64(i64s.to_vec()));
+            let mut out = vec![9u8]; // appends after what is there
+            encode_data(&data, &mut out);
+            assert_eq!(&out[1..], blob);
+        }
     }
 
     #[test]
