@@ -7,7 +7,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::tensor::{DataSeed, Element};
+use crate::tensor::{float_data_from_json, DataSeed, Element};
 use crate::{Datatype, Parameters, TensorData, TensorError};
 
 /// A named, shaped, typed tensor: a request input or a response output
@@ -188,16 +188,25 @@ impl<'de> Visitor<'de> for TensorVisitor {
                             .as_deref()
                             .and_then(|s| element_count("", s).ok())
                             .unwrap_or(0);
-                        let seed = DataSeed {
-                            datatype: dt,
-                            capacity,
-                        };
-                        let parsed = map.next_value_seed(seed).map_err(|e| {
+                        let invalid = |e: &dyn fmt::Display| {
                             de::Error::custom(format!(
                                 "invalid data for tensor '{}' ({dt}): {e}",
                                 name.as_deref().unwrap_or("?")
                             ))
-                        })?;
+                        };
+                        let parsed = if matches!(dt, Datatype::Fp32 | Datatype::Fp64) {
+                            // The JSON text, for the float scanner.
+                            let raw: Box<serde_json::value::RawValue> =
+                                map.next_value().map_err(|e| invalid(&e))?;
+                            float_data_from_json(raw.get(), dt, capacity)
+                                .map_err(|e| invalid(&e))?
+                        } else {
+                            let seed = DataSeed {
+                                datatype: dt,
+                                capacity,
+                            };
+                            map.next_value_seed(seed).map_err(|e| invalid(&e))?
+                        };
                         data = Some(parsed);
                     }
                     None => early_data = Some(map.next_value()?),
