@@ -101,6 +101,24 @@ pub fn ratio(r: f64) -> String {
     }
 }
 
+/// The errors cell: `0`, or the counts and the first problem seen.
+fn problems(o: &Outcome) -> String {
+    if o.errors + o.invalid == 0 {
+        return "0".to_owned();
+    }
+    format!(
+        "{} failed, {} wrong: {}",
+        o.errors,
+        o.invalid,
+        first_line(o.first_problem.as_deref().unwrap_or(""))
+    )
+}
+
+/// A message's first line, safe inside a table cell.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or("").replace('|', "/")
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
@@ -177,16 +195,7 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
                 continue;
             };
             any = true;
-            let problems = if o.errors + o.invalid == 0 {
-                "0".to_owned()
-            } else {
-                format!(
-                    "{} failed, {} wrong: {}",
-                    o.errors,
-                    o.invalid,
-                    o.first_problem.as_deref().unwrap_or("").replace('|', "/")
-                )
-            };
+            let problems = problems(o);
             let _ = writeln!(
                 md,
                 "| {} | {:.0} | {} | {} | {:.0} | {} |",
@@ -250,7 +259,7 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
                 );
             }
             (None, Some(e)) => {
-                let first = e.lines().next().unwrap_or("").replace('|', "/");
+                let first = first_line(e);
                 let _ = writeln!(md, "| {} | failed: {first} | | | |", s.kind.label());
             }
             (None, None) => {}
@@ -287,22 +296,14 @@ pub fn render_instructions(
         );
         for s in servers {
             if let Some(e) = &s.error {
-                let first = e.lines().next().unwrap_or("").replace('|', "/");
+                let first = first_line(e);
                 let _ = writeln!(md, "| {} | failed: {first} | | |", s.kind.label());
                 continue;
             }
             let Some(o) = s.outcome(sc.name) else {
                 continue;
             };
-            let problems = match &o.first_problem {
-                None => "0".to_owned(),
-                Some(p) => format!(
-                    "{} failed, {} wrong: {}",
-                    o.errors,
-                    o.invalid,
-                    p.replace('|', "/")
-                ),
-            };
+            let problems = problems(o);
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} |",
