@@ -304,6 +304,12 @@ async fn metrics_move_as_requests_succeed_and_fail() {
         400
     );
     assert_eq!(infer(&s, "missing", &ok).await.0, 404);
+    let unknown_version = s
+        .post_json("/v2/models/echo/versions/7/infer", &ok)
+        .await
+        .status();
+    assert_eq!(unknown_version, 404);
+    assert!(infer(&s, "broken", &ok).await.0 >= 400);
     let mut grpc = s.grpc().await;
     let request = |model: &str| ModelInferRequest {
         model_name: model.into(),
@@ -337,10 +343,14 @@ async fn metrics_move_as_requests_succeed_and_fail() {
         m(r#"model_infer_request_failure_total{model="probe",version="None"}"#),
         1.0
     );
+    // Only names the registry knows label series (one failed to load
+    // counts): made-up names and versions would make series without end.
     assert_eq!(
-        m(r#"model_infer_request_failure_total{model="missing",version="None"}"#),
-        2.0
+        m(r#"model_infer_request_failure_total{model="broken",version="None"}"#),
+        1.0
     );
+    assert!(!text.contains(r#"model="missing""#), "{text}");
+    assert!(!text.contains(r#"version="7""#), "{text}");
     assert_eq!(
         m(r#"model_infer_request_duration_count{model="echo",version="None"}"#),
         3.0

@@ -57,10 +57,23 @@ impl DataPlane {
     }
 
     /// Records an inference call's outcome in `model_infer_request_*`, with
-    /// the name and version the caller gave (MLServer's labels).
-    pub fn observe_infer(&self, name: &str, version: Option<&str>, started: Instant, ok: bool) {
-        if let Some(m) = &self.metrics {
-            m.observe_infer(name, version, started, ok);
+    /// the name and version the caller gave (MLServer's labels). A call that
+    /// names no model or version the registry knows is left out: MLServer
+    /// labels those too, so any caller can create series without end (one
+    /// per made-up name). They still count in the per-route request metrics.
+    pub fn observe_infer(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        started: Instant,
+        outcome: Result<(), &MLServerError>,
+    ) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        match outcome {
+            Err(MLServerError::ModelNotFound(_) | MLServerError::ModelVersionNotFound { .. }) => {}
+            _ => m.observe_infer(name, version, started, outcome.is_ok()),
         }
     }
 
@@ -129,7 +142,7 @@ impl DataPlane {
             Ok(model) => infer_on(&model, request).await,
             Err(e) => Err(e),
         };
-        self.observe_infer(name, version, started, result.is_ok());
+        self.observe_infer(name, version, started, result.as_ref().map(drop));
         result
     }
 }

@@ -114,7 +114,8 @@ async fn infer_response(
     let started = std::time::Instant::now();
     let dataplane = state.dataplane.clone();
     let result = decode_infer_encode(state, &name, version.as_deref(), headers, body).await;
-    dataplane.observe_infer(&name, version.as_deref(), started, result.is_ok());
+    let outcome = result.as_ref().map(drop).map_err(|e| &e.0);
+    dataplane.observe_infer(&name, version.as_deref(), started, outcome);
     result
 }
 
