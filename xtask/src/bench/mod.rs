@@ -26,7 +26,7 @@ use servers::{Kind, Paths};
 
 pub const USAGE: &str = "\
 cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--duration S]
-                  [--repeat N] [--no-build] [--out FILE] [--callgrind]
+                  [--repeat N] [--no-build] [--out FILE] [--callgrind] [--cpus LIST]
 
   --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s)
   --only SERVERS     comma-separated: mlserver (both configurations), mlserver-fast,
@@ -44,6 +44,9 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
   --callgrind        count the instructions per request of ours, ours-fast and yardstick
                      under valgrind's callgrind (repeatable where CPU time is not; default
                      servers: ours,yardstick; a fixed number of requests, no timings)
+  --cpus LIST        pin the load generator and every server to these CPUs (e.g. 0 or
+                     0-1,3): with one CPU, a request at concurrency 1 involves no wake-up
+                     of another CPU, which on a VM can cost more than the request itself
 
 The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv.";
 
@@ -56,6 +59,8 @@ pub struct Options {
     pub build: bool,
     pub out: Option<PathBuf>,
     pub callgrind: bool,
+    /// CPUs the whole bench is pinned to (empty: not pinned).
+    pub cpus: Vec<usize>,
     pub rounds: usize,
 }
 
@@ -69,6 +74,7 @@ impl Options {
             build: true,
             out: None,
             callgrind: false,
+            cpus: Vec::new(),
             rounds: 1,
         };
         let mut only = false;
@@ -113,6 +119,7 @@ impl Options {
                         })?
                 }
                 "--out" => o.out = Some(PathBuf::from(value()?)),
+                "--cpus" => o.cpus = procfs::parse_cpu_list(value()?)?,
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
             }
@@ -167,6 +174,13 @@ pub fn run(opts: Options) -> Result<()> {
     } else {
         None
     };
+    // Before pinning, which hides the other CPUs.
+    let machine = procfs::machine();
+    // After the build: only what is measured runs on the pinned CPUs.
+    // Threads and processes started from here on inherit the mask.
+    if !opts.cpus.is_empty() {
+        procfs::pin_to(&opts.cpus)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -189,7 +203,10 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let results = report::median_of_rounds(rounds);
     let meta = Meta {
-        machine: procfs::machine(),
+        machine: match opts.cpus.as_slice() {
+            [] => machine,
+            cpus => format!("{machine}; everything pinned to CPU(s) {cpus:?} (`--cpus`)"),
+        },
         when: now(),
         warmup: opts.warmup,
         duration: opts.duration,
@@ -233,7 +250,12 @@ async fn bench_server(
         outcomes: Vec::new(),
         error: None,
     };
-    eprintln!("==> {}: starting", kind.id());
+    let waited = tokio::task::block_in_place(|| procfs::wait_until_quiet(Duration::from_secs(5)));
+    eprintln!(
+        "==> {}: starting (after {:.1} s for the machine to go quiet)",
+        kind.id(),
+        waited.as_secs_f64()
+    );
     let callgrind_dir = opts
         .callgrind
         .then(|| paths.work.join("callgrind").join(kind.id()));
@@ -343,6 +365,8 @@ mod tests {
         assert!(names.contains(&"echo64k-grpc-typed-c8"));
         assert!(Options::parse(&args("--only nobody")).is_err());
         assert!(Options::parse(&args("--bogus")).is_err());
+        assert_eq!(Options::parse(&args("--cpus 0-1")).unwrap().cpus, [0, 1]);
+        assert!(Options::parse(&args("--cpus x")).is_err());
         assert_eq!(Options::parse(&[]).unwrap().scenarios().len(), 8);
     }
 }

@@ -130,6 +130,103 @@ pub fn machine() -> String {
     format!("{cpus} CPUs ({model}), Linux {}", kernel.trim())
 }
 
+/// Whether `pid` is a process that still runs (a zombie no longer does:
+/// in a container nothing may ever reap it).
+pub fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let close = s.rfind(')')?;
+            s[close + 1..].split_whitespace().next().map(|st| st != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Busy and total clock ticks of all CPUs, from `/proc/stat`'s first line
+/// (idle and iowait count as not busy).
+pub fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.strip_prefix("cpu ")?.split_whitespace();
+    let ticks: Vec<u64> = fields.by_ref().map_while(|f| f.parse().ok()).collect();
+    if ticks.len() < 5 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already inside user and nice).
+    let total: u64 = ticks.iter().take(8).sum();
+    Some((total - ticks[3] - ticks[4], total))
+}
+
+fn cpu_ticks() -> Option<(u64, u64)> {
+    parse_cpu_line(fs::read_to_string("/proc/stat").ok()?.lines().next()?)
+}
+
+/// Waits, up to `max`, until the machine's CPUs are mostly idle over a
+/// 200 ms window (a server that just stopped can leave seconds of work
+/// behind: MLServer's workers exiting, their memory being freed), so the
+/// next server's start-up is not timed against its predecessor's
+/// teardown. Returns how long it waited.
+pub fn wait_until_quiet(max: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while started.elapsed() < max {
+        let Some((busy0, total0)) = cpu_ticks() else {
+            break;
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Some((busy1, total1)) = cpu_ticks() else {
+            break;
+        };
+        let (busy, total) = (busy1 - busy0, total1 - total0);
+        if total == 0 || (busy as f64) < 0.1 * total as f64 {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
+/// `0`, `0,2`, `0-1,3`: the CPU list syntax of `taskset -c`.
+pub fn parse_cpu_list(list: &str) -> anyhow::Result<Vec<usize>> {
+    let bad = || anyhow::anyhow!("not a CPU list (like 0 or 0-1,3): {list:?}");
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let (first, last): (usize, usize) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
+            None => {
+                let n = part.parse().map_err(|_| bad())?;
+                (n, n)
+            }
+        };
+        if first > last || last >= libc::CPU_SETSIZE as usize {
+            return Err(bad());
+        }
+        cpus.extend(first..=last);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// Pins the calling thread to `cpus`; threads and processes it starts
+/// afterwards inherit the mask.
+pub fn pin_to(cpus: &[usize]) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set, CPU_SET is given indices
+    // below CPU_SETSIZE (checked by parse_cpu_list), and the set outlives the
+    // call that reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        anyhow::bail!(
+            "could not pin to CPU(s) {cpus:?}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +269,32 @@ mod tests {
         pids.sort();
         assert_eq!(pids, [10, 11, 12, 13]);
         assert!(tree(&stats, 99).is_empty());
+    }
+
+    #[test]
+    fn cpu_line_counts_idle_and_iowait_as_not_busy() {
+        let line = "cpu  100 5 20 800 40 0 3 7 50 0";
+        assert_eq!(parse_cpu_line(line), Some((135, 975)));
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5"), None);
+        assert_eq!(parse_cpu_line("cpu  1 2"), None);
+    }
+
+    #[test]
+    fn a_reaped_process_is_not_running() {
+        assert!(running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!running(pid));
+    }
+
+    #[test]
+    fn cpu_lists_read_like_taskset() {
+        assert_eq!(parse_cpu_list("0").unwrap(), [0]);
+        assert_eq!(parse_cpu_list("3,0-1").unwrap(), [0, 1, 3]);
+        assert_eq!(parse_cpu_list("1,1").unwrap(), [1]);
+        for bad in ["", "a", "2-1", "0-", "99999"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -417,6 +417,12 @@ impl Running {
             std::thread::sleep(Duration::from_millis(500));
             signal("KILL", &left);
         }
+        // Killed processes take a while to go (their memory is freed after
+        // the signal): the next server must not start beside them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while left.iter().any(|&p| procfs::running(p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
