@@ -61,13 +61,59 @@ async fn infer(
     (status, r.json().await.expect("JSON"), headers)
 }
 
-/// How many `predict_stream` generators the worker answering says run.
-async fn streams_running(s: &TestServer) -> i64 {
+/// How many `predict_stream` generators the worker answering says run, and
+/// how many responses they have produced in all.
+async fn streamer_stats(s: &TestServer) -> (i64, i64) {
     let request =
         json!({"inputs": [{"name": "n", "shape": [1], "datatype": "INT64", "data": [0]}]});
     let (status, response, _) = infer(s, "streamer", &request).await;
     assert_eq!(status, 200, "{response}");
-    output(&response, "running")["data"][0].as_i64().unwrap()
+    let value = |name| output(&response, name)["data"][0].as_i64().unwrap();
+    (value("running"), value("produced"))
+}
+
+async fn streams_running(s: &TestServer) -> i64 {
+    streamer_stats(s).await.0
+}
+
+/// A `streamer` request for `n` responses (see `streamer.py`), with a
+/// `pad` input of `pad` bytes when not 0.
+fn stream_message(n: i64, pad: usize) -> ModelInferRequest {
+    let mut inputs = vec![InferInputTensor {
+        name: "n".into(),
+        datatype: "INT64".into(),
+        shape: vec![1],
+        contents: Some(InferTensorContents {
+            int64_contents: vec![n],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if pad > 0 {
+        inputs.push(InferInputTensor {
+            name: "pad".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                bytes_contents: vec![vec![0u8; pad].into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    ModelInferRequest {
+        model_name: "streamer".into(),
+        inputs,
+        ..Default::default()
+    }
+}
+
+fn streamer_model(dir: &ModelsDir) {
+    dir.write("streamer/streamer.py", &fixture("streamer.py"));
+    dir.model(
+        "streamer",
+        json!({"name": "streamer", "implementation": "streamer.StreamingModel"}),
+    );
 }
 
 fn faulty_request(value: f64) -> Value {
@@ -129,30 +175,13 @@ async fn mlserver_runtimes_run_unchanged() {
         json!({"name": "batched", "implementation": "custom_model.CustomMLModel",
                "max_batch_size": 4, "max_batch_time": 30}),
     );
-    dir.write("streamer/streamer.py", &fixture("streamer.py"));
-    dir.model(
-        "streamer",
-        json!({"name": "streamer", "implementation": "streamer.StreamingModel"}),
-    );
+    streamer_model(&dir);
     let s = start(dir.path(), &python, 2).await;
     assert_eq!(s.get("/v2/health/ready").await.status(), 200);
 
     // predict_stream over ModelStreamInfer: two requests, 2 + 3 responses.
     let mut grpc = s.grpc().await;
-    let message = |n: i64| ModelInferRequest {
-        model_name: "streamer".into(),
-        inputs: vec![InferInputTensor {
-            name: "n".into(),
-            datatype: "INT64".into(),
-            shape: vec![1],
-            contents: Some(InferTensorContents {
-                int64_contents: vec![n],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let message = |n: i64| stream_message(n, 0);
     let mut replies = grpc
         .model_stream_infer(tokio_stream::iter(vec![message(2), message(3)]))
         .await
@@ -350,6 +379,79 @@ async fn mlserver_runtimes_run_unchanged() {
         (200, json!([222.5])),
         "{response}"
     );
+    s.stop().await;
+}
+
+/// Streams are flow-controlled through the worker both ways: a generator
+/// faster than its client waits for it, and so does a client faster than
+/// the generator, instead of either piling messages up in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_streams_wait_for_slow_consumers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio_stream::StreamExt;
+    let Some(python) = mlserver_python() else {
+        return;
+    };
+    let dir = ModelsDir::new();
+    streamer_model(&dir);
+    let s = start(dir.path(), &python, 1).await;
+    let mut grpc = s.grpc().await;
+
+    // 400 responses of 256 KiB, as fast as Python makes them, to a client
+    // that takes 3 and then nothing for a while.
+    let mut replies = grpc
+        .model_stream_infer(tokio_stream::iter(vec![stream_message(-2, 0)]))
+        .await
+        .expect("stream")
+        .into_inner();
+    for _ in 0..3 {
+        replies.next().await.unwrap().expect("reply");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, produced) = streamer_stats(&s).await;
+    // 3 taken, the worker's window of 16, and what HTTP/2's own windows
+    // hold (a few MiB): not 400 (100 MiB) sitting in the server.
+    assert!(
+        (3..100).contains(&produced),
+        "the generator ran ahead of its client: {produced} of 400 produced"
+    );
+    // Credits come back as the client reads: the stream completes.
+    let mut counts = vec![0, 1, 2];
+    while let Some(reply) = replies.next().await {
+        let reply = reply.expect("reply");
+        let count = reply.outputs.iter().find(|o| o.name == "count").unwrap();
+        counts.push(count.contents.as_ref().map_or_else(
+            || i64::from_le_bytes(reply.raw_output_contents[0][..8].try_into().unwrap()),
+            |c| c.int64_contents[0],
+        ));
+    }
+    assert_eq!(counts, (0..400).collect::<Vec<i64>>());
+
+    // The other way: a generator that never takes its second request (the
+    // first streams without end), sent 300 requests of 64 KiB.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let requests = tokio_stream::iter(0..300).map(move |i| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        stream_message(if i == 0 { -1 } else { 1 }, 64 * 1024)
+    });
+    let mut replies = grpc
+        .model_stream_infer(requests)
+        .await
+        .expect("stream")
+        .into_inner();
+    for _ in 0..5 {
+        replies.next().await.unwrap().expect("reply");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let taken = sent.load(Ordering::Relaxed);
+    assert!(
+        taken < 150,
+        "the server read {taken} of 300 requests the generator never asked for"
+    );
+    eprintln!("flow control: {produced} of 400 responses produced, {taken} of 300 requests read");
+    drop((replies, grpc));
     s.stop().await;
 }
 

@@ -11,6 +11,12 @@ then the body. Inference bodies are a u32-length-prefixed JSON header (HTTP
 headers only) followed by a serialised `inference.ModelInferRequest` or
 `ModelInferResponse` with raw tensor contents: no JSON tensors on the hot
 path. Calls run as concurrent asyncio tasks; replies carry the call id.
+
+Streams are flow-controlled both ways: each side may have `window` items
+(from STREAM_OPEN) outstanding and grants a CREDIT per item its consumer
+took, so a generator faster than its client waits instead of piling
+responses up in the server, and a client faster than the generator waits
+instead of piling requests up here.
 """
 
 import asyncio
@@ -25,6 +31,8 @@ import traceback
 LOAD, UNLOAD, INFER, METADATA, PING = 1, 2, 3, 4, 5
 STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL = 6, 7, 8, 9
 OK, ERROR, ITEM = 10, 11, 12
+# Both ways on an open stream: the peer may send n (u32 body) more items.
+CREDIT = 13
 
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
@@ -44,7 +52,8 @@ class Worker:
         self.reader = reader
         self.writer = writer
         self.models = {}
-        # Open streams: call id -> (queue of requests (None ends it), task).
+        # Open streams: call id -> (queue of requests (None ends it), task,
+        # semaphore of the items we may still send).
         self.streams = {}
 
     def send(self, kind: int, call: int, body: bytes) -> None:
@@ -66,7 +75,7 @@ class Worker:
                 return
             length, kind, call = HEADER.unpack(header)
             body = await self.reader.readexactly(length - 9)
-            if kind in (STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL):
+            if kind in (STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL, CREDIT):
                 # In order, here: an item must find its stream open.
                 self.stream_frame(kind, call, body)
             else:
@@ -100,14 +109,18 @@ class Worker:
                 message = json.loads(body)
                 model = self.model(message["name"], message.get("version") or "")
                 queue = asyncio.Queue()
-                task = asyncio.ensure_future(self.run_stream(call, model, queue))
-                self.streams[call] = (queue, task)
+                credits = asyncio.Semaphore(int(message.get("window", 16)))
+                task = asyncio.ensure_future(self.run_stream(call, model, queue, credits))
+                self.streams[call] = (queue, task, credits)
             elif call not in self.streams:
                 return  # finished already
             elif kind == STREAM_ITEM:
                 self.streams[call][0].put_nowait(self.decode_request(body)[1])
             elif kind == STREAM_END:
                 self.streams[call][0].put_nowait(None)
+            elif kind == CREDIT:
+                for _ in range(LENGTH.unpack(body)[0]):
+                    self.streams[call][2].release()
             else:  # STREAM_CANCEL: the consumer went away
                 self.streams[call][1].cancel()
         except Exception as error:
@@ -116,16 +129,19 @@ class Worker:
                 stream[1].cancel()
             self.send_error(call, error)
 
-    async def run_stream(self, call: int, model, queue) -> None:
+    async def run_stream(self, call: int, model, queue, credits) -> None:
         async def requests():
             while True:
                 request = await queue.get()
                 if request is None:
                     return
+                self.send(CREDIT, call, LENGTH.pack(1))
                 yield request
 
         try:
             async for response in model.predict_stream(requests()):
+                # The generator stays suspended until the client takes one.
+                await credits.acquire()
                 self.send(ITEM, call, self.encode_response(response))
             self.send(OK, call, b"")
         except asyncio.CancelledError:

@@ -17,6 +17,23 @@ pub const OK: u8 = 10;
 pub const ERROR: u8 = 11;
 /// One response of a stream; the stream ends with `OK` or `ERROR`.
 pub const ITEM: u8 = 12;
+/// Both ways, on an open stream: the sender may send `n` (a `u32` body)
+/// more items. Each side starts with [`STREAM_WINDOW`] and grants one per
+/// item its consumer has taken, so a fast producer waits for a slow
+/// consumer instead of piling items up in memory.
+pub const CREDIT: u8 = 13;
+/// The items a stream's sender may have outstanding, each way.
+pub const STREAM_WINDOW: u32 = 16;
+
+/// The body of a [`CREDIT`] frame.
+pub fn credit(n: u32) -> [u8; 4] {
+    n.to_le_bytes()
+}
+
+/// The count a [`CREDIT`] frame grants (`None` if the body is malformed).
+pub fn credit_of(body: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(body.try_into().ok()?))
+}
 
 const HEADER_LEN: usize = 13;
 /// The largest body a frame carries (1 GiB: twice the server's default
@@ -122,6 +139,12 @@ mod tests {
         let mut wire = encode(OK, 1, b"");
         wire[0] = 3; // shorter than the header itself
         assert!(read(&mut &wire[..]).await.is_err());
+    }
+
+    #[test]
+    fn credits_round_trip() {
+        assert_eq!(credit_of(&credit(3)), Some(3));
+        assert_eq!(credit_of(b"123"), None);
     }
 
     #[test]

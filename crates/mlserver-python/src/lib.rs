@@ -353,25 +353,45 @@ impl MLModel for PythonModel {
     ) -> Result<mlserver_runtime::ResponseStream, MLServerError> {
         use futures::StreamExt;
         let worker = self.pool.pick(&self.key)?;
-        let open = serde_json::json!({"name": self.key.0, "version": self.key.1}).to_string();
-        let (call, replies) = worker.open_stream(open.as_bytes()).await?;
+        let open = serde_json::json!({
+            "name": self.key.0,
+            "version": self.key.1,
+            "window": frame::STREAM_WINDOW,
+        })
+        .to_string();
+        let worker::OpenStream {
+            call,
+            replies,
+            credits,
+        } = worker.open_stream(open.as_bytes()).await?;
         let key = self.key.clone();
         let cancel = CancelOnDrop {
             worker: Some(worker.clone()),
             call,
         };
+        // Requests go on only as the worker's generator takes them (its
+        // credits), so a client cannot queue an unbounded stream in it.
+        let sender = worker.clone();
         tokio::spawn(async move {
             while let Some(request) = requests.next().await {
+                match credits.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return, // the stream ended
+                }
                 let body = infer_body(&key, request);
-                if worker.send(frame::STREAM_ITEM, call, &body).is_err() {
+                if sender.send(frame::STREAM_ITEM, call, &body).is_err() {
                     return;
                 }
             }
-            let _ = worker.send(frame::STREAM_END, call, b"");
+            let _ = sender.send(frame::STREAM_END, call, b"");
         });
         let responses = tokio_stream_from(replies).map(move |reply| {
             // Owned by the stream: dropped (and the worker told) with it.
             let _cancel = &cancel;
+            if reply.is_ok() {
+                // Taken: the worker may produce one more.
+                let _ = worker.send(frame::CREDIT, call, &frame::credit(1));
+            }
             reply.and_then(decode_reply)
         });
         Ok(Box::pin(responses))

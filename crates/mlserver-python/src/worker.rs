@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixListener;
 use tokio::process::{Child, Command};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tracing::{debug, warn};
 
 use crate::frame;
@@ -40,7 +40,13 @@ type Reply = Result<Bytes, MLServerError>;
 /// Who waits for a call's replies: one reply, or a stream of them.
 enum Waiter {
     Once(oneshot::Sender<Reply>),
-    Stream(tokio::sync::mpsc::UnboundedSender<Reply>),
+    Stream {
+        /// Unbounded, but the worker never has more than
+        /// [`frame::STREAM_WINDOW`] items in it (see [`frame::CREDIT`]).
+        replies: tokio::sync::mpsc::UnboundedSender<Reply>,
+        /// The request items the worker is ready to take.
+        credits: Arc<Semaphore>,
+    },
 }
 
 impl Waiter {
@@ -50,13 +56,26 @@ impl Waiter {
                 let _ = tx.send(reply);
             }
             // A stream ends when its sender drops; only errors are items.
-            Waiter::Stream(tx) => {
+            Waiter::Stream { replies, credits } => {
+                // Whoever waits to send a request item gives up.
+                credits.close();
                 if reply.is_err() {
-                    let _ = tx.send(reply);
+                    let _ = replies.send(reply);
                 }
             }
         }
     }
+}
+
+/// An open stream call, from [`Worker::open_stream`].
+pub struct OpenStream {
+    pub call: u64,
+    /// The stream's responses; it ends with the stream. Grant the worker
+    /// one [`frame::CREDIT`] per response taken.
+    pub replies: tokio::sync::mpsc::UnboundedReceiver<Reply>,
+    /// Take (and forget) one permit before sending each request item; it
+    /// closes when the stream ends.
+    pub credits: Arc<Semaphore>,
 }
 
 pub struct Worker {
@@ -245,16 +264,20 @@ impl Worker {
             .unwrap_or_else(|_| Err(self.lost("it exited during the call")))
     }
 
-    /// Opens a stream call (`STREAM_OPEN` with `body`); its replies arrive
-    /// on the receiver, which ends with the stream.
-    pub async fn open_stream(
-        &self,
-        body: &[u8],
-    ) -> Result<(u64, tokio::sync::mpsc::UnboundedReceiver<Reply>), MLServerError> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let call = self.register(Waiter::Stream(tx))?;
+    /// Opens a stream call (`STREAM_OPEN` with `body`).
+    pub async fn open_stream(&self, body: &[u8]) -> Result<OpenStream, MLServerError> {
+        let (tx, replies) = tokio::sync::mpsc::unbounded_channel();
+        let credits = Arc::new(Semaphore::new(frame::STREAM_WINDOW as usize));
+        let call = self.register(Waiter::Stream {
+            replies: tx,
+            credits: credits.clone(),
+        })?;
         self.send(frame::STREAM_OPEN, call, body)?;
-        Ok((call, rx))
+        Ok(OpenStream {
+            call,
+            replies,
+            credits,
+        })
     }
 
     fn lost(&self, why: &str) -> MLServerError {
@@ -333,8 +356,19 @@ async fn read_replies(
         match frame::read(&mut reader).await {
             Ok(Some(f)) if f.kind == frame::ITEM => {
                 let pending = worker.pending.lock().expect("pending lock");
-                if let Some(Waiter::Stream(tx)) = pending.get(&f.call) {
-                    let _ = tx.send(Ok(f.body));
+                if let Some(Waiter::Stream { replies, .. }) = pending.get(&f.call) {
+                    let _ = replies.send(Ok(f.body));
+                }
+            }
+            Ok(Some(f)) if f.kind == frame::CREDIT => {
+                let pending = worker.pending.lock().expect("pending lock");
+                if let (Some(Waiter::Stream { credits, .. }), Some(n)) =
+                    (pending.get(&f.call), frame::credit_of(&f.body))
+                {
+                    // Bounded by Semaphore::MAX_PERMITS: a worker granting
+                    // absurdly many must not make the server panic.
+                    let room = Semaphore::MAX_PERMITS.saturating_sub(credits.available_permits());
+                    credits.add_permits((n as usize).min(room));
                 }
             }
             Ok(Some(f)) => {

@@ -1,7 +1,9 @@
 """A streaming runtime: for each request with value n, `predict_stream`
 yields n responses counting 0..n-1 (a token generator, in miniature); a
-negative n streams without end, until the consumer goes away. `predict`
-reports how many generators are running."""
+negative n streams without end, until the consumer goes away; n = -2 is a
+fast producer of large responses (400 of them, 256 KiB each). `predict`
+reports how many generators are running and how many responses they have
+produced in all."""
 
 import asyncio
 
@@ -13,6 +15,7 @@ from mlserver.codecs import NumpyCodec
 
 class StreamingModel(MLModel):
     running = 0
+    produced = 0
 
     async def load(self) -> bool:
         return True
@@ -23,7 +26,10 @@ class StreamingModel(MLModel):
             outputs=[
                 NumpyCodec.encode_output(
                     "running", np.array([StreamingModel.running], dtype=np.int64)
-                )
+                ),
+                NumpyCodec.encode_output(
+                    "produced", np.array([StreamingModel.produced], dtype=np.int64)
+                ),
             ],
         )
 
@@ -32,8 +38,24 @@ class StreamingModel(MLModel):
         try:
             async for payload in payloads:
                 n = int(NumpyCodec.decode_input(payload.inputs[0]).flat[0])
+                if n == -2:
+                    pad = bytes(256 * 1024)
+                    for k in range(400):
+                        StreamingModel.produced += 1
+                        yield types.InferenceResponse(
+                            model_name=self.name,
+                            outputs=[
+                                NumpyCodec.encode_output("count", np.array([k], dtype=np.int64)),
+                                # A new output each time: encoding empties it.
+                                types.ResponseOutput(
+                                    name="pad", shape=[1], datatype="BYTES", data=[pad]
+                                ),
+                            ],
+                        )
+                    continue
                 k = 0
                 while n < 0 or k < n:
+                    StreamingModel.produced += 1
                     yield types.InferenceResponse(
                         model_name=self.name,
                         outputs=[
