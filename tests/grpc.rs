@@ -525,6 +525,31 @@ async fn stream_answers_each_request_in_order() {
     s.stop().await;
 }
 
+/// A client that keeps a stream open cannot hold a shutdown up: after the
+/// grace period its connection is closed and the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_stream_without_end() {
+    let s = TestServer::start_ready(&examples_models()).await;
+    let mut c = s.grpc().await;
+    let first = encode_infer_request(
+        "echo-model",
+        None,
+        InferenceRequest::new(vec![Tensor::new("x", vec![1], vec![1i32]).unwrap()]),
+        false,
+    );
+    // One request, then the request stream stays open, waiting forever.
+    let requests = tokio_stream::iter(vec![first]).chain(futures::stream::pending());
+    let mut replies = c.model_stream_infer(requests).await.unwrap().into_inner();
+    assert!(replies.message().await.unwrap().is_some());
+    let started = std::time::Instant::now();
+    // Not a timing assertion: a hang check, far above the 5 s grace.
+    tokio::time::timeout(std::time::Duration::from_secs(60), s.stop())
+        .await
+        .expect("shutdown waited on an open stream");
+    assert!(started.elapsed() >= mlserver_server::SHUTDOWN_GRACE / 2);
+    drop((replies, c));
+}
+
 use tokio_stream::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

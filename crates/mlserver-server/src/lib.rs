@@ -40,4 +40,4 @@ pub use metrics::ServerMetrics;
 pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
 pub use repository::{ModelRepository, Serving};
 pub use rest::{router, AppState, RestOptions, DEFAULT_MAX_BODY_BYTES};
-pub use server::{Listeners, Server, ServerError};
+pub use server::{Listeners, Server, ServerError, SHUTDOWN_GRACE};

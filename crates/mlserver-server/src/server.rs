@@ -4,11 +4,12 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mlserver_runtime::RuntimeRegistry;
 use mlserver_settings::{EnvSource, Settings};
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -163,8 +164,8 @@ impl Server {
 
     /// Serves until `shutdown` resolves: starts listening first, then loads
     /// the models (all at once, unless `load_models_at_startup` is false).
-    /// On shutdown, stops accepting, lets in-flight requests finish, then
-    /// unloads every model.
+    /// On shutdown, stops accepting, lets in-flight requests finish (for
+    /// up to [`SHUTDOWN_GRACE`]), then unloads every model.
     pub async fn serve(
         self,
         listeners: Listeners,
@@ -235,7 +236,25 @@ impl Server {
             })
         };
 
-        let (http, grpc) = tokio::join!(http, grpc);
+        let servers = async { tokio::join!(http, grpc) };
+        let grace = {
+            let stop = stopped(stop_rx.clone());
+            async move {
+                stop.await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            }
+        };
+        let (http, grpc) = tokio::select! {
+            done = servers => done,
+            () = grace => {
+                // A stream a client keeps open (or a request that never
+                // ends) must not hold the process up until it is killed.
+                warn!(
+                    "requests still in flight {SHUTDOWN_GRACE:?} after shutdown began; closing their connections"
+                );
+                (Ok(()), Ok(()))
+            }
+        };
         info!("HTTP and gRPC servers stopped; unloading models");
         loader.abort();
         self.repository.unload_all().await;
@@ -250,6 +269,10 @@ impl Server {
         grpc.map_err(|e| std::io::Error::other(format!("gRPC server failed: {e}")))
     }
 }
+
+/// How long a shutdown waits for requests in flight before it closes their
+/// connections: MLServer stops its gRPC server with the same grace.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The sockets a [`Server`] serves on. Bound before serving, so a caller
 /// (a test, a supervisor) can pick port 0 and read the real addresses.
