@@ -333,6 +333,10 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .expect("bind http");
+    // TCP_NODELAY, as tonic's `serve` below sets it and every server compared sets it.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
+        let _ = s.set_nodelay(true);
+    });
     let rest = async { axum::serve(listener, app).await.expect("http server") };
     let service = GrpcInferenceServiceServer::new(Grpc)
         .max_decoding_message_size(usize::MAX)

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use mlserver_runtime::RuntimeRegistry;
 use mlserver_settings::{EnvSource, Settings};
 use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
 use tracing::{error, info, warn};
-
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cache::ResponseCache;
 use crate::cors::{cors_layer, CorsError};
@@ -184,7 +184,7 @@ impl Server {
             let _ = stop_tx.send(true);
         });
 
-        let http = axum::serve(listeners.http, self.rest_router())
+        let http = axum::serve(no_delay_http(listeners.http), self.rest_router())
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future();
         let grpc = tonic::transport::Server::builder()
@@ -192,10 +192,7 @@ impl Server {
                 metrics: self.dataplane.metrics().cloned(),
             })
             .add_routes(self.grpc_routes())
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listeners.grpc),
-                stopped(stop_rx.clone()),
-            );
+            .serve_with_incoming_shutdown(no_delay_grpc(listeners.grpc), stopped(stop_rx.clone()));
         info!("HTTP server running on http://{http_addr}");
         info!("gRPC server running on http://{grpc_addr}");
         let metrics_server = match (
@@ -209,7 +206,7 @@ impl Server {
                 let router = metrics_router(metrics.clone(), endpoint);
                 let stop = stopped(stop_rx.clone());
                 Some(tokio::spawn(async move {
-                    axum::serve(listener, router)
+                    axum::serve(no_delay_http(listener), router)
                         .with_graceful_shutdown(stop)
                         .await
                 }))
@@ -294,8 +291,63 @@ impl Listeners {
     }
 }
 
+// Every accepted connection gets TCP_NODELAY, as MLServer's get (asyncio
+// and grpcio set it). With Nagle's algorithm on, a small write that follows
+// one not yet acknowledged waits for the peer's ACK, which a delayed ACK
+// holds up to 40 ms: each event of a streamed response after the first, or
+// the tail of a large one. Neither `axum::serve` on a listener nor tonic on
+// an incoming stream sets it by itself.
+
+fn no_delay_http(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            warn!("could not set TCP_NODELAY on an HTTP connection: {e}");
+        }
+    })
+}
+
+fn no_delay_grpc(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+    use futures::StreamExt;
+
+    async fn loopback() -> (TcpListener, SocketAddr) {
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_wait_for_acks() {
+        let (listener, addr) = loopback().await;
+        let mut http = no_delay_http(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = http.accept().await;
+        assert!(accepted.nodelay().unwrap());
+
+        let (listener, addr) = loopback().await;
+        let mut grpc = no_delay_grpc(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = grpc.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
+
+        // What the fix is for: a listener as it comes leaves Nagle on.
+        let (listener, addr) = loopback().await;
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (plain, _) = listener.accept().await.unwrap();
+        assert!(!plain.nodelay().unwrap());
+    }
 }
