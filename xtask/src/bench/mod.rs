@@ -8,6 +8,7 @@
 //! `flock /work/.build.lock cargo xtask bench`.
 
 mod callgrind;
+mod floor;
 mod loadgen;
 mod procfs;
 mod report;
@@ -185,9 +186,14 @@ pub fn run(opts: Options) -> Result<()> {
         .enable_all()
         .build()?;
     let mut rounds = Vec::new();
+    let mut floors = Vec::new();
+    let at_concurrency_1 = scenarios.iter().any(|s| s.concurrency == 1);
     for round in 1..=opts.rounds {
         if opts.rounds > 1 {
             eprintln!("=== round {round} of {}", opts.rounds);
+        }
+        if at_concurrency_1 && !opts.callgrind {
+            floors.push(measure_floor(opts.duration)?);
         }
         let mut results = Vec::new();
         for &kind in &opts.servers {
@@ -211,6 +217,7 @@ pub fn run(opts: Options) -> Result<()> {
         warmup: opts.warmup,
         duration: opts.duration,
         rounds: opts.rounds,
+        floor: (!floors.is_empty()).then(|| stats::median_outcome(&floors)),
     };
     let md = if opts.callgrind {
         report::render_instructions(&meta, &results, &scenarios)
@@ -235,6 +242,24 @@ fn now() -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
+}
+
+/// The loopback floor, on a quiet machine like every server's start.
+fn measure_floor(duration: Duration) -> Result<Outcome> {
+    let waited = procfs::wait_until_quiet(Duration::from_secs(5));
+    eprintln!(
+        "==> loopback floor (after {:.1} s for the machine to go quiet)",
+        waited.as_secs_f64()
+    );
+    let floor = floor::measure(duration).context("measuring the loopback floor")?;
+    eprintln!(
+        "    bare TCP round trip    {:>8} reqs {:>8.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms",
+        floor.requests,
+        floor.rps,
+        floor.p50.as_secs_f64() * 1e3,
+        floor.p99.as_secs_f64() * 1e3,
+    );
+    Ok(floor)
 }
 
 async fn bench_server(

@@ -45,6 +45,8 @@ pub struct Meta {
     pub duration: Duration,
     /// Rounds whose medians the figures are.
     pub rounds: usize,
+    /// The loopback floor (see `floor.rs`), when concurrency-1 scenarios ran.
+    pub floor: Option<Outcome>,
 }
 
 /// Each server's results over the rounds (every round ran the same servers
@@ -180,6 +182,21 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
             String::new()
         }
     );
+    if meta.floor.is_some() {
+        let _ = writeln!(
+            md,
+            "The loopback floor in the concurrency-1 tables is the least a request and its \
+             reply cost on this machine: two threads of one process sending 64 bytes back \
+             and forth over loopback TCP with blocking reads, no HTTP, no runtime, no server, \
+             measured on its own before the servers{}. No server's latency at concurrency 1 \
+             can be below it; on a VM its p99 is mostly the wake-up of a sleeping CPU.\n",
+            if meta.rounds > 1 {
+                " in every round"
+            } else {
+                ""
+            }
+        );
+    }
     let ours = servers.iter().find(|s| s.kind == Kind::Ours);
     let ours_python = servers.iter().find(|s| s.kind == Kind::OursPython);
     let yardstick = servers.iter().find(|s| s.kind == Kind::Yardstick);
@@ -209,6 +226,15 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
         }
         if !any {
             let _ = writeln!(md, "| (not run) | | | | | |");
+        }
+        if let (Some(floor), 1) = (&meta.floor, sc.concurrency) {
+            let _ = writeln!(
+                md,
+                "| *loopback floor: bare TCP round trip, no server* | {:.0} | {} | {} | | |",
+                floor.rps,
+                ms(floor.p50),
+                ms(floor.p99)
+            );
         }
         if let Some(ours) = ours.and_then(|s| s.outcome(sc.name)) {
             let ours = figures(ours);
@@ -385,6 +411,12 @@ mod tests {
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(2),
             rounds: 1,
+            floor: Some(Outcome {
+                rps: 40000.0,
+                p50: Duration::from_micros(20),
+                p99: Duration::from_micros(250),
+                ..Default::default()
+            }),
         };
         let md = render(&meta, &servers, &sc[..2]);
         assert!(
@@ -400,6 +432,16 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| (not run) |"), "{md}");
+        // Beside the concurrency-1 table only.
+        assert_eq!(
+            md.matches(
+                "| *loopback floor: bare TCP round trip, no server* | 40000 | 0.020 | 0.250 | | |"
+            )
+            .count(),
+            1,
+            "{md}"
+        );
+        assert!(md.contains("The loopback floor"), "{md}");
         assert!(
             md.contains("| **mlserver-rs**, defaults | 12 | 1 | 10.0 | 20.0 |"),
             "{md}"
@@ -432,6 +474,7 @@ mod tests {
             warmup: Duration::ZERO,
             duration: Duration::ZERO,
             rounds: 1,
+            floor: None,
         };
         let md = render_instructions(
             &meta,
