@@ -246,20 +246,30 @@ fn now() -> String {
 
 /// The loopback floor, on a quiet machine like every server's start.
 fn measure_floor(duration: Duration) -> Result<Outcome> {
+    wait_until_quiet("loopback floor");
+    let floor = floor::measure(duration).context("measuring the loopback floor")?;
+    eprintln!("{}", progress_line("bare TCP round trip", &floor));
+    Ok(floor)
+}
+
+/// Waits for the machine to go quiet before `what` starts, and says so.
+fn wait_until_quiet(what: &str) {
     let waited = procfs::wait_until_quiet(Duration::from_secs(5));
     eprintln!(
-        "==> loopback floor (after {:.1} s for the machine to go quiet)",
+        "==> {what}: starting (after {:.1} s for the machine to go quiet)",
         waited.as_secs_f64()
     );
-    let floor = floor::measure(duration).context("measuring the loopback floor")?;
-    eprintln!(
-        "    bare TCP round trip    {:>8} reqs {:>8.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms",
-        floor.requests,
-        floor.rps,
-        floor.p50.as_secs_f64() * 1e3,
-        floor.p99.as_secs_f64() * 1e3,
-    );
-    Ok(floor)
+}
+
+/// One measurement's progress line: requests, rate and latencies.
+fn progress_line(name: &str, o: &Outcome) -> String {
+    format!(
+        "    {name:<24} {:>8} reqs {:>8.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms",
+        o.requests,
+        o.rps,
+        o.p50.as_secs_f64() * 1e3,
+        o.p99.as_secs_f64() * 1e3,
+    )
 }
 
 async fn bench_server(
@@ -275,12 +285,7 @@ async fn bench_server(
         outcomes: Vec::new(),
         error: None,
     };
-    let waited = tokio::task::block_in_place(|| procfs::wait_until_quiet(Duration::from_secs(5)));
-    eprintln!(
-        "==> {}: starting (after {:.1} s for the machine to go quiet)",
-        kind.id(),
-        waited.as_secs_f64()
-    );
+    tokio::task::block_in_place(|| wait_until_quiet(kind.id()));
     let callgrind_dir = opts
         .callgrind
         .then(|| paths.work.join("callgrind").join(kind.id()));
@@ -320,15 +325,14 @@ async fn bench_server(
             ..Default::default()
         });
         eprintln!(
-            "    {:<24} {:>8} reqs {:>8.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  cpu {:>7.1} µs/req{}",
-            sc.name,
-            outcome.requests,
-            outcome.rps,
-            outcome.p50.as_secs_f64() * 1e3,
-            outcome.p99.as_secs_f64() * 1e3,
+            "{}  cpu {:>7.1} µs/req{}",
+            progress_line(sc.name, &outcome),
             outcome.cpu_us_per_req,
             match &outcome.first_problem {
-                Some(p) => format!("  ({} failed, {} wrong: {p})", outcome.errors, outcome.invalid),
+                Some(p) => format!(
+                    "  ({} failed, {} wrong: {p})",
+                    outcome.errors, outcome.invalid
+                ),
                 None => String::new(),
             }
         );
