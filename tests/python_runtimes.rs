@@ -696,3 +696,76 @@ fn no_orphans_when_the_server_is_killed() {
         );
     }
 }
+
+/// The pids that answer `model` over a few requests.
+async fn pids_of(s: &TestServer, model: &str) -> std::collections::BTreeSet<u64> {
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let (status, response, _) = infer(s, model, &faulty_request(0.0)).await;
+        assert_eq!(status, 200, "{model}: {response}");
+        pids.insert(output(&response, "pid")["data"][0].as_u64().unwrap());
+    }
+    pids
+}
+
+/// MLServer's pool rules: `inference_pool_gid` shares a dedicated pool
+/// between the models naming it, `autogenerate_inference_pool_gid` gives a
+/// model a pool of its own, and the deprecated model-level
+/// `parallel_workers: 0` (the ModelMesh guide's debugging variable) a single
+/// worker of its own; every other model shares the environment's pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_pool_groups_get_their_own_workers() {
+    let Some(python) = mlserver_python() else {
+        return;
+    };
+    let dir = ModelsDir::new();
+    let model = |name: &str, extra: Value| {
+        let mut settings = json!({"name": name, "implementation": "faulty.FaultyModel"});
+        settings
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        dir.model(name, settings);
+        dir.write(&format!("{name}/faulty.py"), &fixture("faulty.py"));
+    };
+    model("plain", json!({}));
+    model("plain-too", json!({}));
+    model("gid-a", json!({"parameters": {"inference_pool_gid": "g1"}}));
+    model("gid-b", json!({"parameters": {"inference_pool_gid": "g1"}}));
+    model(
+        "own",
+        json!({"parameters": {"autogenerate_inference_pool_gid": true}}),
+    );
+    model("debug", json!({"parallel_workers": 0}));
+    // The guide's MyCustomRuntime: sync `load` and `predict`.
+    dir.write("sync/sync_model.py", &fixture("sync_model.py"));
+    dir.model(
+        "sync",
+        json!({"name": "sync", "implementation": "sync_model.MyCustomRuntime"}),
+    );
+    let s = start(dir.path(), &python, 2).await;
+
+    let plain = pids_of(&s, "plain").await;
+    assert_eq!(plain, pids_of(&s, "plain-too").await, "one shared pool");
+    let gid = pids_of(&s, "gid-a").await;
+    assert_eq!(
+        gid,
+        pids_of(&s, "gid-b").await,
+        "models of one gid share its pool"
+    );
+    let own = pids_of(&s, "own").await;
+    let debug = pids_of(&s, "debug").await;
+    assert_eq!(debug.len(), 1, "parallel_workers 0: one worker ({debug:?})");
+    let pools = [&plain, &gid, &own, &debug];
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[i + 1..] {
+            assert!(a.is_disjoint(b), "pools share workers: {pools:?}");
+        }
+    }
+
+    let request =
+        json!({"inputs": [{"name": "x", "shape": [2], "datatype": "INT64", "data": [3, 4]}]});
+    let (status, response, _) = infer(&s, "sync", &request).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(output(&response, "doubled")["data"], json!([6, 8]));
+}

@@ -1,31 +1,48 @@
 //! `mlserver start FOLDER`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use mlserver_runtime::RuntimeRegistry;
 use mlserver_server::Server;
 use mlserver_settings::EnvSource;
-use tracing::info;
+use tracing::{info, warn};
 
 pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()> {
-    if !folder.is_dir() {
-        bail!(
-            "models folder {} does not exist or is not a directory",
+    let (folder, expanded) = expand_folder(folder);
+    if folder.exists() && !folder.is_dir() {
+        bail!("models folder {} is not a directory", folder.display());
+    }
+    let env = Arc::new(EnvSource::from_process());
+    let settings = mlserver_settings::load_settings(&folder, &env)
+        .with_context(|| format!("invalid settings in {}", folder.display()))?;
+    crate::logging::init(&settings)?;
+    if let Some(raw) = expanded {
+        info!(
+            "models folder {raw:?} reached us unexpanded (an exec-form CMD passes it as written): using {}",
             folder.display()
         );
     }
-    let env = Arc::new(EnvSource::from_process());
-    let settings = mlserver_settings::load_settings(folder, &env)
-        .with_context(|| format!("invalid settings in {}", folder.display()))?;
-    crate::logging::init(&settings)?;
+    if !folder.exists() {
+        // As MLServer: start anyway, from the environment and defaults; the
+        // folder is scanned again on every repository load, so models
+        // written there later (the ModelMesh adapter's) can still load.
+        warn!(
+            "models folder {} does not exist: starting with settings from the environment and defaults only",
+            folder.display()
+        );
+    }
     if !runtimes.has_fallback() {
         // Import paths no Rust runtime claims are Python MLModel classes.
-        mlserver_python::install(
-            &mut runtimes,
-            mlserver_python::PythonConfig::from_settings(&settings, &env),
-        );
+        let mut python = mlserver_python::PythonConfig::from_settings(&settings, &env);
+        if let Some(interpreter) = python.activate_env_tarball(&env)? {
+            info!(
+                "MLSERVER_ENV_TARBALL activated: Python models run with {}",
+                interpreter.display()
+            );
+        }
+        mlserver_python::install(&mut runtimes, python);
     }
     info!(
         "mlserver {} starting: models folder {}, runtimes: {}",
@@ -48,6 +65,23 @@ pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()>
     })
 }
 
+/// The folder argument with `$VAR` / `${VAR}` expanded, and what it was
+/// when it needed expanding. Docker passes an exec-form `CMD ["mlserver",
+/// "start", "${MLSERVER_MODELS_DIR}"]` (the ModelMesh guide's) literally;
+/// MLServer then serves a folder named `${MLSERVER_MODELS_DIR}` and never
+/// finds the models written under the real one. Unset variables stay as
+/// written, as in a shell's `expandvars`.
+fn expand_folder(folder: &Path) -> (PathBuf, Option<String>) {
+    let Some(raw) = folder.to_str().filter(|s| s.contains('$')) else {
+        return (folder.to_path_buf(), None);
+    };
+    let expanded = mlserver_settings::expand_vars(raw);
+    if expanded == raw {
+        return (folder.to_path_buf(), None);
+    }
+    (PathBuf::from(expanded), Some(raw.to_owned()))
+}
+
 /// Resolves on SIGINT, SIGTERM or SIGQUIT (MLServer stops on all three).
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -64,5 +98,27 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unexpanded_folder_argument_is_expanded_from_the_environment() {
+        std::env::set_var("MLSERVER_RS_TEST_MODELS_DIR", "/models/_mlserver_models");
+        let (folder, raw) = expand_folder(Path::new("${MLSERVER_RS_TEST_MODELS_DIR}"));
+        assert_eq!(folder, Path::new("/models/_mlserver_models"));
+        assert_eq!(raw.as_deref(), Some("${MLSERVER_RS_TEST_MODELS_DIR}"));
+        // Nothing to expand, or nothing set: as written.
+        assert_eq!(
+            expand_folder(Path::new("/mnt/models")),
+            ("/mnt/models".into(), None)
+        );
+        assert_eq!(
+            expand_folder(Path::new("$MLSERVER_RS_TEST_UNSET_X")),
+            ("$MLSERVER_RS_TEST_UNSET_X".into(), None)
+        );
     }
 }

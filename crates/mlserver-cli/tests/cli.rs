@@ -101,14 +101,69 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("start"));
 }
 
+/// The ModelMesh guide's `CMD ["mlserver", "start", "${MLSERVER_MODELS_DIR}"]`:
+/// Docker passes the argument unexpanded and the folder does not exist yet.
+/// The server starts (as MLServer does) with one warning, and a model the
+/// adapter writes under the real folder later loads through the repository
+/// API (MLServer answers 404 there: it looks in a folder named
+/// `${MLSERVER_MODELS_DIR}`).
 #[test]
-fn missing_folder_is_a_clear_error() {
-    let out = Command::new(BIN)
-        .args(["start", "/definitely/not/here"])
-        .output()
+fn a_missing_or_unexpanded_models_folder_starts_and_loads_later() {
+    let root = tempfile::tempdir().unwrap();
+    let models = root.path().join("_mlserver_models");
+    let (mut child, addr, log) = start(
+        Path::new("${MLSERVER_MODELS_DIR}"),
+        &[
+            ("MLSERVER_MODELS_DIR", models.to_str().unwrap()),
+            ("MLSERVER_LOAD_MODELS_AT_STARTUP", "false"),
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    wait_ready(&client, &addr);
+    std::fs::create_dir_all(models.join("m1")).unwrap();
+    std::fs::write(
+        models.join("m1/model-settings.json"),
+        r#"{"name": "m1", "implementation": "sum"}"#,
+    )
+    .unwrap();
+    let load = client
+        .post(format!("http://{addr}/v2/repository/models/m1/load"))
+        .send()
         .unwrap();
+    assert_eq!(load.status(), 200, "{}", load.text().unwrap());
+    let infer: serde_json::Value = client
+        .post(format!("http://{addr}/v2/models/m1/infer"))
+        .json(&serde_json::json!({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        infer["outputs"][0]["data"],
+        serde_json::json!([3.0]),
+        "{infer}"
+    );
+    signal(&child, "TERM");
+    wait_exit(&mut child);
+    let lines: Vec<String> = log.try_iter().collect();
+    let text = lines.join("\n");
+    assert!(text.contains("unexpanded"), "{text}");
+    assert!(text.contains("does not exist: starting"), "{text}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("does not exist"))
+            .count(),
+        1,
+        "one warning, not one per scan:\n{text}"
+    );
+
+    // A file is not a folder: a clear error.
+    let file = root.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let out = Command::new(BIN).arg("start").arg(&file).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }
 
 #[test]

@@ -20,6 +20,7 @@ instead of piling requests up here.
 """
 
 import asyncio
+import inspect
 import json
 import os
 import struct
@@ -36,6 +37,16 @@ CREDIT = 13
 
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
+
+
+async def _result(value):
+    """The value of an `MLModel` method, called sync or async: the custom
+    runtime guide writes `def load(self)` and `def predict(self, payload)`,
+    which MLServer 1.7.1 fails on (`object bool can't be used in 'await'
+    expression`)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -169,7 +180,7 @@ class Worker:
         model_settings = ModelSettings.model_validate(settings)
         model_class = model_settings.implementation
         model = model_class(model_settings)
-        ready = await model.load()
+        ready = await _result(model.load())
         # MLServer's `load()` may return None in older custom runtimes.
         model.ready = True if ready is None else bool(ready)
         if not model.ready:
@@ -178,7 +189,7 @@ class Worker:
         previous = self.models.get(key)
         self.models[key] = model
         if previous is not None and previous is not model:
-            await previous.unload()
+            await _result(previous.unload())
         from mlserver import MLModel
 
         streams = type(model).predict_stream is not MLModel.predict_stream
@@ -188,12 +199,12 @@ class Worker:
         key = (message["name"], message.get("version") or "")
         model = self.models.pop(key, None)
         if model is not None:
-            await model.unload()
+            await _result(model.unload())
         return b""
 
     async def metadata(self, message: dict) -> bytes:
         model = self.model(message["name"], message.get("version") or "")
-        metadata = await model.metadata()
+        metadata = await _result(model.metadata())
         return metadata.model_dump_json(exclude_none=True).encode()
 
     def decode_request(self, body: bytes):
@@ -229,7 +240,7 @@ class Worker:
 
     async def infer(self, body: bytes) -> bytes:
         model, request = self.decode_request(body)
-        response = await model.predict(request)
+        response = await _result(model.predict(request))
         return self.encode_response(response)
 
 

@@ -19,7 +19,7 @@ pub async fn interpreter(
 ) -> Result<PathBuf, MLServerError> {
     let parameters = settings.parameters.as_ref();
     if let Some(path) = parameters.and_then(|p| p.environment_path.as_deref()) {
-        let env = PathBuf::from(expand_vars(path));
+        let env = PathBuf::from(mlserver_settings::expand_vars(path));
         let python = env.join("bin").join("python");
         if !python.exists() {
             return Err(MLServerError::bad_request(format!(
@@ -38,48 +38,25 @@ pub async fn interpreter(
             _ => PathBuf::from(tarball),
         };
         let dir = config.environments_dir.clone();
-        let name = settings.name.clone();
-        return tokio::task::spawn_blocking(move || unpack(&name, &tarball, &dir))
+        let owner = format!("model {}", settings.name);
+        return tokio::task::spawn_blocking(move || unpack(&owner, &tarball, &dir))
             .await
             .map_err(|e| MLServerError::internal(format!("unpacking failed: {e}")))?;
     }
     Ok(config.python.clone())
 }
 
-/// `$VAR` and `${VAR}` from the process environment, as MLServer expands
-/// `environment_path`.
-fn expand_vars(path: &str) -> String {
-    let mut out = String::new();
-    let mut rest = path;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(end) => (&braced[..end], &braced[end + 1..]),
-                None => ("", after),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], &after[end..])
-        };
-        match std::env::var(name) {
-            Ok(value) if !name.is_empty() => out.push_str(&value),
-            _ => {
-                out.push('$');
-                out.push_str(&after[..after.len() - tail.len()]);
-            }
-        }
-        rest = tail;
-    }
-    out.push_str(rest);
-    out
-}
-
-fn unpack(model: &str, tarball: &Path, environments_dir: &Path) -> Result<PathBuf, MLServerError> {
-    let fail = |what: String| MLServerError::bad_request(format!("model {model}: {what}"));
+/// Unpacks a packed environment (conda-pack, or a venv packed with its
+/// interpreter's prefix intact) once per content hash under
+/// `environments_dir`, runs its `conda-unpack` there if it has one (which
+/// rewrites the prefixes conda-pack left), and returns its `bin/python`.
+/// `owner` names who asked, for messages (`model iris`).
+pub(crate) fn unpack(
+    owner: &str,
+    tarball: &Path,
+    environments_dir: &Path,
+) -> Result<PathBuf, MLServerError> {
+    let fail = |what: String| MLServerError::bad_request(format!("{owner}: {what}"));
     let mut file = std::fs::File::open(tarball).map_err(|e| {
         fail(format!(
             "cannot open environment_tarball {}: {e}",
@@ -129,7 +106,7 @@ fn unpack(model: &str, tarball: &Path, environments_dir: &Path) -> Result<PathBu
     result.map_err(|e| fail(format!("cannot unpack {}: {e}", tarball.display())))?;
     if !staging.path().join("bin").join("python").exists() {
         return Err(fail(format!(
-            "environment_tarball {} has no bin/python (make it with conda-pack)",
+            "{} has no bin/python (make it with conda-pack)",
             tarball.display()
         )));
     }
@@ -137,6 +114,24 @@ fn unpack(model: &str, tarball: &Path, environments_dir: &Path) -> Result<PathBu
     if std::fs::rename(&staged, &target).is_err() {
         // Another model unpacked the same tarball meanwhile: use theirs.
         let _ = std::fs::remove_dir_all(&staged);
+        return Ok(python);
+    }
+    // Prefixes are rewritten for where the environment now is, so this
+    // runs in place, after the move.
+    let conda_unpack = target.join("bin").join("conda-unpack");
+    if conda_unpack.is_file() {
+        let out = std::process::Command::new(&python)
+            .arg(&conda_unpack)
+            .output()
+            .map_err(|e| fail(format!("cannot run {}: {e}", conda_unpack.display())))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&target);
+            return Err(fail(format!(
+                "conda-unpack failed in {}: {}",
+                target.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
     }
     Ok(python)
 }
@@ -144,18 +139,6 @@ fn unpack(model: &str, tarball: &Path, environments_dir: &Path) -> Result<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn variables_expand_like_the_shell() {
-        std::env::set_var("MLSERVER_RS_TEST_ENV", "/envs");
-        assert_eq!(expand_vars("$MLSERVER_RS_TEST_ENV/a"), "/envs/a");
-        assert_eq!(expand_vars("${MLSERVER_RS_TEST_ENV}x"), "/envsx");
-        assert_eq!(expand_vars("/no/vars"), "/no/vars");
-        assert_eq!(
-            expand_vars("$NOT_SET_ANYWHERE_X/a"),
-            "$NOT_SET_ANYWHERE_X/a"
-        );
-    }
 
     #[test]
     fn a_tarball_unpacks_once_per_content() {

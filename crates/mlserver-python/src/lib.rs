@@ -88,6 +88,33 @@ impl PythonConfig {
             rust_runtimes: Vec::new(),
         }
     }
+
+    /// `MLSERVER_ENV_TARBALL`, as MLServer's image activates it before the
+    /// server starts: a packed environment (conda-pack) found at that path
+    /// is unpacked under `environments_dir` (once per content) and becomes
+    /// the default environment of every Python model. Returns its
+    /// interpreter, or `None` when the variable is unset or names no file
+    /// (the images set it to `/mnt/models/environment.tar.gz` whether or not
+    /// a model ships one).
+    pub fn activate_env_tarball(
+        &mut self,
+        env: &EnvSource,
+    ) -> Result<Option<PathBuf>, MLServerError> {
+        let Some(tarball) = env.get("MLSERVER_ENV_TARBALL").filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let tarball = PathBuf::from(tarball);
+        if !tarball.is_file() {
+            tracing::debug!(
+                "MLSERVER_ENV_TARBALL: no environment at {}",
+                tarball.display()
+            );
+            return Ok(None);
+        }
+        let python = environment::unpack("MLSERVER_ENV_TARBALL", &tarball, &self.environments_dir)?;
+        self.python = python.clone();
+        Ok(Some(python))
+    }
 }
 
 /// Serves Python import paths from `runtimes`' fallback: registered Rust
@@ -132,7 +159,53 @@ struct Pools {
     config: PythonConfig,
     /// The worker script and the sockets live here while the server runs.
     runtime_dir: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
-    pools: std::sync::Mutex<HashMap<PathBuf, PoolEntry>>,
+    pools: std::sync::Mutex<HashMap<PoolKey, PoolEntry>>,
+}
+
+/// Which pool serves a model: its environment's interpreter and, as
+/// MLServer's `inference_pool_gid`, a group of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    python: PathBuf,
+    /// `None`: the environment's shared pool.
+    group: Option<String>,
+    /// How many workers it runs.
+    workers: usize,
+}
+
+impl PoolKey {
+    /// MLServer's rules: `parameters.inference_pool_gid` names a dedicated
+    /// pool (shared by the models that name the same one, per environment);
+    /// `autogenerate_inference_pool_gid` gives the model a pool of its own;
+    /// the deprecated model-level `parallel_workers <= 0` takes the model
+    /// out of the pool, where MLServer runs it in the server process: Python
+    /// cannot run inside this server, so it gets a single worker of its own
+    /// (the guide's `MLSERVER_MODEL_PARALLEL_WORKERS=0` for debugging: one
+    /// process, its output alone).
+    fn for_model(python: PathBuf, settings: &ModelSettings, workers: usize) -> Self {
+        let parameters = settings.parameters.as_ref();
+        let model = || {
+            format!(
+                "model:{}:{}",
+                settings.name,
+                settings.version().unwrap_or_default()
+            )
+        };
+        let (group, workers) = if settings.parallel_workers.is_some_and(|n| n <= 0) {
+            (Some(model()), 1)
+        } else if let Some(gid) = parameters.and_then(|p| p.inference_pool_gid.clone()) {
+            (Some(format!("gid:{gid}")), workers)
+        } else if parameters.is_some_and(|p| p.autogenerate_inference_pool_gid) {
+            (Some(model()), workers)
+        } else {
+            (None, workers)
+        };
+        PoolKey {
+            python,
+            group,
+            workers,
+        }
+    }
 }
 
 impl Pools {
@@ -162,10 +235,10 @@ impl Pools {
     /// The pool for `python`, started if needed; counted until released.
     /// Only the pool's own first users wait for it to start: the map is
     /// locked just to count, so other environments load meanwhile.
-    async fn acquire(&self, python: PathBuf) -> Result<Arc<Pool>, MLServerError> {
+    async fn acquire(&self, key: &PoolKey) -> Result<Arc<Pool>, MLServerError> {
         let cell = {
             let mut pools = self.pools.lock().expect("pools lock");
-            let entry = pools.entry(python.clone()).or_default();
+            let entry = pools.entry(key.clone()).or_default();
             entry.users += 1;
             entry.pool.clone()
         };
@@ -177,38 +250,41 @@ impl Pools {
                     python_path.push(cwd);
                 }
                 let spec = worker::Spawn {
-                    python: python.clone(),
+                    python: key.python.clone(),
                     script: dir.join("mlserver_rs_worker.py"),
                     socket_dir: dir,
                     python_path,
                     start_timeout: self.config.start_timeout,
                 };
-                Pool::start(spec, self.config.workers, self.config.stop_timeout).await
+                if let Some(group) = &key.group {
+                    info!(python = %key.python.display(), group, workers = key.workers, "starting a dedicated Python worker pool");
+                }
+                Pool::start(spec, key.workers, self.config.stop_timeout).await
             })
             .await
             .cloned();
         if started.is_err() {
             // Not started: the next user tries again.
-            self.release(&python).await;
+            self.release(key).await;
         }
         started
     }
 
     /// Drops one user of the pool; the last one stops its workers.
-    async fn release(&self, python: &PathBuf) {
+    async fn release(&self, key: &PoolKey) {
         let closing = {
             let mut pools = self.pools.lock().expect("pools lock");
-            match pools.get_mut(python) {
+            match pools.get_mut(key) {
                 Some(entry) if entry.users > 1 => {
                     entry.users -= 1;
                     None
                 }
-                Some(_) => pools.remove(python).and_then(|e| e.pool.get().cloned()),
+                Some(_) => pools.remove(key).and_then(|e| e.pool.get().cloned()),
                 None => None,
             }
         };
         if let Some(pool) = closing {
-            info!(python = %python.display(), "stopping the Python workers: no model left");
+            info!(python = %key.python.display(), "stopping the Python workers: no model left");
             pool.close().await;
         }
     }
@@ -224,7 +300,7 @@ struct PoolEntry {
 /// A model served by Python workers.
 pub struct PythonModel {
     pools: Arc<Pools>,
-    python: PathBuf,
+    pool_key: PoolKey,
     pool: Arc<Pool>,
     key: ModelKey,
     /// This instance's load in the pool (see `Pool::unload`).
@@ -242,7 +318,8 @@ impl PythonModel {
     ) -> Result<Self, MLServerError> {
         let settings = ctx.settings();
         let python = environment::interpreter(&pools.config, settings).await?;
-        let pool = pools.acquire(python.clone()).await?;
+        let pool_key = PoolKey::for_model(python, settings, pools.config.workers);
+        let pool = pools.acquire(&pool_key).await?;
         let key: ModelKey = (
             settings.name.clone(),
             settings.version().unwrap_or_default().to_owned(),
@@ -250,7 +327,7 @@ impl PythonModel {
         let (generation, loaded) = match pool.load(key.clone(), load_message(settings)?).await {
             Ok(loaded) => loaded,
             Err(e) => {
-                pools.release(&python).await;
+                pools.release(&pool_key).await;
                 return Err(explain_load_failure(implementation, &pools.config, e));
             }
         };
@@ -273,7 +350,7 @@ impl PythonModel {
         };
         Ok(PythonModel {
             pools,
-            python,
+            pool_key,
             pool,
             key,
             generation,
@@ -399,7 +476,7 @@ impl MLModel for PythonModel {
 
     async fn unload(&self) -> Result<(), MLServerError> {
         self.pool.unload(&self.key, self.generation).await;
-        self.pools.release(&self.python).await;
+        self.pools.release(&self.pool_key).await;
         Ok(())
     }
 

@@ -115,6 +115,9 @@ impl Worker {
             .env("PYTHONPATH", python_path(&spec.python_path))
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        if let Some(path) = path_with_environment(&spec.python) {
+            command.env("PATH", path);
+        }
         let mut child = command.spawn().map_err(|e| {
             MLServerError::internal(format!(
                 "cannot start the Python interpreter {}: {e} (set MLSERVER_PYTHON to the python of an environment with `mlserver` installed)",
@@ -469,9 +472,34 @@ fn python_path(first: &[PathBuf]) -> std::ffi::OsString {
     .unwrap_or_default()
 }
 
+/// `PATH` with the environment's `bin/` first, as activating it would (and
+/// as MLServer starts workers of an environment): tools a model runs
+/// (`ffmpeg`, a conda environment's own binaries) come from it. `None` for
+/// an interpreter found through `PATH` itself (`python3`).
+fn path_with_environment(python: &Path) -> Option<std::ffi::OsString> {
+    let bin = python
+        .parent()
+        .filter(|b| python.is_absolute() && b.is_dir())?;
+    let mut parts = vec![bin.to_path_buf()];
+    if let Some(existing) = std::env::var_os("PATH") {
+        parts.extend(std::env::split_paths(&existing).filter(|p| p != bin));
+    }
+    std::env::join_paths(parts).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_find_their_environment_first_on_path() {
+        let env = tempfile::tempdir().unwrap();
+        std::fs::create_dir(env.path().join("bin")).unwrap();
+        let path = path_with_environment(&env.path().join("bin/python")).unwrap();
+        let first = std::env::split_paths(&path).next().unwrap();
+        assert_eq!(first, env.path().join("bin"));
+        assert_eq!(path_with_environment(Path::new("python3")), None);
+    }
 
     #[test]
     fn worker_errors_keep_their_status_class() {

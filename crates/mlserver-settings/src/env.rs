@@ -238,9 +238,54 @@ fn expand(
     out
 }
 
+/// `$VAR` and `${VAR}` from the process environment, as Python's
+/// `os.path.expandvars` (and so MLServer, for `environment_path`) expands
+/// them: unset variables stay as written.
+pub fn expand_vars(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], &braced[end + 1..]),
+                None => ("", after),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        match std::env::var(name) {
+            Ok(value) if !name.is_empty() => out.push_str(&value),
+            _ => {
+                out.push('$');
+                out.push_str(&after[..after.len() - tail.len()]);
+            }
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_expand_like_the_shell() {
+        std::env::set_var("MLSERVER_RS_TEST_ENV", "/envs");
+        assert_eq!(expand_vars("$MLSERVER_RS_TEST_ENV/a"), "/envs/a");
+        assert_eq!(expand_vars("${MLSERVER_RS_TEST_ENV}x"), "/envsx");
+        assert_eq!(expand_vars("/no/vars"), "/no/vars");
+        assert_eq!(
+            expand_vars("$NOT_SET_ANYWHERE_X/a"),
+            "$NOT_SET_ANYWHERE_X/a"
+        );
+    }
 
     fn parse(text: &str) -> Vec<(String, String)> {
         parse_dotenv(text, |n| (n == "HOME").then(|| "/home/me".to_owned()))

@@ -53,7 +53,7 @@ mod settings;
 mod uri;
 
 pub use embedded::embedded_dotenv;
-pub use env::{parse_dotenv, EnvOrigin, EnvSource};
+pub use env::{expand_vars, parse_dotenv, EnvOrigin, EnvSource};
 pub use error::{InvalidModelUri, SettingsError};
 pub use model::{load_model_settings, ModelParameters, ModelSettings, MODEL_SETTINGS_FILENAME};
 pub use scan::{find_models, scan_models, ScanResult};

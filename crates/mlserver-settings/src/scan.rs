@@ -31,6 +31,8 @@ pub struct ScanResult {
 pub fn scan_models(root: &Path, env: &EnvSource) -> ScanResult {
     let mut result = ScanResult::default();
     let abs_root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    // A root that does not exist (yet) holds no models: `mlserver start`
+    // said so once; every scan need not.
     let walker = WalkDir::new(&abs_root)
         .follow_links(true)
         .sort_by_file_name()
@@ -39,6 +41,10 @@ pub fn scan_models(root: &Path, env: &EnvSource) -> ScanResult {
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
+            Err(e) if e.depth() == 0 && !abs_root.exists() => {
+                debug!("no models folder at {}", abs_root.display());
+                continue;
+            }
             Err(e) => {
                 // Unreadable folders and symlink loops: not a model, but say so.
                 warn!("skipping part of the model repository: {e}");

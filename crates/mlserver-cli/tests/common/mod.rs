@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Spawns `command` (an `mlserver start ...`) with every port free on
 /// loopback (settings files may still set their own), and returns the
-/// child, its HTTP address from the log, and the rest of its log lines.
+/// child, its HTTP address from the log, and its log lines (from the first).
 pub fn spawn_server(command: &mut Command) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = command
         .env_remove("RUST_LOG")
@@ -32,17 +32,32 @@ pub fn spawn_server(command: &mut Command) -> (Child, String, mpsc::Receiver<Str
             }
         });
     }
+    // The lines read while looking for the address are handed on too.
+    let (early, log) = mpsc::channel();
     let addr = loop {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
             panic!("the server never logged its address");
         };
-        if let Some(rest) = line.split("HTTP server running on http://").nth(1) {
-            break rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect::<String>();
+        let addr = line
+            .split("HTTP server running on http://")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect::<String>()
+            });
+        let _ = early.send(line);
+        if let Some(addr) = addr {
+            break addr;
         }
     };
-    (child, addr, rx)
+    std::thread::spawn(move || {
+        for line in rx {
+            if early.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, addr, log)
 }
