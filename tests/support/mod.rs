@@ -21,6 +21,28 @@ pub type InferenceClient =
     >;
 use tokio::task::JoinHandle;
 
+/// Whether `MLSERVER_TEST_STRICT` is set (to anything but `0` or empty):
+/// then a test whose real part (a daemon, PyPI, Debian's packages) cannot
+/// be had fails instead of skipping. CI sets it.
+pub fn strict() -> bool {
+    std::env::var("MLSERVER_TEST_STRICT").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A test cannot have its real part: `what` it would test and `why` not.
+/// Under [`strict`] this fails the test with the reason; otherwise it says
+/// so loudly, and the caller returns.
+pub fn missing_real_part(what: &str, why: &str) {
+    if strict() {
+        panic!("MLSERVER_TEST_STRICT: {what} cannot run: {why}");
+    }
+    eprintln!(
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         SKIPPING {what}: {why}\n\
+         (set MLSERVER_TEST_STRICT=1 to make this a failure)\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+}
+
 /// The repository's root folder.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

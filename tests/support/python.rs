@@ -1,8 +1,9 @@
 //! A Python venv with real client libraries from PyPI, made on first use.
 //!
 //! The venv lives under `target/` and is reused across runs. Where PyPI
-//! cannot be reached, tests that need it are skipped with a loud message;
-//! any other failure fails the test.
+//! cannot be reached, tests that need it are skipped with a loud message
+//! (a failure under `MLSERVER_TEST_STRICT`); any other failure fails the
+//! test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -87,11 +88,9 @@ fn make_venv(spec: &Venv) -> Option<PathBuf> {
     if !out.status.success() {
         let err = stderr(&out);
         if is_network_failure(&err) {
-            eprintln!(
-                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                 SKIPPING tests that need {:?}: PyPI cannot be reached.\n{err}\n\
-                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-                spec.packages
+            super::missing_real_part(
+                &format!("tests that need {:?}", spec.packages),
+                &format!("PyPI cannot be reached:\n{err}"),
             );
             return None;
         }

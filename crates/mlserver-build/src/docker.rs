@@ -29,7 +29,8 @@ pub enum BuildError {
     Dockerfile(#[from] DockerfileError),
     #[error(transparent)]
     Context(#[from] ContextError),
-    /// A step failed; the message is Docker's.
+    /// A step failed: Docker's message, then the step and the tool's own
+    /// error lines from its output (pip's `ERROR: ...`).
     #[error("the image build failed: {0}")]
     Failed(String),
     #[error("the Docker daemon answered with an error: {0}")]
@@ -44,6 +45,9 @@ pub struct BuildRequest {
     pub pull: bool,
     pub platform: Option<String>,
     pub build_args: Vec<(String, String)>,
+    /// The network of `RUN` steps (`host`, `none`, a network's name), as
+    /// `docker build --network`; the daemon's default when `None`.
+    pub network: Option<String>,
 }
 
 /// The result of a build.
@@ -102,6 +106,7 @@ pub async fn build(
         rm: true,
         forcerm: true,
         platform: request.platform.clone().unwrap_or_default(),
+        networkmode: request.network.clone(),
         buildargs: (!request.build_args.is_empty()).then(|| {
             request
                 .build_args
@@ -113,18 +118,22 @@ pub async fn build(
     };
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     let mut id = None;
+    let mut step = StepLog::default();
     while let Some(item) = stream.next().await {
         let info = match item {
             Ok(info) => info,
             Err(bollard::errors::Error::DockerStreamError { error }) => {
-                return Err(BuildError::Failed(error))
+                return Err(BuildError::Failed(step.explain(&error)))
             }
             Err(e) => return Err(BuildError::Daemon(e.to_string())),
         };
         if let Some(detail) = info.error_detail {
-            return Err(BuildError::Failed(detail.message.unwrap_or_default()));
+            return Err(BuildError::Failed(
+                step.explain(&detail.message.unwrap_or_default()),
+            ));
         }
         if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+            step.record(text);
             // Progress goes to the user; a closed stdout must not fail the build.
             let _ = out.write_all(text.as_bytes());
             if !text.ends_with('\n') {
@@ -140,4 +149,92 @@ pub async fn build(
         id,
         tag: request.tag.clone(),
     })
+}
+
+/// The output of the step being built, so a failure can say which step
+/// failed and show the tool's own error (pip's `ERROR: ...` lines) beside
+/// Docker's "returned a non-zero code", without replaying the whole log.
+#[derive(Debug, Default)]
+struct StepLog {
+    /// `Step 3/9 : RUN ...`, the current step's heading.
+    heading: Option<String>,
+    /// Its last lines of output (bounded: a step may print megabytes).
+    lines: std::collections::VecDeque<String>,
+}
+
+impl StepLog {
+    const KEPT: usize = 200;
+    const SHOWN: usize = 6;
+
+    fn record(&mut self, text: &str) {
+        for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+            if line.starts_with("Step ") && line.contains(" : ") {
+                self.heading = Some(line.to_owned());
+                self.lines.clear();
+            } else if !line.starts_with(" ---> ") {
+                if self.lines.len() == Self::KEPT {
+                    self.lines.pop_front();
+                }
+                self.lines.push_back(line.to_owned());
+            }
+        }
+    }
+
+    /// Docker's message, the failing step, and the error lines of its
+    /// output (else its last lines).
+    fn explain(&self, message: &str) -> String {
+        let mut out = message.trim().to_owned();
+        if let Some(heading) = &self.heading {
+            out.push_str(&format!("\n  at {heading}"));
+        }
+        let is_error = |l: &&String| {
+            let l = l.trim_start();
+            l.starts_with("ERROR") || l.starts_with("error") || l.starts_with("E: ")
+        };
+        let mut shown: Vec<&String> = self.lines.iter().filter(is_error).collect();
+        if shown.is_empty() {
+            shown = self.lines.iter().collect();
+        }
+        let skip = shown.len().saturating_sub(Self::SHOWN);
+        for line in &shown[skip..] {
+            out.push_str(&format!("\n  | {line}"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_shows_the_tools_own_error() {
+        let mut log = StepLog::default();
+        log.record("Step 1/4 : FROM base\n ---> abc\n");
+        log.record("Step 3/4 : RUN pip install -r /tmp/requirements.txt\n");
+        log.record(" ---> Running in 1234\nCollecting x\n");
+        log.record("ERROR: Could not find a version that satisfies the requirement nope-xyz (from versions: none)\n");
+        log.record("ERROR: No matching distribution found for nope-xyz\n");
+        let text = log.explain("The command '/bin/sh -c pip ...' returned a non-zero code: 1");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[1].contains("Step 3/4 : RUN pip install"), "{text}");
+        assert!(
+            lines[3].contains("No matching distribution found for nope-xyz"),
+            "{text}"
+        );
+        assert!(!text.contains("Collecting"), "{text}");
+
+        // No error lines: the step's last lines.
+        let mut log = StepLog::default();
+        log.record("Step 2/2 : RUN false\n");
+        for i in 0..10 {
+            log.record(&format!("line {i}\n"));
+        }
+        let text = log.explain("failed");
+        assert!(
+            text.ends_with("| line 9") && !text.contains("line 3"),
+            "{text}"
+        );
+    }
 }

@@ -40,23 +40,29 @@ pub enum DockerfileError {
 /// Base images, each a build arg of the generated Dockerfile.
 #[derive(Debug, Clone, Serialize)]
 pub struct BaseImages {
-    /// This project's server image (the root `Dockerfile`).
+    /// This project's server image, Rust runtimes only (the root
+    /// `Dockerfile`'s `server` target).
     pub mlserver: String,
+    /// The server image with a Python environment holding `mlserver`
+    /// (`MLSERVER_PYTHON`; the root `Dockerfile`'s `py-slim` target): the
+    /// base of pip-only folders, whose requirements are installed into that
+    /// environment, by the interpreter and on the system libraries they run
+    /// with.
+    pub mlserver_python: String,
     /// Builds custom Rust runtimes.
     pub rust: String,
-    /// Builds conda environments.
+    /// Builds conda environments (self-contained: they run on `mlserver`).
     pub conda: String,
-    /// Builds pip-only Python environments.
-    pub python: String,
 }
 
 impl Default for BaseImages {
     fn default() -> Self {
+        let version = env!("CARGO_PKG_VERSION");
         BaseImages {
-            mlserver: format!("mlserver-rs:{}", env!("CARGO_PKG_VERSION")),
+            mlserver: format!("mlserver-rs:{version}"),
+            mlserver_python: format!("mlserver-rs:{version}-py-slim"),
             rust: "rust:1.95-slim-bookworm".into(),
             conda: "continuumio/miniconda3:24.4.0-0".into(),
-            python: "python:3.11-slim-bookworm".into(),
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct BuildArgs {
     /// A build arg, e.g. `--build-arg MLSERVER_IMAGE=registry/mlserver-rs:0.1`.
     #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub build_args: Vec<(String, String)>,
+    /// The network of RUN steps (`host`, `none`, a network name), as `docker
+    /// build --network`: `pip install` needs one that reaches the index.
+    #[arg(long)]
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +102,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         pull: args.pull,
         platform: args.platform,
         build_args: args.build_args,
+        network: args.network,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

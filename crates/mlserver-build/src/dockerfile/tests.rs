@@ -101,8 +101,11 @@ fn named_binary_wins() {
 fn pip_folder() {
     let (info, text) = render_folder(&[("requirements.txt", "numpy\n")]);
     assert!(info.requirements);
-    assert!(text.contains("FROM ${PYTHON_IMAGE} AS python-env"));
-    assert!(!text.contains("CONDA"));
+    // Built in the image it runs in: no stage whose files get copied over.
+    assert!(text.contains("ARG MLSERVER_IMAGE=mlserver-rs:0.1.0-py-slim"));
+    assert!(text
+        .contains("\"$MLSERVER_PYTHON\" -m pip install --no-cache-dir -r /tmp/requirements.txt"));
+    assert!(!text.contains("CONDA") && !text.contains(" AS ") && !text.contains("--from"));
     golden("pip", &text);
 }
 
@@ -112,7 +115,8 @@ fn conda_folder() {
         render_folder(&[("conda.yml", "name: x\n"), ("requirements.txt", "numpy\n")]);
     assert_eq!(info.conda_file.as_deref(), Some("conda.yml"));
     assert!(text.contains("COPY conda.yml /tmp/environment.yaml"));
-    assert!(!text.contains("PYTHON_IMAGE"));
+    assert!(text.contains("ARG MLSERVER_IMAGE=mlserver-rs:0.1.0\n"));
+    assert!(text.contains("ENV PATH=$PATH:/opt/mlserver-env/bin"));
     golden("conda", &text);
 }
 
@@ -126,7 +130,7 @@ fn embedded_settings_folder() {
         info.embedded.as_deref(),
         Some("settings.json and model-settings.json")
     );
-    assert!(text.contains("RUN mlserver dotenv /opt/mlserver > /opt/mlserver/.env"));
+    assert!(text.contains("RUN /usr/local/bin/mlserver dotenv /opt/mlserver > /opt/mlserver/.env"));
     golden("embedded", &text);
 }
 
@@ -137,6 +141,7 @@ fn every_dockerfile_keeps_the_image_contract() {
         vec![("Cargo.toml", CARGO_TOML)],
         vec![("environment.yaml", "name: x\n")],
         vec![("requirements.txt", "x\n")],
+        vec![("requirements.txt", "x\n"), ("Cargo.toml", CARGO_TOML)],
         vec![("settings.json", "{}")],
     ] {
         let (_, text) = render_folder(&files);
@@ -145,7 +150,7 @@ fn every_dockerfile_keeps_the_image_contract() {
             "ENV MLSERVER_MODELS_DIR=/mnt/models",
             "EXPOSE 8080 8081 8082",
             "USER 1000",
-            "exec mlserver start \\\"$MLSERVER_MODELS_DIR\\\"",
+            "exec /usr/local/bin/mlserver start \\\"$MLSERVER_MODELS_DIR\\\"",
         ] {
             assert!(text.contains(needed), "{needed} missing from\n{text}");
         }
@@ -162,6 +167,12 @@ fn every_dockerfile_keeps_the_image_contract() {
             "{text}"
         );
         assert!(!text.contains("\n\n\n"), "no runs of blank lines");
+        // A Python environment may hold MLServer's own `mlserver` console
+        // script: ours is always called by its absolute path.
+        assert!(
+            !text.contains("RUN mlserver") && !text.contains("exec mlserver"),
+            "{text}"
+        );
         assert!(
             !text.contains("&amp;") && !text.contains("&quot;"),
             "not HTML-escaped"

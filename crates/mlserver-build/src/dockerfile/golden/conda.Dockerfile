@@ -6,26 +6,35 @@ ARG MLSERVER_IMAGE=mlserver-rs:0.1.0
 ARG CONDA_IMAGE=continuumio/miniconda3:24.4.0-0
 
 # The conda environment from conda.yml, built at the path it keeps in
-# the final image (so it needs no relocation).
+# the final image. Conda environments carry their own shared libraries
+# (openssl, sqlite, ...), so it runs on the server image, which only needs
+# to provide glibc.
 FROM ${CONDA_IMAGE} AS python-env
 COPY conda.yml /tmp/environment.yaml
-RUN conda env create --prefix /opt/mlserver/env --file /tmp/environment.yaml \
+RUN conda env create --prefix /opt/mlserver-env --file /tmp/environment.yaml \
     && conda clean --all --yes
 COPY requirements.txt /tmp/requirements.txt
-RUN /opt/mlserver/env/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+RUN /opt/mlserver-env/bin/python -m pip install --no-cache-dir -r /tmp/requirements.txt
 # The Python workers serve MLModel classes with the real `mlserver`
 # package: add it unless the environment already has it.
-RUN /opt/mlserver/env/bin/python -c "import mlserver" 2>/dev/null \
-    || /opt/mlserver/env/bin/pip install --no-cache-dir "mlserver==1.7.1" "uvloop<0.22"
+RUN /opt/mlserver-env/bin/python -c "import mlserver" 2>/dev/null \
+    || /opt/mlserver-env/bin/python -m pip install --no-cache-dir "mlserver==1.7.1" "uvloop<0.22"
 
 FROM ${MLSERVER_IMAGE}
 USER 0
-COPY --from=python-env --chown=1000:0 /opt/mlserver/env /opt/mlserver/env
-ENV PATH=/opt/mlserver/env/bin:$PATH \
-    MLSERVER_PYTHON=/opt/mlserver/env/bin/python
+COPY --from=python-env /opt/mlserver-env /opt/mlserver-env
+# The environment's bin/ goes last on PATH: `mlserver` stays this server,
+# not the Python console script pip installs with the `mlserver` package.
+ENV PATH=$PATH:/opt/mlserver-env/bin \
+    MLSERVER_PYTHON=/opt/mlserver-env/bin/python
 WORKDIR /opt/mlserver
 COPY --chown=1000:0 . /opt/mlserver/
+# The working directory stays writable by group 0 (the server keeps
+# `.envs` and `.metrics` there): OpenShift runs the container with a random
+# uid in group 0.
+RUN chmod g=u /opt/mlserver
 ENV MLSERVER_MODELS_DIR=/mnt/models
 EXPOSE 8080 8081 8082
 USER 1000
-CMD ["/bin/sh", "-c", "exec mlserver start \"$MLSERVER_MODELS_DIR\""]
+# By absolute path: whatever PATH holds, the server that starts is this one.
+CMD ["/bin/sh", "-c", "exec /usr/local/bin/mlserver start \"$MLSERVER_MODELS_DIR\""]

@@ -12,8 +12,13 @@ COPY --chown=1000:0 . /opt/mlserver/
 # directory: the lowest precedence, so `docker run -e MLSERVER_...` still
 # overrides them, and the embedded model is served when the models folder
 # is empty.
-RUN mlserver dotenv /opt/mlserver > /opt/mlserver/.env
+RUN /usr/local/bin/mlserver dotenv /opt/mlserver > /opt/mlserver/.env
+# The working directory stays writable by group 0 (the server keeps
+# `.envs` and `.metrics` there): OpenShift runs the container with a random
+# uid in group 0.
+RUN chmod g=u /opt/mlserver
 ENV MLSERVER_MODELS_DIR=/mnt/models
 EXPOSE 8080 8081 8082
 USER 1000
-CMD ["/bin/sh", "-c", "exec mlserver start \"$MLSERVER_MODELS_DIR\""]
+# By absolute path: whatever PATH holds, the server that starts is this one.
+CMD ["/bin/sh", "-c", "exec /usr/local/bin/mlserver start \"$MLSERVER_MODELS_DIR\""]

@@ -2,30 +2,27 @@
 # It uses only classic Dockerfile syntax, so docker (with or without BuildKit),
 # Kaniko and Buildah all build it. Regenerate rather than edit: `mlserver
 # dockerfile` refuses to overwrite a Dockerfile without the first line above.
-ARG MLSERVER_IMAGE=mlserver-rs:0.1.0
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-
-# A Python environment with requirements.txt, at the path it keeps in the
-# final image.
-FROM ${PYTHON_IMAGE} AS python-env
-COPY requirements.txt /tmp/requirements.txt
-RUN python -m venv /opt/mlserver/env \
-    && /opt/mlserver/env/bin/pip install --no-cache-dir -r /tmp/requirements.txt
-# The Python workers serve MLModel classes with the real `mlserver`
-# package: add it unless the requirements already installed it.
-RUN /opt/mlserver/env/bin/python -c "import mlserver" 2>/dev/null \
-    || /opt/mlserver/env/bin/pip install --no-cache-dir "mlserver==1.7.1" "uvloop<0.22"
+# A server image with a Python environment ($MLSERVER_PYTHON) holding
+# `mlserver`: the root Dockerfile's `py-slim` or `py` target.
+ARG MLSERVER_IMAGE=mlserver-rs:0.1.0-py-slim
 
 FROM ${MLSERVER_IMAGE}
 USER 0
-# The interpreter the venv was made with, then the venv.
-COPY --from=python-env /usr/local /usr/local
-COPY --from=python-env --chown=1000:0 /opt/mlserver/env /opt/mlserver/env
-ENV PATH=/opt/mlserver/env/bin:$PATH \
-    MLSERVER_PYTHON=/opt/mlserver/env/bin/python
+# requirements.txt goes into the image's own Python environment, so it is
+# built by the interpreter and against the system libraries it runs with.
+COPY requirements.txt /tmp/requirements.txt
+RUN test -n "$MLSERVER_PYTHON" \
+    || { echo "MLSERVER_IMAGE has no Python environment (MLSERVER_PYTHON is unset): build it from the mlserver-rs py-slim or py target" >&2; exit 1; } \
+    && "$MLSERVER_PYTHON" -m pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
 WORKDIR /opt/mlserver
 COPY --chown=1000:0 . /opt/mlserver/
+# The working directory stays writable by group 0 (the server keeps
+# `.envs` and `.metrics` there): OpenShift runs the container with a random
+# uid in group 0.
+RUN chmod g=u /opt/mlserver
 ENV MLSERVER_MODELS_DIR=/mnt/models
 EXPOSE 8080 8081 8082
 USER 1000
-CMD ["/bin/sh", "-c", "exec mlserver start \"$MLSERVER_MODELS_DIR\""]
+# By absolute path: whatever PATH holds, the server that starts is this one.
+CMD ["/bin/sh", "-c", "exec /usr/local/bin/mlserver start \"$MLSERVER_MODELS_DIR\""]

@@ -25,7 +25,12 @@ USER 0
 COPY --from=builder /usr/local/bin/mlserver /usr/local/bin/mlserver
 WORKDIR /opt/mlserver
 COPY --chown=1000:0 . /opt/mlserver/
+# The working directory stays writable by group 0 (the server keeps
+# `.envs` and `.metrics` there): OpenShift runs the container with a random
+# uid in group 0.
+RUN chmod g=u /opt/mlserver
 ENV MLSERVER_MODELS_DIR=/mnt/models
 EXPOSE 8080 8081 8082
 USER 1000
-CMD ["/bin/sh", "-c", "exec mlserver start \"$MLSERVER_MODELS_DIR\""]
+# By absolute path: whatever PATH holds, the server that starts is this one.
+CMD ["/bin/sh", "-c", "exec /usr/local/bin/mlserver start \"$MLSERVER_MODELS_DIR\""]

@@ -1,0 +1,308 @@
+//! The stock `-py` image (the root Dockerfile's `py` target, built for
+//! real) started the way each `deploy/` manifest's container would be: its
+//! env, its command and args (none: the image's CMD), its security context;
+//! KServe's defaulting for an InferenceService with a storageUri
+//! (`MLSERVER_MODEL_NAME`, `MLSERVER_MODEL_URI=/mnt/models`, no
+//! model-settings.json) and the `modelClass` label; ModelMesh's adapter
+//! writing `_mlserver_models/<id>/model-settings.json` and driving gRPC. The
+//! containers have no network but their own loopback, so the manifests'
+//! ports are used as written; the clients run inside them.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::fixture::*;
+
+const PY: &str = "mlserver-rs:test-py";
+
+/// A manifest's first container: env (name, value) and command + args.
+struct ContainerSpec {
+    env: Vec<(String, String)>,
+    command: Vec<String>,
+    drops_all_capabilities: bool,
+    no_privilege_escalation: bool,
+}
+
+fn container_spec(manifest: &str) -> ContainerSpec {
+    let path = workspace().join("deploy").join(manifest);
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let container = &yaml["spec"]["containers"][0];
+    let strings = |v: &serde_yaml_ng::Value| -> Vec<String> {
+        v.as_sequence()
+            .map(|s| s.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let env = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut command = strings(&container["command"]);
+    command.extend(strings(&container["args"]));
+    let security = &container["securityContext"];
+    ContainerSpec {
+        env,
+        command,
+        drops_all_capabilities: strings(&security["capabilities"]["drop"]) == ["ALL"],
+        no_privilege_escalation: security["allowPrivilegeEscalation"].as_bool() == Some(false),
+    }
+}
+
+/// `$(VAR)` in command and args, as the kubelet expands them from the
+/// container's env.
+fn kubelet_expand(arg: &str, env: &[(String, String)]) -> String {
+    env.iter()
+        .fold(arg.to_owned(), |a, (k, v)| a.replace(&format!("$({k})"), v))
+}
+
+/// `docker run` arguments for `spec` with `env` (already substituted).
+fn run_args(spec: &ContainerSpec, env: &[(String, String)], mounts: &[String]) -> Vec<String> {
+    let mut args = vec!["--network".to_owned(), "none".to_owned()];
+    // OpenShift's restricted SCC: a random uid in group 0.
+    args.extend(["--user".into(), "1000680000:0".into()]);
+    if spec.drops_all_capabilities {
+        args.extend(["--cap-drop".into(), "ALL".into()]);
+    }
+    if spec.no_privilege_escalation {
+        args.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    for (k, v) in env {
+        args.extend(["-e".into(), format!("{k}={v}")]);
+    }
+    for m in mounts {
+        args.extend(["-v".into(), m.clone()]);
+    }
+    args
+}
+
+fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
+    response["body"]["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["name"] == name))
+        .unwrap_or_else(|| panic!("no output {name} in {response}"))
+}
+
+/// Classes from a `predict` output: labels, or one row of scores each.
+fn classes(predict: &Value) -> Vec<i64> {
+    let data: Vec<f64> = predict["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    if data.len() == 3 {
+        return data.iter().map(|v| *v as i64).collect();
+    }
+    data.chunks(data.len() / 3)
+        .map(|row| {
+            let best = row.iter().cloned().fold(f64::MIN, f64::max);
+            row.iter().position(|v| *v == best).unwrap() as i64
+        })
+        .collect()
+}
+
+#[test]
+fn python_image_stock_py_serves_mlservers_runtimes_through_the_deploy_manifests() {
+    let what = "the stock -py image test";
+    let (Some(docker), Some(py)) = (docker(what), image(what, PY)) else {
+        return;
+    };
+    // Models, trained inside the image with its own libraries.
+    let models = tempfile::tempdir().unwrap();
+    chmod_open(models.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images/train.py");
+    std::fs::copy(script, models.path().join("train.py")).unwrap();
+    let trained: Value = serde_json::from_str(
+        docker
+            .ok(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--user",
+                "1000:0",
+                "-v",
+                &format!("{}:/out", models.path().display()),
+                py,
+                "python",
+                "/out/train.py",
+                "/out",
+            ])
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let rows: Vec<Value> = trained["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let expected: Vec<i64> = serde_json::from_value(trained["expected"].clone()).unwrap();
+    let request = |name: &str| {
+        json!({"inputs": [{"name": name, "shape": [3, 4], "datatype": "FP32", "data": rows}]})
+            .to_string()
+    };
+
+    // KServe: one InferenceService per format, by the ClusterServingRuntime.
+    let kserve = container_spec("kserve/clusterservingruntime.yaml");
+    assert!(
+        kserve.command.is_empty(),
+        "the image's CMD starts the server"
+    );
+    for (format, class, input) in [
+        ("sklearn", "mlserver_sklearn.SKLearnModel", "input-0"),
+        ("xgboost", "mlserver_xgboost.XGBoostModel", "input-0"),
+        ("lightgbm", "mlserver_lightgbm.LightGBMModel", "input-0"),
+        ("mlflow", "mlserver_mlflow.MLflowRuntime", "input-0"),
+    ] {
+        let isvc = format!("{format}-iris");
+        let mut env: Vec<(String, String)> = kserve
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("{{.Labels.modelClass}}", class)))
+            .collect();
+        // SetMlServerDefaults, for a predictor with a storageUri.
+        env.push(("MLSERVER_MODEL_NAME".into(), isvc.clone()));
+        env.push(("MLSERVER_MODEL_URI".into(), "/mnt/models".into()));
+        let mount = format!("{}:/mnt/models:ro", models.path().join(format).display());
+        let args = run_args(&kserve, &env, &[mount]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let container = docker.start_container(&args, py, &[]);
+        for (transport, port) in [("rest", "8080"), ("grpc", "9000")] {
+            let response =
+                container.python("v2_client.py", &[transport, port, &isvc, &request(input)]);
+            assert!(
+                response["status"] == 200 || response["status"] == "OK",
+                "{format} over {transport}: {response}\n{}",
+                container.logs()
+            );
+            // `predict` (MLServer's runtimes) or `output-1` (MLflow's signature).
+            let predict = &response["body"]["outputs"][0];
+            assert_eq!(
+                classes(predict),
+                expected,
+                "{format} over {transport}: {response}"
+            );
+        }
+    }
+
+    // MLSERVER_ENV_TARBALL, as MLServer's image activates it.
+    let mut env: Vec<(String, String)> = kserve
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.replace("{{.Labels.modelClass}}", "marker_model.MarkerModel"),
+            )
+        })
+        .collect();
+    env.push(("MLSERVER_MODEL_NAME".into(), "marker".into()));
+    env.push(("MLSERVER_MODEL_URI".into(), "/mnt/models".into()));
+    let mount = format!(
+        "{}:/mnt/models:ro",
+        models.path().join("envmodel").display()
+    );
+    let args = run_args(&kserve, &env, &[mount]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let container = docker.start_container(&args, py, &[]);
+    let marker = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1]}]});
+    let response = container.python(
+        "v2_client.py",
+        &["rest", "8080", "marker", &marker.to_string()],
+    );
+    let where_ = &output(&response, "where")["data"];
+    assert_eq!(where_[0], "from the environment tarball", "{response}");
+    assert!(
+        where_[1]
+            .as_str()
+            .unwrap()
+            .starts_with("/opt/mlserver/.envs/"),
+        "unpacked under environments_dir: {response}"
+    );
+    assert!(
+        container.logs().contains("MLSERVER_ENV_TARBALL activated"),
+        "{}",
+        container.logs()
+    );
+    drop(container);
+
+    // ModelMesh: the runtime starts with an empty models folder (the
+    // adapter creates it); RuntimeStatus; then a placement: the puller's
+    // copy, the adapter's folder with a symlink to it and its settings file,
+    // RepositoryModelLoad, inference with the model id injected.
+    let modelmesh = container_spec("modelmesh/servingruntime.yaml");
+    let root = tempfile::tempdir().unwrap();
+    chmod_open(root.path());
+    std::fs::create_dir(root.path().join("_mlserver_models")).unwrap();
+    chmod_open(&root.path().join("_mlserver_models"));
+    let mount = format!("{}:/models", root.path().display());
+    let args = run_args(&modelmesh, &modelmesh.env, &[mount]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let command: Vec<String> = modelmesh
+        .command
+        .iter()
+        .map(|a| kubelet_expand(a, &modelmesh.env))
+        .collect();
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let container = docker.start_container(&args, py, &command);
+    let port = modelmesh
+        .env
+        .iter()
+        .find(|(k, _)| k == "MLSERVER_GRPC_PORT")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let status = container.python("adapter.py", &["status", &port]);
+    assert_eq!(status["index"], json!([]), "{status}");
+    assert_eq!(
+        status["server_version"],
+        env!("CARGO_PKG_VERSION"),
+        "{status}"
+    );
+
+    let id = "sklearn-iris__isvc-6b2eb0b8bf";
+    std::fs::create_dir_all(root.path().join(id)).unwrap();
+    std::fs::copy(
+        models.path().join("sklearn/model.joblib"),
+        root.path().join(id).join("model.joblib"),
+    )
+    .unwrap();
+    let adapted = root.path().join("_mlserver_models").join(id);
+    std::fs::create_dir_all(&adapted).unwrap();
+    std::os::unix::fs::symlink(
+        format!("/models/{id}/model.joblib"),
+        adapted.join("model.joblib"),
+    )
+    .unwrap();
+    write(
+        &adapted,
+        "model-settings.json",
+        &serde_json::to_string_pretty(&json!({
+            "name": id,
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": format!("/models/_mlserver_models/{id}/model.joblib")}
+        }))
+        .unwrap(),
+    );
+    let result = container.python("adapter.py", &["load", &port, id, &request("input-0")]);
+    assert_eq!(result["load"], "OK", "{result}\n{}", container.logs());
+    let predict = &result["infer"]["predict"];
+    assert_eq!(classes(predict), expected, "{result}");
+    assert_eq!(result["unload"], "OK", "{result}");
+}
+
+/// Lets the container's users (a random uid in group 0) write the folder.
+fn chmod_open(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
