@@ -33,6 +33,7 @@ async fn start(dir: &Path, python: &Path, workers: usize) -> TestServer {
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(5),
             rust_runtimes: Vec::new(),
+            debug: false,
         },
     );
     let s = TestServer::start_with_env(dir, runtimes, EnvSource::empty(), |settings| {
@@ -268,7 +269,10 @@ async fn mlserver_runtimes_run_unchanged() {
     .await;
     assert_eq!(
         (status, response["error"].as_str()),
-        (400, Some("expected one input named 'x'"))
+        (
+            400,
+            Some("mlserver.errors.InferenceError: expected one input named 'x'")
+        )
     );
 
     // Metadata comes from the Python model.
@@ -532,13 +536,16 @@ async fn faults_stay_with_their_requests_and_dead_workers_come_back() {
     let (status, response, _) = infer(&s, "faulty", &faulty_request(1.0)).await;
     assert_eq!(
         (status, response["error"].as_str()),
-        (400, Some("value 1 is not allowed"))
+        (
+            400,
+            Some("mlserver.errors.InferenceError: value 1 is not allowed")
+        )
     );
     let (status, response, _) = infer(&s, "faulty", &faulty_request(2.0)).await;
     assert_eq!(status, 500);
     assert_eq!(
         response["error"],
-        "ZeroDivisionError: division by zero in user code"
+        "builtins.ZeroDivisionError: division by zero in user code"
     );
     assert_eq!(
         worker_pid(&s).await,

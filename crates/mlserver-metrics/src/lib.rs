@@ -20,6 +20,7 @@
 //! assert!(text.contains("latency_seconds_bucket{model=\"iris\",le=\"0.005\"} 1\n"));
 //! ```
 
+pub mod external;
 mod family;
 mod metric;
 mod registry;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 
+use crate::external::{self, ExternalSource};
 use crate::family::{Family, FamilyInner};
 use crate::metric::{fmt_value, Counter, Gauge, Histogram, Summary};
 
@@ -55,6 +56,8 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct Registry {
     families: Arc<RwLock<BTreeMap<String, Entry>>>,
+    /// Families of other processes, fetched at scrape time.
+    externals: Arc<RwLock<Vec<ExternalSource>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -202,6 +205,37 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Adds families kept by other processes (Python workers), fetched
+    /// each time [`Registry::render_all`] runs.
+    pub fn add_external(&self, source: ExternalSource) {
+        self.externals.write().expect("externals lock").push(source);
+    }
+
+    /// [`Registry::render`] plus every external source's families, merged
+    /// (see [`external::merge`]).
+    pub async fn render_all(&self) -> String {
+        let mut out = self.render();
+        let sources: Vec<ExternalSource> = self.externals.read().expect("externals lock").clone();
+        if sources.is_empty() {
+            return out;
+        }
+        let mut families = Vec::new();
+        for source in sources {
+            families.extend(source().await);
+        }
+        let taken: std::collections::BTreeSet<String> = self
+            .families
+            .read()
+            .expect("registry lock")
+            .keys()
+            .cloned()
+            .collect();
+        external::render(&mut out, &external::merge(families, &taken));
+        out
+    }
+}
+
 fn render_each<M: 'static>(
     out: &mut String,
     entry: &Entry,
@@ -265,7 +299,7 @@ fn fmt_bound(out: &mut String, le: f64) {
     }
 }
 
-fn escape_label(out: &mut String, v: &str) {
+pub(crate) fn escape_label(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -276,7 +310,7 @@ fn escape_label(out: &mut String, v: &str) {
     }
 }
 
-fn escape_help(help: &str) -> String {
+pub(crate) fn escape_help(help: &str) -> String {
     help.replace('\\', "\\\\").replace('\n', "\\n")
 }
 

@@ -210,4 +210,9 @@ impl MLModel for OnnxModel {
     async fn metadata(&self) -> Option<MetadataModelResponse> {
         Some(self.metadata.clone())
     }
+
+    /// The metadata is the graph's: anything else would fail in the engine.
+    fn checks_inputs(&self) -> bool {
+        true
+    }
 }

@@ -104,6 +104,7 @@ pub fn decode_infer_request(request: ModelInferRequest) -> Result<DecodedRequest
             parameters: parameters_from_proto(parameters)?,
             inputs,
             outputs,
+            json: None,
         },
         raw,
     })
@@ -145,6 +146,7 @@ pub fn encode_infer_request(
         parameters,
         inputs,
         outputs,
+        ..
     } = request;
     let (inputs, raw_input_contents) = encode_tensors(inputs, raw);
     let inputs = inputs.into_iter().map(InferInputTensor::from).collect();

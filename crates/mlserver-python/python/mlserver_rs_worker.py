@@ -22,6 +22,8 @@ instead of piling requests up here.
 import asyncio
 import inspect
 import json
+import logging
+import math
 import os
 import struct
 import sys
@@ -34,6 +36,10 @@ STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL = 6, 7, 8, 9
 OK, ERROR, ITEM = 10, 11, 12
 # Both ways on an open stream: the peer may send n (u32 body) more items.
 CREDIT = 13
+# The worker's metric families, as JSON, for the server's /metrics.
+METRICS = 14
+# Unsolicited, to the server: one log record.
+LOG = 15
 
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
@@ -58,6 +64,48 @@ def _exit_when_orphaned(parent: int) -> None:
         time.sleep(0.5)
 
 
+class _ServerLog(logging.Handler):
+    """Python log records (the `mlserver` logger's, the model's own) go to
+    the server's log as LOG frames, from whichever thread logs."""
+
+    def __init__(self, writer, loop):
+        super().__init__()
+        self.writer = writer
+        self.loop = loop
+
+    def emit(self, record):
+        try:
+            message = self.format(record)
+            body = json.dumps(
+                {"level": record.levelname, "logger": record.name, "message": message}
+            ).encode()
+            self.loop.call_soon_threadsafe(
+                self.writer.write, HEADER.pack(len(body) + 9, LOG, 0) + body
+            )
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _forward_logs(writer, loop) -> None:
+    """As MLServer configures its workers: the `mlserver` logger at INFO
+    (DEBUG with `debug`); other loggers at their own levels (the root's
+    default, WARNING, lets a model's warnings and errors through, as
+    Python's last-resort handler would print them)."""
+    handler = _ServerLog(writer, loop)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger().addHandler(handler)
+    level = os.environ.get("MLSERVER_RS_LOG_LEVEL", "INFO")
+    logging.getLogger("mlserver").setLevel(level)
+
+
+def _samples(metric):
+    for sample in metric.samples:
+        # The multiprocess collector MLServer uses drops `_created`.
+        if sample.name.endswith("_created") or not math.isfinite(sample.value):
+            continue
+        yield [sample.name, dict(sample.labels), sample.value]
+
+
 class Worker:
     def __init__(self, reader, writer):
         self.reader = reader
@@ -71,10 +119,12 @@ class Worker:
         self.writer.write(HEADER.pack(len(body) + 9, kind, call) + body)
 
     def send_error(self, call: int, error: BaseException) -> None:
+        # As MLServer's WorkerError reports what its workers raise: the
+        # exception's import path, then its message; an MLServerError keeps
+        # the status it chose, anything else is a 500.
         status = getattr(error, "status_code", 500)
-        message = str(error) or type(error).__name__
-        if status >= 500 and not hasattr(error, "status_code"):
-            message = f"{type(error).__name__}: {message}"
+        kind = type(error)
+        message = f"{kind.__module__}.{kind.__name__}: {error}"
         body = json.dumps({"status": status, "message": message}).encode()
         self.send(ERROR, call, body)
 
@@ -104,6 +154,8 @@ class Worker:
                 reply = await self.metadata(json.loads(body))
             elif kind == PING:
                 reply = b""
+            elif kind == METRICS:
+                reply = self.metrics()
             else:
                 raise ValueError(f"unknown frame kind {kind}")
             self.send(OK, call, reply)
@@ -149,11 +201,14 @@ class Worker:
                 self.send(CREDIT, call, LENGTH.pack(1))
                 yield request
 
+        from mlserver.context import model_context
+
         try:
-            async for response in model.predict_stream(requests()):
-                # The generator stays suspended until the client takes one.
-                await credits.acquire()
-                self.send(ITEM, call, self.encode_response(response))
+            with model_context(model.settings):
+                async for response in model.predict_stream(requests()):
+                    # The generator stays suspended until the client takes one.
+                    await credits.acquire()
+                    self.send(ITEM, call, self.encode_response(response))
             self.send(OK, call, b"")
         except asyncio.CancelledError:
             # Ends the call on the server side too (nobody reads it).
@@ -171,7 +226,32 @@ class Worker:
             raise ModelNotFound(name, version or None)
         return model
 
+    def metrics(self) -> bytes:
+        """Families of prometheus_client's default registry (a model's own
+        metrics) and of MLServer's (`mlserver.register` / `mlserver.log`),
+        without the process and platform ones the server has itself."""
+        from prometheus_client import REGISTRY as DEFAULT
+        from mlserver.metrics.registry import REGISTRY as MLSERVER
+
+        families = []
+        for registry in (DEFAULT, MLSERVER):
+            for metric in registry.collect():
+                if metric.name.startswith(("process_", "python_")):
+                    continue
+                samples = list(_samples(metric))
+                if samples:
+                    families.append(
+                        {
+                            "name": metric.name,
+                            "type": metric.type,
+                            "help": metric.documentation,
+                            "samples": samples,
+                        }
+                    )
+        return json.dumps(families).encode()
+
     async def load(self, message: dict) -> bytes:
+        from mlserver.context import model_context
         from mlserver.settings import ModelSettings
 
         settings = dict(message["settings"])
@@ -179,8 +259,10 @@ class Worker:
             settings["_source"] = message["source"]
         model_settings = ModelSettings.model_validate(settings)
         model_class = model_settings.implementation
-        model = model_class(model_settings)
-        ready = await _result(model.load())
+        # MLServer's model context, so mlserver.register()/log() work.
+        with model_context(model_settings):
+            model = model_class(model_settings)
+            ready = await _result(model.load())
         # MLServer's `load()` may return None in older custom runtimes.
         model.ready = True if ready is None else bool(ready)
         if not model.ready:
@@ -189,7 +271,8 @@ class Worker:
         previous = self.models.get(key)
         self.models[key] = model
         if previous is not None and previous is not model:
-            await _result(previous.unload())
+            with model_context(previous.settings):
+                await _result(previous.unload())
         from mlserver import MLModel
 
         streams = type(model).predict_stream is not MLModel.predict_stream
@@ -199,7 +282,10 @@ class Worker:
         key = (message["name"], message.get("version") or "")
         model = self.models.pop(key, None)
         if model is not None:
-            await _result(model.unload())
+            from mlserver.context import model_context
+
+            with model_context(model.settings):
+                await _result(model.unload())
         return b""
 
     async def metadata(self, message: dict) -> bytes:
@@ -208,16 +294,30 @@ class Worker:
         return metadata.model_dump_json(exclude_none=True).encode()
 
     def decode_request(self, body: bytes):
-        """An inference body to `(model, InferenceRequest)`, headers restored."""
-        from mlserver.grpc import dataplane_pb2 as pb
-        from mlserver.grpc.converters import ModelInferRequestConverter
-        from mlserver.types import Parameters
+        """An inference body to `(model, InferenceRequest)`, headers restored.
+
+        A request the client sent as JSON comes as its own text, and is read
+        as MLServer's REST server reads it (FastAPI: `json.loads`, then the
+        pydantic model), so the model sees what it would under MLServer;
+        anything else comes as protobuf, read by MLServer's gRPC converter.
+        """
+        from mlserver.types import InferenceRequest, Parameters
 
         (meta_length,) = LENGTH.unpack_from(body)
         meta = json.loads(body[4 : 4 + meta_length]) if meta_length else {}
-        message = pb.ModelInferRequest.FromString(body[4 + meta_length :])
-        model = self.model(message.model_name, message.model_version)
-        request = ModelInferRequestConverter.to_types(message)
+        payload = body[4 + meta_length :]
+        if meta.get("json"):
+            request = InferenceRequest.model_validate(json.loads(payload))
+            if request.id is None:
+                request.id = meta.get("id")
+            model = self.model(meta["name"], meta.get("version") or "")
+        else:
+            from mlserver.grpc import dataplane_pb2 as pb
+            from mlserver.grpc.converters import ModelInferRequestConverter
+
+            message = pb.ModelInferRequest.FromString(payload)
+            model = self.model(message.model_name, message.model_version)
+            request = ModelInferRequestConverter.to_types(message)
         headers = meta.get("headers")
         if headers:
             if request.parameters is None:
@@ -234,13 +334,23 @@ class Worker:
         if response.parameters is not None and response.parameters.headers:
             reply_meta["headers"] = response.parameters.headers
             response.parameters.headers = None
+        for output in response.outputs:
+            if output.datatype in ("FP16", "FP32", "FP64"):
+                data = getattr(output.data, "root", output.data)
+                if isinstance(data, list) and None in data:
+                    # NumpyCodec writes NaN as None (JSON's null); the raw
+                    # encoding needs the float back.
+                    output.data = [math.nan if v is None else v for v in data]
         reply = ModelInferResponseConverter.from_types(response, use_raw=True)
         meta_bytes = json.dumps(reply_meta).encode() if reply_meta else b""
         return LENGTH.pack(len(meta_bytes)) + meta_bytes + reply.SerializeToString()
 
     async def infer(self, body: bytes) -> bytes:
+        from mlserver.context import model_context
+
         model, request = self.decode_request(body)
-        response = await _result(model.predict(request))
+        with model_context(model.settings):
+            response = await _result(model.predict(request))
         return self.encode_response(response)
 
 
@@ -249,6 +359,7 @@ async def main(socket_path: str) -> None:
     # The first frame says who we are, so the server can match the socket
     # to the process it started.
     writer.write(HEADER.pack(9 + 8, OK, 0) + struct.pack("<Q", os.getpid()))
+    _forward_logs(writer, asyncio.get_running_loop())
     await Worker(reader, writer).serve()
 
 

@@ -22,6 +22,12 @@ pub const ITEM: u8 = 12;
 /// item its consumer has taken, so a fast producer waits for a slow
 /// consumer instead of piling items up in memory.
 pub const CREDIT: u8 = 13;
+/// The worker's metric families (`prometheus_client`'s default registry
+/// and MLServer's own), as JSON, for `/metrics`.
+pub const METRICS: u8 = 14;
+/// From the worker, unsolicited: one Python log record (JSON: `level`,
+/// `logger`, `message`), for the server's log.
+pub const LOG: u8 = 15;
 /// The items a stream's sender may have outstanding, each way.
 pub const STREAM_WINDOW: u32 = 16;
 

@@ -21,6 +21,7 @@
 
 mod environment;
 mod frame;
+mod metrics;
 mod pool;
 mod worker;
 
@@ -62,6 +63,8 @@ pub struct PythonConfig {
     pub stop_timeout: Duration,
     /// Names of the Rust runtimes, quoted when an import fails.
     pub rust_runtimes: Vec<String>,
+    /// The `mlserver` logger logs at DEBUG in the workers (`debug`).
+    pub debug: bool,
 }
 
 impl PythonConfig {
@@ -86,6 +89,7 @@ impl PythonConfig {
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(settings.parallel_workers_timeout.max(1)),
             rust_runtimes: Vec::new(),
+            debug: settings.debug,
         }
     }
 
@@ -160,6 +164,9 @@ struct Pools {
     /// The worker script and the sockets live here while the server runs.
     runtime_dir: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
     pools: std::sync::Mutex<HashMap<PoolKey, PoolEntry>>,
+    /// The workers' metrics are on the server's `/metrics` (set up with the
+    /// first model, which brings the server's registry).
+    metrics_exposed: std::sync::Once,
 }
 
 /// Which pool serves a model: its environment's interpreter and, as
@@ -214,7 +221,18 @@ impl Pools {
             config,
             runtime_dir: std::sync::OnceLock::new(),
             pools: std::sync::Mutex::new(HashMap::new()),
+            metrics_exposed: std::sync::Once::new(),
         }
+    }
+
+    /// The pools that have started.
+    fn started(&self) -> Vec<Arc<Pool>> {
+        self.pools
+            .lock()
+            .expect("pools lock")
+            .values()
+            .filter_map(|e| e.pool.get().cloned())
+            .collect()
     }
 
     fn runtime_dir(&self) -> Result<PathBuf, MLServerError> {
@@ -255,6 +273,7 @@ impl Pools {
                     socket_dir: dir,
                     python_path,
                     start_timeout: self.config.start_timeout,
+                    debug: self.config.debug,
                 };
                 if let Some(group) = &key.group {
                     info!(python = %key.python.display(), group, workers = key.workers, "starting a dedicated Python worker pool");
@@ -317,6 +336,9 @@ impl PythonModel {
         ctx: ModelContext,
     ) -> Result<Self, MLServerError> {
         let settings = ctx.settings();
+        pools
+            .metrics_exposed
+            .call_once(|| metrics::expose(&pools, ctx.metrics_registry()));
         let python = environment::interpreter(&pools.config, settings).await?;
         let pool_key = PoolKey::for_model(python, settings, pools.config.workers);
         let pool = pools.acquire(&pool_key).await?;
@@ -422,6 +444,12 @@ impl MLModel for PythonModel {
         self.streams
     }
 
+    /// MLServer's classes handle `outputs` themselves; MLServer returns what
+    /// they give.
+    fn selects_outputs(&self) -> bool {
+        true
+    }
+
     /// The class's own `predict_stream`, in one worker: requests go to it as
     /// they arrive, responses come back as it yields them.
     async fn predict_stream(
@@ -504,18 +532,31 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// An inference body for the worker: the HTTP headers apart (protobuf
-/// parameters cannot hold an object), the request as protobuf with raw
-/// tensor contents.
+/// An inference body for the worker: a JSON header with the request's
+/// headers (and, for a JSON request, its id), then the request itself. A
+/// request that came as JSON goes as the client's own text, which the worker
+/// reads as MLServer's REST server does (`str`, `int`, `None` and nesting
+/// as written); any other as protobuf with raw tensor contents, which the
+/// worker reads with MLServer's gRPC converters.
 fn infer_body(key: &ModelKey, mut request: InferenceRequest) -> Vec<u8> {
     let headers = request
         .parameters
         .as_mut()
-        .and_then(|p| p.remove("headers"))
-        .map(|h| serde_json::json!({ "headers": h }));
+        .and_then(|p| p.remove("headers"));
+    if let Some(json) = request.json.take() {
+        let meta = serde_json::json!({
+            "json": true,
+            "name": key.0,
+            "version": key.1,
+            "headers": headers,
+            "id": request.id,
+        });
+        return frame::infer_body(Some(&meta), &json);
+    }
+    let meta = headers.map(|h| serde_json::json!({ "headers": h }));
     let version = (!key.1.is_empty()).then_some(key.1.as_str());
     let message = encode_infer_request(&key.0, version, request, true).encode_to_vec();
-    frame::infer_body(headers.as_ref(), &message)
+    frame::infer_body(meta.as_ref(), &message)
 }
 
 /// A worker's inference reply back to a response, headers included.

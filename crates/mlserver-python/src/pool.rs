@@ -73,7 +73,7 @@ impl Pool {
         Ok(pool)
     }
 
-    fn workers(&self) -> Vec<Arc<Worker>> {
+    pub(crate) fn workers(&self) -> Vec<Arc<Worker>> {
         self.workers.read().expect("workers lock").clone()
     }
 

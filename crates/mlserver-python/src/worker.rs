@@ -33,6 +33,8 @@ pub struct Spawn {
     /// directory, as `mlserver start` puts them first on `sys.path`.
     pub python_path: Vec<PathBuf>,
     pub start_timeout: Duration,
+    /// The `mlserver` logger at DEBUG rather than INFO.
+    pub debug: bool,
 }
 
 type Reply = Result<Bytes, MLServerError>;
@@ -113,6 +115,10 @@ impl Worker {
             .arg(&socket)
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONPATH", python_path(&spec.python_path))
+            .env(
+                "MLSERVER_RS_LOG_LEVEL",
+                if spec.debug { "DEBUG" } else { "INFO" },
+            )
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(path) = path_with_environment(&spec.python) {
@@ -363,6 +369,7 @@ async fn read_replies(
                     let _ = replies.send(Ok(f.body));
                 }
             }
+            Ok(Some(f)) if f.kind == frame::LOG => log_record(worker.pid, &f.body),
             Ok(Some(f)) if f.kind == frame::CREDIT => {
                 let pending = worker.pending.lock().expect("pending lock");
                 if let (Some(Waiter::Stream { credits, .. }), Some(n)) =
@@ -447,14 +454,37 @@ fn error_from_worker(body: &[u8]) -> MLServerError {
     }
     match serde_json::from_slice::<WorkerError>(body) {
         Ok(e) => match e.status {
-            400..=499 => MLServerError::Inference(e.message),
+            400 => MLServerError::Inference(e.message),
             503 => MLServerError::Unavailable(e.message),
-            _ => MLServerError::Internal(e.message),
+            500 => MLServerError::Internal(e.message),
+            // The model chose it (`MLServerError(msg, status_code=...)`).
+            code => MLServerError::with_status(code, e.message),
         },
         Err(_) => MLServerError::internal(format!(
             "unreadable error from the Python worker: {}",
             String::from_utf8_lossy(body)
         )),
+    }
+}
+
+/// A Python log record from a worker, into the server's log at its level.
+fn log_record(pid: u32, body: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        level: String,
+        logger: String,
+        message: String,
+    }
+    let Ok(r) = serde_json::from_slice::<Record>(body) else {
+        warn!(pid, "unreadable log record from the Python worker");
+        return;
+    };
+    let (logger, message) = (r.logger.as_str(), r.message.as_str());
+    match r.level.as_str() {
+        "CRITICAL" | "ERROR" => tracing::error!(pid, logger, "{message}"),
+        "WARNING" => tracing::warn!(pid, logger, "{message}"),
+        "INFO" => tracing::info!(pid, logger, "{message}"),
+        _ => tracing::debug!(pid, logger, "{message}"),
     }
 }
 

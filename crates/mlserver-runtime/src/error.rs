@@ -41,6 +41,12 @@ pub enum MLServerError {
     /// it is being replaced. HTTP 500, gRPC UNAVAILABLE (worth retrying).
     #[error("{0}")]
     WorkerLost(String),
+    /// A status the model chose, as MLServer lets one with
+    /// `MLServerError(msg, status_code=403)`: that HTTP code over REST; over
+    /// gRPC, MLServer's mapping (400, 404, 422, 500 as the classes above,
+    /// anything else UNKNOWN).
+    #[error("{message}")]
+    WithStatus { code: u16, message: String },
 }
 
 /// The class of an error, which decides its HTTP and gRPC status.
@@ -60,6 +66,8 @@ pub enum ErrorStatus {
     Unavailable,
     /// HTTP 500, gRPC UNAVAILABLE: the request died with its worker.
     WorkerLost,
+    /// Any other HTTP code a model chose; gRPC UNKNOWN.
+    Other(u16),
 }
 
 impl ErrorStatus {
@@ -72,6 +80,7 @@ impl ErrorStatus {
             ErrorStatus::Internal => 500,
             ErrorStatus::Unavailable => 503,
             ErrorStatus::WorkerLost => 500,
+            ErrorStatus::Other(code) => code,
         }
     }
 }
@@ -94,6 +103,25 @@ impl MLServerError {
             MLServerError::Internal(_) => ErrorStatus::Internal,
             MLServerError::Unavailable(_) => ErrorStatus::Unavailable,
             MLServerError::WorkerLost(_) => ErrorStatus::WorkerLost,
+            MLServerError::WithStatus { code, .. } => match code {
+                400 => ErrorStatus::BadRequest,
+                404 => ErrorStatus::NotFound,
+                413 => ErrorStatus::PayloadTooLarge,
+                422 => ErrorStatus::Unprocessable,
+                500 => ErrorStatus::Internal,
+                503 => ErrorStatus::Unavailable,
+                // Only real error codes: anything else is the model's bug.
+                code @ 400..=599 => ErrorStatus::Other(*code),
+                _ => ErrorStatus::Internal,
+            },
+        }
+    }
+
+    /// An error with a status the model chose (MLServer's `status_code`).
+    pub fn with_status(code: u16, message: impl Into<String>) -> Self {
+        MLServerError::WithStatus {
+            code,
+            message: message.into(),
         }
     }
 
@@ -176,5 +204,17 @@ mod tests {
         };
         assert_eq!(e.status().http_code(), 422);
         assert_eq!(e.to_string(), "Invalid URI specified for model m (/x)");
+        assert_eq!(
+            MLServerError::with_status(403, "no").status().http_code(),
+            403
+        );
+        assert_eq!(
+            MLServerError::with_status(422, "no").status(),
+            ErrorStatus::Unprocessable
+        );
+        assert_eq!(
+            MLServerError::with_status(200, "no").status(),
+            ErrorStatus::Internal
+        );
     }
 }

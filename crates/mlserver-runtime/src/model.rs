@@ -35,6 +35,12 @@ impl ModelContext {
         self
     }
 
+    /// The registry the server exposes, for runtimes whose metrics are kept
+    /// elsewhere (another process: see `Registry::add_external`).
+    pub fn metrics_registry(&self) -> &Registry {
+        &self.metrics
+    }
+
     /// Custom metrics for this model, MLServer's `mlserver.register()` /
     /// `mlserver.log()`: every series carries the `model_name` and
     /// `model_version` labels.
@@ -176,7 +182,8 @@ pub trait MLModel: Send + Sync + 'static {
         Self: Sized;
 
     /// Runs inference. The server fills in the response's model name,
-    /// version and id, and keeps only the outputs the client asked for.
+    /// version and id, and keeps only the outputs the client asked for
+    /// (unless [`MLModel::selects_outputs`]).
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError>;
 
     /// Whether the runtime has its own [`MLModel::predict_stream`] (a model
@@ -218,6 +225,26 @@ pub trait MLModel: Send + Sync + 'static {
     /// (e.g. input/output signatures read from the model file).
     async fn metadata(&self) -> Option<MetadataModelResponse> {
         None
+    }
+
+    /// Whether requests must match the metadata's inputs (datatype, shape)
+    /// before `predict` sees them; a mismatch is a 400. MLServer checks
+    /// nothing: a model whose metadata only repeats what model-settings
+    /// declares gets requests as sent (the `strict_inputs` setting turns the
+    /// check on for every model). A runtime whose metadata comes from the
+    /// model itself (an ONNX graph), and which would fail on anything else,
+    /// says `true`.
+    fn checks_inputs(&self) -> bool {
+        false
+    }
+
+    /// Whether the runtime answers `request.outputs` itself. MLServer leaves
+    /// it to each runtime (its scikit-learn runtime computes only what was
+    /// asked for; a custom one may ignore it) and returns what the runtime
+    /// gave: Python models say `true`. Otherwise the server keeps the
+    /// requested outputs, when the model produced them all.
+    fn selects_outputs(&self) -> bool {
+        false
     }
 }
 

@@ -293,11 +293,16 @@ async fn run_batch(
 
 /// Concatenates requests that share a batch key along axis 0. The merged
 /// request keeps the first request's parameters (equal in all, headers
-/// aside) and has no id.
+/// aside) and has no id. A batch of one is that request, JSON text and
+/// all; a larger one is the server's own (no client's JSON text).
 fn merge(requests: Vec<InferenceRequest>) -> Result<InferenceRequest, MLServerError> {
+    let many = requests.len() > 1;
     let mut requests = requests.into_iter();
     let mut merged = requests.next().expect("a batch is never empty");
     merged.id = None;
+    if many {
+        merged.json = None;
+    }
     for request in requests {
         for (into, input) in merged.inputs.iter_mut().zip(request.inputs) {
             into.shape[0] += input.shape[0];

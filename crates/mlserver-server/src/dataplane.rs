@@ -152,15 +152,20 @@ pub async fn infer_on(
     model: &LoadedModel,
     mut request: InferenceRequest,
 ) -> Result<InferenceResponse, MLServerError> {
-    validate_inputs(model, &request)?;
+    if model.checks_inputs() {
+        validate_inputs(model, &request)?;
+    }
     let id = request
         .id
         .get_or_insert_with(crate::request_id::new_request_id)
         .clone();
+    if let Some(ce) = model.cloudevents() {
+        ce.on_request(&mut request, model.name());
+    }
     let requested: Option<Vec<String>> = request
         .outputs
         .as_ref()
-        .filter(|o| !o.is_empty())
+        .filter(|o| !o.is_empty() && !model.runtime.selects_outputs())
         .map(|o| o.iter().map(|o| o.name.clone()).collect());
 
     let cache_key = model
@@ -169,6 +174,9 @@ pub async fn infer_on(
     if let (Some(cache), Some(key)) = (model.cache(), &cache_key) {
         if let Some(mut hit) = cache.get(key) {
             hit.id = Some(id);
+            if let Some(ce) = model.cloudevents() {
+                ce.on_response(&mut hit, model.name());
+            }
             return Ok(hit);
         }
     }
@@ -179,8 +187,7 @@ pub async fn infer_on(
     response.model_version = model.version().map(str::to_owned);
     response.id = Some(id);
     if let Some(names) = requested {
-        response.outputs =
-            select_outputs(model.name(), std::mem::take(&mut response.outputs), &names)?;
+        select_outputs(&mut response.outputs, &names);
     }
     for output in &response.outputs {
         output.validate().map_err(|e| {
@@ -193,11 +200,15 @@ pub async fn infer_on(
     if let (Some(cache), Some(key)) = (model.cache(), cache_key) {
         cache.insert(key, response.clone());
     }
+    if let Some(ce) = model.cloudevents() {
+        ce.on_response(&mut response, model.name());
+    }
     Ok(response)
 }
 
 /// Datatypes must match the declared inputs; shapes must fit them where the
-/// ranks agree (see `MetadataTensor::shape_accepts`).
+/// ranks agree (see `MetadataTensor::shape_accepts`). Only for models that
+/// check their inputs: MLServer passes requests on as sent.
 fn validate_inputs(model: &LoadedModel, request: &InferenceRequest) -> Result<(), MLServerError> {
     for input in &request.inputs {
         let Some(declared) = model.metadata.inputs.iter().find(|m| m.name == input.name) else {
@@ -225,22 +236,19 @@ fn validate_inputs(model: &LoadedModel, request: &InferenceRequest) -> Result<()
     Ok(())
 }
 
-fn select_outputs(
-    model: &str,
-    mut outputs: Vec<mlserver_types::ResponseOutput>,
-    names: &[String],
-) -> Result<Vec<mlserver_types::ResponseOutput>, MLServerError> {
-    let mut selected = Vec::with_capacity(names.len());
-    for name in names {
-        let pos = outputs
-            .iter()
-            .position(|o| &o.name == name)
-            .ok_or_else(|| {
-                MLServerError::bad_request(format!(
-                    "output '{name}' was requested but model {model} did not produce it"
-                ))
-            })?;
-        selected.push(outputs.swap_remove(pos));
+/// Keeps the requested outputs, in the order asked, when the model produced
+/// every one of them. Otherwise the answer is what the model produced, as
+/// MLServer gives it (it never checks): a client asking for an output the
+/// model does not have gets the others, not an error.
+fn select_outputs(outputs: &mut Vec<mlserver_types::ResponseOutput>, names: &[String]) {
+    if !names.iter().all(|n| outputs.iter().any(|o| &o.name == n)) {
+        tracing::debug!("requested outputs {names:?} not all produced: answering with all of them");
+        return;
     }
-    Ok(selected)
+    let mut produced = std::mem::take(outputs);
+    for name in names {
+        if let Some(pos) = produced.iter().position(|o| &o.name == name) {
+            outputs.push(produced.swap_remove(pos));
+        }
+    }
 }

@@ -65,12 +65,11 @@ pub(crate) fn extract_headers(response: &mut InferenceResponse) -> Vec<(HeaderNa
     let Some(params) = response.parameters.as_mut() else {
         return Vec::new();
     };
+    // As MLServer's `extract_headers`: the parameters stay, empty or not
+    // (its REST answers say `"parameters": {}`).
     let Some(Value::Object(map)) = params.remove(Parameters::HEADERS) else {
         return Vec::new();
     };
-    if params.is_empty() {
-        response.parameters = None;
-    }
     map.into_iter()
         .filter_map(|(k, v)| {
             let value = match v {

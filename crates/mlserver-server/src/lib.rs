@@ -17,6 +17,7 @@
 
 mod batching;
 mod cache;
+mod cloudevents;
 mod cors;
 mod dataplane;
 mod error;

@@ -170,9 +170,15 @@ impl ServerMetrics {
         self.loaded.set(count as i64);
     }
 
-    /// The Prometheus text exposition of every family.
+    /// The Prometheus text exposition of the server's own families.
     pub fn render(&self) -> String {
         self.registry.render()
+    }
+
+    /// The server's families and those of other processes (the Python
+    /// workers' `mlserver.register`/`log` and `prometheus_client` metrics).
+    pub async fn render_all(&self) -> String {
+        self.registry.render_all().await
     }
 }
 
@@ -193,7 +199,7 @@ pub fn metrics_router(metrics: Arc<ServerMetrics>, endpoint: &str) -> axum::Rout
                         http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    metrics.render(),
+                    metrics.render_all().await,
                 )
                     .into_response()
             }

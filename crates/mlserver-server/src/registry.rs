@@ -11,6 +11,7 @@ use mlserver_types::{InferenceRequest, InferenceResponse};
 
 use crate::batching::Batcher;
 use crate::cache::ResponseCache;
+use crate::cloudevents::CloudEvents;
 use crate::executor::{Executor, PredictCost};
 use mlserver_settings::ModelSettings;
 use mlserver_types::{MetadataModelResponse, ModelState};
@@ -25,6 +26,9 @@ pub struct LoadedModel {
     cost: Arc<PredictCost>,
     batcher: Option<Batcher>,
     cache: Option<Arc<ResponseCache>>,
+    cloudevents: Option<Arc<CloudEvents>>,
+    /// Requests are checked against the metadata's inputs.
+    checks_inputs: bool,
     /// Distinguishes this instance from earlier loads of the same version
     /// (the response cache must not answer with a replaced model).
     instance: u64,
@@ -50,6 +54,8 @@ impl LoadedModel {
             cost,
             batcher,
             cache,
+            cloudevents: None,
+            checks_inputs: false,
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -70,6 +76,27 @@ impl LoadedModel {
     /// The response cache, when both the server and this model enable it.
     pub(crate) fn cache(&self) -> Option<&ResponseCache> {
         self.cache.as_deref()
+    }
+
+    /// MLServer's CloudEvents headers on its requests and responses.
+    pub(crate) fn with_cloudevents(mut self, cloudevents: Option<Arc<CloudEvents>>) -> Self {
+        self.cloudevents = cloudevents;
+        self
+    }
+
+    /// Requests must match the metadata's inputs (see
+    /// `MLModel::checks_inputs` and the `strict_inputs` setting).
+    pub(crate) fn checking_inputs(mut self, on: bool) -> Self {
+        self.checks_inputs = on;
+        self
+    }
+
+    pub(crate) fn checks_inputs(&self) -> bool {
+        self.checks_inputs
+    }
+
+    pub(crate) fn cloudevents(&self) -> Option<&CloudEvents> {
+        self.cloudevents.as_deref()
     }
 
     /// Calls the runtime: through the adaptive batcher when the model has

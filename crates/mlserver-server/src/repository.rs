@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::batching::{batching_enabled, Batcher};
 use crate::cache::ResponseCache;
+use crate::cloudevents::CloudEvents;
 use crate::executor::{Executor, PredictCost};
 use crate::metrics::ServerMetrics;
 use crate::registry::{LoadedModel, ModelRegistry, Version};
@@ -28,6 +29,10 @@ pub struct Serving {
     /// The server's response cache (`cache_enabled`); models opt in.
     pub cache: Option<Arc<ResponseCache>>,
     pub metrics: Option<Arc<ServerMetrics>>,
+    /// MLServer's CloudEvents headers on every inference (`None`: none).
+    pub cloudevents: Option<Arc<CloudEvents>>,
+    /// `strict_inputs`: every model checks requests against its metadata.
+    pub strict_inputs: bool,
 }
 
 impl Default for Serving {
@@ -36,6 +41,8 @@ impl Default for Serving {
         Serving {
             executor: Arc::new(Executor::inline()),
             cache: None,
+            cloudevents: None,
+            strict_inputs: false,
             metrics: None,
         }
     }
@@ -262,6 +269,7 @@ impl ModelRepository {
                 )))
             }
         };
+        let runtime_checks = runtime.checks_inputs();
         let cost = Arc::new(PredictCost::default());
         let batcher = batch_time.map(|max_batch_time| {
             info!(
@@ -296,7 +304,9 @@ impl ModelRepository {
             cost,
             batcher,
             cache,
-        ))
+        )
+        .with_cloudevents(self.serving.cloudevents.clone())
+        .checking_inputs(self.serving.strict_inputs || runtime_checks))
     }
 
     fn update_loaded_gauge(&self) {

@@ -68,6 +68,10 @@ impl Server {
                 .cache_enabled
                 .then(|| Arc::new(ResponseCache::new(settings.cache_size))),
             metrics: metrics.clone(),
+            cloudevents: Some(Arc::new(crate::cloudevents::CloudEvents::new(
+                &settings.server_name,
+            ))),
+            strict_inputs: settings.strict_inputs,
         };
         let cors = settings
             .cors_settings
@@ -130,6 +134,7 @@ impl Server {
                 gzip: self.settings.gzip_enabled,
                 cors: self.cors.clone(),
                 metrics: self.dataplane.metrics().cloned(),
+                root_path: self.settings.root_path.clone(),
             },
         )
     }
@@ -191,6 +196,7 @@ impl Server {
             .layer(GrpcObserveLayer {
                 metrics: self.dataplane.metrics().cloned(),
             })
+            .layer(crate::grpc::TrailingMetadataLayer)
             .add_routes(self.grpc_routes())
             .serve_with_incoming_shutdown(no_delay_grpc(listeners.grpc), stopped(stop_rx.clone()));
         info!("HTTP server running on http://{http_addr}");

@@ -74,6 +74,12 @@ pub struct Settings {
     pub cache_enabled: bool,
     pub cache_size: usize,
     pub gzip_enabled: bool,
+    /// Not MLServer's: check every request against the inputs declared in
+    /// model-settings (datatypes, shapes) and refuse mismatches with a 400.
+    /// Off by default, as MLServer checks nothing and loose declarations
+    /// are common; runtimes whose metadata comes from the model itself (ONNX)
+    /// always check.
+    pub strict_inputs: bool,
 }
 
 /// CORS middleware options, MLServer's `CORSSettings`.
@@ -149,6 +155,7 @@ impl Default for Settings {
             cache_enabled: false,
             cache_size: 100,
             gzip_enabled: true,
+            strict_inputs: false,
         }
     }
 }
@@ -185,6 +192,7 @@ const SETTINGS_FIELDS: &[Field] = &[
     field("cache_enabled", Kind::Bool),
     field("cache_size", Kind::Int),
     field("gzip_enabled", Kind::Bool),
+    field("strict_inputs", Kind::Bool),
 ];
 
 const CORS_FIELDS: &[Field] = &[

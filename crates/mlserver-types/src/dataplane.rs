@@ -296,6 +296,17 @@ pub struct InferenceRequest {
     pub inputs: Vec<RequestInput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<RequestOutput>>,
+    /// The JSON text the client sent, when the request came as V2 JSON
+    /// (REST without the binary extension). Runtimes that decode requests
+    /// the way MLServer's REST server does read it instead of `inputs`:
+    /// Python models, which must see JSON strings as `str`, integers as
+    /// `int`, `null` as `None` and nested lists as written, as they would
+    /// under MLServer. It travels with the request through the server and
+    /// is left out wherever the server builds a request of its own (a
+    /// batch). `id` and `parameters.headers` are the server's to set: they
+    /// override what the text says. Never serialised.
+    #[serde(skip)]
+    pub json: Option<bytes::Bytes>,
 }
 
 impl InferenceRequest {

@@ -122,6 +122,9 @@ async fn infer_one(
         mut request,
         raw,
     } = convert::decode_infer_request(request).map_err(bad_request)?;
+    // As MLServer's converter: the message's id is "" when unset, which is
+    // not "no id", so none is generated and none is echoed.
+    request.id.get_or_insert_with(String::new);
     insert_metadata(&mut request, metadata.as_ref());
     let mut response = state
         .dataplane
@@ -202,7 +205,10 @@ impl GrpcInferenceService for InferenceService {
         let (metadata, _, request) = request.into_parts();
         let (response, headers) = infer_one(&self.state, &metadata, request).await?;
         let mut response = Response::new(response);
-        *response.metadata_mut() = headers;
+        // MLServer sends them as trailing metadata.
+        response
+            .extensions_mut()
+            .insert(super::trailers::TrailingMetadata(headers.into_headers()));
         Ok(response)
     }
 

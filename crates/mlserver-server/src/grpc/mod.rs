@@ -8,6 +8,7 @@ mod health;
 mod inference;
 mod legacy;
 mod status;
+mod trailers;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::dataplane::DataPlane;
 use crate::repository::ModelRepository;
 
 pub use status::to_status;
+pub use trailers::TrailingMetadataLayer;
 
 /// What the gRPC services share.
 #[derive(Clone)]

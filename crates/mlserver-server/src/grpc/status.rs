@@ -13,6 +13,8 @@ pub fn to_status(e: MLServerError) -> Status {
         ErrorStatus::PayloadTooLarge => Code::ResourceExhausted,
         ErrorStatus::Internal => Code::Internal,
         ErrorStatus::Unavailable | ErrorStatus::WorkerLost => Code::Unavailable,
+        // MLServer's STATUS_CODE_MAPPING has no entry for it.
+        ErrorStatus::Other(_) => Code::Unknown,
     };
     if code == Code::Internal {
         tracing::error!("{e}");

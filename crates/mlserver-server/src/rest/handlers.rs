@@ -152,8 +152,9 @@ async fn decode_infer_encode(
             (request, format)
         }
         None => {
-            let request: InferenceRequest = parse_json(&body, "inference request")?;
+            let mut request: InferenceRequest = parse_json(&body, "inference request")?;
             let format = OutputFormat::from_request(&request);
+            request.json = Some(body);
             (request, format)
         }
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -39,42 +39,55 @@ pub struct RestOptions {
     pub gzip: bool,
     pub cors: Option<tower_http::cors::CorsLayer>,
     pub metrics: Option<Arc<ServerMetrics>>,
+    /// MLServer's `root_path`: the routes answer under it too.
+    pub root_path: String,
 }
 
-/// The REST router.
+/// The REST routes' templates, for the trailing-slash redirect.
+const ROUTES: &[&str] = &[
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2",
+    "/v2/models/{name}",
+    "/v2/models/{name}/versions/{version}",
+    "/v2/models/{name}/ready",
+    "/v2/models/{name}/versions/{version}/ready",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/generate",
+    "/v2/models/{name}/versions/{version}/infer",
+    "/v2/models/{name}/versions/{version}/generate",
+    "/v2/repository/index",
+    "/v2/repository/models/{name}/load",
+    "/v2/repository/models/{name}/unload",
+];
+
+/// The REST router. With a `root_path` (MLServer's setting, for a proxy
+/// that serves the API under a prefix), every route also answers under it,
+/// as Starlette routes a request whose path starts with its root path.
 pub fn router(state: AppState, options: RestOptions) -> Router {
     use handlers::*;
-    let router = Router::new()
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2", get(server_metadata))
-        .route("/v2/models/{name}", get(model_metadata))
-        .route(
-            "/v2/models/{name}/versions/{version}",
-            get(model_version_metadata),
-        )
-        .route("/v2/models/{name}/ready", get(model_ready))
-        .route(
-            "/v2/models/{name}/versions/{version}/ready",
-            get(model_version_ready),
-        )
-        .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/generate", post(infer))
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(infer_version),
-        )
-        .route(
-            "/v2/models/{name}/versions/{version}/generate",
-            post(infer_version),
-        )
-        .route("/v2/repository/index", post(repository_index))
-        .route("/v2/repository/models/{name}/load", post(repository_load))
-        .route(
-            "/v2/repository/models/{name}/unload",
-            post(repository_unload),
-        )
-        .fallback(not_found)
+    let routes = Router::new()
+        .route(ROUTES[0], get(live))
+        .route(ROUTES[1], get(ready))
+        .route(ROUTES[2], get(server_metadata))
+        .route(ROUTES[3], get(model_metadata))
+        .route(ROUTES[4], get(model_version_metadata))
+        .route(ROUTES[5], get(model_ready))
+        .route(ROUTES[6], get(model_version_ready))
+        .route(ROUTES[7], post(infer))
+        .route(ROUTES[8], post(infer))
+        .route(ROUTES[9], post(infer_version))
+        .route(ROUTES[10], post(infer_version))
+        .route(ROUTES[11], post(repository_index))
+        .route(ROUTES[12], post(repository_load))
+        .route(ROUTES[13], post(repository_unload));
+    let prefix = root_prefix(&options.root_path);
+    let routes = match &prefix {
+        Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),
+        None => routes,
+    };
+    let router = routes
+        .fallback(move |request: Request| not_found(request, prefix.clone()))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let router = match options.metrics {
@@ -121,13 +134,77 @@ async fn access_log(request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_found(uri: Uri) -> Response {
+/// `root_path` as a route prefix: `/prefix`, or `None` for none.
+fn root_prefix(root_path: &str) -> Option<String> {
+    let trimmed = root_path.trim_matches('/');
+    (!trimmed.is_empty()).then(|| format!("/{trimmed}"))
+}
+
+/// Whether `path` is one of the routes (under `prefix`, or not).
+fn is_route(path: &str, prefix: Option<&str>) -> bool {
+    let path = prefix
+        .and_then(|p| path.strip_prefix(p))
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTES.iter().any(|template| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+    })
+}
+
+/// An unknown path is a 404, except one that is a route with a trailing
+/// slash: MLServer (Starlette's `redirect_slashes`) answers those with a 307
+/// to the route.
+async fn not_found(request: Request, prefix: Option<String>) -> Response {
+    let uri = request.uri();
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.len() < path.len() && !trimmed.is_empty() && is_route(trimmed, prefix.as_deref()) {
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let location = format!("http://{host}{trimmed}{query}");
+        if let Ok(location) = http::HeaderValue::try_from(location) {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+            response
+                .headers_mut()
+                .insert(http::header::LOCATION, location);
+            return response;
+        }
+    }
     error_response(
         StatusCode::NOT_FOUND,
-        format!("Not Found: no route for {}", uri.path()),
+        format!("Not Found: no route for {path}"),
     )
 }
 
 async fn method_not_allowed() -> Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_their_templates_under_a_prefix_too() {
+        assert!(is_route("/v2/models/iris", None));
+        assert!(is_route("/v2/models/iris/versions/1/infer", None));
+        assert!(!is_route("/v2/models", None));
+        assert!(!is_route("/v2/models//infer", None));
+        assert!(is_route("/api/v2/models/iris", Some("/api")));
+        assert!(is_route("/v2/models/iris", Some("/api")));
+        assert_eq!(root_prefix("/api/"), Some("/api".into()));
+        assert_eq!(root_prefix("/"), None);
+        assert_eq!(root_prefix(""), None);
+    }
 }
