@@ -1,0 +1,820 @@
+//! The differential test: MLServer 1.7.1 (the real one, from PyPI) and this
+//! server, on the same Python models (`tests/python/models/parity.py`,
+//! MLServer's own scikit-learn runtime), asked the same questions
+//! (`tests/differential/corpus.json`) over REST and gRPC. Every answer is
+//! compared field by field: status, body, the headers a client reads, gRPC
+//! codes, messages and metadata. A difference fails the test unless
+//! `tests/differential/deliberate.json` lists it with its reason (each is
+//! in the README's differences table).
+//!
+//! Run alone with `cargo test -p mlserver-tests --test differential --
+//! --nocapture` to see every difference, listed or not.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mlserver_proto::convert::{decode_infer_response, encode_infer_request};
+use mlserver_proto::inference::*;
+use mlserver_python::PythonConfig;
+use mlserver_settings::EnvSource;
+use mlserver_tests::python::{mlserver_python, run_script};
+use mlserver_tests::runtimes::test_runtimes;
+use mlserver_tests::{workspace_root, InferenceClient, ModelsDir, TestServer};
+use mlserver_types::InferenceRequest;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// One question of the corpus.
+#[derive(Debug, Deserialize)]
+struct Case {
+    name: String,
+    #[serde(flatten)]
+    call: Call,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+enum Call {
+    /// An inference, over REST (JSON) and gRPC (typed, and raw contents).
+    Infer {
+        model: String,
+        #[serde(default)]
+        version: Option<String>,
+        request: Value,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// Only over REST (the request cannot be written in protobuf).
+        #[serde(default)]
+        rest_only: bool,
+    },
+    /// Any REST call.
+    Rest {
+        method: String,
+        path: String,
+        #[serde(default)]
+        body: Option<String>,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// A gRPC call other than ModelInfer.
+    Grpc {
+        method: String,
+        #[serde(default)]
+        args: Value,
+    },
+}
+
+/// A difference the project keeps on purpose.
+#[derive(Debug, Deserialize)]
+struct Deliberate {
+    /// A case name, or a prefix ending in `*`.
+    case: String,
+    /// `rest`, `grpc`, `grpc-raw`, or `*`.
+    transport: String,
+    /// `status`, `body`, `header:<name>`, `metadata:<name>`, `metrics`, or `*`.
+    aspect: String,
+    why: String,
+}
+
+impl Deliberate {
+    fn covers(&self, d: &Difference) -> bool {
+        let matches = |pattern: &str, value: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => value.starts_with(prefix),
+            None => pattern == value,
+        };
+        matches(&self.case, &d.case)
+            && matches(&self.transport, &d.transport)
+            && matches(&self.aspect, &d.aspect)
+    }
+}
+
+#[derive(Debug)]
+struct Difference {
+    case: String,
+    transport: String,
+    aspect: String,
+    ours: Value,
+    theirs: Value,
+}
+
+/// What one server answered, reduced to what a client sees.
+#[derive(Debug, Default)]
+struct Answer {
+    status: Value,
+    body: Value,
+    /// Headers (REST) or metadata (gRPC: initial and trailing, prefixed).
+    headers: BTreeMap<String, String>,
+}
+
+/// Headers and metadata a client may read; the rest (date, server,
+/// content-length, transport) is left out.
+fn compared_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let grpc = name.starts_with("initial:") || name.starts_with("trailing:");
+    let name = name
+        .strip_prefix("initial:")
+        .or_else(|| name.strip_prefix("trailing:"))
+        .unwrap_or(&name)
+        .to_owned();
+    (name == "content-type" && !grpc)
+        || name == "location"
+        || name.starts_with("x-model")
+        || name.starts_with("ce-")
+}
+
+fn models() -> ModelsDir {
+    let dir = ModelsDir::new();
+    let parity = std::fs::read_to_string(workspace_root().join("tests/python/models/parity.py"))
+        .expect("parity.py");
+    let model = |folder: &str, settings: Value| {
+        dir.write(&format!("{folder}/parity.py"), &parity);
+        dir.model(folder, settings);
+    };
+    model(
+        "numpy-declared",
+        json!({"implementation": "parity.NumpyEcho",
+               "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]}),
+    );
+    model("numpy-free", json!({"implementation": "parity.NumpyEcho"}));
+    model("strings", json!({"implementation": "parity.StringEcho"}));
+    model(
+        "pandas",
+        json!({"implementation": "parity.PandasDescribe", "parameters": {"content_type": "pd"}}),
+    );
+    model("raising", json!({"implementation": "parity.Raising"}));
+    model("describe", json!({"implementation": "parity.Describe"}));
+    model("nan", json!({"implementation": "parity.NotANumber"}));
+    model("metered", json!({"implementation": "parity.Metered"}));
+    for version in ["v1", "v2"] {
+        model(
+            &format!("versioned/{version}"),
+            json!({"name": "versioned", "implementation": "parity.Versioned",
+                   "parameters": {"version": version}}),
+        );
+    }
+    dir
+}
+
+/// The real MLServer, on free ports, stopped when dropped.
+struct Mlserver {
+    child: Child,
+    http: u16,
+    grpc: u16,
+    metrics: u16,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Mlserver {
+    async fn start(python: &Path, folder: &Path) -> Mlserver {
+        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
+        std::fs::write(
+            folder.join("settings.json"),
+            json!({"host": "127.0.0.1", "http_port": http, "grpc_port": grpc,
+                   "metrics_port": metrics})
+            .to_string(),
+        )
+        .unwrap();
+        let log = folder.join("mlserver.log");
+        let mlserver = python.parent().unwrap().join("mlserver");
+        let child = Command::new(mlserver)
+            .arg("start")
+            .arg(folder)
+            .current_dir(folder)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(folder.join("mlserver.err")).unwrap())
+            .spawn()
+            .expect("mlserver start");
+        let server = Mlserver {
+            child,
+            http,
+            grpc,
+            metrics,
+            log,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = client
+                .get(format!("http://127.0.0.1:{http}/v2/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "MLServer never became ready:\n{}",
+                server.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        let err = self.log.with_file_name("mlserver.err");
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            std::fs::read_to_string(err).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Mlserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where a server answers.
+struct Target {
+    http: String,
+    metrics: String,
+    channel: tonic::transport::Channel,
+    grpc: InferenceClient,
+}
+
+impl Target {
+    async fn new(http: String, metrics: String, grpc_port: u16) -> Target {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("gRPC connect");
+        Target {
+            http,
+            metrics,
+            grpc: InferenceClient::new(channel.clone()),
+            channel,
+        }
+    }
+}
+
+/// JSON with what varies between runs (request ids, CloudEvents ids)
+/// replaced by placeholders, FP32 and FP16 data as the FP32 values they
+/// stand for (MLServer writes the float64 widening of each, 0.10000000149011612,
+/// we the shortest text that reads back as the same FP32, 0.1), and arrays of
+/// repository index entries in one order (MLServer lists them in directory
+/// order).
+fn normalise(value: Value) -> Value {
+    match value {
+        Value::Object(mut map)
+            if matches!(
+                map.get("datatype").and_then(Value::as_str),
+                Some("FP32" | "FP16")
+            ) =>
+        {
+            if let Some(Value::Array(data)) = map.get_mut("data") {
+                for v in data.iter_mut() {
+                    if let Some(f) = v.as_f64() {
+                        *v = json!(f as f32);
+                    }
+                }
+            }
+            Value::Object(map.into_iter().map(|(k, v)| (k, normalise(v))).collect())
+        }
+        Value::Array(items)
+            if items
+                .iter()
+                .all(|i| i.get("state").is_some() && i.get("name").is_some())
+                && !items.is_empty() =>
+        {
+            let mut items: Vec<Value> = items.into_iter().map(normalise).collect();
+            items.sort_by_key(|i| i.to_string());
+            Value::Array(items)
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), &v) {
+                        ("id", Value::String(s)) if looks_like_uuid(s) => json!("<uuid>"),
+                        _ => normalise(v),
+                    };
+                    (k, v)
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalise).collect()),
+        Value::String(s) if looks_like_uuid(&s) => json!("<uuid>"),
+        Value::String(s) => Value::String(mask_uuids(&s)),
+        other => other,
+    }
+}
+
+/// `s` with every UUID in it (a request id a model echoes) as `<uuid>`.
+fn mask_uuids(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 36 <= bytes.len()
+            && s.is_char_boundary(i)
+            && s.is_char_boundary(i + 36)
+            && is_uuid(&s[i..i + 36])
+        {
+            out.push_str("<uuid>");
+            i += 36;
+        } else {
+            let c = s[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.bytes().enumerate().all(|(i, b)| match i {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    })
+}
+
+fn looks_like_uuid(s: &str) -> bool {
+    s.len() == 36 && is_uuid(s)
+}
+
+async fn rest_call(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    headers: &BTreeMap<String, String>,
+) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client.request(method, format!("{base}{path}"));
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Answer {
+                status: json!(format!("no answer: {e}")),
+                ..Default::default()
+            }
+        }
+    };
+    let status = json!(response.status().as_u16());
+    let headers = response
+        .headers()
+        .iter()
+        .filter(|(k, _)| compared_header(k.as_str()))
+        .map(|(k, v)| {
+            let v = v.to_str().unwrap_or("<binary>");
+            let v = if looks_like_uuid(v) { "<uuid>" } else { v };
+            // A redirect's target, without the server's own address.
+            let v = match k.as_str() {
+                "location" => v
+                    .splitn(4, '/')
+                    .nth(3)
+                    .map(|p| format!("/{p}"))
+                    .unwrap_or_default(),
+                _ => v.to_owned(),
+            };
+            (k.as_str().to_owned(), v)
+        })
+        .collect();
+    let text = response.text().await.unwrap_or_default();
+    let body = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => normalise(v),
+        Err(_) if text.is_empty() => Value::Null,
+        Err(_) => json!({"text": text}),
+    };
+    Answer {
+        status,
+        body,
+        headers,
+    }
+}
+
+fn metadata_map(prefix: &str, metadata: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+    metadata
+        .iter()
+        .filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                let name = format!("{prefix}:{}", k.as_str());
+                let v = v.to_str().unwrap_or_default();
+                let v = if looks_like_uuid(v) { "<uuid>" } else { v };
+                compared_header(&name).then(|| (name, v.to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect()
+}
+
+fn grpc_answer<T>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    body: impl FnOnce(T) -> Value,
+) -> Answer {
+    match result {
+        Ok(response) => {
+            let headers = metadata_map("initial", response.metadata())
+                .into_iter()
+                .collect();
+            Answer {
+                status: json!("OK"),
+                body: normalise(body(response.into_inner())),
+                headers,
+            }
+        }
+        Err(status) => {
+            let headers = metadata_map("trailing", status.metadata())
+                .into_iter()
+                .collect();
+            Answer {
+                status: json!(format!("{:?}", status.code())),
+                body: json!({"message": status.message()}),
+                headers,
+            }
+        }
+    }
+}
+
+/// A ModelInfer, keeping initial and trailing metadata apart (MLServer
+/// sends a model's response headers as trailing metadata). tonic's unary
+/// client merges the two, so the call goes out as a server-streaming one:
+/// the same frames on the wire.
+async fn grpc_infer(
+    channel: &tonic::transport::Channel,
+    message: ModelInferRequest,
+    headers: &BTreeMap<String, String>,
+) -> Answer {
+    let mut request = tonic::Request::new(message);
+    for (k, v) in headers {
+        request.metadata_mut().insert(
+            tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/inference.GRPCInferenceService/ModelInfer");
+    let codec = tonic_prost::ProstCodec::<ModelInferRequest, ModelInferResponse>::default();
+    let response = match grpc.server_streaming(request, path, codec).await {
+        Ok(r) => r,
+        Err(status) => return grpc_answer::<()>(Err(status), |_| Value::Null),
+    };
+    let mut headers: BTreeMap<String, String> = metadata_map("initial", response.metadata())
+        .into_iter()
+        .collect();
+    let mut stream = response.into_inner();
+    let message = match stream.message().await {
+        Ok(m) => m,
+        Err(status) => return grpc_answer::<()>(Err(status), |_| Value::Null),
+    };
+    if let Ok(Some(trailers)) = stream.trailers().await {
+        headers.extend(metadata_map("trailing", &trailers));
+    }
+    let body = match message.map(decode_infer_response) {
+        Some(Ok(response)) => normalise(serde_json::to_value(response).unwrap()),
+        Some(Err(e)) => json!({"undecodable": e.to_string()}),
+        None => json!({"no message": true}),
+    };
+    Answer {
+        status: json!("OK"),
+        body,
+        headers,
+    }
+}
+
+async fn grpc_other(client: &mut InferenceClient, method: &str, args: &Value) -> Answer {
+    let s = |k: &str| args[k].as_str().unwrap_or_default().to_owned();
+    match method {
+        "ServerLive" => grpc_answer(
+            client.server_live(ServerLiveRequest {}).await,
+            |r| json!({"live": r.live}),
+        ),
+        "ServerReady" => grpc_answer(
+            client.server_ready(ServerReadyRequest {}).await,
+            |r| json!({"ready": r.ready}),
+        ),
+        "ModelReady" => grpc_answer(
+            client
+                .model_ready(ModelReadyRequest {
+                    name: s("name"),
+                    version: s("version"),
+                })
+                .await,
+            |r| json!({"ready": r.ready}),
+        ),
+        "ServerMetadata" => grpc_answer(
+            client.server_metadata(ServerMetadataRequest {}).await,
+            |r| json!({"name": r.name, "version": r.version, "extensions": r.extensions}),
+        ),
+        "ModelMetadata" => grpc_answer(
+            client
+                .model_metadata(ModelMetadataRequest {
+                    name: s("name"),
+                    version: s("version"),
+                })
+                .await,
+            |r| {
+                json!({"name": r.name, "versions": r.versions, "platform": r.platform,
+                        "inputs": r.inputs.iter().map(|t| json!([t.name, t.datatype, t.shape])).collect::<Vec<_>>(),
+                        "outputs": r.outputs.iter().map(|t| json!([t.name, t.datatype, t.shape])).collect::<Vec<_>>()})
+            },
+        ),
+        "RepositoryIndex" => grpc_answer(
+            client
+                .repository_index(RepositoryIndexRequest {
+                    repository_name: String::new(),
+                    ready: args["ready"].as_bool().unwrap_or(false),
+                })
+                .await,
+            |r| {
+                let mut models: Vec<Value> = r
+                    .models
+                    .iter()
+                    .map(|m| json!([m.name, m.version, m.state, m.reason]))
+                    .collect();
+                models.sort_by_key(|m| m.to_string());
+                json!(models)
+            },
+        ),
+        "RepositoryModelLoad" => grpc_answer(
+            client
+                .repository_model_load(RepositoryModelLoadRequest {
+                    repository_name: String::new(),
+                    model_name: s("name"),
+                    parameters: Default::default(),
+                })
+                .await,
+            |_| json!({}),
+        ),
+        "RepositoryModelUnload" => grpc_answer(
+            client
+                .repository_model_unload(RepositoryModelUnloadRequest {
+                    repository_name: String::new(),
+                    model_name: s("name"),
+                    parameters: Default::default(),
+                })
+                .await,
+            |_| json!({}),
+        ),
+        other => panic!("unknown gRPC method {other} in the corpus"),
+    }
+}
+
+/// Asks one server one case: (transport, answer) for each way it goes.
+async fn ask(target: &mut Target, client: &reqwest::Client, case: &Case) -> Vec<(String, Answer)> {
+    match &case.call {
+        Call::Infer {
+            model,
+            version,
+            request,
+            headers,
+            rest_only,
+        } => {
+            let path = match version {
+                Some(v) => format!("/v2/models/{model}/versions/{v}/infer"),
+                None => format!("/v2/models/{model}/infer"),
+            };
+            let mut rest_headers = headers.clone();
+            rest_headers.insert("content-type".into(), "application/json".into());
+            let mut answers = vec![(
+                "rest".to_owned(),
+                rest_call(
+                    client,
+                    &target.http,
+                    "POST",
+                    &path,
+                    Some(request.to_string()),
+                    &rest_headers,
+                )
+                .await,
+            )];
+            if !rest_only {
+                let typed: InferenceRequest = serde_json::from_value(request.clone())
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "{}: not a request our types read ({e}); mark it rest_only",
+                            case.name
+                        )
+                    });
+                for (transport, raw) in [("grpc", false), ("grpc-raw", true)] {
+                    let message =
+                        encode_infer_request(model, version.as_deref(), typed.clone(), raw);
+                    answers.push((
+                        transport.to_owned(),
+                        grpc_infer(&target.channel, message, headers).await,
+                    ));
+                }
+            }
+            answers
+        }
+        Call::Rest {
+            method,
+            path,
+            body,
+            headers,
+        } => vec![(
+            "rest".to_owned(),
+            rest_call(client, &target.http, method, path, body.clone(), headers).await,
+        )],
+        Call::Grpc { method, args } => {
+            vec![(
+                "grpc".to_owned(),
+                grpc_other(&mut target.grpc, method, args).await,
+            )]
+        }
+    }
+}
+
+fn compare(case: &str, transport: &str, ours: &Answer, theirs: &Answer, out: &mut Vec<Difference>) {
+    let mut push = |aspect: String, ours: Value, theirs: Value| {
+        out.push(Difference {
+            case: case.to_owned(),
+            transport: transport.to_owned(),
+            aspect,
+            ours,
+            theirs,
+        })
+    };
+    if ours.status != theirs.status {
+        push("status".into(), ours.status.clone(), theirs.status.clone());
+    }
+    if ours.body != theirs.body {
+        push("body".into(), ours.body.clone(), theirs.body.clone());
+    }
+    let names: std::collections::BTreeSet<&String> =
+        ours.headers.keys().chain(theirs.headers.keys()).collect();
+    for name in names {
+        let (a, b) = (ours.headers.get(name), theirs.headers.get(name));
+        if a != b {
+            let kind = if transport == "rest" {
+                "header"
+            } else {
+                "metadata"
+            };
+            push(format!("{kind}:{name}"), json!(a), json!(b));
+        }
+    }
+}
+
+/// `name{labels} value` lines of one family, labels sorted, values dropped
+/// (timings differ): which series exist.
+fn series(scrape: &str, family: &str) -> Vec<String> {
+    let mut found: Vec<String> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(family))
+        .map(|l| l.rsplit_once(' ').map(|(s, _)| s).unwrap_or(l).to_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlserver_and_ours_answer_alike() {
+    let Some(python) = mlserver_python() else {
+        return;
+    };
+    let corpus: Vec<Case> = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("tests/differential/corpus.json")).unwrap(),
+    )
+    .expect("corpus.json");
+    let deliberate: Vec<Deliberate> = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("tests/differential/deliberate.json"))
+            .unwrap(),
+    )
+    .expect("deliberate.json");
+
+    // Two copies of the same folder: each server writes its own files.
+    let theirs_dir = models();
+    let ours_dir = models();
+    for dir in [&theirs_dir, &ours_dir] {
+        run_script(
+            &python,
+            "make_sklearn_model.py",
+            &[dir.path().join("sklearn").to_str().unwrap()],
+        );
+        dir.model(
+            "sklearn",
+            json!({"implementation": "mlserver_sklearn.SKLearnModel"}),
+        );
+    }
+    let mlserver = Mlserver::start(&python, theirs_dir.path()).await;
+    let mut runtimes = test_runtimes();
+    mlserver_python::install(
+        &mut runtimes,
+        PythonConfig {
+            python: python.clone(),
+            workers: 1,
+            models_root: ours_dir.path().to_owned(),
+            environments_dir: ours_dir.path().join(".envs"),
+            start_timeout: Duration::from_secs(120),
+            stop_timeout: Duration::from_secs(5),
+            rust_runtimes: Vec::new(),
+            debug: false,
+        },
+    );
+    let ours_server =
+        TestServer::start_with_env(ours_dir.path(), runtimes, EnvSource::empty(), |_| {}).await;
+    ours_server.wait_started().await;
+
+    let mut theirs = Target::new(
+        format!("http://127.0.0.1:{}", mlserver.http),
+        format!("http://127.0.0.1:{}/metrics", mlserver.metrics),
+        mlserver.grpc,
+    )
+    .await;
+    let mut ours = Target::new(
+        format!("http://{}", ours_server.addr),
+        format!("http://{}/metrics", ours_server.metrics_addr.unwrap()),
+        ours_server.grpc_addr.port(),
+    )
+    .await;
+    // No redirects followed: a 307 is an answer.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let mut differences = Vec::new();
+    for case in &corpus {
+        let a = ask(&mut ours, &client, case).await;
+        let b = ask(&mut theirs, &client, case).await;
+        for ((transport, ours), (_, theirs)) in a.iter().zip(&b) {
+            compare(&case.name, transport, ours, theirs, &mut differences);
+        }
+    }
+
+    // Custom metrics (`mlserver.register` / `mlserver.log`) reach /metrics.
+    let scrape = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let (a, b) = (
+        scrape(ours.metrics.clone()).await,
+        scrape(theirs.metrics.clone()).await,
+    );
+    for family in ["parity_custom_metric", "parity_prometheus_client_total"] {
+        let (ours_series, theirs_series) = (series(&a, family), series(&b, family));
+        if ours_series != theirs_series {
+            differences.push(Difference {
+                case: format!("metrics:{family}"),
+                transport: "metrics".into(),
+                aspect: "metrics".into(),
+                ours: json!(ours_series),
+                theirs: json!(theirs_series),
+            });
+        }
+    }
+
+    let mut unexplained = Vec::new();
+    for d in &differences {
+        let why = deliberate
+            .iter()
+            .find(|r| r.covers(d))
+            .map(|r| r.why.as_str());
+        let line = format!(
+            "{} [{}] {}:\n    ours:   {}\n    theirs: {}",
+            d.case, d.transport, d.aspect, d.ours, d.theirs
+        );
+        match why {
+            Some(why) => eprintln!("deliberate: {line}\n    why: {why}"),
+            None => unexplained.push(line),
+        }
+    }
+    let unused: Vec<&Deliberate> = deliberate
+        .iter()
+        .filter(|r| !differences.iter().any(|d| r.covers(d)))
+        .collect();
+    eprintln!(
+        "{} cases, {} differences, {} deliberate, {} not listed",
+        corpus.len(),
+        differences.len(),
+        differences.len() - unexplained.len(),
+        unexplained.len()
+    );
+    assert!(
+        unexplained.is_empty(),
+        "{} differences from MLServer 1.7.1 are not listed as deliberate:\n{}\n--- MLServer's log tail\n{}",
+        unexplained.len(),
+        unexplained.join("\n"),
+        mlserver.logs().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        unused.is_empty(),
+        "deliberate.json lists differences that no longer happen: {unused:?}"
+    );
+    drop(ours_server);
+}

@@ -1,0 +1,195 @@
+"""Models for the differential test: the same classes served by MLServer
+1.7.1 and by mlserver-rs, asked the same questions. Each shows back what
+it was given, the way MLServer's own codecs and types present it, so a
+difference in how a request reaches a model shows up in the answer."""
+
+import math
+
+import numpy as np
+
+import mlserver
+from mlserver import MLModel, types
+from mlserver.codecs import NumpyCodec, NumpyRequestCodec, PandasCodec, StringCodec
+from mlserver.errors import InferenceError, MLServerError
+
+
+def _describe(value):
+    """A JSON-able picture of a Python value, with its type."""
+    if isinstance(value, np.ndarray):
+        return {"ndarray": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, bytes):
+        return {"bytes": value.decode("latin-1")}
+    if isinstance(value, float) and math.isnan(value):
+        return {"float": "nan"}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {type(value).__name__: value}
+    return {type(value).__name__: repr(value)}
+
+
+class NumpyEcho(MLModel):
+    """Decodes the first input with NumpyCodec and sends it back encoded by
+    NumpyCodec, plus what the model saw."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        first = payload.inputs[0]
+        array = NumpyCodec.decode_input(first)
+        seen = {
+            "dtype": str(array.dtype),
+            "shape": list(array.shape),
+            "raw": _describe(getattr(first.data, "root", first.data)),
+        }
+        return types.InferenceResponse(
+            model_name=self.name,
+            model_version=self.version,
+            outputs=[
+                NumpyCodec.encode_output("echo", array),
+                StringCodec.encode_output("seen", [repr(seen)]),
+            ],
+        )
+
+
+class StringEcho(MLModel):
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        strings = StringCodec.decode_input(payload.inputs[0])
+        return types.InferenceResponse(
+            model_name=self.name,
+            outputs=[
+                StringCodec.encode_output("upper", [s.upper() for s in strings]),
+                StringCodec.encode_output("types", [type(s).__name__ for s in strings]),
+            ],
+        )
+
+
+class PandasDescribe(MLModel):
+    """A request decoded by the request codec of its content type (pd)."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        frame = self.decode_request(payload, default_codec=PandasCodec)
+        dtypes = [f"{c}:{frame[c].dtype}" for c in frame.columns]
+        first = [repr(frame[c].iloc[0]) for c in frame.columns]
+        return types.InferenceResponse(
+            model_name=self.name,
+            outputs=[
+                StringCodec.encode_output("dtypes", dtypes),
+                StringCodec.encode_output("first", first),
+                NumpyCodec.encode_output("rows", np.array([len(frame)])),
+            ],
+        )
+
+
+class Raising(MLModel):
+    """The first input's first value picks the error."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        kind = int(NumpyCodec.decode_input(payload.inputs[0]).flat[0])
+        if kind == 1:
+            raise InferenceError("inference went wrong")
+        if kind == 2:
+            raise MLServerError("not for you", status_code=403)
+        if kind == 3:
+            raise MLServerError("teapot", status_code=418)
+        if kind == 4:
+            raise ValueError("a plain exception")
+        return types.InferenceResponse(
+            model_name=self.name, outputs=[NumpyCodec.encode_output("ok", np.array([kind]))]
+        )
+
+
+class Describe(MLModel):
+    """Shows the request's parameters, headers, outputs and id back."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        params = payload.parameters.model_dump() if payload.parameters else {}
+        headers = params.pop("headers", None) or {}
+        seen = {
+            "parameters": {k: _describe(v) for k, v in sorted(params.items())},
+            "header_names": sorted(headers),
+            "ce": {k: v for k, v in sorted(headers.items()) if k.lower().startswith("ce-")},
+            "client": headers.get("x-client"),
+            "outputs": [o.name for o in payload.outputs or []],
+            "input_parameters": [
+                (i.parameters.model_dump() if i.parameters else None) for i in payload.inputs
+            ],
+            "has_id": payload.id is not None,
+        }
+        response_headers = {"x-model-says": "hello"}
+        return types.InferenceResponse(
+            model_name=self.name,
+            model_version=self.version,
+            parameters=types.Parameters(headers=response_headers, answered="yes"),
+            outputs=[
+                StringCodec.encode_output("seen", [repr(seen)]),
+                NumpyCodec.encode_output("one", np.array([1], dtype=np.int64)),
+            ],
+        )
+
+
+class NotANumber(MLModel):
+    """Outputs NaN and infinities."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        values = np.array([1.0, np.nan, np.inf, -np.inf], dtype=np.float32)
+        return types.InferenceResponse(
+            model_name=self.name, outputs=[NumpyCodec.encode_output("values", values)]
+        )
+
+
+class Versioned(MLModel):
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        return types.InferenceResponse(
+            model_name=self.name,
+            model_version=self.version,
+            outputs=[StringCodec.encode_output("version", [self.version or "none"])],
+        )
+
+
+def _calls_counter():
+    """A prometheus_client counter of the model's own, registered once per
+    process (a reload re-imports this module)."""
+    from prometheus_client import REGISTRY, Counter
+
+    try:
+        return Counter("parity_prometheus_client", "Calls counted by the model itself")
+    except ValueError:
+        return REGISTRY._names_to_collectors["parity_prometheus_client"]
+
+
+class Metered(MLModel):
+    """MLServer's custom metrics API, and a metric of the model's own through
+    prometheus_client."""
+
+    async def load(self) -> bool:
+        mlserver.register("parity_custom_metric", "A custom metric from a Python model")
+        self._calls = _calls_counter()
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        value = float(NumpyCodec.decode_input(payload.inputs[0]).flat[0])
+        mlserver.log(parity_custom_metric=value)
+        self._calls.inc()
+        return types.InferenceResponse(
+            model_name=self.name, outputs=[NumpyCodec.encode_output("logged", np.array([value]))]
+        )
