@@ -732,3 +732,34 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         "listener closed after shutdown"
     );
 }
+
+/// MLServer's `root_path` (a proxy serving the API under a prefix): every
+/// route answers under it, and still at the root, as Starlette routes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_path_serves_every_route_under_its_prefix() {
+    let s = TestServer::start_with(&examples_models(), test_runtimes(), |settings| {
+        settings.root_path = "/seldon/ns/model/".into();
+    })
+    .await;
+    s.wait_started().await;
+    let request = json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]});
+    for prefix in ["/seldon/ns/model", ""] {
+        assert_eq!(
+            s.get(&format!("{prefix}/v2/health/ready")).await.status(),
+            200,
+            "{prefix}"
+        );
+        let (status, v) = body(
+            s.post_json(&format!("{prefix}/v2/models/sum-model/infer"), &request)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, &v["outputs"][0]["data"]),
+            (200, &json!([6.0])),
+            "{prefix}: {v}"
+        );
+    }
+    assert_eq!(s.get("/elsewhere/v2/health/ready").await.status(), 404);
+    s.stop().await;
+}

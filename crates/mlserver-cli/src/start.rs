@@ -18,6 +18,9 @@ pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()>
     let settings = mlserver_settings::load_settings(&folder, &env)
         .with_context(|| format!("invalid settings in {}", folder.display()))?;
     crate::logging::init(&settings)?;
+    for warning in settings.ignored() {
+        warn!("{warning}");
+    }
     if let Some(raw) = expanded {
         info!(
             "models folder {raw:?} reached us unexpanded (an exec-form CMD passes it as written): using {}",

@@ -296,3 +296,86 @@ fn access_log_and_levels_follow_logging_settings() {
         );
     }
 }
+
+/// MLServer's Python observability APIs in our workers, with two of them:
+/// `mlserver.register`/`log` and a model's own `prometheus_client` metrics
+/// appear on `/metrics` summed over the workers (MLServer loses them with
+/// `parallel_workers: 0`, #1151), and Python log records reach the server's
+/// log.
+#[test]
+fn python_metrics_and_logs_reach_the_server() {
+    let Some(python) = mlserver_tests::python::mlserver_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("observed");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/models/observed.py"),
+        model.join("observed.py"),
+    )
+    .unwrap();
+    std::fs::write(
+        model.join("model-settings.json"),
+        r#"{"name": "observed", "implementation": "observed.Observed"}"#,
+    )
+    .unwrap();
+    let (mut child, addr, log) = start(
+        dir.path(),
+        &[
+            ("MLSERVER_PYTHON", python.to_str().unwrap()),
+            ("MLSERVER_PARALLEL_WORKERS", "2"),
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    wait_ready(&client, &addr);
+    for i in 0..10 {
+        let r = client
+            .post(format!("http://{addr}/v2/models/observed/infer"))
+            .json(&serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [i]}]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    }
+    let lines: Vec<String> = log.try_iter().collect();
+    let metrics_addr = lines
+        .iter()
+        .find_map(|l| l.split("Metrics server running on http://").nth(1))
+        .map(|rest| rest.split('/').next().unwrap().to_owned())
+        .expect("metrics address in the log");
+    let scrape = client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    signal(&child, "TERM");
+    wait_exit(&mut child);
+    let lines: Vec<String> = lines.into_iter().chain(log.try_iter()).collect();
+    for expected in [
+        "# TYPE observed_value histogram",
+        r#"observed_value_count{model_name="observed",model_version=""} 10"#,
+        r#"observed_value_sum{model_name="observed",model_version=""} 45"#,
+        "observed_calls_total 10",
+    ] {
+        assert!(scrape.contains(expected), "{expected} not in\n{scrape}");
+    }
+    let text = lines.join("\n");
+    // Loaded in each of the two workers: two of each line.
+    for expected in [
+        "observed model loading: a warning from the model's logger",
+        "observed model: an info line from MLServer's logger",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(expected)).count(),
+            2,
+            "{expected}:\n{text}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("a warning from the model")),
+        "{text}"
+    );
+}

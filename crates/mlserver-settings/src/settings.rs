@@ -218,6 +218,44 @@ const CORS: Section = Section {
     keep_unknown: false,
 };
 
+impl Settings {
+    /// One warning per MLServer setting given a value this server does not
+    /// act on, naming it and saying what happens instead. `mlserver start`
+    /// logs them once: a setting must either work or say that it does not.
+    pub fn ignored(&self) -> Vec<String> {
+        let defaults = Settings::default();
+        let mut out = Vec::new();
+        if let Some(implementation) = &self.model_repository_implementation {
+            out.push(format!(
+                "model_repository_implementation ({implementation}) is ignored: models come from the folder's model-settings.json files (and MLSERVER_MODEL_*), MLServer's default repository"
+            ));
+        } else if !self.model_repository_implementation_args.is_empty() {
+            out.push(
+                "model_repository_implementation_args is ignored: there is no custom repository class"
+                    .to_owned(),
+            );
+        }
+        if self.kafka_enabled {
+            out.push(format!(
+                "kafka_enabled is ignored: the Kafka server is not implemented (topics {} / {} on {} are not consumed)",
+                self.kafka_topic_input, self.kafka_topic_output, self.kafka_servers
+            ));
+        }
+        if let Some(server) = &self.tracing_server {
+            out.push(format!(
+                "tracing_server ({server}) is ignored: spans are not exported"
+            ));
+        }
+        if self.metrics_dir != defaults.metrics_dir {
+            out.push(format!(
+                "metrics_dir ({}) is not used: the Python workers' metrics reach /metrics over their socket, no files are kept",
+                self.metrics_dir.display()
+            ));
+        }
+        out
+    }
+}
+
 /// MLServer's `mlserver start FOLDER` settings step: `FOLDER/settings.json`
 /// if it exists (topped up from the environment), else the environment
 /// alone; then `model_repository_root` is forced to `folder`.
@@ -288,6 +326,31 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_we_do_not_act_on_are_named() {
+        assert!(Settings::default().ignored().is_empty());
+        let s = Settings {
+            kafka_enabled: true,
+            tracing_server: Some("otel:4317".into()),
+            model_repository_implementation: Some("my.Repo".into()),
+            metrics_dir: "/tmp/m".into(),
+            ..Settings::default()
+        };
+        let warnings = s.ignored();
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        for name in [
+            "kafka_enabled",
+            "tracing_server",
+            "model_repository_implementation",
+            "metrics_dir",
+        ] {
+            assert!(
+                warnings.iter().any(|w| w.starts_with(name)),
+                "{name}: {warnings:?}"
+            );
+        }
+    }
     use serde_json::json;
 
     fn write(dir: &Path, text: &str) {
