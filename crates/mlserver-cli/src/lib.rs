@@ -88,7 +88,7 @@ pub fn run_with(cli: Cli, runtimes: RuntimeRegistry) -> ExitCode {
         Command::Start { folder } => start::start(&folder, runtimes),
         Command::Build(args) => image::build(args),
         Command::Dockerfile(args) => image::dockerfile(args),
-        Command::Dotenv { folder } => image::dotenv(&folder),
+        Command::Dotenv { folder } => image::dotenv(&folder, &runtimes),
         Command::Init(args) => init::init(args),
     };
     match result {

@@ -379,3 +379,38 @@ fn python_metrics_and_logs_reach_the_server() {
         "{text}"
     );
 }
+
+/// `mlserver dotenv` (a generated Dockerfile's step) refuses an embedded
+/// model whose implementation could never load, with the reason, so the
+/// image build fails there rather than the container at start.
+#[test]
+fn dotenv_refuses_an_implementation_that_cannot_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("custom_model.py"),
+        "class Present:\n    pass\n",
+    )
+    .unwrap();
+    let dotenv = |settings: &str| {
+        std::fs::write(dir.path().join("model-settings.json"), settings).unwrap();
+        let out = Command::new(BIN)
+            .arg("dotenv")
+            .arg(dir.path())
+            .env_remove("MLSERVER_MODEL_IMPLEMENTATION")
+            .env("MLSERVER_PYTHON", "python3")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(dotenv(r#"{"name": "m", "implementation": "sum"}"#).0);
+    assert!(dotenv(r#"{"name": "m", "implementation": "custom_model.Present"}"#).0);
+    let (ok, err) = dotenv(r#"{"name": "m", "implementation": "custom_model.Absent"}"#);
+    assert!(!ok && err.contains("has no attribute 'Absent'"), "{err}");
+    let (ok, err) = dotenv(r#"{"name": "m", "implementation": "nosuch"}"#);
+    assert!(!ok && err.contains("neither a runtime"), "{err}");
+    let (ok, err) = dotenv(r#"{"name": "m"}"#);
+    assert!(!ok && err.contains("names no implementation"), "{err}");
+}

@@ -177,6 +177,28 @@ fn python_image_docker_builds_and_serves_a_custom_model() {
     assert!(err.contains("pip install"), "names the step: {err}");
     assert!(err.lines().count() <= 10, "a few lines: {err}");
 
+    // An embedded model whose class does not exist: the build fails at the
+    // `mlserver dotenv` step with Python's message.
+    write(folder.path(), "requirements.txt", "humanize==4.*\n");
+    write(
+        folder.path(),
+        "model-settings.json",
+        r#"{"name": "custom-model", "implementation": "custom_model.NoSuchModel"}"#,
+    );
+    let out = docker.mlserver_build(
+        folder.path(),
+        "mlserver-e2e:python-no-class",
+        &["--build-arg", &format!("MLSERVER_IMAGE={base}")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no attribute 'NoSuchModel'"), "{err}");
+    write(
+        folder.path(),
+        "model-settings.json",
+        r#"{"name": "custom-model", "implementation": "custom_model.CustomMLModel", "parameters": {"uri": "./model.json"}}"#,
+    );
+
     // A server image without Python: the step says what to use instead.
     let server = image(what, "mlserver-rs:test-server").unwrap();
     write(folder.path(), "requirements.txt", "humanize\n");
