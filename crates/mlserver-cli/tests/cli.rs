@@ -360,6 +360,34 @@ fn python_metrics_and_logs_reach_the_server() {
     ] {
         assert!(scrape.contains(expected), "{expected} not in\n{scrape}");
     }
+    // The exposition parses as prometheus_client reads it: no family left
+    // untyped (a counter's TYPE line names its `_total` samples).
+    let parsed = {
+        use std::io::Write;
+        let mut child = Command::new(&python)
+            .args([
+                "-c",
+                "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+                 bad = [(f.name, f.type) for f in p(sys.stdin.read()) if f.type == 'unknown']\n\
+                 print(bad)",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(scrape.as_bytes())
+            .unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    assert_eq!(
+        parsed.trim(),
+        "[]",
+        "families prometheus_client cannot read:\n{scrape}"
+    );
     let text = lines.join("\n");
     // Loaded in each of the two workers: two of each line.
     for expected in [

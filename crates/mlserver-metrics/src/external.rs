@@ -72,13 +72,16 @@ pub fn merge(families: Vec<ExternalFamily>, taken: &BTreeSet<String>) -> Vec<Ext
 /// The text exposition (0.0.4) of `families`.
 pub fn render(out: &mut String, families: &[ExternalFamily]) {
     for family in families {
-        let _ = writeln!(
-            out,
-            "# HELP {} {}",
-            family.name,
-            super::registry::escape_help(&family.help)
-        );
-        let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
+        // As prometheus_client writes the 0.0.4 format: a counter's family
+        // is named after its `_total` samples.
+        let name = if family.kind == "counter" && !family.name.ends_with("_total") {
+            format!("{}_total", family.name)
+        } else {
+            family.name.clone()
+        };
+        let help = super::registry::escape_help(&family.help);
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {}", family.kind);
         for sample in &family.samples {
             out.push_str(&sample.name);
             if !sample.labels.is_empty() {
@@ -139,7 +142,7 @@ mod tests {
         render(&mut text, &merged);
         assert_eq!(
             text,
-            "# HELP calls Calls\n# TYPE calls counter\ncalls_total{a=\"1\",b=\"2\"} 5\n"
+            "# HELP calls_total Calls\n# TYPE calls_total counter\ncalls_total{a=\"1\",b=\"2\"} 5\n"
         );
     }
 }

@@ -177,8 +177,17 @@ impl Registry {
         let families = self.families.read().expect("registry lock");
         let mut out = String::with_capacity(4096);
         for (name, entry) in families.iter() {
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(&entry.help));
-            let _ = writeln!(out, "# TYPE {name} {}", entry.kind.as_str());
+            // A counter's family is named after its `_total` sample in the
+            // 0.0.4 text format, as Python's client writes it: parsers
+            // (prometheus_client's, promtool) otherwise see an empty counter
+            // and an untyped `_total` family.
+            let suffix = if entry.kind == Kind::Counter {
+                "_total"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "# HELP {name}{suffix} {}", escape_help(&entry.help));
+            let _ = writeln!(out, "# TYPE {name}{suffix} {}", entry.kind.as_str());
             match entry.kind {
                 Kind::Counter => render_each(&mut out, entry, |out, labels, c: &Counter| {
                     sample(out, name, "_total", labels, None, c.get());
@@ -331,7 +340,7 @@ mod tests {
         g.with(&[]).set(3);
         assert_eq!(
             r.render(),
-            "# HELP hits Hits.\n# TYPE hits counter\nhits_total{model=\"a\\\"b\",version=\"1\"} 1\n\
+            "# HELP hits_total Hits.\n# TYPE hits_total counter\nhits_total{model=\"a\\\"b\",version=\"1\"} 1\n\
              # HELP size Sizes\n# TYPE size histogram\n\
              size_bucket{m=\"x\",le=\"1.0\"} 0\nsize_bucket{m=\"x\",le=\"2.5\"} 1\nsize_bucket{m=\"x\",le=\"+Inf\"} 1\n\
              size_count{m=\"x\"} 1\nsize_sum{m=\"x\"} 2\n\

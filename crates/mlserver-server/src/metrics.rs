@@ -599,7 +599,7 @@ mod tests {
             "model_infer_request_failure_total{model=\"iris\",version=\"2\"} 1",
             "model_infer_request_duration_count{model=\"iris\",version=\"None\"} 1",
             "# TYPE rest_server_request_duration_seconds histogram",
-            "# TYPE grpc_server_handled counter",
+            "# TYPE grpc_server_handled_total counter",
             "# TYPE parallel_request_queue histogram",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
