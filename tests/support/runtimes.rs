@@ -128,6 +128,7 @@ pub fn test_runtimes() -> RuntimeRegistry {
     r.register::<LyingModel>("test.Lying");
     r.register::<HeadersModel>("test.Headers");
     r.register::<BatchProbeModel>("test.BatchProbe");
+    r.register::<CountingModel>("test.Counting");
     r.register::<SpinModel>("test.Spin");
     r.register::<RendezvousModel>("test.Rendezvous");
     r
@@ -276,5 +277,83 @@ impl MLModel for RendezvousModel {
             vec![1],
             vec![true],
         )?]))
+    }
+}
+
+/// A streaming runtime: for each request `n` (an INT64 input), yields `n`
+/// responses counting `0..n`; `n = -1` fails after its first response and
+/// `n = -2` panics after it, so a stream can end in either. Live streams
+/// are counted in [`CountingModel::OPEN`].
+pub struct CountingModel;
+
+impl CountingModel {
+    /// Streams started and not yet dropped.
+    pub const OPEN: &'static std::sync::atomic::AtomicUsize = &COUNTING_OPEN;
+}
+
+static COUNTING_OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct OpenStream;
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        COUNTING_OPEN.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn count_output(k: i64) -> Result<InferenceResponse, MLServerError> {
+    Ok(InferenceResponse::new(vec![Tensor::new(
+        "count",
+        vec![1],
+        vec![k],
+    )?]))
+}
+
+#[async_trait]
+impl MLModel for CountingModel {
+    async fn load(_ctx: ModelContext) -> Result<Self, MLServerError> {
+        Ok(CountingModel)
+    }
+
+    async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+        count_output(0)
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    async fn predict_stream(
+        &self,
+        requests: mlserver_runtime::RequestStream,
+    ) -> Result<mlserver_runtime::ResponseStream, MLServerError> {
+        use futures::StreamExt;
+        COUNTING_OPEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let open = std::sync::Arc::new(OpenStream);
+        Ok(Box::pin(requests.flat_map(move |request| {
+            let open = open.clone();
+            let n = request.inputs[0]
+                .as_slice::<i64>()
+                .map(|v| v[0])
+                .unwrap_or(0);
+            let items: Vec<i64> = match n {
+                -1 | -2 => vec![0, n],
+                n => (0..n).collect(),
+            };
+            futures::stream::iter(items).then(move |k| {
+                let _open = open.clone();
+                async move {
+                    match k {
+                        -1 => Err(MLServerError::inference("counting failed on purpose")),
+                        -2 => panic!("counting panicked on purpose"),
+                        k => {
+                            // Slow enough that a client can leave mid-stream.
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            count_output(k)
+                        }
+                    }
+                }
+            })
+        })))
     }
 }

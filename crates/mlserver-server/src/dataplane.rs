@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mlserver_runtime::MLServerError;
+use futures::StreamExt;
+use mlserver_runtime::{MLServerError, RequestStream, ResponseStream};
 use mlserver_types::{
     InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse,
 };
@@ -128,9 +129,13 @@ impl DataPlane {
         self.registry.get(name, version)
     }
 
-    /// Runs one inference: validates the request against the model's
-    /// metadata, calls the runtime (a panic fails this request only), and
-    /// completes the response (name, version, id, requested outputs).
+    /// Runs one inference: the one call every transport makes for a request
+    /// with one answer. Looks the model up, checks the request (against the
+    /// metadata for models that check their inputs), assigns the id, adds
+    /// the CloudEvents headers, answers from the cache when it can, calls
+    /// the runtime through the batcher or the executor (which bounds how
+    /// many predictions compute at once, and turns a panic into this
+    /// request's error), completes the response and records the metrics.
     pub async fn infer(
         &self,
         name: &str,
@@ -145,23 +150,226 @@ impl DataPlane {
         self.observe_infer(name, version, started, result.as_ref().map(drop));
         result
     }
+
+    /// Whether the model serving `name`/`version` answers a stream of
+    /// requests with a stream of its own ([`MLModel::streams`]). Other
+    /// models answer a stream one [`DataPlane::infer`] per request.
+    ///
+    /// [`MLModel::streams`]: mlserver_runtime::MLModel::streams
+    pub fn streams(&self, name: &str, version: Option<&str>) -> Result<bool, MLServerError> {
+        Ok(self.registry.get(name, version)?.runtime.streams())
+    }
+
+    /// Runs one streaming inference: the call every transport makes for a
+    /// stream of requests (gRPC `ModelStreamInfer`, REST `infer_stream`).
+    /// `first` is checked before anything streams, so a request that fails
+    /// validation is refused as a unary one is; later requests that fail end
+    /// the stream with their error. Every request gets the stream's id (the
+    /// first request's, else a new one: MLServer's rule) and the CloudEvents
+    /// headers; every response the model's name, version and id. A runtime
+    /// that [`streams`](DataPlane::streams) gets the whole stream, run on the
+    /// executor; any other answers each request through the unary pipeline,
+    /// in order. A panic ends only this stream, with an error. The stream
+    /// counts as one inference in the metrics, recorded when it ends.
+    pub async fn infer_stream(
+        self: &Arc<Self>,
+        name: &str,
+        version: Option<&str>,
+        first: InferenceRequest,
+        rest: RequestStream,
+    ) -> Result<ResponseStream, MLServerError> {
+        let started = Instant::now();
+        let model = match self.registry.get(name, version) {
+            Ok(m) => m,
+            Err(e) => {
+                self.observe_infer(name, version, started, Err(&e));
+                return Err(e);
+            }
+        };
+        let mut first = first;
+        if let Err(e) = prepare(&model, &mut first) {
+            self.observe_infer(name, version, started, Err(&e));
+            return Err(e);
+        }
+        let id = first.id.clone().unwrap_or_default();
+        let outcome = StreamOutcome {
+            dataplane: self.clone(),
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+            started,
+            failed: false,
+        };
+        let responses: ResponseStream = if model.runtime.streams() {
+            stream_through_runtime(model, first, rest, id)
+        } else {
+            let unary = model.clone();
+            let requests = futures::stream::once(async move { first }).chain(rest);
+            Box::pin(requests.then(move |mut request| {
+                let model = unary.clone();
+                let id = id.clone();
+                async move {
+                    request.id.get_or_insert_with(|| id.clone());
+                    infer_on(&model, request).await
+                }
+            }))
+        };
+        Ok(Box::pin(
+            until_first_error(responses).map(outcome.watching()),
+        ))
+    }
+}
+
+/// Records a stream's outcome once, when it ends (or is dropped).
+struct StreamOutcome {
+    dataplane: Arc<DataPlane>,
+    name: String,
+    version: Option<String>,
+    started: Instant,
+    failed: bool,
+}
+
+impl StreamOutcome {
+    /// A mapping that passes items on and notes a failure.
+    fn watching(
+        mut self,
+    ) -> impl FnMut(Result<InferenceResponse, MLServerError>) -> Result<InferenceResponse, MLServerError>
+    {
+        // A method call, so the closure owns the whole outcome (and drops
+        // it, recording, when the stream is dropped), not just its flag.
+        move |item| self.note(item)
+    }
+
+    fn note(
+        &mut self,
+        item: Result<InferenceResponse, MLServerError>,
+    ) -> Result<InferenceResponse, MLServerError> {
+        if item.is_err() {
+            self.failed = true;
+        }
+        item
+    }
+}
+
+impl Drop for StreamOutcome {
+    fn drop(&mut self) {
+        let error = MLServerError::internal("stream failed");
+        let outcome = if self.failed { Err(&error) } else { Ok(()) };
+        self.dataplane
+            .observe_infer(&self.name, self.version.as_deref(), self.started, outcome);
+    }
+}
+
+/// Ends a stream after its first error.
+fn until_first_error(responses: ResponseStream) -> ResponseStream {
+    Box::pin(responses.scan(false, |failed, item| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        *failed = item.is_err();
+        futures::future::ready(Some(item))
+    }))
+}
+
+/// A streaming runtime's `predict_stream`, on the executor: later requests
+/// are prepared as they arrive (a bad one ends the stream with its error),
+/// responses completed as they come, a panic turned into the last item.
+fn stream_through_runtime(
+    model: Arc<LoadedModel>,
+    first: InferenceRequest,
+    rest: RequestStream,
+    id: String,
+) -> ResponseStream {
+    let (error_tx, error_rx) = tokio::sync::oneshot::channel::<MLServerError>();
+    let preparing = model.clone();
+    let stream_id = id.clone();
+    let later = rest.scan(Some(error_tx), move |error_tx, mut request| {
+        request.id.get_or_insert_with(|| stream_id.clone());
+        let next = match prepare(&preparing, &mut request) {
+            Ok(()) => Some(request),
+            Err(e) => {
+                if let Some(tx) = error_tx.take() {
+                    let _ = tx.send(e);
+                }
+                None
+            }
+        };
+        futures::future::ready(next)
+    });
+    let requests: RequestStream =
+        Box::pin(futures::stream::once(async move { first }).chain(later));
+    let finishing = model.clone();
+    let responses = model
+        .executor()
+        .stream(model.name(), model.runtime.clone(), requests)
+        .map(move |item| {
+            item.and_then(|response| complete(&finishing, response, &id, None))
+                .map(|response| with_cloudevents(&finishing, response))
+        });
+    Box::pin(
+        responses
+            .chain(futures::stream::once(error_rx).filter_map(|e| async move { e.ok().map(Err) })),
+    )
+}
+
+/// What every request goes through before the runtime: the check against
+/// the metadata (models that check their inputs), an id, the CloudEvents
+/// headers.
+fn prepare(model: &LoadedModel, request: &mut InferenceRequest) -> Result<(), MLServerError> {
+    if model.checks_inputs() {
+        validate_inputs(model, request)?;
+    }
+    request
+        .id
+        .get_or_insert_with(crate::request_id::new_request_id);
+    if let Some(ce) = model.cloudevents() {
+        ce.on_request(request, model.name());
+    }
+    Ok(())
+}
+
+/// What every response goes through after the runtime: the model's name,
+/// version and the request's id, the requested outputs (for runtimes that
+/// leave them to the server), a check of every output. (The CloudEvents
+/// headers come last, by [`with_cloudevents`]: a cached answer is kept
+/// without them.)
+fn complete(
+    model: &LoadedModel,
+    mut response: InferenceResponse,
+    id: &str,
+    requested: Option<&[String]>,
+) -> Result<InferenceResponse, MLServerError> {
+    response.model_name = model.name().to_owned();
+    response.model_version = model.version().map(str::to_owned);
+    response.id = Some(id.to_owned());
+    if let Some(names) = requested {
+        select_outputs(&mut response.outputs, names);
+    }
+    for output in &response.outputs {
+        output.validate().map_err(|e| {
+            MLServerError::internal(format!(
+                "model {} returned an invalid output: {e}",
+                model.name()
+            ))
+        })?;
+    }
+    Ok(response)
+}
+
+/// The response's CloudEvents headers (MLServer's response middleware).
+fn with_cloudevents(model: &LoadedModel, mut response: InferenceResponse) -> InferenceResponse {
+    if let Some(ce) = model.cloudevents() {
+        ce.on_response(&mut response, model.name());
+    }
+    response
 }
 
 /// [`DataPlane::infer`] on a model already looked up (without metrics).
-pub async fn infer_on(
+pub(crate) async fn infer_on(
     model: &LoadedModel,
     mut request: InferenceRequest,
 ) -> Result<InferenceResponse, MLServerError> {
-    if model.checks_inputs() {
-        validate_inputs(model, &request)?;
-    }
-    let id = request
-        .id
-        .get_or_insert_with(crate::request_id::new_request_id)
-        .clone();
-    if let Some(ce) = model.cloudevents() {
-        ce.on_request(&mut request, model.name());
-    }
+    prepare(model, &mut request)?;
+    let id = request.id.clone().unwrap_or_default();
     let requested: Option<Vec<String>> = request
         .outputs
         .as_ref()
@@ -174,36 +382,16 @@ pub async fn infer_on(
     if let (Some(cache), Some(key)) = (model.cache(), &cache_key) {
         if let Some(mut hit) = cache.get(key) {
             hit.id = Some(id);
-            if let Some(ce) = model.cloudevents() {
-                ce.on_response(&mut hit, model.name());
-            }
-            return Ok(hit);
+            return Ok(with_cloudevents(model, hit));
         }
     }
 
-    let mut response = model.predict(request).await?;
-
-    response.model_name = model.name().to_owned();
-    response.model_version = model.version().map(str::to_owned);
-    response.id = Some(id);
-    if let Some(names) = requested {
-        select_outputs(&mut response.outputs, &names);
-    }
-    for output in &response.outputs {
-        output.validate().map_err(|e| {
-            MLServerError::internal(format!(
-                "model {} returned an invalid output: {e}",
-                model.name()
-            ))
-        })?;
-    }
+    let response = model.predict(request).await?;
+    let response = complete(model, response, &id, requested.as_deref())?;
     if let (Some(cache), Some(key)) = (model.cache(), cache_key) {
         cache.insert(key, response.clone());
     }
-    if let Some(ce) = model.cloudevents() {
-        ce.on_response(&mut response, model.name());
-    }
-    Ok(response)
+    Ok(with_cloudevents(model, response))
 }
 
 /// Datatypes must match the declared inputs; shapes must fit them where the

@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use mlserver_metrics::Histogram;
-use mlserver_runtime::{panic_message, DynModel, MLServerError};
+use mlserver_runtime::{panic_message, DynModel, MLServerError, RequestStream, ResponseStream};
 use mlserver_types::{InferenceRequest, InferenceResponse};
 
 /// Predictions averaging less than this run inline on the request's task.
@@ -166,6 +166,61 @@ impl Executor {
                 "the prediction was cancelled: the server is shutting down".into(),
             )),
         }
+    }
+}
+
+impl Executor {
+    /// Runs a streaming runtime's `predict_stream` where predictions run (on
+    /// the pool, else on the caller's task), its responses forwarded as
+    /// they come. A panic, in `predict_stream` or while producing a
+    /// response, becomes the stream's last item.
+    pub fn stream(
+        &self,
+        model_name: &str,
+        runtime: DynModel,
+        requests: RequestStream,
+    ) -> ResponseStream {
+        let name = model_name.to_owned();
+        let panicked = move |payload: Box<dyn std::any::Any + Send>| {
+            MLServerError::internal(format!(
+                "model {name} panicked during a stream: {}",
+                panic_message(&*payload)
+            ))
+        };
+        let produce = async move {
+            match AssertUnwindSafe(runtime.predict_stream(requests))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(stream)) => AssertUnwindSafe(stream)
+                    .catch_unwind()
+                    .map(move |item| item.unwrap_or_else(|p| Err(panicked(p))))
+                    .boxed(),
+                Ok(Err(e)) => futures::stream::once(async move { Err(e) }).boxed(),
+                Err(p) => futures::stream::once(async move { Err(panicked(p)) }).boxed(),
+            }
+        };
+        let Some(pool) = self.pool.as_ref() else {
+            return futures::stream::once(produce).flatten().boxed();
+        };
+        // On the pool: a task drives the stream, a small channel carries
+        // the responses (so a slow client holds the runtime back rather
+        // than piling responses up).
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let handle = pool
+            .runtime
+            .as_ref()
+            .expect("the pool runtime lives as long as the executor")
+            .handle();
+        handle.spawn(async move {
+            let mut responses = produce.await;
+            while let Some(item) = responses.next().await {
+                if tx.send(item).await.is_err() {
+                    return; // the consumer went away: drop the stream
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
     }
 }
 

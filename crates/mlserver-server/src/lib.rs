@@ -33,7 +33,7 @@ mod server;
 
 pub use cache::ResponseCache;
 pub use cors::{cors_layer, CorsError};
-pub use dataplane::{infer_on, DataPlane, BUILTIN_EXTENSIONS};
+pub use dataplane::{DataPlane, BUILTIN_EXTENSIONS};
 pub use error::ApiError;
 pub use executor::Executor;
 pub use grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};

@@ -95,6 +95,11 @@ impl LoadedModel {
         self.checks_inputs
     }
 
+    /// Where its predictions run.
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
     pub(crate) fn cloudevents(&self) -> Option<&CloudEvents> {
         self.cloudevents.as_deref()
     }

@@ -33,61 +33,65 @@ where
     })
 }
 
-/// Feeds a whole request stream to a streaming runtime's `predict_stream`.
-/// Requests that cannot be decoded end the stream with their error once the
-/// runtime has answered what came before.
-fn stream_to_model(
-    model: std::sync::Arc<crate::registry::LoadedModel>,
+/// A whole request stream for a streaming runtime, through the data plane's
+/// streaming call. Messages that cannot be decoded end the stream with
+/// their status once the runtime has answered what came before.
+async fn stream_to_model(
+    state: &GrpcState,
     metadata: MetadataMap,
     first: ModelInferRequest,
     rest: Streaming<ModelInferRequest>,
-) -> Pin<Box<dyn Stream<Item = Result<ModelInferResponse, Status>> + Send + 'static>> {
+) -> Result<ModelStreamResponses, Status> {
     let raw = !first.raw_input_contents.is_empty();
     let headers = metadata.into_headers();
-    let (tx, rx) = tokio::sync::mpsc::channel::<mlserver_types::InferenceRequest>(16);
+    let DecodedRequest {
+        model_name,
+        model_version,
+        request: mut first,
+        ..
+    } = convert::decode_infer_request(first).map_err(bad_request)?;
+    insert_metadata(&mut first, &headers);
     let (error_tx, error_rx) = tokio::sync::oneshot::channel::<Status>();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::iter([Ok(first)]).chain(rest);
-        while let Some(message) = messages.next().await {
-            let decoded = message.and_then(|m| {
-                convert::decode_infer_request(m)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))
-            });
-            match decoded {
-                Ok(DecodedRequest { mut request, .. }) => {
-                    insert_metadata(&mut request, &headers);
-                    if tx.send(request).await.is_err() {
-                        return;
-                    }
-                }
-                Err(status) => {
-                    let _ = error_tx.send(status);
-                    return;
-                }
+    let later = rest.scan(Some(error_tx), move |error_tx, message| {
+        let decoded = message.and_then(|m| {
+            convert::decode_infer_request(m).map_err(|e| Status::invalid_argument(e.to_string()))
+        });
+        let next = match decoded {
+            Ok(DecodedRequest { mut request, .. }) => {
+                insert_metadata(&mut request, &headers);
+                Some(request)
             }
-        }
+            Err(status) => {
+                if let Some(tx) = error_tx.take() {
+                    let _ = tx.send(status);
+                }
+                None
+            }
+        };
+        futures::future::ready(next)
     });
-    let requests: mlserver_runtime::RequestStream =
-        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let name = model.name().to_owned();
-    let version = model.version().map(str::to_owned);
-    let responses = futures::stream::once(async move {
-        match model.runtime.predict_stream(requests).await {
-            Ok(stream) => stream,
-            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
-        }
-    })
-    .flatten()
-    .map(move |response| {
-        let mut response = response.map_err(to_status)?;
-        response.model_name = name.clone();
-        response.model_version = version.clone();
-        extract_headers(&mut response);
-        Ok(convert::encode_infer_response(response, raw))
-    })
-    .chain(futures::stream::once(error_rx).filter_map(|e| async move { e.ok().map(Err) }));
-    Box::pin(until_first_error(responses))
+    let responses = state
+        .dataplane
+        .infer_stream(
+            &model_name,
+            model_version.as_deref(),
+            first,
+            Box::pin(later),
+        )
+        .await
+        .map_err(to_status)?
+        .map(move |response| {
+            let mut response = response.map_err(to_status)?;
+            // MLServer sends no headers on streams.
+            extract_headers(&mut response);
+            Ok(convert::encode_infer_response(response, raw))
+        })
+        .chain(futures::stream::once(error_rx).filter_map(|e| async move { e.ok().map(Err) }));
+    Ok(Box::pin(until_first_error(responses)))
 }
+
+type ModelStreamResponses =
+    Pin<Box<dyn Stream<Item = Result<ModelInferResponse, Status>> + Send + 'static>>;
 
 pub struct InferenceService {
     state: GrpcState,
@@ -212,8 +216,7 @@ impl GrpcInferenceService for InferenceService {
         Ok(response)
     }
 
-    type ModelStreamInferStream =
-        Pin<Box<dyn Stream<Item = Result<ModelInferResponse, Status>> + Send + 'static>>;
+    type ModelStreamInferStream = ModelStreamResponses;
 
     /// A runtime with its own `predict_stream` (a streaming Python model,
     /// say) gets the whole stream, as in MLServer: the first message picks
@@ -233,13 +236,12 @@ impl GrpcInferenceService for InferenceService {
         let streaming = self
             .state
             .dataplane
-            .model(&first.model_name, version_of(&first.model_version))
-            .ok()
-            .filter(|m| m.runtime.streams());
-        if let Some(model) = streaming {
-            return Ok(Response::new(stream_to_model(
-                model, metadata, first, incoming,
-            )));
+            .streams(&first.model_name, version_of(&first.model_version))
+            .unwrap_or(false);
+        if streaming {
+            return Ok(Response::new(
+                stream_to_model(&self.state, metadata, first, incoming).await?,
+            ));
         }
         let state = self.state.clone();
         let responses = futures::stream::once(async move { Ok(first) })

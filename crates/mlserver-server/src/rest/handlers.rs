@@ -5,6 +5,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::StreamExt;
 use mlserver_runtime::MLServerError;
 use mlserver_types::binary::{self, OutputFormat};
 use mlserver_types::{
@@ -110,26 +111,30 @@ async fn infer_response(
     request: Request,
 ) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
-    let headers = parts.headers;
-    let started = std::time::Instant::now();
-    let dataplane = state.dataplane.clone();
-    let result = decode_infer_encode(state, &name, version.as_deref(), headers, body).await;
-    let outcome = result.as_ref().map(drop).map_err(|e| &e.0);
-    dataplane.observe_infer(&name, version.as_deref(), started, outcome);
-    result
+    decode_infer_encode(state, &name, version.as_deref(), parts.headers, body).await
 }
 
-async fn decode_infer_encode(
-    state: AppState,
+/// The request of an inference call, decoded as JSON, the binary extension
+/// or a raw binary body (which needs the model's one declared input), with
+/// the HTTP headers in `parameters.headers`; and how to encode the answer.
+async fn decode_request(
+    state: &AppState,
     name: &str,
     version: Option<&str>,
-    headers: HeaderMap,
+    headers: &HeaderMap,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<(InferenceRequest, OutputFormat)> {
     // Look the model up first: an unknown model is a 404 whatever the body.
-    let model = state.dataplane.model(name, version)?;
-    let body = read_body(&headers, body, state.max_body_bytes).await?;
-    let (mut request, format) = match header_length(&headers)? {
+    // A model that cannot serve counts as a failed inference, as MLServer
+    // counts it (unknown names are left out of the metrics, see
+    // `DataPlane::observe_infer`).
+    let model = state.dataplane.model(name, version).inspect_err(|e| {
+        state
+            .dataplane
+            .observe_infer(name, version, std::time::Instant::now(), Err(e));
+    })?;
+    let body = read_body(headers, body, state.max_body_bytes).await?;
+    let (mut request, format) = match header_length(headers)? {
         Some(0) => {
             let input = match model.metadata.inputs.as_slice() {
                 [only] => only,
@@ -158,8 +163,19 @@ async fn decode_infer_encode(
             (request, format)
         }
     };
-    insert_headers(&mut request, &headers);
-    let mut response = crate::dataplane::infer_on(&model, request).await?;
+    insert_headers(&mut request, headers);
+    Ok((request, format))
+}
+
+async fn decode_infer_encode(
+    state: AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let (request, format) = decode_request(&state, name, version, &headers, body).await?;
+    let mut response = state.dataplane.infer(name, version, request).await?;
     let extra_headers = extract_headers(&mut response);
     let encoded = binary::encode_response(&response, &format).map_err(|e| {
         MLServerError::internal(format!(
@@ -188,6 +204,89 @@ async fn decode_infer_encode(
         }
     }
     Ok(http)
+}
+
+pub async fn infer_stream(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    stream_response(state, name, None, request).await
+}
+
+pub async fn infer_stream_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    stream_response(state, name, Some(version), request).await
+}
+
+/// `infer_stream` / `generate_stream`: MLServer's Server-Sent Events, one
+/// `data: <response JSON>` event per response of the model's stream. A
+/// request that fails before the stream starts gets the status a unary one
+/// would; an error later ends the stream with an `error` event. A client
+/// that goes away drops the stream, which stops the model's generator.
+async fn stream_response(
+    state: AppState,
+    name: String,
+    version: Option<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let (request, _) =
+        decode_request(&state, &name, version.as_deref(), &parts.headers, body).await?;
+    let responses = state
+        .dataplane
+        .infer_stream(
+            &name,
+            version.as_deref(),
+            request,
+            Box::pin(futures::stream::empty()),
+        )
+        .await?;
+    let events = responses.map(|item| {
+        let event = match item {
+            Ok(mut response) => {
+                // As MLServer's: no headers on a stream.
+                extract_headers(&mut response);
+                match serde_json::to_vec(&response) {
+                    Ok(json) => sse_event(None, &json),
+                    Err(e) => sse_error(&format!("could not encode a response: {e}")),
+                }
+            }
+            Err(e) => sse_error(&e.to_string()),
+        };
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    let mut http = Response::new(Body::from_stream(events));
+    http.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    http.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    Ok(http)
+}
+
+fn sse_event(kind: Option<&str>, data: &[u8]) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(data.len() + 24);
+    if let Some(kind) = kind {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    out.into()
+}
+
+fn sse_error(message: &str) -> bytes::Bytes {
+    let json = serde_json::json!({ "error": message }).to_string();
+    sse_event(Some("error"), json.as_bytes())
 }
 
 pub async fn repository_index(

@@ -59,6 +59,10 @@ const ROUTES: &[&str] = &[
     "/v2/repository/index",
     "/v2/repository/models/{name}/load",
     "/v2/repository/models/{name}/unload",
+    "/v2/models/{name}/infer_stream",
+    "/v2/models/{name}/generate_stream",
+    "/v2/models/{name}/versions/{version}/infer_stream",
+    "/v2/models/{name}/versions/{version}/generate_stream",
 ];
 
 /// The REST router. With a `root_path` (MLServer's setting, for a proxy
@@ -80,7 +84,11 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         .route(ROUTES[10], post(infer_version))
         .route(ROUTES[11], post(repository_index))
         .route(ROUTES[12], post(repository_load))
-        .route(ROUTES[13], post(repository_unload));
+        .route(ROUTES[13], post(repository_unload))
+        .route(ROUTES[14], post(infer_stream))
+        .route(ROUTES[15], post(infer_stream))
+        .route(ROUTES[16], post(infer_stream_version))
+        .route(ROUTES[17], post(infer_stream_version));
     let prefix = root_prefix(&options.root_path);
     let routes = match &prefix {
         Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),
