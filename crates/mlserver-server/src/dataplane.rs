@@ -24,6 +24,9 @@ pub struct DataPlane {
     metadata: MetadataServerResponse,
     startup_complete: AtomicBool,
     metrics: Option<Arc<ServerMetrics>>,
+    /// Set when the server's shutdown grace is over: open streams end, so
+    /// they release their models and the unload can go on.
+    streams_ending: tokio::sync::watch::Sender<bool>,
 }
 
 impl DataPlane {
@@ -49,6 +52,7 @@ impl DataPlane {
             },
             startup_complete: AtomicBool::new(false),
             metrics,
+            streams_ending: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -80,6 +84,12 @@ impl DataPlane {
 
     pub fn registry(&self) -> &Arc<ModelRegistry> {
         &self.registry
+    }
+
+    /// Ends every open stream (the shutdown grace is over): each ends as if
+    /// its runtime had finished, releasing its model.
+    pub fn end_streams(&self) {
+        self.streams_ending.send_replace(true);
     }
 
     /// Called once the models to load at startup have loaded (or failed).
@@ -187,7 +197,7 @@ impl DataPlane {
             }
         };
         let mut first = first;
-        if let Err(e) = prepare(&model, &mut first) {
+        if let Err(e) = model.rules().prepare(&mut first) {
             self.observe_infer(name, version, started, Err(&e));
             return Err(e);
         }
@@ -280,11 +290,13 @@ fn stream_through_runtime(
     id: String,
 ) -> ResponseStream {
     let (error_tx, error_rx) = tokio::sync::oneshot::channel::<MLServerError>();
-    let preparing = model.clone();
+    // The model's rules, not the model: a stream a client keeps open must
+    // not hold an unload up (it fails when its runtime goes away).
+    let preparing = model.rules().clone();
     let stream_id = id.clone();
     let later = rest.scan(Some(error_tx), move |error_tx, mut request| {
         request.id.get_or_insert_with(|| stream_id.clone());
-        let next = match prepare(&preparing, &mut request) {
+        let next = match preparing.prepare(&mut request) {
             Ok(()) => Some(request),
             Err(e) => {
                 if let Some(tx) = error_tx.take() {
@@ -297,13 +309,13 @@ fn stream_through_runtime(
     });
     let requests: RequestStream =
         Box::pin(futures::stream::once(async move { first }).chain(later));
-    let finishing = model.clone();
+    let finishing = model.rules().clone();
     let responses = model
         .executor()
         .stream(model.name(), model.runtime.clone(), requests)
         .map(move |item| {
-            item.and_then(|response| complete(&finishing, response, &id, None))
-                .map(|response| with_cloudevents(&finishing, response))
+            item.and_then(|response| finishing.complete(response, &id, None))
+                .map(|response| finishing.with_cloudevents(response))
         });
     Box::pin(
         responses
@@ -311,56 +323,111 @@ fn stream_through_runtime(
     )
 }
 
-/// What every request goes through before the runtime: the check against
-/// the metadata (models that check their inputs), an id, the CloudEvents
-/// headers.
-fn prepare(model: &LoadedModel, request: &mut InferenceRequest) -> Result<(), MLServerError> {
-    if model.checks_inputs() {
-        validate_inputs(model, request)?;
-    }
-    request
-        .id
-        .get_or_insert_with(crate::request_id::new_request_id);
-    if let Some(ce) = model.cloudevents() {
-        ce.on_request(request, model.name());
-    }
-    Ok(())
+/// What the pipeline applies to a model's requests and responses, kept
+/// apart from the model itself (shared, cheap to hold).
+#[derive(Debug, Clone)]
+pub(crate) struct ModelRules {
+    name: String,
+    version: Option<String>,
+    /// The metadata's inputs, checked when `checks_inputs`.
+    inputs: Vec<mlserver_types::MetadataTensor>,
+    checks_inputs: bool,
+    cloudevents: Option<Arc<crate::cloudevents::CloudEvents>>,
 }
 
-/// What every response goes through after the runtime: the model's name,
-/// version and the request's id, the requested outputs (for runtimes that
-/// leave them to the server), a check of every output. (The CloudEvents
-/// headers come last, by [`with_cloudevents`]: a cached answer is kept
-/// without them.)
-fn complete(
-    model: &LoadedModel,
-    mut response: InferenceResponse,
-    id: &str,
-    requested: Option<&[String]>,
-) -> Result<InferenceResponse, MLServerError> {
-    response.model_name = model.name().to_owned();
-    response.model_version = model.version().map(str::to_owned);
-    response.id = Some(id.to_owned());
-    if let Some(names) = requested {
-        select_outputs(&mut response.outputs, names);
+impl ModelRules {
+    pub(crate) fn new(
+        name: &str,
+        version: Option<&str>,
+        metadata: &MetadataModelResponse,
+        checks_inputs: bool,
+        cloudevents: Option<Arc<crate::cloudevents::CloudEvents>>,
+    ) -> Self {
+        ModelRules {
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+            inputs: metadata.inputs.clone(),
+            checks_inputs,
+            cloudevents,
+        }
     }
-    for output in &response.outputs {
-        output.validate().map_err(|e| {
-            MLServerError::internal(format!(
-                "model {} returned an invalid output: {e}",
-                model.name()
-            ))
-        })?;
-    }
-    Ok(response)
-}
 
-/// The response's CloudEvents headers (MLServer's response middleware).
-fn with_cloudevents(model: &LoadedModel, mut response: InferenceResponse) -> InferenceResponse {
-    if let Some(ce) = model.cloudevents() {
-        ce.on_response(&mut response, model.name());
+    /// What every request goes through before the runtime: the check
+    /// against the metadata (models that check their inputs), an id, the
+    /// CloudEvents headers.
+    fn prepare(&self, request: &mut InferenceRequest) -> Result<(), MLServerError> {
+        if self.checks_inputs {
+            self.validate_inputs(request)?;
+        }
+        request
+            .id
+            .get_or_insert_with(crate::request_id::new_request_id);
+        if let Some(ce) = &self.cloudevents {
+            ce.on_request(request, &self.name);
+        }
+        Ok(())
     }
-    response
+
+    /// What every response goes through after the runtime: the model's
+    /// name, version and the request's id, the requested outputs (for
+    /// runtimes that leave them to the server), a check of every output.
+    /// (The CloudEvents headers come last, by
+    /// [`ModelRules::with_cloudevents`]: a cached answer is kept without
+    /// them.)
+    fn complete(
+        &self,
+        mut response: InferenceResponse,
+        id: &str,
+        requested: Option<&[String]>,
+    ) -> Result<InferenceResponse, MLServerError> {
+        response.model_name = self.name.clone();
+        response.model_version = self.version.clone();
+        response.id = Some(id.to_owned());
+        if let Some(names) = requested {
+            select_outputs(&mut response.outputs, names);
+        }
+        for output in &response.outputs {
+            output.validate().map_err(|e| {
+                MLServerError::internal(format!(
+                    "model {} returned an invalid output: {e}",
+                    self.name
+                ))
+            })?;
+        }
+        Ok(response)
+    }
+
+    /// The response's CloudEvents headers (MLServer's response middleware).
+    fn with_cloudevents(&self, mut response: InferenceResponse) -> InferenceResponse {
+        if let Some(ce) = &self.cloudevents {
+            ce.on_response(&mut response, &self.name);
+        }
+        response
+    }
+
+    /// Datatypes must match the declared inputs; shapes must fit them where
+    /// the ranks agree (see `MetadataTensor::shape_accepts`). Only for
+    /// models that check their inputs: MLServer passes requests on as sent.
+    fn validate_inputs(&self, request: &InferenceRequest) -> Result<(), MLServerError> {
+        for input in &request.inputs {
+            let Some(declared) = self.inputs.iter().find(|m| m.name == input.name) else {
+                continue;
+            };
+            if declared.datatype != input.datatype {
+                return Err(MLServerError::bad_request(format!(
+                    "input '{}' has datatype {} but model {} expects {}",
+                    input.name, input.datatype, self.name, declared.datatype
+                )));
+            }
+            if !declared.shape_accepts(&input.shape) {
+                return Err(MLServerError::bad_request(format!(
+                    "input '{}' has shape {:?} but model {} expects {:?}",
+                    input.name, input.shape, self.name, declared.shape
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// [`DataPlane::infer`] on a model already looked up (without metrics).
@@ -368,7 +435,8 @@ pub(crate) async fn infer_on(
     model: &LoadedModel,
     mut request: InferenceRequest,
 ) -> Result<InferenceResponse, MLServerError> {
-    prepare(model, &mut request)?;
+    let rules = model.rules();
+    rules.prepare(&mut request)?;
     let id = request.id.clone().unwrap_or_default();
     let requested: Option<Vec<String>> = request
         .outputs
@@ -382,46 +450,16 @@ pub(crate) async fn infer_on(
     if let (Some(cache), Some(key)) = (model.cache(), &cache_key) {
         if let Some(mut hit) = cache.get(key) {
             hit.id = Some(id);
-            return Ok(with_cloudevents(model, hit));
+            return Ok(rules.with_cloudevents(hit));
         }
     }
 
     let response = model.predict(request).await?;
-    let response = complete(model, response, &id, requested.as_deref())?;
+    let response = rules.complete(response, &id, requested.as_deref())?;
     if let (Some(cache), Some(key)) = (model.cache(), cache_key) {
         cache.insert(key, response.clone());
     }
-    Ok(with_cloudevents(model, response))
-}
-
-/// Datatypes must match the declared inputs; shapes must fit them where the
-/// ranks agree (see `MetadataTensor::shape_accepts`). Only for models that
-/// check their inputs: MLServer passes requests on as sent.
-fn validate_inputs(model: &LoadedModel, request: &InferenceRequest) -> Result<(), MLServerError> {
-    for input in &request.inputs {
-        let Some(declared) = model.metadata.inputs.iter().find(|m| m.name == input.name) else {
-            continue;
-        };
-        if declared.datatype != input.datatype {
-            return Err(MLServerError::bad_request(format!(
-                "input '{}' has datatype {} but model {} expects {}",
-                input.name,
-                input.datatype,
-                model.name(),
-                declared.datatype
-            )));
-        }
-        if !declared.shape_accepts(&input.shape) {
-            return Err(MLServerError::bad_request(format!(
-                "input '{}' has shape {:?} but model {} expects {:?}",
-                input.name,
-                input.shape,
-                model.name(),
-                declared.shape
-            )));
-        }
-    }
-    Ok(())
+    Ok(rules.with_cloudevents(response))
 }
 
 /// Keeps the requested outputs, in the order asked, when the model produced

@@ -214,9 +214,17 @@ impl Executor {
             .handle();
         handle.spawn(async move {
             let mut responses = produce.await;
-            while let Some(item) = responses.next().await {
+            loop {
+                // The consumer may go away while the runtime has nothing to
+                // say (a generator waiting for credit): the stream must be
+                // dropped then too, which stops the runtime's generator.
+                let item = tokio::select! {
+                    item = responses.next() => item,
+                    () = tx.closed() => return,
+                };
+                let Some(item) = item else { return };
                 if tx.send(item).await.is_err() {
-                    return; // the consumer went away: drop the stream
+                    return;
                 }
             }
         });

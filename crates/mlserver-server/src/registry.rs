@@ -12,6 +12,7 @@ use mlserver_types::{InferenceRequest, InferenceResponse};
 use crate::batching::Batcher;
 use crate::cache::ResponseCache;
 use crate::cloudevents::CloudEvents;
+use crate::dataplane::ModelRules;
 use crate::executor::{Executor, PredictCost};
 use mlserver_settings::ModelSettings;
 use mlserver_types::{MetadataModelResponse, ModelState};
@@ -26,9 +27,8 @@ pub struct LoadedModel {
     cost: Arc<PredictCost>,
     batcher: Option<Batcher>,
     cache: Option<Arc<ResponseCache>>,
-    cloudevents: Option<Arc<CloudEvents>>,
-    /// Requests are checked against the metadata's inputs.
-    checks_inputs: bool,
+    /// What the pipeline applies to its requests and responses.
+    rules: Arc<ModelRules>,
     /// Distinguishes this instance from earlier loads of the same version
     /// (the response cache must not answer with a replaced model).
     instance: u64,
@@ -46,7 +46,15 @@ impl LoadedModel {
         batcher: Option<Batcher>,
         cache: Option<Arc<ResponseCache>>,
     ) -> Self {
+        let rules = Arc::new(ModelRules::new(
+            &settings.name,
+            settings.version(),
+            &metadata,
+            false,
+            None,
+        ));
         LoadedModel {
+            rules,
             settings,
             runtime,
             metadata,
@@ -54,8 +62,6 @@ impl LoadedModel {
             cost,
             batcher,
             cache,
-            cloudevents: None,
-            checks_inputs: false,
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -78,30 +84,31 @@ impl LoadedModel {
         self.cache.as_deref()
     }
 
-    /// MLServer's CloudEvents headers on its requests and responses.
-    pub(crate) fn with_cloudevents(mut self, cloudevents: Option<Arc<CloudEvents>>) -> Self {
-        self.cloudevents = cloudevents;
-        self
-    }
-
-    /// Requests must match the metadata's inputs (see
+    /// MLServer's CloudEvents headers on its requests and responses, and
+    /// whether requests must match the metadata's inputs (see
     /// `MLModel::checks_inputs` and the `strict_inputs` setting).
-    pub(crate) fn checking_inputs(mut self, on: bool) -> Self {
-        self.checks_inputs = on;
+    pub(crate) fn with_rules(
+        mut self,
+        checks_inputs: bool,
+        cloudevents: Option<Arc<CloudEvents>>,
+    ) -> Self {
+        self.rules = Arc::new(ModelRules::new(
+            self.name(),
+            self.version(),
+            &self.metadata,
+            checks_inputs,
+            cloudevents,
+        ));
         self
     }
 
-    pub(crate) fn checks_inputs(&self) -> bool {
-        self.checks_inputs
+    pub(crate) fn rules(&self) -> &Arc<ModelRules> {
+        &self.rules
     }
 
     /// Where its predictions run.
     pub(crate) fn executor(&self) -> &Executor {
         &self.executor
-    }
-
-    pub(crate) fn cloudevents(&self) -> Option<&CloudEvents> {
-        self.cloudevents.as_deref()
     }
 
     /// Calls the runtime: through the adaptive batcher when the model has

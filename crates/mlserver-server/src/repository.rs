@@ -305,8 +305,10 @@ impl ModelRepository {
             batcher,
             cache,
         )
-        .with_cloudevents(self.serving.cloudevents.clone())
-        .checking_inputs(self.serving.strict_inputs || runtime_checks))
+        .with_rules(
+            self.serving.strict_inputs || runtime_checks,
+            self.serving.cloudevents.clone(),
+        ))
     }
 
     fn update_loaded_gauge(&self) {

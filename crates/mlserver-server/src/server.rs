@@ -258,6 +258,9 @@ impl Server {
                 (Ok(()), Ok(()))
             }
         };
+        // Streams still open end now, releasing their models (their
+        // connections' tasks outlive the servers' futures).
+        self.dataplane.end_streams();
         info!("HTTP and gRPC servers stopped; unloading models");
         loader.abort();
         self.repository.unload_all().await;
