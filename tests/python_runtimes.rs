@@ -776,3 +776,48 @@ async fn inference_pool_groups_get_their_own_workers() {
     assert_eq!(status, 200, "{response}");
     assert_eq!(output(&response, "doubled")["data"], json!([6, 8]));
 }
+
+/// `@custom_handler` endpoints (mlserver-mlflow's `/invocations` and
+/// `/ping` are written this way), served with two workers (MLServer's hang
+/// there) while the model is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_handlers_are_served_while_loaded() {
+    let Some(python) = mlserver_python() else {
+        return;
+    };
+    let dir = ModelsDir::new();
+    dir.write("handlers/handlers.py", &fixture("handlers.py"));
+    dir.model(
+        "handlers",
+        json!({"name": "handlers", "implementation": "handlers.WithHandlers"}),
+    );
+    let s = start(dir.path(), &python, 2).await;
+    let r = s
+        .client
+        .post(s.url("/invocations?q=1"))
+        .header("content-type", "application/json")
+        .body(r#"{"inputs": [[1, 2]]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["got"], json!({"inputs": [[1, 2]]}), "{v}");
+    assert_eq!(
+        (v["content_type"].as_str(), v["query"].as_str()),
+        (Some("application/json"), Some("1"))
+    );
+    let ping = s.get("/ping").await;
+    assert_eq!(ping.status(), 200);
+    assert_eq!(ping.text().await.unwrap(), "\"\\n\"");
+    // A method the route does not have.
+    assert_eq!(s.get("/invocations").await.status(), 405);
+
+    let unload = s
+        .post_json("/v2/repository/models/handlers/unload", &json!({}))
+        .await;
+    assert_eq!(unload.status(), 200);
+    assert_eq!(s.get("/ping").await.status(), 404, "gone with the model");
+    s.stop().await;
+}

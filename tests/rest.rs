@@ -763,3 +763,90 @@ async fn root_path_serves_every_route_under_its_prefix() {
     assert_eq!(s.get("/elsewhere/v2/health/ready").await.status(), 404);
     s.stop().await;
 }
+
+/// Custom endpoints of a Rust runtime: served while the model is loaded,
+/// gone with it, and refused at load when they clash with the V2 API or
+/// another model's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_endpoints_live_and_die_with_their_model() {
+    let dir = ModelsDir::new();
+    dir.model(
+        "greeter",
+        json!({"implementation": "test.CustomEndpoints",
+               "parameters": {"extra": {"routes": [["POST", "/echo"]]}}}),
+    );
+    // Takes /hello/{who} too: its load fails, the first keeps it.
+    dir.model("copycat", json!({"implementation": "test.CustomEndpoints"}));
+    dir.model(
+        "intruder",
+        json!({"implementation": "test.CustomEndpoints",
+               "parameters": {"extra": {"routes": [["POST", "/v2/models/{m}/infer"]]}}}),
+    );
+    let s = TestServer::start(dir.path()).await;
+    s.wait_started().await;
+    let index: Value = s
+        .post_json("/v2/repository/index", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let state = |name: &str| {
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| {
+                (
+                    m["state"].as_str().unwrap().to_owned(),
+                    m["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .unwrap()
+    };
+    // Loaded concurrently: one of greeter and copycat has /hello/{who}.
+    let (greeter, copycat) = (state("greeter"), state("copycat"));
+    assert!(
+        (greeter.0 == "READY") != (copycat.0 == "READY"),
+        "exactly one takes /hello/{{who}}: {greeter:?} {copycat:?}"
+    );
+    assert!(
+        greeter.1.contains("already served") || copycat.1.contains("already served"),
+        "{greeter:?} {copycat:?}"
+    );
+    let intruder = state("intruder");
+    assert_eq!(intruder.0, "UNAVAILABLE");
+    assert!(
+        intruder.1.contains("clashes with the V2 API"),
+        "{intruder:?}"
+    );
+
+    let (status, v) = body(s.get("/hello/world?x=1").await).await;
+    assert_eq!(
+        (status, &v["hello"], &v["query"]),
+        (200, &json!("world"), &json!("x=1")),
+        "{v}"
+    );
+    if greeter.0 == "READY" {
+        let echo = s
+            .client
+            .post(s.url("/echo"))
+            .body("ping")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(echo.headers()["content-type"], "text/plain");
+        assert_eq!(echo.text().await.unwrap(), "ping");
+    }
+    let owner = if greeter.0 == "READY" {
+        "greeter"
+    } else {
+        "copycat"
+    };
+    let r = s
+        .post_json(&format!("/v2/repository/models/{owner}/unload"), &json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.get("/hello/world").await.status(), 404);
+    s.stop().await;
+}

@@ -129,6 +129,7 @@ pub fn test_runtimes() -> RuntimeRegistry {
     r.register::<HeadersModel>("test.Headers");
     r.register::<BatchProbeModel>("test.BatchProbe");
     r.register::<CountingModel>("test.Counting");
+    r.register::<CustomEndpointsModel>("test.CustomEndpoints");
     r.register::<SpinModel>("test.Spin");
     r.register::<RendezvousModel>("test.Rendezvous");
     r
@@ -355,5 +356,53 @@ impl MLModel for CountingModel {
                 }
             })
         })))
+    }
+}
+
+/// Serves custom REST endpoints: `GET /hello/{who}` (a greeting) and the
+/// routes listed in `parameters.extra.routes` (`[["POST", "/path"], ...]`,
+/// each echoing its body), to show them claimed, refused and released.
+pub struct CustomEndpointsModel {
+    routes: Vec<mlserver_runtime::CustomRoute>,
+}
+
+#[async_trait]
+impl MLModel for CustomEndpointsModel {
+    async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
+        let mut routes = vec![mlserver_runtime::CustomRoute::new("GET", "/hello/{who}")];
+        if let Some(extra) = ctx.extra().and_then(|e| e["routes"].as_array()) {
+            for r in extra {
+                routes.push(mlserver_runtime::CustomRoute::new(
+                    r[0].as_str().unwrap_or("POST"),
+                    r[1].as_str().unwrap_or("/"),
+                ));
+            }
+        }
+        Ok(CustomEndpointsModel { routes })
+    }
+
+    async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+        Ok(InferenceResponse::new(vec![]))
+    }
+
+    fn custom_routes(&self) -> Vec<mlserver_runtime::CustomRoute> {
+        self.routes.clone()
+    }
+
+    async fn handle_custom(
+        &self,
+        request: mlserver_runtime::CustomRequest,
+    ) -> Result<mlserver_runtime::CustomResponse, MLServerError> {
+        if request.route.path == "/hello/{who}" {
+            let who = &request.path_params[0].1;
+            return Ok(mlserver_runtime::CustomResponse::json(
+                &serde_json::json!({ "hello": who, "query": request.query }),
+            ));
+        }
+        Ok(mlserver_runtime::CustomResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: request.body,
+        })
     }
 }

@@ -40,6 +40,8 @@ CREDIT = 13
 METRICS = 14
 # Unsolicited, to the server: one log record.
 LOG = 15
+# A call of a model's @custom_handler endpoint.
+CUSTOM = 16
 
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
@@ -156,6 +158,8 @@ class Worker:
                 reply = b""
             elif kind == METRICS:
                 reply = self.metrics()
+            elif kind == CUSTOM:
+                reply = await self.custom(body)
             else:
                 raise ValueError(f"unknown frame kind {kind}")
             self.send(OK, call, reply)
@@ -276,7 +280,81 @@ class Worker:
         from mlserver import MLModel
 
         streams = type(model).predict_stream is not MLModel.predict_stream
-        return json.dumps({"streams": streams}).encode()
+        from mlserver.handlers.custom import get_custom_handlers
+
+        custom = [
+            {"path": h.rest_path, "method": h.rest_method, "handler": method.__name__}
+            for h, method in get_custom_handlers(model)
+        ]
+        return json.dumps({"streams": streams, "custom": custom}).encode()
+
+    async def custom(self, body: bytes) -> bytes:
+        """A call of a `@custom_handler` method, made as FastAPI makes it in
+        MLServer: a Starlette `Request` for a parameter annotated `Request`
+        (or unannotated), the path's `{name}` segments by name, a pydantic
+        model parsed from the JSON body; the result sent back as FastAPI
+        sends it (a `Response` as it is, anything else as JSON)."""
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from fastapi.encoders import jsonable_encoder
+        from mlserver.context import model_context
+        from pydantic import BaseModel
+
+        (meta_length,) = LENGTH.unpack_from(body)
+        meta = json.loads(body[4 : 4 + meta_length])
+        payload = body[4 + meta_length :]
+        model = self.model(meta["name"], meta.get("version") or "")
+        handler = getattr(model, meta["handler"])
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": meta["method"],
+            "scheme": "http",
+            "path": meta["path"],
+            "raw_path": meta["path"].encode(),
+            "query_string": meta.get("query", "").encode(),
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in meta["headers"]],
+            "server": ("localhost", 80),
+            "client": None,
+            "path_params": dict(meta.get("path_params", [])),
+        }
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        request = Request(scope, receive)
+        path_params = dict(meta.get("path_params", []))
+        kwargs = {}
+        for name, param in inspect.signature(handler).parameters.items():
+            annotation = param.annotation
+            if name in path_params:
+                kwargs[name] = path_params[name]
+            elif inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+                kwargs[name] = annotation.model_validate(json.loads(payload or b"null"))
+            elif annotation is inspect.Parameter.empty or (
+                inspect.isclass(annotation) and issubclass(annotation, Request)
+            ):
+                kwargs[name] = request
+        with model_context(model.settings):
+            result = await _result(handler(**kwargs))
+        if isinstance(result, Response):
+            status, headers, content = (
+                result.status_code,
+                [(k.decode(), v.decode()) for k, v in result.raw_headers],
+                bytes(result.body),
+            )
+        else:
+            status = 200
+            headers = [("content-type", "application/json")]
+            content = json.dumps(jsonable_encoder(result)).encode()
+        head = json.dumps({"status": status, "headers": headers}).encode()
+        return LENGTH.pack(len(head)) + head + content
 
     async def unload(self, message: dict) -> bytes:
         key = (message["name"], message.get("version") or "")

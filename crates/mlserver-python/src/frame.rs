@@ -28,6 +28,10 @@ pub const METRICS: u8 = 14;
 /// From the worker, unsolicited: one Python log record (JSON: `level`,
 /// `logger`, `message`), for the server's log.
 pub const LOG: u8 = 15;
+/// A call of a model's `@custom_handler` endpoint: a JSON header (the
+/// handler, method, path, query, headers) and the request body; the reply
+/// is a JSON header (status, headers) and the response body.
+pub const CUSTOM: u8 = 16;
 /// The items a stream's sender may have outstanding, each way.
 pub const STREAM_WINDOW: u32 = 16;
 

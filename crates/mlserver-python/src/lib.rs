@@ -34,7 +34,8 @@ use futures::FutureExt;
 use mlserver_proto::convert::{decode_infer_response, encode_infer_request};
 use mlserver_proto::inference::ModelInferResponse;
 use mlserver_runtime::{
-    async_trait, DynModel, MLModel, MLServerError, ModelContext, RuntimeFactory, RuntimeRegistry,
+    async_trait, CustomRequest, CustomResponse, CustomRoute, DynModel, MLModel, MLServerError,
+    ModelContext, RuntimeFactory, RuntimeRegistry,
 };
 use mlserver_settings::{EnvSource, ModelSettings, Settings};
 use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse};
@@ -327,6 +328,8 @@ pub struct PythonModel {
     metadata: Option<MetadataModelResponse>,
     /// The class overrides `predict_stream`.
     streams: bool,
+    /// Its `@custom_handler` methods: the route and the method's name.
+    custom: Vec<(CustomRoute, String)>,
 }
 
 impl PythonModel {
@@ -353,10 +356,22 @@ impl PythonModel {
                 return Err(explain_load_failure(implementation, &pools.config, e));
             }
         };
-        let streams = serde_json::from_slice::<serde_json::Value>(&loaded)
-            .ok()
-            .and_then(|v| v.get("streams").and_then(serde_json::Value::as_bool))
-            .unwrap_or(false);
+        let loaded: serde_json::Value = serde_json::from_slice(&loaded).unwrap_or_default();
+        let streams = loaded["streams"].as_bool().unwrap_or(false);
+        let custom = loaded["custom"]
+            .as_array()
+            .map(|handlers| {
+                handlers
+                    .iter()
+                    .filter_map(|h| {
+                        Some((
+                            CustomRoute::new(h["method"].as_str()?, h["path"].as_str()?),
+                            h["handler"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let metadata = match pool
             .call(
                 &key,
@@ -378,6 +393,7 @@ impl PythonModel {
             generation,
             metadata,
             streams,
+            custom,
         })
     }
 
@@ -448,6 +464,57 @@ impl MLModel for PythonModel {
     /// they give.
     fn selects_outputs(&self) -> bool {
         true
+    }
+
+    fn custom_routes(&self) -> Vec<CustomRoute> {
+        self.custom.iter().map(|(route, _)| route.clone()).collect()
+    }
+
+    /// A `@custom_handler` method, called in a worker with the request as
+    /// FastAPI passes it under MLServer. Unlike MLServer's, it works with
+    /// any `parallel_workers` (MLServer's hang with workers: its queue
+    /// cannot pickle the request).
+    async fn handle_custom(&self, request: CustomRequest) -> Result<CustomResponse, MLServerError> {
+        let Some((_, handler)) = self
+            .custom
+            .iter()
+            .find(|(route, _)| *route == request.route)
+        else {
+            return Err(MLServerError::internal(format!(
+                "model {}: no handler for {} {}",
+                self.key.0, request.route.method, request.route.path
+            )));
+        };
+        let meta = serde_json::json!({
+            "name": self.key.0,
+            "version": self.key.1,
+            "handler": handler,
+            "method": request.route.method,
+            "path": request.path,
+            "query": request.query,
+            "headers": request.headers,
+            "path_params": request.path_params,
+        });
+        let body = frame::infer_body(Some(&meta), &request.body);
+        let reply = self.pool.call(&self.key, frame::CUSTOM, &body).await?;
+        let bad = |e: &dyn std::fmt::Display| {
+            MLServerError::internal(format!("unreadable custom endpoint reply: {e}"))
+        };
+        let (meta, body) = frame::split_infer_body(reply).map_err(|e| bad(&e))?;
+        let meta = meta.unwrap_or_default();
+        let headers = meta["headers"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|kv| Some((kv[0].as_str()?.to_owned(), kv[1].as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(CustomResponse {
+            status: meta["status"].as_u64().unwrap_or(200) as u16,
+            headers,
+            body,
+        })
     }
 
     /// The class's own `predict_stream`, in one worker: requests go to it as

@@ -4,12 +4,14 @@
 //! runtimes, and [`MLServerError`], the error every layer shares.
 
 mod blocking;
+mod custom;
 mod error;
 mod model;
 mod registry;
 
 pub use async_trait::async_trait;
 pub use blocking::blocking;
+pub use custom::{CustomRequest, CustomResponse, CustomRoute};
 pub use error::{panic_message, ErrorStatus, MLServerError};
 pub use mlserver_metrics as metrics;
 pub use model::{

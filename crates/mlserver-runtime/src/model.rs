@@ -246,6 +246,24 @@ pub trait MLModel: Send + Sync + 'static {
     fn selects_outputs(&self) -> bool {
         false
     }
+
+    /// REST endpoints the model serves beside the V2 API while it is loaded
+    /// (MLServer's `@custom_handler`). A route that clashes with the V2 API
+    /// or with another model's fails the load.
+    fn custom_routes(&self) -> Vec<crate::CustomRoute> {
+        Vec::new()
+    }
+
+    /// Answers a call to one of [`MLModel::custom_routes`].
+    async fn handle_custom(
+        &self,
+        request: crate::CustomRequest,
+    ) -> Result<crate::CustomResponse, MLServerError> {
+        Err(MLServerError::bad_request(format!(
+            "no handler for {} {}",
+            request.route.method, request.route.path
+        )))
+    }
 }
 
 /// Metadata built from model-settings, as MLServer's default `metadata()`.

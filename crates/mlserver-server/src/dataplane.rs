@@ -161,6 +161,45 @@ impl DataPlane {
         result
     }
 
+    /// A call to a loaded model's custom endpoint (`MLModel::custom_routes`),
+    /// or `None` when no model serves `method` `path`.
+    pub async fn custom(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: Vec<(String, String)>,
+        body: bytes::Bytes,
+    ) -> Option<Result<mlserver_runtime::CustomResponse, MLServerError>> {
+        let (route, name, version, path_params) =
+            self.registry.custom_routes().find(method, path)?;
+        let model = match self.registry.get(&name, version.as_deref()) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e)),
+        };
+        let request = mlserver_runtime::CustomRequest {
+            route,
+            path: path.to_owned(),
+            path_params,
+            query: query.to_owned(),
+            headers,
+            body,
+        };
+        let runtime = model.runtime.clone();
+        // A panic in the handler fails this call only.
+        let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            runtime.handle_custom(request),
+        ))
+        .await
+        .unwrap_or_else(|p| {
+            Err(MLServerError::internal(format!(
+                "model {name} panicked in a custom endpoint: {}",
+                mlserver_runtime::panic_message(&*p)
+            )))
+        });
+        Some(result)
+    }
+
     /// Whether the model serving `name`/`version` answers a stream of
     /// requests with a stream of its own ([`MLModel::streams`]). Other
     /// models answer a stream one [`DataPlane::infer`] per request.

@@ -19,6 +19,7 @@ mod batching;
 mod cache;
 mod cloudevents;
 mod cors;
+mod custom;
 mod dataplane;
 mod error;
 mod executor;
@@ -33,6 +34,7 @@ mod server;
 
 pub use cache::ResponseCache;
 pub use cors::{cors_layer, CorsError};
+pub use custom::{CustomRoutes, V2_ROUTES};
 pub use dataplane::{DataPlane, BUILTIN_EXTENSIONS};
 pub use error::ApiError;
 pub use executor::Executor;

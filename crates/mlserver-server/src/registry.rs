@@ -174,15 +174,21 @@ pub type Version = Option<String>;
 /// SipHash and randomly seeded.
 type ByName = HashMap<String, BTreeMap<Version, Slot>, foldhash::fast::RandomState>;
 
-/// All registered models.
+/// All registered models, and the custom endpoints they serve.
 #[derive(Default)]
 pub struct ModelRegistry {
     models: RwLock<ByName>,
+    custom: crate::custom::CustomRoutes,
 }
 
 impl ModelRegistry {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The custom endpoints of the loaded models.
+    pub fn custom_routes(&self) -> &crate::custom::CustomRoutes {
+        &self.custom
     }
 
     /// The model that serves `name` (at `version`, or the default version).
@@ -329,6 +335,7 @@ impl ModelRegistry {
 
     /// Removes a version; the name goes too when no version is left.
     pub fn remove(&self, name: &str, version: &Version) {
+        self.custom.release(name, version.as_deref());
         let mut models = self.models.write().expect("registry lock");
         if let Some(versions) = models.get_mut(name) {
             versions.remove(version);

@@ -190,7 +190,21 @@ impl ModelRepository {
         let version = settings.version().map(str::to_owned);
         self.registry.begin_load(&name, &version);
         let started = Instant::now();
-        let result = self.instantiate(settings).await;
+        let result = match self.instantiate(settings).await {
+            // Its custom endpoints, before it serves: a clash fails the load.
+            Ok(model) => match self.registry.custom_routes().claim(
+                &name,
+                version.as_deref(),
+                model.runtime.custom_routes(),
+            ) {
+                Ok(()) => Ok(model),
+                Err(e) => {
+                    let _ = model.runtime.unload().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
         if let Some(m) = &self.serving.metrics {
             m.observe_load(&name, version.as_deref(), result.is_ok());
         }

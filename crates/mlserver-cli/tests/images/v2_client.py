@@ -2,13 +2,30 @@
 image or manifest): `v2_client.py rest|grpc PORT MODEL REQUEST_JSON`, where
 REQUEST_JSON is a V2 JSON request. Waits up to 120 s for the model to be
 ready, infers, and prints the response as V2 JSON (the gRPC one converted by
-MLServer's own converters)."""
+MLServer's own converters). `v2_client.py raw PORT METHOD PATH [BODY]` makes
+one plain HTTP call (a custom endpoint) and prints its status and body."""
 
 import json
 import sys
 import time
 import urllib.error
 import urllib.request
+
+if sys.argv[1] == "raw":
+    port, method, path = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    data = sys.argv[5].encode() if len(sys.argv) > 5 else None
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            print(json.dumps({"status": r.status, "body": r.read().decode()}))
+    except urllib.error.HTTPError as e:
+        print(json.dumps({"status": e.code, "body": e.read().decode()}))
+    sys.exit(0)
 
 transport, port, model, request = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = f"http://127.0.0.1:{port}"

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -43,27 +44,9 @@ pub struct RestOptions {
     pub root_path: String,
 }
 
-/// The REST routes' templates, for the trailing-slash redirect.
-const ROUTES: &[&str] = &[
-    "/v2/health/live",
-    "/v2/health/ready",
-    "/v2",
-    "/v2/models/{name}",
-    "/v2/models/{name}/versions/{version}",
-    "/v2/models/{name}/ready",
-    "/v2/models/{name}/versions/{version}/ready",
-    "/v2/models/{name}/infer",
-    "/v2/models/{name}/generate",
-    "/v2/models/{name}/versions/{version}/infer",
-    "/v2/models/{name}/versions/{version}/generate",
-    "/v2/repository/index",
-    "/v2/repository/models/{name}/load",
-    "/v2/repository/models/{name}/unload",
-    "/v2/models/{name}/infer_stream",
-    "/v2/models/{name}/generate_stream",
-    "/v2/models/{name}/versions/{version}/infer_stream",
-    "/v2/models/{name}/versions/{version}/generate_stream",
-];
+/// The REST routes' templates (the V2 API's), for the router and the
+/// trailing-slash redirect.
+use crate::custom::V2_ROUTES as ROUTES;
 
 /// The REST router. With a `root_path` (MLServer's setting, for a proxy
 /// that serves the API under a prefix), every route also answers under it,
@@ -95,7 +78,9 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         None => routes,
     };
     let router = routes
-        .fallback(move |request: Request| not_found(request, prefix.clone()))
+        .fallback(move |State(state): State<AppState>, request: Request| {
+            not_found(state, request, prefix.clone())
+        })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let router = match options.metrics {
@@ -165,16 +150,26 @@ fn is_route(path: &str, prefix: Option<&str>) -> bool {
     })
 }
 
-/// An unknown path is a 404, except one that is a route with a trailing
-/// slash: MLServer (Starlette's `redirect_slashes`) answers those with a 307
-/// to the route.
-async fn not_found(request: Request, prefix: Option<String>) -> Response {
-    let uri = request.uri();
+/// A path that is no V2 route: a loaded model's custom endpoint, else a
+/// 404, except a route with a trailing slash, which MLServer (Starlette's
+/// `redirect_slashes`) answers with a 307 to the route.
+async fn not_found(state: AppState, request: Request, prefix: Option<String>) -> Response {
+    let (parts, body) = request.into_parts();
+    let uri = &parts.uri;
     let path = uri.path();
+    let custom_path = prefix
+        .as_deref()
+        .and_then(|p| path.strip_prefix(p))
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path);
+    let custom = state.dataplane.registry().custom_routes();
+    if custom.serves_path(custom_path) {
+        return custom_endpoint(&state, parts.method.as_str(), custom_path, &parts, body).await;
+    }
     let trimmed = path.trim_end_matches('/');
     if trimmed.len() < path.len() && !trimmed.is_empty() && is_route(trimmed, prefix.as_deref()) {
-        let host = request
-            .headers()
+        let host = parts
+            .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
@@ -193,6 +188,51 @@ async fn not_found(request: Request, prefix: Option<String>) -> Response {
         StatusCode::NOT_FOUND,
         format!("Not Found: no route for {path}"),
     )
+}
+
+/// A custom endpoint's call: the request as it came, the model's answer as
+/// it gave it.
+async fn custom_endpoint(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    parts: &http::request::Parts,
+    body: axum::body::Body,
+) -> Response {
+    let body = match body::read_body(&parts.headers, body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return crate::error::ApiError(e).into_response(),
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let query = parts.uri.query().unwrap_or_default();
+    let Some(result) = state
+        .dataplane
+        .custom(method, path, query, headers, body)
+        .await
+    else {
+        return error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    };
+    match result {
+        Ok(answer) => {
+            let mut response = Response::new(axum::body::Body::from(answer.body));
+            *response.status_mut() =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            for (k, v) in answer.headers {
+                if let (Ok(k), Ok(v)) = (
+                    http::HeaderName::try_from(k),
+                    http::HeaderValue::try_from(v),
+                ) {
+                    response.headers_mut().append(k, v);
+                }
+            }
+            response
+        }
+        Err(e) => crate::error::ApiError(e).into_response(),
+    }
 }
 
 async fn method_not_allowed() -> Response {
