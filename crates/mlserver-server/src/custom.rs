@@ -47,6 +47,16 @@ struct Claim {
     version: Option<String>,
 }
 
+/// The model that serves a custom endpoint's call, and how it matched.
+#[derive(Debug, Clone)]
+pub struct CustomTarget {
+    pub route: CustomRoute,
+    pub model: String,
+    pub version: Option<String>,
+    /// The template's `{name}` segments, bound.
+    pub path_params: Vec<(String, String)>,
+}
+
 /// Which model serves which custom route.
 #[derive(Default)]
 pub struct CustomRoutes {
@@ -109,20 +119,20 @@ impl CustomRoutes {
             .retain(|c| !(c.model == model && c.version.as_deref() == version));
     }
 
-    /// The route, model, version and `{param}` values for a call, if a
-    /// model serves it.
-    pub fn find(
-        &self,
-        method: &str,
-        path: &str,
-    ) -> Option<(CustomRoute, String, Option<String>, Vec<(String, String)>)> {
+    /// Who serves a call, if a model does.
+    pub fn find(&self, method: &str, path: &str) -> Option<CustomTarget> {
         let claims = self.claims.read().expect("custom routes lock");
         claims.iter().find_map(|c| {
             if c.route.method != method {
                 return None;
             }
-            let params = c.route.matches(path)?;
-            Some((c.route.clone(), c.model.clone(), c.version.clone(), params))
+            let path_params = c.route.matches(path)?;
+            Some(CustomTarget {
+                route: c.route.clone(),
+                model: c.model.clone(),
+                version: c.version.clone(),
+                path_params,
+            })
         })
     }
 
@@ -174,9 +184,9 @@ mod tests {
             .claim("x", None, vec![r("GET", "/v2/models/iris")])
             .unwrap_err();
         assert!(e.to_string().contains("clashes"), "{e}");
-        let (route, model, _, _) = routes.find("POST", "/invocations").unwrap();
+        let target = routes.find("POST", "/invocations").unwrap();
         assert_eq!(
-            (route.path.as_str(), model.as_str()),
+            (target.route.path.as_str(), target.model.as_str()),
             ("/invocations", "mlflow")
         );
         routes.release("mlflow", None);

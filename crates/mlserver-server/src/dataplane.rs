@@ -171,8 +171,12 @@ impl DataPlane {
         headers: Vec<(String, String)>,
         body: bytes::Bytes,
     ) -> Option<Result<mlserver_runtime::CustomResponse, MLServerError>> {
-        let (route, name, version, path_params) =
-            self.registry.custom_routes().find(method, path)?;
+        let crate::custom::CustomTarget {
+            route,
+            model: name,
+            version,
+            path_params,
+        } = self.registry.custom_routes().find(method, path)?;
         let model = match self.registry.get(&name, version.as_deref()) {
             Ok(m) => m,
             Err(e) => return Some(Err(e)),
