@@ -8,13 +8,15 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use mlserver_settings::Settings;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 /// Our crates, which MLServer's `mlserver` logger stands for.
-const OWN_TARGETS: [&str; 6] = [
+const OWN_TARGETS: [&str; 7] = [
     "mlserver",
     "mlserver_server",
+    "mlserver_python",
     "mlserver_runtime",
     "mlserver_settings",
     "mlserver_cli",
@@ -24,25 +26,90 @@ const OWN_TARGETS: [&str; 6] = [
 /// The per-request access log's target (uvicorn's access log in MLServer).
 const ACCESS_TARGET: &str = "mlserver_access";
 
-pub fn init(settings: &Settings) -> anyhow::Result<()> {
+/// Sets up logging, and with `tracing_server` the export of request spans
+/// over OTLP/gRPC (MLServer's tracing setting): the returned provider must
+/// be shut down at exit, which sends what is left. Call it inside a Tokio
+/// runtime: the exporter's gRPC channel lives there.
+pub fn init(settings: &Settings) -> anyhow::Result<Option<SdkTracerProvider>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = match EnvFilter::try_from_default_env() {
         Ok(filter) => filter,
         Err(_) => EnvFilter::try_new(directives(settings)?)
             .context("invalid log levels in logging_settings")?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(true)
         .with_ansi(std::io::stdout().is_terminal());
-    let result = if settings.use_structured_logging {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
+    let fmt: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> =
+        if settings.use_structured_logging {
+            fmt.json().flatten_event(true).with_filter(filter).boxed()
+        } else {
+            fmt.with_filter(filter).boxed()
+        };
+    let mut layers = vec![fmt];
+    let provider = match &settings.tracing_server {
+        Some(server) => {
+            let (layer, provider) = otel_layer(server, &settings.server_name)?;
+            layers.push(layer);
+            Some(provider)
+        }
+        None => None,
     };
-    if let Err(e) = result {
+    if let Err(e) = tracing_subscriber::registry().with(layers).try_init() {
         eprintln!("mlserver: logging already initialised: {e}");
     }
-    Ok(())
+    if let Some(server) = &settings.tracing_server {
+        tracing::info!("exporting request spans over OTLP/gRPC to {server}");
+    }
+    Ok(provider)
+}
+
+/// MLServer's `tracing_server` is `host:port` of an OTLP/gRPC collector.
+fn otel_layer(
+    server: &str,
+    service: &str,
+) -> anyhow::Result<(
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>,
+    SdkTracerProvider,
+)> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    use tracing_subscriber::Layer;
+
+    let endpoint = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .with_context(|| format!("tracing_server {server}"))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("mlserver"))
+        // Only the request spans: not every log line's span.
+        .with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(mlserver_server::TRACE_TARGET, tracing::Level::INFO),
+        )
+        .boxed();
+    Ok((layer, provider))
 }
 
 /// The `EnvFilter` directives for `settings`.

@@ -17,7 +17,16 @@ pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()>
     let env = Arc::new(EnvSource::from_process());
     let settings = mlserver_settings::load_settings(&folder, &env)
         .with_context(|| format!("invalid settings in {}", folder.display()))?;
-    crate::logging::init(&settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mlserver")
+        .build()
+        .context("could not start the async runtime")?;
+    // Inside the runtime: the span exporter's gRPC channel lives there.
+    let tracer = {
+        let _enter = runtime.enter();
+        crate::logging::init(&settings)?
+    };
     for warning in settings.ignored() {
         warn!("{warning}");
     }
@@ -54,18 +63,20 @@ pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()>
         runtimes.names().collect::<Vec<_>>().join(", ")
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("mlserver")
-        .build()
-        .context("could not start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let server = Server::new(settings, runtimes, env)?;
         let listeners = server.bind().await?;
         server.serve(listeners, shutdown_signal()).await?;
         info!("mlserver stopped");
         Ok(())
-    })
+    });
+    // Sends the spans still buffered (the runtime still drives the channel).
+    if let Some(tracer) = tracer {
+        if let Err(e) = tracer.shutdown() {
+            warn!("could not send the last spans: {e}");
+        }
+    }
+    result
 }
 
 /// The folder argument with `$VAR` / `${VAR}` expanded, and what it was

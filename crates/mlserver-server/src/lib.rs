@@ -31,6 +31,7 @@ mod repository;
 mod request_id;
 mod rest;
 mod server;
+mod trace;
 
 pub use cache::ResponseCache;
 pub use cors::{cors_layer, CorsError};
@@ -44,3 +45,4 @@ pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
 pub use repository::{ModelRepository, Serving};
 pub use rest::{router, AppState, RestOptions, DEFAULT_MAX_BODY_BYTES};
 pub use server::{Listeners, Server, ServerError, SHUTDOWN_GRACE};
+pub use trace::{Protocol, TraceLayer, TARGET as TRACE_TARGET};

@@ -135,6 +135,7 @@ impl Server {
                 cors: self.cors.clone(),
                 metrics: self.dataplane.metrics().cloned(),
                 root_path: self.settings.root_path.clone(),
+                trace: self.settings.tracing_server.is_some(),
             },
         )
     }
@@ -197,6 +198,12 @@ impl Server {
                 metrics: self.dataplane.metrics().cloned(),
             })
             .layer(crate::grpc::TrailingMetadataLayer)
+            .layer(tower::util::option_layer(
+                self.settings
+                    .tracing_server
+                    .is_some()
+                    .then(|| crate::trace::TraceLayer::new(crate::trace::Protocol::Grpc)),
+            ))
             .add_routes(self.grpc_routes())
             .serve_with_incoming_shutdown(no_delay_grpc(listeners.grpc), stopped(stop_rx.clone()));
         info!("HTTP server running on http://{http_addr}");

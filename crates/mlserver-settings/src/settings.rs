@@ -241,11 +241,6 @@ impl Settings {
                 self.kafka_topic_input, self.kafka_topic_output, self.kafka_servers
             ));
         }
-        if let Some(server) = &self.tracing_server {
-            out.push(format!(
-                "tracing_server ({server}) is ignored: spans are not exported"
-            ));
-        }
         if self.metrics_dir != defaults.metrics_dir {
             out.push(format!(
                 "metrics_dir ({}) is not used: the Python workers' metrics reach /metrics over their socket, no files are kept",
@@ -332,7 +327,6 @@ mod tests {
         assert!(Settings::default().ignored().is_empty());
         let s = Settings {
             kafka_enabled: true,
-            tracing_server: Some("otel:4317".into()),
             model_repository_implementation: Some("my.Repo".into()),
             metrics_dir: "/tmp/m".into(),
             ..Settings::default()

@@ -130,6 +130,7 @@ async fn infer_one(
     // not "no id", so none is generated and none is echoed.
     request.id.get_or_insert_with(String::new);
     insert_metadata(&mut request, metadata.as_ref());
+    crate::trace::inject(&mut request);
     let mut response = state
         .dataplane
         .infer(&model_name, model_version.as_deref(), request)

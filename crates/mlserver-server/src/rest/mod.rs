@@ -42,6 +42,8 @@ pub struct RestOptions {
     pub metrics: Option<Arc<ServerMetrics>>,
     /// MLServer's `root_path`: the routes answer under it too.
     pub root_path: String,
+    /// `tracing_server` is set: a span per request (see `crate::trace`).
+    pub trace: bool,
 }
 
 /// The REST routes' templates (the V2 API's), for the router and the
@@ -87,6 +89,11 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         // On matched routes only, where the route template is known.
         Some(metrics) => router.route_layer(RestMetricsLayer { metrics }),
         None => router,
+    };
+    let router = if options.trace {
+        router.route_layer(crate::trace::TraceLayer::new(crate::trace::Protocol::Http))
+    } else {
+        router
     };
     let router = if options.gzip {
         let predicate = SizeAbove::new(500)
