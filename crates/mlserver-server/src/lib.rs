@@ -1,5 +1,7 @@
-//! The serving side of mlserver-rs: the model registry and repository, the
-//! transport-independent [`DataPlane`], and the V2 REST and gRPC APIs.
+//! An MLServer-compatible server: the serving core (`mlserver-core`) behind
+//! the V2 REST (`mlserver-rest`) and gRPC (`mlserver-grpc`) APIs and the
+//! metrics endpoint, on their listeners, with MLServer's settings and its
+//! shutdown.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -15,34 +17,15 @@
 //! # }
 //! ```
 
-mod batching;
-mod cache;
-mod cloudevents;
-mod cors;
-mod custom;
-mod dataplane;
-mod error;
-mod executor;
-mod grpc;
-mod headers;
-mod metrics;
-mod registry;
-mod repository;
-mod request_id;
-mod rest;
 mod server;
-mod trace;
 
-pub use cache::ResponseCache;
-pub use cors::{cors_layer, CorsError};
-pub use custom::{CustomRoutes, V2_ROUTES};
-pub use dataplane::{DataPlane, BUILTIN_EXTENSIONS};
-pub use error::ApiError;
-pub use executor::Executor;
-pub use grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
-pub use metrics::ServerMetrics;
-pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
-pub use repository::{ModelRepository, Serving};
-pub use rest::{router, AppState, RestOptions, DEFAULT_MAX_BODY_BYTES};
+pub use mlserver_core::trace::TARGET as TRACE_TARGET;
+pub use mlserver_core::{
+    DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository, ResponseCache, ServerMetrics,
+    Serving, Slot, SlotState, Version, BUILTIN_EXTENSIONS,
+};
+pub use mlserver_grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
+pub use mlserver_rest::{
+    cors_layer, router, ApiError, AppState, CorsError, RestOptions, DEFAULT_MAX_BODY_BYTES,
+};
 pub use server::{Listeners, Server, ServerError, SHUTDOWN_GRACE};
-pub use trace::{Protocol, TraceLayer, TARGET as TRACE_TARGET};

@@ -13,15 +13,14 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tracing::{error, info, warn};
 
-use crate::cache::ResponseCache;
-use crate::cors::{cors_layer, CorsError};
-use crate::dataplane::DataPlane;
-use crate::executor::Executor;
-use crate::grpc::{self, GrpcState};
-use crate::metrics::{metrics_router, GrpcObserveLayer, ServerMetrics};
-use crate::registry::ModelRegistry;
-use crate::repository::{ModelRepository, Serving};
-use crate::rest::{self, AppState, RestOptions};
+use mlserver_core::{
+    CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, ResponseCache, ServerMetrics,
+    Serving,
+};
+use mlserver_grpc::{self as grpc, GrpcMetricFamilies, GrpcObserveLayer, GrpcState};
+use mlserver_rest::{
+    self as rest, cors_layer, metrics_router, AppState, CorsError, RestMetricFamilies, RestOptions,
+};
 
 /// Settings that cannot be served as they are.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +40,8 @@ pub struct Server {
     dataplane: Arc<DataPlane>,
     repository: Arc<ModelRepository>,
     cors: Option<tower_http::cors::CorsLayer>,
+    rest_metrics: Option<Arc<RestMetricFamilies>>,
+    grpc_metrics: Option<Arc<GrpcMetricFamilies>>,
 }
 
 impl Server {
@@ -52,10 +53,19 @@ impl Server {
         env: Arc<EnvSource>,
     ) -> Result<Self, ServerError> {
         let metrics = match settings.metrics_endpoint {
-            Some(_) => Some(Arc::new(ServerMetrics::new(
-                &settings.metrics_rest_server_prefix,
-            )?)),
+            Some(_) => Some(Arc::new(ServerMetrics::new()?)),
             None => None,
+        };
+        // The transports' families, on the same registry.
+        let (rest_metrics, grpc_metrics) = match &metrics {
+            Some(m) => (
+                Some(Arc::new(RestMetricFamilies::new(
+                    m.registry(),
+                    &settings.metrics_rest_server_prefix,
+                )?)),
+                Some(Arc::new(GrpcMetricFamilies::new(m.registry())?)),
+            ),
+            None => (None, None),
         };
         let executor = Executor::new(
             settings.parallel_workers,
@@ -68,9 +78,7 @@ impl Server {
                 .cache_enabled
                 .then(|| Arc::new(ResponseCache::new(settings.cache_size))),
             metrics: metrics.clone(),
-            cloudevents: Some(Arc::new(crate::cloudevents::CloudEvents::new(
-                &settings.server_name,
-            ))),
+            cloudevents: Some(Arc::new(CloudEvents::new(&settings.server_name))),
             strict_inputs: settings.strict_inputs,
         };
         let cors = settings
@@ -100,6 +108,8 @@ impl Server {
             dataplane,
             repository,
             cors,
+            rest_metrics,
+            grpc_metrics,
         })
     }
 
@@ -133,7 +143,7 @@ impl Server {
             RestOptions {
                 gzip: self.settings.gzip_enabled,
                 cors: self.cors.clone(),
-                metrics: self.dataplane.metrics().cloned(),
+                metrics: self.rest_metrics.clone(),
                 root_path: self.settings.root_path.clone(),
                 trace: self.settings.tracing_server.is_some(),
             },
@@ -195,14 +205,14 @@ impl Server {
             .into_future();
         let grpc = tonic::transport::Server::builder()
             .layer(GrpcObserveLayer {
-                metrics: self.dataplane.metrics().cloned(),
+                metrics: self.grpc_metrics.clone(),
             })
-            .layer(crate::grpc::TrailingMetadataLayer)
+            .layer(grpc::TrailingMetadataLayer)
             .layer(tower::util::option_layer(
                 self.settings
                     .tracing_server
                     .is_some()
-                    .then(|| crate::trace::TraceLayer::new(crate::trace::Protocol::Grpc)),
+                    .then(grpc::TraceLayer::enabled),
             ))
             .add_routes(self.grpc_routes())
             .serve_with_incoming_shutdown(no_delay_grpc(listeners.grpc), stopped(stop_rx.clone()));

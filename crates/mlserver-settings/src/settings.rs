@@ -332,10 +332,9 @@ mod tests {
             ..Settings::default()
         };
         let warnings = s.ignored();
-        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         for name in [
             "kafka_enabled",
-            "tracing_server",
             "model_repository_implementation",
             "metrics_dir",
         ] {

@@ -1,4 +1,17 @@
-//! The V2 REST API (axum), MLServer's routes.
+//! The V2 REST API (axum), MLServer's routes: a thin adapter that decodes
+//! HTTP requests, calls the serving core's [`DataPlane`] and encodes its
+//! answers, with its own status mapping ([`ApiError`]).
+
+mod cors;
+mod error;
+mod headers;
+mod metrics;
+mod trace;
+
+pub use cors::{cors_layer, CorsError};
+pub use error::ApiError;
+pub use metrics::{metrics_router, RestMetricFamilies, RestMetricsLayer};
+pub use trace::TraceLayer;
 
 mod body;
 mod handlers;
@@ -17,13 +30,11 @@ use axum::Router;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 
-use crate::dataplane::DataPlane;
 use crate::error::error_response;
-use crate::metrics::{RestMetricsLayer, ServerMetrics};
-use crate::repository::ModelRepository;
+use mlserver_core::{DataPlane, ModelRepository};
 
 /// Default limit on a request body, compressed or not.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: usize = mlserver_core::DEFAULT_MAX_REQUEST_BYTES;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -39,7 +50,7 @@ pub struct RestOptions {
     /// gzip (MLServer's `gzip_enabled`).
     pub gzip: bool,
     pub cors: Option<tower_http::cors::CorsLayer>,
-    pub metrics: Option<Arc<ServerMetrics>>,
+    pub metrics: Option<Arc<RestMetricFamilies>>,
     /// MLServer's `root_path`: the routes answer under it too.
     pub root_path: String,
     /// `tracing_server` is set: a span per request (see `crate::trace`).
@@ -48,7 +59,7 @@ pub struct RestOptions {
 
 /// The REST routes' templates (the V2 API's), for the router and the
 /// trailing-slash redirect.
-use crate::custom::V2_ROUTES as ROUTES;
+use mlserver_core::V2_ROUTES as ROUTES;
 
 /// The REST router. With a `root_path` (MLServer's setting, for a proxy
 /// that serves the API under a prefix), every route also answers under it,
@@ -91,7 +102,7 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         None => router,
     };
     let router = if options.trace {
-        router.route_layer(crate::trace::TraceLayer::new(crate::trace::Protocol::Http))
+        router.route_layer(TraceLayer::enabled())
     } else {
         router
     };

@@ -4,10 +4,13 @@
 //! [`DataPlane`] and [`ModelRepository`] as REST, so both transports see
 //! one registry and fail with the same errors.
 
+mod headers;
 mod health;
 mod inference;
 mod legacy;
+mod metrics;
 mod status;
+mod trace;
 mod trailers;
 
 use std::sync::Arc;
@@ -18,10 +21,11 @@ use mlserver_proto::inference::model_repository::model_repository_service_server
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 
-use crate::dataplane::DataPlane;
-use crate::repository::ModelRepository;
+use mlserver_core::{DataPlane, ModelRepository};
 
+pub use metrics::{GrpcMetricFamilies, GrpcObserveLayer};
 pub use status::to_status;
+pub use trace::TraceLayer;
 pub use trailers::TrailingMetadataLayer;
 
 /// What the gRPC services share.
@@ -44,7 +48,7 @@ pub fn max_message_bytes(setting: Option<i64>) -> usize {
 }
 
 /// The default receive and send limit: as large as the REST body limit.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = crate::rest::DEFAULT_MAX_BODY_BYTES;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = mlserver_core::DEFAULT_MAX_REQUEST_BYTES;
 
 /// Every gRPC service, ready for `tonic::transport::Server`. Requests may be
 /// gzip-compressed; replies are compressed for clients that accept gzip

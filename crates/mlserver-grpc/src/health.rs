@@ -15,7 +15,7 @@ use mlserver_proto::health::health_server::Health;
 use mlserver_proto::health::{HealthCheckRequest, HealthCheckResponse};
 use tonic::{Request, Response, Status};
 
-use crate::dataplane::DataPlane;
+use mlserver_core::DataPlane;
 
 /// How often `Watch` looks for a change.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);

@@ -9,7 +9,7 @@ use mlserver_proto::inference::model_repository::*;
 use tonic::{Request, Response, Status};
 
 use super::to_status;
-use crate::repository::ModelRepository;
+use mlserver_core::ModelRepository;
 
 pub struct LegacyRepositoryService {
     repository: Arc<ModelRepository>,

@@ -164,7 +164,7 @@ async fn decode_request(
         }
     };
     insert_headers(&mut request, headers);
-    crate::trace::inject(&mut request);
+    mlserver_core::trace::inject(&mut request);
     Ok((request, format))
 }
 

@@ -8,11 +8,11 @@ use mlserver_proto::convert::{self, DecodedRequest};
 use mlserver_proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use mlserver_proto::inference::*;
 use mlserver_runtime::MLServerError;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{to_status, GrpcState};
-use crate::headers::{extract_headers, insert_metadata};
+use crate::headers::{extract_metadata, insert_metadata};
 
 /// How many requests of one `ModelStreamInfer` stream run at once. Replies
 /// still leave in request order.
@@ -83,7 +83,7 @@ async fn stream_to_model(
         .map(move |response| {
             let mut response = response.map_err(to_status)?;
             // MLServer sends no headers on streams.
-            extract_headers(&mut response);
+            extract_metadata(&mut response);
             Ok(convert::encode_infer_response(response, raw))
         })
         .chain(futures::stream::once(error_rx).filter_map(|e| async move { e.ok().map(Err) }));
@@ -130,21 +130,13 @@ async fn infer_one(
     // not "no id", so none is generated and none is echoed.
     request.id.get_or_insert_with(String::new);
     insert_metadata(&mut request, metadata.as_ref());
-    crate::trace::inject(&mut request);
+    mlserver_core::trace::inject(&mut request);
     let mut response = state
         .dataplane
         .infer(&model_name, model_version.as_deref(), request)
         .await
         .map_err(to_status)?;
-    let mut out = MetadataMap::new();
-    for (name, value) in extract_headers(&mut response) {
-        if let (Ok(k), Ok(v)) = (
-            MetadataKey::from_bytes(name.as_str().as_bytes()),
-            MetadataValue::try_from(value.as_bytes()),
-        ) {
-            out.insert(k, v);
-        }
-    }
+    let out = extract_metadata(&mut response);
     Ok((convert::encode_infer_response(response, raw), out))
 }
 
