@@ -441,6 +441,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "image")]
     #[test]
     fn the_scaffold_is_a_rust_runtime_for_mlserver_build() {
         let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,8 @@
 //! }
 //! ```
 
+mod dotenv;
+#[cfg(feature = "image")]
 mod image;
 mod init;
 mod logging;
@@ -32,9 +34,13 @@ use mlserver_runtime::RuntimeRegistry;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The runtimes the default binary serves: ONNX (`mlserver_onnx.OnnxModel`,
-/// alias `onnx`) and the example runtimes (`sum`, `echo`, `text`).
+/// alias `onnx`; feature `onnx`) and the example runtimes (`sum`, `echo`,
+/// `text`). A custom runtime binary that needs none of the optional parts
+/// (ONNX, Python workers, image builds) depends on this crate with
+/// `default-features = false` and compiles none of them.
 pub fn default_runtimes() -> RuntimeRegistry {
     let mut runtimes = RuntimeRegistry::new();
+    #[cfg(feature = "onnx")]
     mlserver_onnx::register(&mut runtimes);
     mlserver_examples::register(&mut runtimes);
     runtimes
@@ -61,9 +67,11 @@ pub enum Command {
     },
     /// Build an image serving FOLDER (a custom Rust runtime crate, or models
     /// for the built-in runtimes) through the Docker Engine API.
+    #[cfg(feature = "image")]
     Build(image::BuildArgs),
     /// Write FOLDER/Dockerfile (and with -i the ignore file) for builders
     /// without a Docker daemon: Kaniko, Buildah, `docker build`.
+    #[cfg(feature = "image")]
     Dockerfile(image::DockerfileArgs),
     /// Print FOLDER's settings.json and model-settings.json as `.env` lines
     /// (what an image uses as its defaults; used by generated Dockerfiles).
@@ -86,9 +94,11 @@ pub fn run(runtimes: RuntimeRegistry) -> ExitCode {
 pub fn run_with(cli: Cli, runtimes: RuntimeRegistry) -> ExitCode {
     let result = match cli.command {
         Command::Start { folder } => start::start(&folder, runtimes),
+        #[cfg(feature = "image")]
         Command::Build(args) => image::build(args),
+        #[cfg(feature = "image")]
         Command::Dockerfile(args) => image::dockerfile(args),
-        Command::Dotenv { folder } => image::dotenv(&folder, &runtimes),
+        Command::Dotenv { folder } => dotenv::dotenv(&folder, &runtimes),
         Command::Init(args) => init::init(args),
     };
     match result {

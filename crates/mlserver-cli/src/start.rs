@@ -9,7 +9,7 @@ use mlserver_server::Server;
 use mlserver_settings::EnvSource;
 use tracing::{info, warn};
 
-pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()> {
+pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
     let (folder, expanded) = expand_folder(folder);
     if folder.exists() && !folder.is_dir() {
         bail!("models folder {} is not a directory", folder.display());
@@ -45,17 +45,8 @@ pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()>
             folder.display()
         );
     }
-    if !runtimes.has_fallback() {
-        // Import paths no Rust runtime claims are Python MLModel classes.
-        let mut python = mlserver_python::PythonConfig::from_settings(&settings, &env);
-        if let Some(interpreter) = python.activate_env_tarball(&env)? {
-            info!(
-                "MLSERVER_ENV_TARBALL activated: Python models run with {}",
-                interpreter.display()
-            );
-        }
-        mlserver_python::install(&mut runtimes, python);
-    }
+    #[cfg(feature = "python")]
+    let runtimes = with_python(runtimes, &settings, &env)?;
     info!(
         "mlserver {} starting: models folder {}, runtimes: {}",
         env!("CARGO_PKG_VERSION"),
@@ -77,6 +68,29 @@ pub fn start(folder: &Path, mut runtimes: RuntimeRegistry) -> anyhow::Result<()>
         }
     }
     result
+}
+
+/// Import paths no Rust runtime claims are Python MLModel classes, served by
+/// worker processes (with `MLSERVER_ENV_TARBALL` activated, as MLServer's
+/// image does).
+#[cfg(feature = "python")]
+fn with_python(
+    mut runtimes: RuntimeRegistry,
+    settings: &mlserver_settings::Settings,
+    env: &EnvSource,
+) -> anyhow::Result<RuntimeRegistry> {
+    if runtimes.has_fallback() {
+        return Ok(runtimes);
+    }
+    let mut python = mlserver_python::PythonConfig::from_settings(settings, env);
+    if let Some(interpreter) = python.activate_env_tarball(env)? {
+        info!(
+            "MLSERVER_ENV_TARBALL activated: Python models run with {}",
+            interpreter.display()
+        );
+    }
+    mlserver_python::install(&mut runtimes, python);
+    Ok(runtimes)
 }
 
 /// The folder argument with `$VAR` / `${VAR}` expanded, and what it was

@@ -87,7 +87,7 @@ pub fn decode_raw_input(
         (TensorData::Bytes(vec![body.to_vec()]), vec![1])
     } else {
         let size = input.datatype.size().unwrap_or(1);
-        if body.len() % size != 0 {
+        if !body.len().is_multiple_of(size) {
             return Err(err(format!(
                 "raw body of {} bytes is not a whole number of {} elements",
                 body.len(),
@@ -131,7 +131,7 @@ fn resolve_shape(name: &str, declared: &[i64], n: usize) -> Result<Vec<usize>, B
         return Ok(vec![n]);
     }
     let fill = if variable == 1 {
-        if fixed == 0 || n % fixed != 0 {
+        if fixed == 0 || !n.is_multiple_of(fixed) {
             return Err(err(format!(
                 "{n} elements do not fit input '{name}' of shape {declared:?}"
             )));

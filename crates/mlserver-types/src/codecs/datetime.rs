@@ -103,7 +103,7 @@ impl fmt::Display for IsoDateTime {
             n.hour(),
             n.minute()
         )?;
-        if nanos % 1000 == 0 && nanos != 0 {
+        if nanos.is_multiple_of(1000) && nanos != 0 {
             write!(f, ".{:06}", nanos / 1000)?;
         } else if nanos != 0 {
             write!(f, ".{nanos:09}")?;
