@@ -18,7 +18,12 @@ impl MLModel for SumModel {
             .first()
             .ok_or_else(|| MLServerError::inference("sum needs one numeric input"))?;
         let rows = input.shape.first().copied().unwrap_or(1);
-        let values = as_f64(input)?;
+        let values = mlserver_types::codecs::to_f64_vec(input).map_err(|_| {
+            MLServerError::inference(format!(
+                "sum needs a numeric input; '{}' is {}",
+                input.name, input.datatype
+            ))
+        })?;
         let per_row = values.len().checked_div(rows).unwrap_or(0);
         let sums: Vec<f64> = if per_row == 0 {
             vec![0.0; rows]
@@ -39,29 +44,6 @@ impl MLModel for SumModel {
             data,
         )?]))
     }
-}
-
-fn as_f64(input: &Tensor) -> Result<Vec<f64>, MLServerError> {
-    Ok(match &input.data {
-        TensorData::Fp32(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Fp64(v) => v.clone(),
-        TensorData::Fp16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        TensorData::Bf16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        TensorData::Int8(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Int16(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Int32(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Int64(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Uint8(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Uint16(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Uint32(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Uint64(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Bool(_) | TensorData::Bytes(_) => {
-            return Err(MLServerError::inference(format!(
-                "sum needs a numeric input; '{}' is {}",
-                input.name, input.datatype
-            )))
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 use mlserver_runtime::{async_trait, MLModel, MLServerError, ModelContext};
-use mlserver_types::{InferenceRequest, InferenceResponse, Parameters, Tensor};
+use mlserver_types::codecs::{self, Decoded};
+use mlserver_types::{InferenceRequest, InferenceResponse, Tensor};
 
 /// A string model: BYTES (UTF-8) in; `output` (the transformed strings) and
 /// `length` (characters per string, INT64) out. `parameters.extra.mode` picks
 /// the transformation: `upper` (default) or `reverse`.
 pub struct TextModel {
     mode: Mode,
+    ctx: ModelContext,
 }
 
 #[derive(Clone, Copy)]
@@ -31,7 +33,7 @@ impl MLModel for TextModel {
                 )))
             }
         };
-        Ok(TextModel { mode })
+        Ok(TextModel { mode, ctx })
     }
 
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
@@ -39,25 +41,21 @@ impl MLModel for TextModel {
             .inputs
             .first()
             .ok_or_else(|| MLServerError::inference("text needs one BYTES input"))?;
-        let elements = input.as_slice::<Vec<u8>>()?;
-        let mut texts = Vec::with_capacity(elements.len());
-        let mut lengths = Vec::with_capacity(elements.len());
-        for (i, e) in elements.iter().enumerate() {
-            let s = std::str::from_utf8(e).map_err(|_| {
-                MLServerError::inference(format!(
-                    "element {i} of '{}' is not UTF-8 text",
-                    input.name
-                ))
-            })?;
-            lengths.push(s.chars().count() as i64);
-            texts.push(match self.mode {
+        // MLServer's StringCodec: BYTES as UTF-8 text (a clear error if not).
+        let strings =
+            codecs::decode_strings(input).map_err(|e| MLServerError::inference(e.to_string()))?;
+        let lengths: Vec<i64> = strings.iter().map(|s| s.chars().count() as i64).collect();
+        let texts: Vec<String> = strings
+            .iter()
+            .map(|s| match self.mode {
                 Mode::Upper => s.to_uppercase(),
                 Mode::Reverse => s.chars().rev().collect(),
-            });
-        }
-        let mut str_params = Parameters::new();
-        str_params.set_content_type("str");
-        let output = Tensor::new("output", input.shape.clone(), texts)?.with_parameters(str_params);
+            })
+            .collect();
+        // Encoded as model-settings declares (`str` by default), in the
+        // input's shape.
+        let mut output = self.ctx.encode_output("output", Decoded::Strings(texts))?;
+        output.shape = input.shape.clone();
         let length = Tensor::new("length", input.shape.clone(), lengths)?;
         Ok(InferenceResponse::new(vec![output, length]))
     }

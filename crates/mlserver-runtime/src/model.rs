@@ -80,6 +80,37 @@ impl ModelContext {
         self.settings.parameters.as_ref().map(|p| &p.extra)
     }
 
+    /// MLServer's `self.decode_request`: every input of `request` decoded by
+    /// its content type, else by that of the same-named input declared in
+    /// model-settings (`np`, `str`, `base64`, `datetime`; anything else
+    /// stays raw, as in MLServer).
+    pub fn decode_request(
+        &self,
+        request: &mlserver_types::InferenceRequest,
+    ) -> Result<Vec<mlserver_types::codecs::Decoded>, MLServerError> {
+        Ok(mlserver_types::codecs::decode_inputs(
+            request,
+            &self.settings.inputs,
+        )?)
+    }
+
+    /// MLServer's `self.encode`: `value` as the output `name`, with the
+    /// content type declared for that output in model-settings, else the
+    /// one its kind implies (strings `str`, numbers `np`, ...).
+    pub fn encode_output(
+        &self,
+        name: &str,
+        value: mlserver_types::codecs::Decoded,
+    ) -> Result<mlserver_types::Tensor, MLServerError> {
+        let declared = mlserver_types::codecs::find_metadata(&self.settings.outputs, name);
+        let content_type = mlserver_types::codecs::output_content_type(None, declared);
+        Ok(mlserver_types::codecs::encode_output(
+            name,
+            value,
+            content_type,
+        )?)
+    }
+
     /// MLServer's `get_model_uri`: `parameters.uri` resolved against the
     /// settings file's folder, then the first of `wellknown` file names found
     /// in it when it is a directory.
