@@ -320,10 +320,13 @@ impl MLModel for CountingModel {
         count_output(0)
     }
 
-    fn streams(&self) -> bool {
-        true
+    fn streaming(&self) -> Option<&dyn mlserver_runtime::StreamingModel> {
+        Some(self)
     }
+}
 
+#[async_trait]
+impl mlserver_runtime::StreamingModel for CountingModel {
     async fn predict_stream(
         &self,
         requests: mlserver_runtime::RequestStream,

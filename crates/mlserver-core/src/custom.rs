@@ -2,9 +2,10 @@
 //! claimed at load and released at unload, and the V2 API's own routes,
 //! which no model may take.
 
+use crate::ServingError;
 use std::sync::RwLock;
 
-use mlserver_runtime::{CustomRoute, MLServerError};
+use mlserver_runtime::CustomRoute;
 
 /// The V2 API's REST routes (the REST adapter serves exactly these).
 pub const V2_ROUTES: &[&str] = &[
@@ -72,18 +73,18 @@ impl CustomRoutes {
         model: &str,
         version: Option<&str>,
         routes: Vec<CustomRoute>,
-    ) -> Result<(), MLServerError> {
+    ) -> Result<(), ServingError> {
         let mut claims = self.claims.write().expect("custom routes lock");
         // The V2 API's routes first: the clash that can never be resolved.
         for route in &routes {
             if !route.path.starts_with('/') {
-                return Err(MLServerError::bad_request(format!(
+                return Err(ServingError::bad_request(format!(
                     "model {model}: custom route {} {} must start with '/'",
                     route.method, route.path
                 )));
             }
             if let Some(v2) = V2_ROUTES.iter().find(|v2| overlap(v2, &route.path)) {
-                return Err(MLServerError::bad_request(format!(
+                return Err(ServingError::bad_request(format!(
                     "model {model}: custom route {} {} clashes with the V2 API's {v2}",
                     route.method, route.path
                 )));
@@ -96,7 +97,7 @@ impl CustomRoutes {
                     && overlap(&c.route.path, &route.path)
             });
             if let Some(other) = taken {
-                return Err(MLServerError::bad_request(format!(
+                return Err(ServingError::bad_request(format!(
                     "model {model}: custom route {} {} is already served by model {}",
                     route.method, route.path, other.model
                 )));

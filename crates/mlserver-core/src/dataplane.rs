@@ -1,12 +1,13 @@
 //! What REST and gRPC both serve: health, metadata and inference, over one
 //! model registry and one error type.
 
+use crate::ServingError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use mlserver_runtime::{MLServerError, RequestStream, ResponseStream};
+use mlserver_runtime::{MLServerError, RequestStream};
 use mlserver_types::{
     InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse,
 };
@@ -71,13 +72,13 @@ impl DataPlane {
         name: &str,
         version: Option<&str>,
         started: Instant,
-        outcome: Result<(), &MLServerError>,
+        outcome: Result<(), &ServingError>,
     ) {
         let Some(m) = &self.metrics else {
             return;
         };
         match outcome {
-            Err(MLServerError::ModelNotFound(_) | MLServerError::ModelVersionNotFound { .. }) => {}
+            Err(ServingError::ModelNotFound(_) | ServingError::ModelVersionNotFound { .. }) => {}
             _ => m.observe_infer(name, version, started, outcome.is_ok()),
         }
     }
@@ -113,7 +114,7 @@ impl DataPlane {
         self.startup_complete.load(Ordering::Acquire) && self.registry.all_ready()
     }
 
-    pub fn model_ready(&self, name: &str, version: Option<&str>) -> Result<bool, MLServerError> {
+    pub fn model_ready(&self, name: &str, version: Option<&str>) -> Result<bool, ServingError> {
         self.registry.is_ready(name, version)
     }
 
@@ -125,7 +126,7 @@ impl DataPlane {
         &self,
         name: &str,
         version: Option<&str>,
-    ) -> Result<MetadataModelResponse, MLServerError> {
+    ) -> Result<MetadataModelResponse, ServingError> {
         Ok(self.registry.get(name, version)?.metadata.clone())
     }
 
@@ -135,7 +136,7 @@ impl DataPlane {
         &self,
         name: &str,
         version: Option<&str>,
-    ) -> Result<Arc<LoadedModel>, MLServerError> {
+    ) -> Result<Arc<LoadedModel>, ServingError> {
         self.registry.get(name, version)
     }
 
@@ -151,7 +152,7 @@ impl DataPlane {
         name: &str,
         version: Option<&str>,
         request: InferenceRequest,
-    ) -> Result<InferenceResponse, MLServerError> {
+    ) -> Result<InferenceResponse, ServingError> {
         let started = Instant::now();
         let result = match self.registry.get(name, version) {
             Ok(model) => infer_on(&model, request).await,
@@ -170,7 +171,7 @@ impl DataPlane {
         query: &str,
         headers: Vec<(String, String)>,
         body: bytes::Bytes,
-    ) -> Option<Result<mlserver_runtime::CustomResponse, MLServerError>> {
+    ) -> Option<Result<mlserver_runtime::CustomResponse, ServingError>> {
         let crate::custom::CustomTarget {
             route,
             model: name,
@@ -201,16 +202,21 @@ impl DataPlane {
                 mlserver_runtime::panic_message(&*p)
             )))
         });
-        Some(result)
+        Some(result.map_err(ServingError::from))
     }
 
     /// Whether the model serving `name`/`version` answers a stream of
-    /// requests with a stream of its own ([`MLModel::streams`]). Other
+    /// requests with a stream of its own ([`MLModel::streaming`]). Other
     /// models answer a stream one [`DataPlane::infer`] per request.
     ///
-    /// [`MLModel::streams`]: mlserver_runtime::MLModel::streams
-    pub fn streams(&self, name: &str, version: Option<&str>) -> Result<bool, MLServerError> {
-        Ok(self.registry.get(name, version)?.runtime.streams())
+    /// [`MLModel::streaming`]: mlserver_runtime::MLModel::streaming
+    pub fn streams(&self, name: &str, version: Option<&str>) -> Result<bool, ServingError> {
+        Ok(self
+            .registry
+            .get(name, version)?
+            .runtime
+            .streaming()
+            .is_some())
     }
 
     /// Runs one streaming inference: the call every transport makes for a
@@ -230,7 +236,7 @@ impl DataPlane {
         version: Option<&str>,
         first: InferenceRequest,
         rest: RequestStream,
-    ) -> Result<ResponseStream, MLServerError> {
+    ) -> Result<ServingStream, ServingError> {
         let started = Instant::now();
         let model = match self.registry.get(name, version) {
             Ok(m) => m,
@@ -252,7 +258,7 @@ impl DataPlane {
             started,
             failed: false,
         };
-        let responses: ResponseStream = if model.runtime.streams() {
+        let responses: ServingStream = if model.runtime.streaming().is_some() {
             stream_through_runtime(model, first, rest, id)
         } else {
             let unary = model.clone();
@@ -272,6 +278,11 @@ impl DataPlane {
     }
 }
 
+/// The responses of a streaming inference, as the data plane hands them
+/// to a transport: an error item is the stream's last.
+pub type ServingStream =
+    futures::stream::BoxStream<'static, Result<InferenceResponse, ServingError>>;
+
 /// Records a stream's outcome once, when it ends (or is dropped).
 struct StreamOutcome {
     dataplane: Arc<DataPlane>,
@@ -285,7 +296,7 @@ impl StreamOutcome {
     /// A mapping that passes items on and notes a failure.
     fn watching(
         mut self,
-    ) -> impl FnMut(Result<InferenceResponse, MLServerError>) -> Result<InferenceResponse, MLServerError>
+    ) -> impl FnMut(Result<InferenceResponse, ServingError>) -> Result<InferenceResponse, ServingError>
     {
         // A method call, so the closure owns the whole outcome (and drops
         // it, recording, when the stream is dropped), not just its flag.
@@ -294,8 +305,8 @@ impl StreamOutcome {
 
     fn note(
         &mut self,
-        item: Result<InferenceResponse, MLServerError>,
-    ) -> Result<InferenceResponse, MLServerError> {
+        item: Result<InferenceResponse, ServingError>,
+    ) -> Result<InferenceResponse, ServingError> {
         if item.is_err() {
             self.failed = true;
         }
@@ -305,7 +316,7 @@ impl StreamOutcome {
 
 impl Drop for StreamOutcome {
     fn drop(&mut self) {
-        let error = MLServerError::internal("stream failed");
+        let error = ServingError::internal("stream failed");
         let outcome = if self.failed { Err(&error) } else { Ok(()) };
         self.dataplane
             .observe_infer(&self.name, self.version.as_deref(), self.started, outcome);
@@ -313,7 +324,7 @@ impl Drop for StreamOutcome {
 }
 
 /// Ends a stream after its first error.
-fn until_first_error(responses: ResponseStream) -> ResponseStream {
+fn until_first_error(responses: ServingStream) -> ServingStream {
     Box::pin(responses.scan(false, |failed, item| {
         if *failed {
             return futures::future::ready(None);
@@ -331,8 +342,8 @@ fn stream_through_runtime(
     first: InferenceRequest,
     rest: RequestStream,
     id: String,
-) -> ResponseStream {
-    let (error_tx, error_rx) = tokio::sync::oneshot::channel::<MLServerError>();
+) -> ServingStream {
+    let (error_tx, error_rx) = tokio::sync::oneshot::channel::<ServingError>();
     // The model's rules, not the model: a stream a client keeps open must
     // not hold an unload up (it fails when its runtime goes away).
     let preparing = model.rules().clone();
@@ -357,7 +368,8 @@ fn stream_through_runtime(
         .executor()
         .stream(model.name(), model.runtime.clone(), requests)
         .map(move |item| {
-            item.and_then(|response| finishing.complete(response, &id, None))
+            item.map_err(ServingError::from)
+                .and_then(|response| finishing.complete(response, &id, None))
                 .map(|response| finishing.with_cloudevents(response))
         });
     Box::pin(
@@ -398,7 +410,7 @@ impl ModelRules {
     /// What every request goes through before the runtime: the check
     /// against the metadata (models that check their inputs), an id, the
     /// CloudEvents headers.
-    fn prepare(&self, request: &mut InferenceRequest) -> Result<(), MLServerError> {
+    fn prepare(&self, request: &mut InferenceRequest) -> Result<(), ServingError> {
         if self.checks_inputs {
             self.validate_inputs(request)?;
         }
@@ -422,7 +434,7 @@ impl ModelRules {
         mut response: InferenceResponse,
         id: &str,
         requested: Option<&[String]>,
-    ) -> Result<InferenceResponse, MLServerError> {
+    ) -> Result<InferenceResponse, ServingError> {
         response.model_name = self.name.clone();
         response.model_version = self.version.clone();
         response.id = Some(id.to_owned());
@@ -431,7 +443,7 @@ impl ModelRules {
         }
         for output in &response.outputs {
             output.validate().map_err(|e| {
-                MLServerError::internal(format!(
+                ServingError::internal(format!(
                     "model {} returned an invalid output: {e}",
                     self.name
                 ))
@@ -451,19 +463,19 @@ impl ModelRules {
     /// Datatypes must match the declared inputs; shapes must fit them where
     /// the ranks agree (see `MetadataTensor::shape_accepts`). Only for
     /// models that check their inputs: MLServer passes requests on as sent.
-    fn validate_inputs(&self, request: &InferenceRequest) -> Result<(), MLServerError> {
+    fn validate_inputs(&self, request: &InferenceRequest) -> Result<(), ServingError> {
         for input in &request.inputs {
             let Some(declared) = self.inputs.iter().find(|m| m.name == input.name) else {
                 continue;
             };
             if declared.datatype != input.datatype {
-                return Err(MLServerError::bad_request(format!(
+                return Err(ServingError::bad_request(format!(
                     "input '{}' has datatype {} but model {} expects {}",
                     input.name, input.datatype, self.name, declared.datatype
                 )));
             }
             if !declared.shape_accepts(&input.shape) {
-                return Err(MLServerError::bad_request(format!(
+                return Err(ServingError::bad_request(format!(
                     "input '{}' has shape {:?} but model {} expects {:?}",
                     input.name, input.shape, self.name, declared.shape
                 )));
@@ -477,7 +489,7 @@ impl ModelRules {
 pub(crate) async fn infer_on(
     model: &LoadedModel,
     mut request: InferenceRequest,
-) -> Result<InferenceResponse, MLServerError> {
+) -> Result<InferenceResponse, ServingError> {
     let rules = model.rules();
     rules.prepare(&mut request)?;
     let id = request.id.clone().unwrap_or_default();

@@ -170,7 +170,8 @@ impl Executor {
 }
 
 impl Executor {
-    /// Runs a streaming runtime's `predict_stream` where predictions run (on
+    /// Runs a streaming runtime's `predict_stream` ([`MLModel::streaming`])
+    /// where predictions run (on
     /// the pool, else on the caller's task), its responses forwarded as
     /// they come. A panic, in `predict_stream` or while producing a
     /// response, becomes the stream's last item.
@@ -188,7 +189,13 @@ impl Executor {
             ))
         };
         let produce = async move {
-            match AssertUnwindSafe(runtime.predict_stream(requests))
+            let Some(streaming) = runtime.streaming() else {
+                return futures::stream::once(async {
+                    Err(MLServerError::internal("the model does not stream"))
+                })
+                .boxed();
+            };
+            match AssertUnwindSafe(streaming.predict_stream(requests))
                 .catch_unwind()
                 .await
             {

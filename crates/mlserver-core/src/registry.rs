@@ -3,10 +3,11 @@
 //! Lookups on the inference path take a read lock for a map lookup and an
 //! `Arc` clone; loading and unloading never hold the lock across an await.
 
+use crate::ServingError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use mlserver_runtime::{DynModel, MLServerError};
+use mlserver_runtime::DynModel;
 use mlserver_types::{InferenceRequest, InferenceResponse};
 
 use crate::batching::Batcher;
@@ -116,10 +117,10 @@ impl LoadedModel {
     pub(crate) async fn predict(
         &self,
         request: InferenceRequest,
-    ) -> Result<InferenceResponse, MLServerError> {
+    ) -> Result<InferenceResponse, ServingError> {
         let request = match &self.batcher {
             Some(batcher) => match batcher.predict(request).await {
-                Ok(result) => return result,
+                Ok(result) => return result.map_err(ServingError::from),
                 Err(unbatchable) => unbatchable,
             },
             None => request,
@@ -127,6 +128,7 @@ impl LoadedModel {
         self.executor
             .predict(self.name(), &self.runtime, &self.cost, request)
             .await
+            .map_err(ServingError::from)
     }
 }
 
@@ -192,44 +194,40 @@ impl ModelRegistry {
     }
 
     /// The model that serves `name` (at `version`, or the default version).
-    pub fn get(
-        &self,
-        name: &str,
-        version: Option<&str>,
-    ) -> Result<Arc<LoadedModel>, MLServerError> {
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, ServingError> {
         let models = self.models.read().expect("registry lock");
         let versions = models
             .get(name)
-            .ok_or_else(|| MLServerError::not_found(name, version))?;
+            .ok_or_else(|| ServingError::not_found(name, version))?;
         let slot = match version {
             Some(v) => versions
                 .get(&Some(v.to_owned()))
-                .ok_or_else(|| MLServerError::not_found(name, version))?,
-            None => default_slot(versions).ok_or_else(|| MLServerError::not_found(name, None))?,
+                .ok_or_else(|| ServingError::not_found(name, version))?,
+            None => default_slot(versions).ok_or_else(|| ServingError::not_found(name, None))?,
         };
         match (&slot.model, &slot.state) {
             (Some(model), SlotState::Ready | SlotState::Loading) => Ok(model.clone()),
-            (_, SlotState::Failed(reason)) => Err(MLServerError::ModelLoadFailed {
+            (_, SlotState::Failed(reason)) => Err(ServingError::ModelLoadFailed {
                 name: name.to_owned(),
                 reason: reason.clone(),
             }),
-            _ => Err(MLServerError::ModelNotReady(name.to_owned())),
+            _ => Err(ServingError::ModelNotReady(name.to_owned())),
         }
     }
 
     /// Whether `name` (at `version`, or its default) is ready; NotFound errors
     /// when it is not registered.
-    pub fn is_ready(&self, name: &str, version: Option<&str>) -> Result<bool, MLServerError> {
+    pub fn is_ready(&self, name: &str, version: Option<&str>) -> Result<bool, ServingError> {
         let models = self.models.read().expect("registry lock");
         let versions = models
             .get(name)
-            .ok_or_else(|| MLServerError::not_found(name, version))?;
+            .ok_or_else(|| ServingError::not_found(name, version))?;
         let slot = match version {
             Some(v) => versions.get(&Some(v.to_owned())),
             None => default_slot(versions),
         };
         slot.map(Slot::is_ready)
-            .ok_or_else(|| MLServerError::not_found(name, version))
+            .ok_or_else(|| ServingError::not_found(name, version))
     }
 
     /// How many model versions can serve now.

@@ -1,5 +1,6 @@
 //! Loading and unloading models found on disk: MLServer's model repository.
 
+use crate::ServingError;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -8,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use futures::FutureExt;
-use mlserver_runtime::{
-    metadata_from_settings, panic_message, MLServerError, ModelContext, RuntimeRegistry,
-};
+use mlserver_runtime::{metadata_from_settings, panic_message, ModelContext, RuntimeRegistry};
 use mlserver_settings::{EnvSource, ModelSettings};
 use mlserver_types::{ModelState, RepositoryIndexItem};
 use tracing::{error, info, warn};
@@ -56,11 +55,11 @@ const UNLOAD_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// build paths from names (ModelMesh's adapter writes
 /// `_mlserver_models/<name>/`), so a name like `../x` is an error, not a
 /// lookup.
-fn check_model_name(name: &str) -> Result<(), MLServerError> {
+fn check_model_name(name: &str) -> Result<(), ServingError> {
     let path_like =
         name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']);
     if path_like {
-        return Err(MLServerError::bad_request(format!(
+        return Err(ServingError::bad_request(format!(
             "invalid model name {name:?}: a name must not be empty, '.', '..', or contain '/', '\\' or NUL"
         )));
     }
@@ -120,7 +119,7 @@ impl ModelRepository {
 
     /// Loads every model found on disk, concurrently. Failures are logged and
     /// recorded per model; they do not stop the others.
-    pub async fn load_all(&self) -> Vec<MLServerError> {
+    pub async fn load_all(&self) -> Vec<ServingError> {
         let scan = self.scan().await;
         for (path, reason) in &scan.errors {
             error!("skipping {}: {reason}", path.display());
@@ -146,7 +145,7 @@ impl ModelRepository {
 
     /// (Re)loads every version of `name` found on disk and unloads versions
     /// no longer there. Returns once all are ready (or failed).
-    pub async fn load(&self, name: &str) -> Result<(), MLServerError> {
+    pub async fn load(&self, name: &str) -> Result<(), ServingError> {
         check_model_name(name)?;
         let lock = self.name_lock(name);
         let _guard = lock.lock().await;
@@ -154,7 +153,7 @@ impl ModelRepository {
         let found: Vec<ModelSettings> =
             scan.models.into_iter().filter(|m| m.name == name).collect();
         if found.is_empty() {
-            return Err(MLServerError::ModelNotFound(name.to_owned()));
+            return Err(ServingError::ModelNotFound(name.to_owned()));
         }
         let on_disk: Vec<Version> = found
             .iter()
@@ -171,13 +170,13 @@ impl ModelRepository {
     }
 
     /// Loads one model from settings given directly (not from disk).
-    pub async fn load_settings(&self, settings: ModelSettings) -> Result<(), MLServerError> {
+    pub async fn load_settings(&self, settings: ModelSettings) -> Result<(), ServingError> {
         let lock = self.name_lock(&settings.name);
         let _guard = lock.lock().await;
         self.load_version(settings).await
     }
 
-    async fn load_versions(&self, versions: Vec<ModelSettings>) -> Result<(), MLServerError> {
+    async fn load_versions(&self, versions: Vec<ModelSettings>) -> Result<(), ServingError> {
         let results = join_all(versions.into_iter().map(|s| self.load_version(s))).await;
         results
             .into_iter()
@@ -185,7 +184,7 @@ impl ModelRepository {
             .map(drop)
     }
 
-    async fn load_version(&self, settings: ModelSettings) -> Result<(), MLServerError> {
+    async fn load_version(&self, settings: ModelSettings) -> Result<(), ServingError> {
         let name = settings.name.clone();
         let version = settings.version().map(str::to_owned);
         self.registry.begin_load(&name, &version);
@@ -232,16 +231,16 @@ impl ModelRepository {
         }
     }
 
-    async fn instantiate(&self, settings: ModelSettings) -> Result<LoadedModel, MLServerError> {
+    async fn instantiate(&self, settings: ModelSettings) -> Result<LoadedModel, ServingError> {
         let implementation = settings.implementation.clone().ok_or_else(|| {
-            MLServerError::bad_request(format!(
+            ServingError::bad_request(format!(
                 "model {} has no `implementation` in its model-settings (or MLSERVER_MODEL_IMPLEMENTATION)",
                 settings.name
             ))
         })?;
         let factory = self.runtimes.resolve(&implementation).ok_or_else(|| {
             let known: Vec<&str> = self.runtimes.names().collect();
-            MLServerError::bad_request(format!(
+            ServingError::bad_request(format!(
                 "no runtime is registered for implementation '{implementation}' (model {}); registered runtimes: {}",
                 settings.name,
                 known.join(", ")
@@ -250,7 +249,7 @@ impl ModelRepository {
         let batch_time = if batching_enabled(settings.max_batch_size, settings.max_batch_time) {
             Some(
                 Duration::try_from_secs_f64(settings.max_batch_time).map_err(|_| {
-                    MLServerError::bad_request(format!(
+                    ServingError::bad_request(format!(
                         "model {}: max_batch_time {} is not a valid number of seconds",
                         settings.name, settings.max_batch_time
                     ))
@@ -268,7 +267,7 @@ impl ModelRepository {
             .catch_unwind()
             .await
             .map_err(|p| {
-                MLServerError::internal(format!(
+                ServingError::internal(format!(
                     "runtime panicked while loading: {}",
                     panic_message(&*p)
                 ))
@@ -277,7 +276,7 @@ impl ModelRepository {
             Ok(Some(m)) => m,
             Ok(None) => metadata_from_settings(&settings),
             Err(p) => {
-                return Err(MLServerError::internal(format!(
+                return Err(ServingError::internal(format!(
                     "runtime panicked in metadata(): {}",
                     panic_message(&*p)
                 )))
@@ -332,13 +331,13 @@ impl ModelRepository {
     }
 
     /// Unloads every version of `name`.
-    pub async fn unload(&self, name: &str) -> Result<(), MLServerError> {
+    pub async fn unload(&self, name: &str) -> Result<(), ServingError> {
         check_model_name(name)?;
         let lock = self.name_lock(name);
         let _guard = lock.lock().await;
         let versions = self.registry.versions(name);
         if versions.is_empty() {
-            return Err(MLServerError::ModelNotFound(name.to_owned()));
+            return Err(ServingError::ModelNotFound(name.to_owned()));
         }
         for version in versions {
             self.unload_version(name, &version).await;

@@ -4,10 +4,10 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
+use mlserver_core::ServingError;
 use mlserver_proto::convert::{self, DecodedRequest};
 use mlserver_proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use mlserver_proto::inference::*;
-use mlserver_runtime::MLServerError;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -110,7 +110,7 @@ fn version_of(v: &str) -> Option<&str> {
 }
 
 fn bad_request(e: mlserver_proto::ConvertError) -> Status {
-    to_status(MLServerError::bad_request(e.to_string()))
+    to_status(ServingError::bad_request(e.to_string()))
 }
 
 /// One inference: decode, run, encode (raw replies for raw requests).

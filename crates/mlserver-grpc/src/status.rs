@@ -1,11 +1,12 @@
-//! The one mapping from [`MLServerError`] to a gRPC status (MLServer's:
+//! The one mapping from [`ServingError`] to a gRPC status (MLServer's:
 //! 400 INVALID_ARGUMENT, 404 NOT_FOUND, 422 FAILED_PRECONDITION, 500
 //! INTERNAL; plus 413 RESOURCE_EXHAUSTED and 503 UNAVAILABLE).
 
-use mlserver_runtime::{ErrorStatus, MLServerError};
+use mlserver_core::ServingError;
+use mlserver_runtime::ErrorStatus;
 use tonic::{Code, Status};
 
-pub fn to_status(e: MLServerError) -> Status {
+pub fn to_status(e: ServingError) -> Status {
     let code = match e.status() {
         ErrorStatus::BadRequest => Code::InvalidArgument,
         ErrorStatus::NotFound => Code::NotFound,
@@ -27,29 +28,35 @@ pub fn to_status(e: MLServerError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlserver_runtime::MLServerError;
 
     #[test]
     fn codes_follow_the_error_class() {
-        let code = |e: MLServerError| to_status(e).code();
-        assert_eq!(code(MLServerError::not_found("m", None)), Code::NotFound);
+        let code = |e: ServingError| to_status(e).code();
+        assert_eq!(code(ServingError::not_found("m", None)), Code::NotFound);
         assert_eq!(
-            code(MLServerError::ModelNotReady("m".into())),
+            code(ServingError::ModelNotReady("m".into())),
             Code::InvalidArgument
         );
         assert_eq!(
-            code(MLServerError::InvalidModelUri {
-                name: "m".into(),
-                uri: "u".into()
-            }),
+            code(MLServerError::with_status(422, "bad uri").into()),
             Code::FailedPrecondition
         );
-        assert_eq!(code(MLServerError::internal("x")), Code::Internal);
+        assert_eq!(code(ServingError::internal("x")), Code::Internal);
         assert_eq!(
-            code(MLServerError::Unavailable("x".into())),
+            code(MLServerError::with_status(403, "no").into()),
+            Code::Unknown
+        );
+        assert_eq!(
+            code(MLServerError::WorkerLost("gone".into()).into()),
             Code::Unavailable
         );
         assert_eq!(
-            to_status(MLServerError::not_found("m", Some("2"))).message(),
+            code(MLServerError::unavailable("x").into()),
+            Code::Unavailable
+        );
+        assert_eq!(
+            to_status(ServingError::not_found("m", Some("2"))).message(),
             "Model m with version 2 not found"
         );
     }

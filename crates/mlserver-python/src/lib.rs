@@ -35,7 +35,7 @@ use mlserver_proto::convert::{decode_infer_response, encode_infer_request};
 use mlserver_proto::inference::ModelInferResponse;
 use mlserver_runtime::{
     async_trait, CustomRequest, CustomResponse, CustomRoute, DynModel, MLModel, MLServerError,
-    ModelContext, RuntimeFactory, RuntimeRegistry,
+    ModelContext, RuntimeFactory, RuntimeRegistry, StreamingModel,
 };
 use mlserver_settings::{EnvSource, ModelSettings, Settings};
 use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse};
@@ -456,8 +456,9 @@ impl MLModel for PythonModel {
         decode_reply(reply)
     }
 
-    fn streams(&self) -> bool {
-        self.streams
+    /// Streaming when the class overrides `predict_stream`.
+    fn streaming(&self) -> Option<&dyn StreamingModel> {
+        self.streams.then_some(self as &dyn StreamingModel)
     }
 
     /// MLServer's classes handle `outputs` themselves; MLServer returns what
@@ -517,6 +518,23 @@ impl MLModel for PythonModel {
         })
     }
 
+    async fn unload(&self) -> Result<(), MLServerError> {
+        self.pool.unload(&self.key, self.generation).await;
+        self.pools.release(&self.pool_key).await;
+        Ok(())
+    }
+
+    fn ready(&self) -> bool {
+        self.pool.serves(&self.key)
+    }
+
+    async fn metadata(&self) -> Option<MetadataModelResponse> {
+        self.metadata.clone()
+    }
+}
+
+#[async_trait]
+impl StreamingModel for PythonModel {
     /// The class's own `predict_stream`, in one worker: requests go to it as
     /// they arrive, responses come back as it yields them.
     async fn predict_stream(
@@ -567,20 +585,6 @@ impl MLModel for PythonModel {
             reply.and_then(decode_reply)
         });
         Ok(Box::pin(responses))
-    }
-
-    async fn unload(&self) -> Result<(), MLServerError> {
-        self.pool.unload(&self.key, self.generation).await;
-        self.pools.release(&self.pool_key).await;
-        Ok(())
-    }
-
-    fn ready(&self) -> bool {
-        self.pool.serves(&self.key)
-    }
-
-    async fn metadata(&self) -> Option<MetadataModelResponse> {
-        self.metadata.clone()
     }
 }
 

@@ -238,11 +238,14 @@ impl Worker {
     /// the call's waiter with the reason.
     pub fn send(&self, kind: u8, call: u64, body: &[u8]) -> Result<(), MLServerError> {
         let error = if body.len() > frame::MAX_BODY {
-            MLServerError::PayloadTooLarge(format!(
-                "a message of {} bytes is larger than the Python worker protocol allows ({} bytes)",
-                body.len(),
-                frame::MAX_BODY
-            ))
+            MLServerError::with_status(
+                413,
+                format!(
+                    "a message of {} bytes is larger than the Python worker protocol allows ({} bytes)",
+                    body.len(),
+                    frame::MAX_BODY
+                ),
+            )
         } else {
             let outbox = self.outbox.lock().expect("outbox lock");
             match outbox.as_ref() {

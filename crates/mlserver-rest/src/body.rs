@@ -5,7 +5,7 @@ use std::io::Read;
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use flate2::read::{GzDecoder, ZlibDecoder};
-use mlserver_runtime::MLServerError;
+use mlserver_core::ServingError;
 use mlserver_types::binary;
 
 /// Reads the whole body, refusing more than `limit` bytes, and undoes a
@@ -15,7 +15,7 @@ pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<Bytes, MLServerError> {
+) -> Result<Bytes, ServingError> {
     let raw = axum::body::to_bytes(body, limit)
         .await
         .map_err(|e| too_large_or_bad(e, limit))?;
@@ -27,13 +27,13 @@ pub async fn read_body(
         None | Some("") | Some("identity") => Ok(raw),
         Some("gzip") | Some("x-gzip") => inflate(GzDecoder::new(&raw[..]), limit, "gzip"),
         Some("deflate") => inflate(ZlibDecoder::new(&raw[..]), limit, "deflate"),
-        Some(other) => Err(MLServerError::bad_request(format!(
+        Some(other) => Err(ServingError::bad_request(format!(
             "unsupported Content-Encoding '{other}' (gzip and deflate are accepted)"
         ))),
     }
 }
 
-fn too_large_or_bad(e: axum::Error, limit: usize) -> MLServerError {
+fn too_large_or_bad(e: axum::Error, limit: usize) -> ServingError {
     // axum exposes the limit error only through its message chain.
     let mut chain = vec![e.to_string()];
     let mut source = std::error::Error::source(&e);
@@ -42,23 +42,23 @@ fn too_large_or_bad(e: axum::Error, limit: usize) -> MLServerError {
         source = s.source();
     }
     if chain.iter().any(|m| m.contains("length limit")) {
-        MLServerError::PayloadTooLarge(format!("request body exceeds the limit of {limit} bytes"))
+        ServingError::PayloadTooLarge(format!("request body exceeds the limit of {limit} bytes"))
     } else {
-        MLServerError::bad_request(format!(
+        ServingError::bad_request(format!(
             "could not read the request body: {}",
             chain.join(": ")
         ))
     }
 }
 
-fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, MLServerError> {
+fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, ServingError> {
     let mut out = Vec::new();
     let mut limited = reader.take(limit as u64 + 1);
     limited
         .read_to_end(&mut out)
-        .map_err(|e| MLServerError::bad_request(format!("invalid {what} request body: {e}")))?;
+        .map_err(|e| ServingError::bad_request(format!("invalid {what} request body: {e}")))?;
     if out.len() > limit {
-        return Err(MLServerError::PayloadTooLarge(format!(
+        return Err(ServingError::PayloadTooLarge(format!(
             "decompressed request body exceeds the limit of {limit} bytes"
         )));
     }
@@ -66,7 +66,7 @@ fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, MLServe
 }
 
 /// The `Inference-Header-Content-Length` of a binary request, if any.
-pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, MLServerError> {
+pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ServingError> {
     let Some(value) = headers.get(binary::HEADER_CONTENT_LENGTH) else {
         return Ok(None);
     };
@@ -76,17 +76,22 @@ pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, MLServerError
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map(Some)
         .ok_or_else(|| {
-            MLServerError::bad_request(
+            ServingError::bad_request(
                 "Inference-Header-Content-Length must be a non-negative integer",
             )
         })
+}
+
+/// A binary-extension body that does not hold what its header says: a 400.
+pub fn bad_binary(e: binary::BinaryError) -> ServingError {
+    ServingError::bad_request(e.to_string())
 }
 
 /// Parses a JSON body, turning serde's message into a 400.
 pub fn parse_json<T: serde::de::DeserializeOwned>(
     body: &[u8],
     what: &str,
-) -> Result<T, MLServerError> {
+) -> Result<T, ServingError> {
     serde_json::from_slice(body)
-        .map_err(|e| MLServerError::bad_request(format!("invalid {what}: {e}")))
+        .map_err(|e| ServingError::bad_request(format!("invalid {what}: {e}")))
 }

@@ -1,16 +1,16 @@
-//! The one mapping from [`MLServerError`] to an HTTP response.
+//! The one mapping from [`ServingError`] to an HTTP response.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mlserver_runtime::MLServerError;
+use mlserver_core::ServingError;
 use mlserver_types::ErrorResponse;
 
 /// An error on its way out over REST: `{"error": "..."}` with MLServer's status.
 #[derive(Debug)]
-pub struct ApiError(pub MLServerError);
+pub struct ApiError(pub ServingError);
 
-impl<E: Into<MLServerError>> From<E> for ApiError {
+impl<E: Into<ServingError>> From<E> for ApiError {
     fn from(e: E) -> Self {
         ApiError(e.into())
     }

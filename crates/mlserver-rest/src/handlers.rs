@@ -6,14 +6,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use mlserver_runtime::MLServerError;
+use mlserver_core::ServingError;
 use mlserver_types::binary::{self, OutputFormat};
 use mlserver_types::{
     InferenceRequest, LiveResponse, ModelReadyResponse, ReadyResponse, RepositoryIndexRequest,
 };
 use serde_json::Value;
 
-use super::body::{header_length, parse_json, read_body};
+use super::body::{bad_binary, header_length, parse_json, read_body};
 use super::AppState;
 use crate::error::ApiError;
 use crate::headers::{extract_headers, insert_headers};
@@ -139,7 +139,7 @@ async fn decode_request(
             let input = match model.metadata.inputs.as_slice() {
                 [only] => only,
                 _ => {
-                    return Err(MLServerError::bad_request(format!(
+                    return Err(ServingError::bad_request(format!(
                         "a raw binary body (Inference-Header-Content-Length: 0) needs a model with exactly one declared input; model {name} declares {}",
                         model.metadata.inputs.len()
                     ))
@@ -147,12 +147,12 @@ async fn decode_request(
                 }
             };
             (
-                binary::decode_raw_input(&body, input)?,
+                binary::decode_raw_input(&body, input).map_err(bad_binary)?,
                 OutputFormat::all_binary(),
             )
         }
         Some(len) => {
-            let request = binary::decode_request(&body, len)?;
+            let request = binary::decode_request(&body, len).map_err(bad_binary)?;
             let format = OutputFormat::from_request(&request);
             (request, format)
         }
@@ -179,7 +179,7 @@ async fn decode_infer_encode(
     let mut response = state.dataplane.infer(name, version, request).await?;
     let extra_headers = extract_headers(&mut response);
     let encoded = binary::encode_response(&response, &format).map_err(|e| {
-        MLServerError::internal(format!(
+        ServingError::internal(format!(
             "could not encode the response of model {name}: {e}"
         ))
     })?;

@@ -1,44 +1,35 @@
-//! The one error type of the data plane, and its status class.
+//! The error a runtime returns, and the status class every layer maps to
+//! HTTP and gRPC.
 
-use mlserver_types::{binary::BinaryError, CodecError, TensorError};
+use mlserver_types::{CodecError, TensorError};
 
-/// Everything that can go wrong serving a model. Runtimes return it from
-/// `load` and `predict`; the server maps [`MLServerError::status`] to HTTP
-/// and gRPC status codes in exactly one place.
+/// What a runtime can say went wrong, as MLServer's `mlserver.errors` lets a
+/// Python model say it: the request was bad, inference failed, the model
+/// cannot serve right now, something broke, or a status the model chose.
+/// The server adds its own errors (model not found, not ready, body too
+/// large) on top, and maps every one to HTTP and gRPC status in each
+/// transport, once.
 ///
-/// Messages that clients match on keep MLServer's wording.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Codec and tensor errors convert into [`MLServerError::BadRequest`], so
+/// `?` works on `as_slice`, `Tensor::new` and the codecs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MLServerError {
-    #[error("Model {0} not found")]
-    ModelNotFound(String),
-    #[error("Model {name} with version {version} not found")]
-    ModelVersionNotFound { name: String, version: String },
-    #[error("Model {0} is not ready yet.")]
-    ModelNotReady(String),
-    #[error("Model {name} is not ready yet. Its last load failed: {reason}")]
-    ModelLoadFailed { name: String, reason: String },
-    #[error("Invalid URI specified for model {name} ({uri})")]
-    InvalidModelUri { name: String, uri: String },
-    /// The request is malformed or does not fit the model.
+    /// The request does not fit the model (HTTP 400, gRPC INVALID_ARGUMENT).
     #[error("{0}")]
     BadRequest(String),
-    /// The runtime rejected the request (MLServer's `InferenceError`, 400).
+    /// The runtime rejected the request (MLServer's `InferenceError`; HTTP
+    /// 400, gRPC INVALID_ARGUMENT).
     #[error("{0}")]
     Inference(String),
-    #[error("{0}")]
-    Codec(#[from] CodecError),
-    #[error("{0}")]
-    Tensor(#[from] TensorError),
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    /// The server or a runtime failed (a panic, a bug, a dead worker).
-    #[error("{0}")]
-    Internal(String),
-    /// Temporarily unable to serve (shutting down, a worker restarting).
+    /// Temporarily unable to serve: a backend restarting, shutting down
+    /// (HTTP 503, gRPC UNAVAILABLE).
     #[error("{0}")]
     Unavailable(String),
-    /// The worker process running the request died (a crash, an OOM kill);
-    /// it is being replaced. HTTP 500, gRPC UNAVAILABLE (worth retrying).
+    /// The runtime failed: a panic, a bug (HTTP 500, gRPC INTERNAL).
+    #[error("{0}")]
+    Internal(String),
+    /// The process running the request died (a crash, an OOM kill) and is
+    /// being replaced: HTTP 500, gRPC UNAVAILABLE (worth retrying).
     #[error("{0}")]
     WorkerLost(String),
     /// A status the model chose, as MLServer lets one with
@@ -71,6 +62,7 @@ pub enum ErrorStatus {
 }
 
 impl ErrorStatus {
+    /// The HTTP status code of the class.
     pub fn http_code(self) -> u16 {
         match self {
             ErrorStatus::BadRequest => 400,
@@ -86,20 +78,10 @@ impl ErrorStatus {
 }
 
 impl MLServerError {
-    /// MLServer's status for each error (`mlserver/errors.py`).
+    /// The error's status class.
     pub fn status(&self) -> ErrorStatus {
         match self {
-            MLServerError::ModelNotFound(_) | MLServerError::ModelVersionNotFound { .. } => {
-                ErrorStatus::NotFound
-            }
-            MLServerError::ModelNotReady(_)
-            | MLServerError::ModelLoadFailed { .. }
-            | MLServerError::BadRequest(_)
-            | MLServerError::Inference(_)
-            | MLServerError::Codec(_)
-            | MLServerError::Tensor(_) => ErrorStatus::BadRequest,
-            MLServerError::InvalidModelUri { .. } => ErrorStatus::Unprocessable,
-            MLServerError::PayloadTooLarge(_) => ErrorStatus::PayloadTooLarge,
+            MLServerError::BadRequest(_) | MLServerError::Inference(_) => ErrorStatus::BadRequest,
             MLServerError::Internal(_) => ErrorStatus::Internal,
             MLServerError::Unavailable(_) => ErrorStatus::Unavailable,
             MLServerError::WorkerLost(_) => ErrorStatus::WorkerLost,
@@ -125,28 +107,36 @@ impl MLServerError {
         }
     }
 
-    /// Shorthand for a runtime's own rejection of a request.
+    /// The runtime's own rejection of a request (MLServer's `InferenceError`).
     pub fn inference(msg: impl Into<String>) -> Self {
         MLServerError::Inference(msg.into())
     }
 
+    /// A request that does not fit the model.
     pub fn bad_request(msg: impl Into<String>) -> Self {
         MLServerError::BadRequest(msg.into())
     }
 
+    /// A failure of the runtime itself.
     pub fn internal(msg: impl Into<String>) -> Self {
         MLServerError::Internal(msg.into())
     }
 
-    /// The error for a version lookup, or a name lookup when `version` is `None`.
-    pub fn not_found(name: &str, version: Option<&str>) -> Self {
-        match version {
-            Some(v) => MLServerError::ModelVersionNotFound {
-                name: name.into(),
-                version: v.into(),
-            },
-            None => MLServerError::ModelNotFound(name.into()),
-        }
+    /// The runtime cannot serve right now.
+    pub fn unavailable(msg: impl Into<String>) -> Self {
+        MLServerError::Unavailable(msg.into())
+    }
+}
+
+impl From<CodecError> for MLServerError {
+    fn from(e: CodecError) -> Self {
+        MLServerError::BadRequest(e.to_string())
+    }
+}
+
+impl From<TensorError> for MLServerError {
+    fn from(e: TensorError) -> Self {
+        MLServerError::BadRequest(e.to_string())
     }
 }
 
@@ -158,18 +148,13 @@ impl From<mlserver_metrics::MetricsError> for MLServerError {
     }
 }
 
-impl From<BinaryError> for MLServerError {
-    fn from(e: BinaryError) -> Self {
-        MLServerError::BadRequest(e.to_string())
-    }
-}
-
+/// MLServer's `InvalidModelURI` (422), from [`crate::ModelContext::model_uri`].
 impl From<mlserver_settings::InvalidModelUri> for MLServerError {
     fn from(e: mlserver_settings::InvalidModelUri) -> Self {
-        MLServerError::InvalidModelUri {
-            name: e.name,
-            uri: e.uri,
-        }
+        MLServerError::with_status(
+            422,
+            format!("Invalid URI specified for model {} ({})", e.name, e.uri),
+        )
     }
 }
 
@@ -189,21 +174,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_mlserver_wording_and_status() {
-        let e = MLServerError::not_found("m", None);
-        assert_eq!(e.to_string(), "Model m not found");
-        assert_eq!(e.status().http_code(), 404);
-        let e = MLServerError::not_found("m", Some("2"));
-        assert_eq!(e.to_string(), "Model m with version 2 not found");
-        let e = MLServerError::ModelNotReady("m".into());
-        assert_eq!(e.to_string(), "Model m is not ready yet.");
-        assert_eq!(e.status().http_code(), 400);
-        let e = MLServerError::InvalidModelUri {
-            name: "m".into(),
-            uri: "/x".into(),
-        };
-        assert_eq!(e.status().http_code(), 422);
-        assert_eq!(e.to_string(), "Invalid URI specified for model m (/x)");
+    fn classes_and_chosen_statuses() {
+        assert_eq!(MLServerError::inference("x").status().http_code(), 400);
+        assert_eq!(MLServerError::unavailable("x").status().http_code(), 503);
+        assert_eq!(
+            MLServerError::WorkerLost("x".into()).status().http_code(),
+            500
+        );
         assert_eq!(
             MLServerError::with_status(403, "no").status().http_code(),
             403
@@ -216,5 +193,11 @@ mod tests {
             MLServerError::with_status(200, "no").status(),
             ErrorStatus::Internal
         );
+        let e = MLServerError::from(mlserver_settings::InvalidModelUri {
+            name: "m".into(),
+            uri: "/x".into(),
+        });
+        assert_eq!(e.status().http_code(), 422);
+        assert_eq!(e.to_string(), "Invalid URI specified for model m (/x)");
     }
 }

@@ -16,6 +16,7 @@ pub use error::{panic_message, ErrorStatus, MLServerError};
 pub use mlserver_metrics as metrics;
 pub use model::{
     metadata_from_settings, MLModel, ModelContext, ModelMetrics, RequestStream, ResponseStream,
+    StreamingModel,
 };
 pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};
 

@@ -217,27 +217,12 @@ pub trait MLModel: Send + Sync + 'static {
     /// (unless [`MLModel::selects_outputs`]).
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError>;
 
-    /// Whether the runtime has its own [`MLModel::predict_stream`] (a model
-    /// that answers a stream of requests with a stream of responses, like a
-    /// generative model). Streams to other runtimes are served one
-    /// `predict` per message.
-    fn streams(&self) -> bool {
-        false
-    }
-
-    /// Answers a stream of requests with a stream of responses: gRPC
-    /// `ModelStreamInfer` uses it when [`MLModel::streams`] says so. The
-    /// default is MLServer's: the first request, one `predict`, one response.
-    async fn predict_stream(
-        &self,
-        mut requests: RequestStream,
-    ) -> Result<ResponseStream, MLServerError> {
-        use futures::StreamExt;
-        let Some(first) = requests.next().await else {
-            return Ok(Box::pin(futures::stream::empty()));
-        };
-        let response = self.predict(first).await;
-        Ok(Box::pin(futures::stream::once(async move { response })))
+    /// The runtime's streaming side, if it has one: a model that answers a
+    /// stream of requests with a stream of responses (a generative model)
+    /// implements [`StreamingModel`] and returns `Some(self)`. Streams to
+    /// other runtimes are served one `predict` per message.
+    fn streaming(&self) -> Option<&dyn StreamingModel> {
+        None
     }
 
     /// Releases resources before the model is dropped.
@@ -295,6 +280,56 @@ pub trait MLModel: Send + Sync + 'static {
             request.route.method, request.route.path
         )))
     }
+}
+
+/// The streaming capability of a runtime ([`MLModel::streaming`]):
+/// MLServer's `predict_stream`, which gRPC `ModelStreamInfer` and REST
+/// `infer_stream` / `generate_stream` call with the whole stream.
+///
+/// ```
+/// use futures::StreamExt;
+/// use mlserver_runtime::{
+///     async_trait, MLModel, MLServerError, ModelContext, RequestStream, ResponseStream,
+///     StreamingModel,
+/// };
+/// use mlserver_types::{InferenceRequest, InferenceResponse};
+///
+/// struct Echo;
+///
+/// #[async_trait]
+/// impl MLModel for Echo {
+///     async fn load(_ctx: ModelContext) -> Result<Self, MLServerError> {
+///         Ok(Echo)
+///     }
+///     async fn predict(&self, r: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+///         Ok(InferenceResponse::new(r.inputs))
+///     }
+///     fn streaming(&self) -> Option<&dyn StreamingModel> {
+///         Some(self)
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl StreamingModel for Echo {
+///     async fn predict_stream(
+///         &self,
+///         requests: RequestStream,
+///     ) -> Result<ResponseStream, MLServerError> {
+///         // One response per request, as they come.
+///         Ok(Box::pin(requests.map(|r| Ok(InferenceResponse::new(r.inputs)))))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait StreamingModel: Send + Sync {
+    /// Answers a stream of requests with a stream of responses. The server
+    /// has checked each request before the runtime sees it, and completes
+    /// each response (name, version, id) as it comes; an error item ends
+    /// the stream.
+    async fn predict_stream(
+        &self,
+        requests: RequestStream,
+    ) -> Result<ResponseStream, MLServerError>;
 }
 
 /// Metadata built from model-settings, as MLServer's default `metadata()`.
