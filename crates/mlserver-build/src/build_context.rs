@@ -8,16 +8,22 @@ use walkdir::WalkDir;
 
 use crate::dockerignore::{DockerIgnore, IgnoreError};
 
+/// Why the build context could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
+    /// The folder is missing or is not a directory.
     #[error("{} does not exist or is not a directory", .0.display())]
     NoFolder(PathBuf),
+    /// A file or directory in the folder could not be read.
     #[error("could not read {}: {source}", path.display())]
     Io {
+        /// The path that could not be read.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The ignore rules have an invalid pattern.
     #[error(transparent)]
     Ignore(#[from] IgnoreError),
 }

@@ -18,21 +18,31 @@ use crate::dockerfile::{
 /// folder will not have, so the folder's own `Dockerfile` stays untouched.
 pub const CONTEXT_DOCKERFILE: &str = ".mlserver.Dockerfile";
 
+/// Why `mlserver build` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// No Docker daemon answered at `host`.
     #[error(
         "cannot reach a Docker daemon at {host} ({reason}); start one, set DOCKER_HOST, \
          or write the Dockerfile with `mlserver dockerfile` and build it with Kaniko or Buildah"
     )]
-    NoDaemon { host: String, reason: String },
+    NoDaemon {
+        /// The daemon address tried (`DOCKER_HOST`, else the default socket).
+        host: String,
+        /// Why connecting or pinging failed.
+        reason: String,
+    },
+    /// The folder could not be inspected, or its Dockerfile or ignore file rendered.
     #[error(transparent)]
     Dockerfile(#[from] DockerfileError),
+    /// The build context could not be made.
     #[error(transparent)]
     Context(#[from] ContextError),
     /// A step failed: Docker's message, then the step and the tool's own
     /// error lines from its output (pip's `ERROR: ...`).
     #[error("the image build failed: {0}")]
     Failed(String),
+    /// Any other error from the daemon or the connection to it.
     #[error("the Docker daemon answered with an error: {0}")]
     Daemon(String),
 }
@@ -40,10 +50,15 @@ pub enum BuildError {
 /// What `mlserver build` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
+    /// The image name and tag, as `docker build -t`.
     pub tag: String,
+    /// Build without the layer cache (`--no-cache`).
     pub no_cache: bool,
+    /// Always pull newer base images (`--pull`).
     pub pull: bool,
+    /// The target platform, e.g. `linux/arm64`; the daemon's default when `None`.
     pub platform: Option<String>,
+    /// Build args (`--build-arg KEY=VALUE`), e.g. to pick other base images.
     pub build_args: Vec<(String, String)>,
     /// The network of `RUN` steps (`host`, `none`, a network's name), as
     /// `docker build --network`; the daemon's default when `None`.
@@ -53,7 +68,9 @@ pub struct BuildRequest {
 /// The result of a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
+    /// The image ID, when the daemon reported one.
     pub id: Option<String>,
+    /// The tag the image was given.
     pub tag: String,
 }
 

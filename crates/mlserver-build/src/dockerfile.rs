@@ -23,16 +23,27 @@ const CONDA_FILES: &[&str] = &[
     "conda.yml",
 ];
 
+/// Why a folder could not be inspected or its Dockerfile rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerfileError {
+    /// A file in the folder could not be read.
     #[error("could not read {path}: {source}")]
     Read {
+        /// The file's path.
         path: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The folder's `Cargo.toml` does not parse or names no package.
     #[error("{path} is not a valid Cargo manifest: {message}")]
-    CargoManifest { path: String, message: String },
+    CargoManifest {
+        /// The manifest's path.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A template failed to render (the handlebars error).
     #[error("template error: {0}")]
     Template(String),
 }
@@ -81,9 +92,11 @@ pub struct RustRuntime {
 /// What [`inspect`] found in a folder: everything that shapes its image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FolderInfo {
+    /// The custom Rust runtime crate at the folder's root, if any.
     pub rust: Option<RustRuntime>,
-    /// The conda environment file, if any (the first of [`CONDA_FILES`]).
+    /// The conda environment file, if any (the first of `CONDA_FILES`).
     pub conda_file: Option<String>,
+    /// Whether a `requirements.txt` is there to be pip-installed.
     pub requirements: bool,
     /// `settings.json` and/or `model-settings.json` at the root, in words
     /// (for the Dockerfile's comment), or `None`.

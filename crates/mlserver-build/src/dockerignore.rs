@@ -9,12 +9,17 @@
 //!   `\` escapes), plus `**` for any number of directories;
 //! - a pattern that matches a directory also matches everything below it.
 
+/// Why a `.dockerignore` could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IgnoreError {
+    /// A pattern is not valid `filepath.Match` syntax.
     #[error(".dockerignore line {line}: invalid pattern {pattern:?}: {reason}")]
     BadPattern {
+        /// The pattern's line number, from 1.
         line: usize,
+        /// The line as written.
         pattern: String,
+        /// What is wrong with it, e.g. an unterminated character class.
         reason: &'static str,
     },
 }
@@ -37,6 +42,7 @@ impl DockerIgnore {
         DockerIgnore::default()
     }
 
+    /// Parses `.dockerignore` text; an invalid pattern is an error.
     pub fn parse(text: &str) -> Result<Self, IgnoreError> {
         let mut patterns = Vec::new();
         for (i, raw) in text.lines().enumerate() {

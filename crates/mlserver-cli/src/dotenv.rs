@@ -17,7 +17,7 @@ fn check_folder(folder: &Path) -> anyhow::Result<()> {
 /// this binary registers, or a Python class the image's environment
 /// imports), so an image whose model could never load fails its build at
 /// this step, with Python's own message, instead of at start.
-pub fn dotenv(folder: &Path, runtimes: &RuntimeRegistry) -> anyhow::Result<()> {
+pub(crate) fn dotenv(folder: &Path, runtimes: &RuntimeRegistry) -> anyhow::Result<()> {
     check_folder(folder)?;
     let Some(text) = mlserver_settings::embedded_dotenv(folder)? else {
         eprintln!(

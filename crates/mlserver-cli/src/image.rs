@@ -63,7 +63,7 @@ pub(crate) fn check_folder(folder: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn dockerfile(args: DockerfileArgs) -> anyhow::Result<()> {
+pub(crate) fn dockerfile(args: DockerfileArgs) -> anyhow::Result<()> {
     check_folder(&args.folder)?;
     let info = inspect(&args.folder)?;
     let text = render_dockerfile(&info, &BaseImages::default())?;
@@ -94,7 +94,7 @@ pub fn dockerfile(args: DockerfileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn build(args: BuildArgs) -> anyhow::Result<()> {
+pub(crate) fn build(args: BuildArgs) -> anyhow::Result<()> {
     check_folder(&args.folder)?;
     let request = BuildRequest {
         tag: args.tag,

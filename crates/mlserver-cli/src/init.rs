@@ -52,7 +52,7 @@ pub struct InitArgs {
 
 /// How the new crate depends on ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Path dependencies on a checkout, relative to the new crate.
     Path {
         checkout: PathBuf,
@@ -127,7 +127,7 @@ fn toml_string(s: &str) -> String {
 
 /// Checks that `name` is a package name cargo accepts and that does not
 /// clash with the crates it depends on.
-pub fn check_name(name: &str) -> anyhow::Result<()> {
+pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
     let valid = name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name
             .chars()
@@ -169,7 +169,7 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// `my-runtime` -> `MyRuntime`.
-pub fn struct_name(name: &str) -> String {
+pub(crate) fn struct_name(name: &str) -> String {
     name.split(['-', '_'])
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -189,7 +189,7 @@ fn is_checkout(dir: &Path) -> bool {
 
 /// The checkout `project` is inside, or next to (a sibling folder, or a
 /// sibling named `mlserver-rs` of one of its ancestors).
-pub fn find_checkout(project: &Path) -> Option<PathBuf> {
+pub(crate) fn find_checkout(project: &Path) -> Option<PathBuf> {
     for dir in project.ancestors().skip(1) {
         if is_checkout(dir) {
             return Some(dir.to_path_buf());
@@ -218,7 +218,7 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// `target` relative to `base`; both absolute and normalised.
-pub fn relative_path(target: &Path, base: &Path) -> PathBuf {
+pub(crate) fn relative_path(target: &Path, base: &Path) -> PathBuf {
     let t: Vec<_> = target.components().collect();
     let b: Vec<_> = base.components().collect();
     let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
@@ -254,7 +254,7 @@ struct TemplateContext {
 }
 
 /// Renders the scaffold's files, as `(relative path, contents)`.
-pub fn render(name: &str, source: &Source) -> anyhow::Result<Vec<(&'static str, String)>> {
+pub(crate) fn render(name: &str, source: &Source) -> anyhow::Result<Vec<(&'static str, String)>> {
     check_name(name)?;
     let struct_name = struct_name(name);
     let deps = Deps {
@@ -290,7 +290,7 @@ pub fn render(name: &str, source: &Source) -> anyhow::Result<Vec<(&'static str, 
     Ok(files)
 }
 
-pub fn init(args: InitArgs) -> anyhow::Result<()> {
+pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     check_name(&args.name)?;
     let cwd = std::env::current_dir().context("no current directory")?;
     let project = normalize(

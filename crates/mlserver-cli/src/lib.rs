@@ -52,11 +52,14 @@ pub fn default_runtimes() -> RuntimeRegistry {
     version,
     about = "An MLServer-compatible inference server (Open Inference Protocol / KServe V2)"
 )]
+/// The `mlserver` command line.
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `mlserver`'s subcommands (MLServer's, plus `dotenv`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the models found under FOLDER (settings.json and every

@@ -30,7 +30,7 @@ const ACCESS_TARGET: &str = "mlserver_access";
 /// over OTLP/gRPC (MLServer's tracing setting): the returned provider must
 /// be shut down at exit, which sends what is left. Call it inside a Tokio
 /// runtime: the exporter's gRPC channel lives there.
-pub fn init(settings: &Settings) -> anyhow::Result<Option<SdkTracerProvider>> {
+pub(crate) fn init(settings: &Settings) -> anyhow::Result<Option<SdkTracerProvider>> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;

@@ -9,7 +9,7 @@ use mlserver_server::Server;
 use mlserver_settings::EnvSource;
 use tracing::{info, warn};
 
-pub fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
+pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
     let (folder, expanded) = expand_folder(folder);
     if folder.exists() && !folder.is_dir() {
         bail!("models folder {} is not a directory", folder.display());

@@ -38,18 +38,18 @@ struct Pending {
 
 /// The per-model batching queue. Dropping it ends the batching task once
 /// the batches already queued have been run.
-pub struct Batcher {
+pub(crate) struct Batcher {
     queue: mpsc::Sender<(String, Pending)>,
 }
 
 /// Whether model-settings ask for batching (MLServer: size > 1 and time > 0).
-pub fn batching_enabled(max_batch_size: usize, max_batch_time: f64) -> bool {
+pub(crate) fn batching_enabled(max_batch_size: usize, max_batch_time: f64) -> bool {
     max_batch_size > 1 && max_batch_time > 0.0
 }
 
 impl Batcher {
     /// Starts the batching task for one model on the current tokio runtime.
-    pub fn spawn(
+    pub(crate) fn spawn(
         model_name: String,
         runtime: DynModel,
         executor: Arc<Executor>,
@@ -78,7 +78,7 @@ impl Batcher {
     /// Requests that cannot be batched (an input without a batch dimension,
     /// inputs disagreeing on it) are returned as `Err(request)` for the
     /// caller to run on their own.
-    pub async fn predict(
+    pub(crate) async fn predict(
         &self,
         request: InferenceRequest,
     ) -> Result<Result<InferenceResponse, MLServerError>, InferenceRequest> {

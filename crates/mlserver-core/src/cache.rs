@@ -18,6 +18,9 @@ use serde::Serialize;
 
 use crate::batching::without_headers;
 
+/// MLServer's response cache (`cache_enabled`, `cache_size`): whole
+/// responses by request, least recently used out first, for the models
+/// that opt in (`cache_enabled` in their model-settings).
 pub struct ResponseCache {
     capacity: usize,
     inner: Mutex<Lru>,
@@ -68,6 +71,7 @@ impl ResponseCache {
         .expect("requests always serialise")
     }
 
+    /// The cached response for `key`, which becomes the most recently used.
     pub fn get(&self, key: &str) -> Option<InferenceResponse> {
         let mut lru = self.inner.lock().expect("cache lock");
         lru.tick += 1;
@@ -80,6 +84,8 @@ impl ResponseCache {
         Some(response)
     }
 
+    /// Caches `response` under `key`, dropping the least recently used
+    /// response beyond the capacity.
     pub fn insert(&self, key: String, response: InferenceResponse) {
         if self.capacity == 0 {
             return;
@@ -99,10 +105,12 @@ impl ResponseCache {
         }
     }
 
+    /// How many responses are cached.
     pub fn len(&self) -> usize {
         self.inner.lock().expect("cache lock").entries.len()
     }
 
+    /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

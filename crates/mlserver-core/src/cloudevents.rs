@@ -72,13 +72,13 @@ impl CloudEvents {
     }
 
     /// Adds the request's headers for `model` (the model sees them).
-    pub fn on_request(&self, request: &mut InferenceRequest, model: &str) {
+    pub(crate) fn on_request(&self, request: &mut InferenceRequest, model: &str) {
         let headers = self.headers(Kind::Request, model, request.id.as_deref());
         update_headers(request.parameters_mut(), headers);
     }
 
     /// Adds the response's headers for `model` (the client gets them).
-    pub fn on_response(&self, response: &mut InferenceResponse, model: &str) {
+    pub(crate) fn on_response(&self, response: &mut InferenceResponse, model: &str) {
         let headers = self.headers(Kind::Response, model, response.id.as_deref());
         update_headers(response.parameters_mut(), headers);
     }

@@ -51,8 +51,11 @@ struct Claim {
 /// The model that serves a custom endpoint's call, and how it matched.
 #[derive(Debug, Clone)]
 pub struct CustomTarget {
+    /// The route that matched.
     pub route: CustomRoute,
+    /// The model that claimed it.
     pub model: String,
+    /// The version that claimed it (`None`: unversioned).
     pub version: Option<String>,
     /// The template's `{name}` segments, bound.
     pub path_params: Vec<(String, String)>,
@@ -68,7 +71,7 @@ impl CustomRoutes {
     /// Gives `routes` to `model`/`version`, replacing what it had (a
     /// reload). Refused, changing nothing, when one overlaps a V2 route or
     /// another model's.
-    pub fn claim(
+    pub(crate) fn claim(
         &self,
         model: &str,
         version: Option<&str>,

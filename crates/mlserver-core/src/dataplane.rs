@@ -20,6 +20,9 @@ use crate::registry::{LoadedModel, ModelRegistry};
 /// the ones configured in settings.
 pub const BUILTIN_EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
 
+/// The data plane of the V2 protocol, below any transport: health,
+/// metadata, and inference (unary and streaming) through each model's
+/// pipeline.
 pub struct DataPlane {
     registry: Arc<ModelRegistry>,
     metadata: MetadataServerResponse,
@@ -31,6 +34,8 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
+    /// A data plane over `registry`, reporting `name` and `version` in server
+    /// metadata with `extensions` on top of [`BUILTIN_EXTENSIONS`].
     pub fn new(
         registry: Arc<ModelRegistry>,
         name: String,
@@ -77,12 +82,12 @@ impl DataPlane {
         let Some(m) = &self.metrics else {
             return;
         };
-        match outcome {
-            Err(ServingError::ModelNotFound(_) | ServingError::ModelVersionNotFound { .. }) => {}
-            _ => m.observe_infer(name, version, started, outcome.is_ok()),
+        if !outcome.is_err_and(ServingError::is_not_found) {
+            m.observe_infer(name, version, started, outcome.is_ok());
         }
     }
 
+    /// The models it serves.
     pub fn registry(&self) -> &Arc<ModelRegistry> {
         &self.registry
     }
@@ -103,6 +108,7 @@ impl DataPlane {
         self.startup_complete.load(Ordering::Acquire)
     }
 
+    /// Whether the server is live: always, once it answers (`/v2/health/live`).
     pub fn live(&self) -> bool {
         true
     }
@@ -114,14 +120,17 @@ impl DataPlane {
         self.startup_complete.load(Ordering::Acquire) && self.registry.all_ready()
     }
 
+    /// Whether `name` (at `version`, else its default version) serves now.
     pub fn model_ready(&self, name: &str, version: Option<&str>) -> Result<bool, ServingError> {
         self.registry.is_ready(name, version)
     }
 
+    /// The server's name, version and extensions (`GET /v2`).
     pub fn server_metadata(&self) -> MetadataServerResponse {
         self.metadata.clone()
     }
 
+    /// The model's metadata: its runtime's own, or built from model-settings.
     pub fn model_metadata(
         &self,
         name: &str,

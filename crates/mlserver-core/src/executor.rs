@@ -29,7 +29,7 @@ use mlserver_runtime::{panic_message, DynModel, MLServerError, RequestStream, Re
 use mlserver_types::{InferenceRequest, InferenceResponse};
 
 /// Predictions averaging less than this run inline on the request's task.
-pub const INLINE_BELOW: Duration = Duration::from_micros(100);
+pub(crate) const INLINE_BELOW: Duration = Duration::from_micros(100);
 
 /// A model's recent prediction time: an exponentially weighted average, in
 /// nanoseconds of wall time (`u64::MAX` until the first prediction).
@@ -170,7 +170,7 @@ impl Executor {
 }
 
 impl Executor {
-    /// Runs a streaming runtime's `predict_stream` ([`MLModel::streaming`])
+    /// Runs a streaming runtime's `predict_stream` ([`MLModel::streaming`](mlserver_runtime::MLModel::streaming))
     /// where predictions run (on
     /// the pool, else on the caller's task), its responses forwarded as
     /// they come. A panic, in `predict_stream` or while producing a

@@ -94,15 +94,16 @@ impl ServerMetrics {
     }
 
     /// `batch_request_queue` for one model version (`""` when unversioned).
-    pub fn batch_queue(&self, model: &str, version: Option<&str>) -> Arc<Histogram> {
+    pub(crate) fn batch_queue(&self, model: &str, version: Option<&str>) -> Arc<Histogram> {
         self.batch_queue.with(&[model, version.unwrap_or("")])
     }
 
+    /// `parallel_request_queue`: predictions waiting for an inference thread.
     pub fn parallel_queue(&self) -> Arc<Histogram> {
         self.parallel_queue.clone()
     }
 
-    pub fn observe_load(&self, model: &str, version: Option<&str>, ok: bool) {
+    pub(crate) fn observe_load(&self, model: &str, version: Option<&str>, ok: bool) {
         let labels = [model, version.unwrap_or("")];
         if ok {
             self.load_success.with(&labels).inc();
@@ -111,11 +112,11 @@ impl ServerMetrics {
         }
     }
 
-    pub fn observe_unload(&self, model: &str, version: Option<&str>) {
+    pub(crate) fn observe_unload(&self, model: &str, version: Option<&str>) {
         self.unloads.with(&[model, version.unwrap_or("")]).inc();
     }
 
-    pub fn set_loaded(&self, count: usize) {
+    pub(crate) fn set_loaded(&self, count: usize) {
         self.loaded.set(count as i64);
     }
 

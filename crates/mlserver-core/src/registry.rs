@@ -20,7 +20,9 @@ use mlserver_types::{MetadataModelResponse, ModelState};
 
 /// A loaded, ready model instance, with how it is served.
 pub struct LoadedModel {
+    /// The model-settings it was loaded with.
     pub settings: Arc<ModelSettings>,
+    /// The loaded runtime.
     pub runtime: DynModel,
     /// Fetched once after load: the runtime's own, or built from settings.
     pub metadata: MetadataModelResponse,
@@ -72,10 +74,12 @@ impl LoadedModel {
         self.instance
     }
 
+    /// The model's name.
     pub fn name(&self) -> &str {
         &self.settings.name
     }
 
+    /// The model's version, if it has one.
     pub fn version(&self) -> Option<&str> {
         self.settings.version()
     }
@@ -135,8 +139,11 @@ impl LoadedModel {
 /// Where one version of a model is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotState {
+    /// Being loaded (a first load; a reload keeps the old instance serving).
     Loading,
+    /// Loaded and serving.
     Ready,
+    /// Being unloaded.
     Unloading,
     /// The last load failed; the reason is reported by the repository index.
     Failed(String),
@@ -146,18 +153,20 @@ pub enum SlotState {
 /// which serves until the new one is ready.
 #[derive(Clone)]
 pub struct Slot {
+    /// Where the version is in its life.
     pub state: SlotState,
+    /// The instance serving it, if any.
     pub model: Option<Arc<LoadedModel>>,
 }
 
 impl Slot {
     /// Whether requests can be served now.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.model.as_ref().is_some_and(|m| m.runtime.ready())
             && matches!(self.state, SlotState::Ready | SlotState::Loading)
     }
 
-    pub fn index_state(&self) -> (ModelState, String) {
+    pub(crate) fn index_state(&self) -> (ModelState, String) {
         match &self.state {
             SlotState::Ready => (ModelState::Ready, String::new()),
             // A reload keeps serving the old instance: still ready.
@@ -184,6 +193,7 @@ pub struct ModelRegistry {
 }
 
 impl ModelRegistry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -217,7 +227,7 @@ impl ModelRegistry {
 
     /// Whether `name` (at `version`, or its default) is ready; NotFound errors
     /// when it is not registered.
-    pub fn is_ready(&self, name: &str, version: Option<&str>) -> Result<bool, ServingError> {
+    pub(crate) fn is_ready(&self, name: &str, version: Option<&str>) -> Result<bool, ServingError> {
         let models = self.models.read().expect("registry lock");
         let versions = models
             .get(name)
@@ -231,7 +241,7 @@ impl ModelRegistry {
     }
 
     /// How many model versions can serve now.
-    pub fn ready_count(&self) -> usize {
+    pub(crate) fn ready_count(&self) -> usize {
         let models = self.models.read().expect("registry lock");
         models
             .values()
@@ -241,7 +251,7 @@ impl ModelRegistry {
     }
 
     /// Whether every registered model version can serve.
-    pub fn all_ready(&self) -> bool {
+    pub(crate) fn all_ready(&self) -> bool {
         let models = self.models.read().expect("registry lock");
         models.values().flat_map(|v| v.values()).all(Slot::is_ready)
     }
@@ -292,14 +302,14 @@ impl ModelRegistry {
     }
 
     /// Marks a version as loading, keeping any instance that serves now.
-    pub fn begin_load(&self, name: &str, version: &Version) {
+    pub(crate) fn begin_load(&self, name: &str, version: &Version) {
         self.with_slot(name, version, |slot| {
             slot.state = SlotState::Loading;
         })
     }
 
     /// Installs a freshly loaded instance; returns the one it replaces.
-    pub fn finish_load(
+    pub(crate) fn finish_load(
         &self,
         name: &str,
         version: &Version,
@@ -313,7 +323,7 @@ impl ModelRegistry {
 
     /// Records a failed load. An instance that was serving keeps serving (a
     /// failed reload must not take a working model down).
-    pub fn fail_load(&self, name: &str, version: &Version, reason: String) {
+    pub(crate) fn fail_load(&self, name: &str, version: &Version, reason: String) {
         self.with_slot(name, version, |slot| {
             slot.state = if slot.model.is_some() {
                 SlotState::Ready
@@ -324,7 +334,7 @@ impl ModelRegistry {
     }
 
     /// Marks a version as unloading (it stops serving at once).
-    pub fn begin_unload(&self, name: &str, version: &Version) -> Option<Arc<LoadedModel>> {
+    pub(crate) fn begin_unload(&self, name: &str, version: &Version) -> Option<Arc<LoadedModel>> {
         let mut models = self.models.write().expect("registry lock");
         let slot = models.get_mut(name)?.get_mut(version)?;
         slot.state = SlotState::Unloading;

@@ -24,9 +24,11 @@ use crate::registry::{LoadedModel, ModelRegistry, Version};
 /// How loaded models are served: shared by every model of a server.
 #[derive(Clone)]
 pub struct Serving {
+    /// Where predictions run.
     pub executor: Arc<Executor>,
     /// The server's response cache (`cache_enabled`); models opt in.
     pub cache: Option<Arc<ResponseCache>>,
+    /// The server's metrics (load counters, per-model histograms), unless off.
     pub metrics: Option<Arc<ServerMetrics>>,
     /// MLServer's CloudEvents headers on every inference (`None`: none).
     pub cloudevents: Option<Arc<CloudEvents>>,
@@ -79,6 +81,8 @@ pub struct ModelRepository {
 }
 
 impl ModelRepository {
+    /// A repository loading `settings`' models from its models folder into
+    /// `registry`, with `runtimes` and how models are served.
     pub fn new(
         root: PathBuf,
         env: Arc<EnvSource>,
@@ -96,6 +100,7 @@ impl ModelRepository {
         }
     }
 
+    /// The registry it loads into.
     pub fn registry(&self) -> &Arc<ModelRegistry> {
         &self.registry
     }

@@ -24,7 +24,7 @@ fn next(state: &Cell<u64>) -> u64 {
 }
 
 /// A new id in the hyphenated form, e.g. `9b2f0c1e-3f4a-4b8e-9c6d-...`.
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     let mut bytes = [0u8; 16];
     STATE.with(|state| {
         bytes[..8].copy_from_slice(&next(state).to_le_bytes());

@@ -36,7 +36,7 @@ impl Extractor for HeaderReader<'_> {
 }
 
 /// The caller's trace context, from its headers (or gRPC metadata).
-pub fn parent_context(headers: &http::HeaderMap) -> opentelemetry::Context {
+fn parent_context(headers: &http::HeaderMap) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderReader(headers)))
 }
 

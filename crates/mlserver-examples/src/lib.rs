@@ -1,5 +1,5 @@
 //! Example runtimes served by the default `mlserver` binary, each a few
-//! lines of [`MLModel`]: a numeric one ([`SumModel`]), one that returns what
+//! lines of [`MLModel`](mlserver_runtime::MLModel): a numeric one ([`SumModel`]), one that returns what
 //! it gets ([`EchoModel`], handy for benchmarks and client tests) and a
 //! string one ([`TextModel`]).
 
@@ -15,7 +15,9 @@ use mlserver_runtime::RuntimeRegistry;
 
 /// `implementation` names of the example runtimes.
 pub const SUM: &str = "sum";
+/// The `echo` runtime's name.
 pub const ECHO: &str = "echo";
+/// The `text` runtime's name.
 pub const TEXT: &str = "text";
 
 /// Registers the example runtimes.
@@ -31,7 +33,7 @@ pub(crate) mod testing {
 
     use mlserver_runtime::{ModelContext, ModelSettings};
 
-    pub fn context(extra: serde_json::Value) -> ModelContext {
+    pub(crate) fn context(extra: serde_json::Value) -> ModelContext {
         let settings: ModelSettings = serde_json::from_value(serde_json::json!({
             "name": "m",
             "implementation": "x",

@@ -27,12 +27,12 @@ const READINESS_SERVICES: &[&str] = &[
 ];
 const LIVENESS_SERVICE: &str = "liveness";
 
-pub struct HealthService {
+pub(crate) struct HealthService {
     dataplane: Arc<DataPlane>,
 }
 
 impl HealthService {
-    pub fn new(dataplane: Arc<DataPlane>) -> Self {
+    pub(crate) fn new(dataplane: Arc<DataPlane>) -> Self {
         HealthService { dataplane }
     }
 }

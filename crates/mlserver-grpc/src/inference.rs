@@ -93,12 +93,12 @@ async fn stream_to_model(
 type ModelStreamResponses =
     Pin<Box<dyn Stream<Item = Result<ModelInferResponse, Status>> + Send + 'static>>;
 
-pub struct InferenceService {
+pub(crate) struct InferenceService {
     state: GrpcState,
 }
 
 impl InferenceService {
-    pub fn new(state: GrpcState) -> Self {
+    pub(crate) fn new(state: GrpcState) -> Self {
         InferenceService { state }
     }
 }

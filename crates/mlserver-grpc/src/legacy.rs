@@ -11,12 +11,12 @@ use tonic::{Request, Response, Status};
 use super::to_status;
 use mlserver_core::ModelRepository;
 
-pub struct LegacyRepositoryService {
+pub(crate) struct LegacyRepositoryService {
     repository: Arc<ModelRepository>,
 }
 
 impl LegacyRepositoryService {
-    pub fn new(repository: Arc<ModelRepository>) -> Self {
+    pub(crate) fn new(repository: Arc<ModelRepository>) -> Self {
         LegacyRepositoryService { repository }
     }
 }

@@ -31,7 +31,9 @@ pub use trailers::TrailingMetadataLayer;
 /// What the gRPC services share.
 #[derive(Clone)]
 pub struct GrpcState {
+    /// The data plane the services call.
     pub dataplane: Arc<DataPlane>,
+    /// The repository behind the repository extension.
     pub repository: Arc<ModelRepository>,
 }
 

@@ -48,6 +48,7 @@ impl GrpcMetricFamilies {
 /// metrics are on) and the access log line of each call.
 #[derive(Clone)]
 pub struct GrpcObserveLayer {
+    /// The `grpc_server_*` families (`None`: metrics off, access log only).
     pub metrics: Option<Arc<GrpcMetricFamilies>>,
 }
 

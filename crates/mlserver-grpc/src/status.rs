@@ -6,6 +6,8 @@ use mlserver_core::ServingError;
 use mlserver_runtime::ErrorStatus;
 use tonic::{Code, Status};
 
+/// The gRPC status of an error: its code by the error's class, its
+/// message the error's.
 pub fn to_status(e: ServingError) -> Status {
     let code = match e.status() {
         ErrorStatus::BadRequest => Code::InvalidArgument,

@@ -15,6 +15,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TrailingMetadata(pub http::HeaderMap);
 
+/// A tower layer that sends a response's trailing metadata in the
+/// gRPC trailers (where MLServer puts response headers).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TrailingMetadataLayer;
 

@@ -11,18 +11,24 @@ use std::sync::Arc;
 /// `prometheus_client` collects).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExternalFamily {
+    /// The family name; a counter's usually lacks the `_total` of its samples.
     pub name: String,
     /// `counter`, `gauge`, `histogram`, `summary`, `untyped`, ...
     pub kind: String,
+    /// The `# HELP` text.
     pub help: String,
+    /// Its samples.
     pub samples: Vec<ExternalSample>,
 }
 
 /// One sample: its full name (`x_total`, `x_bucket`, ...), labels, value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExternalSample {
+    /// The sample's full name, suffix included.
     pub name: String,
+    /// Label names and values.
     pub labels: Vec<(String, String)>,
+    /// The sample value.
     pub value: f64,
 }
 

@@ -37,6 +37,7 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// Adds one.
     pub fn inc(&self) {
         self.inc_by(1.0);
     }
@@ -48,6 +49,7 @@ impl Counter {
         }
     }
 
+    /// The current total.
     pub fn get(&self) -> f64 {
         f64::from_bits(self.bits.load(Ordering::Relaxed))
     }
@@ -60,18 +62,22 @@ pub struct Gauge {
 }
 
 impl Gauge {
+    /// Adds one.
     pub fn inc(&self) {
         self.value.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Subtracts one.
     pub fn dec(&self) {
         self.value.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Sets the value to `v`.
     pub fn set(&self, v: i64) {
         self.value.store(v, Ordering::Relaxed);
     }
 
+    /// The current value.
     pub fn get(&self) -> i64 {
         self.value.load(Ordering::Relaxed)
     }
@@ -95,16 +101,20 @@ impl Histogram {
         }
     }
 
+    /// Counts `v` in the first bucket whose upper bound is at least `v`, and
+    /// adds it to the sum.
     pub fn observe(&self, v: f64) {
         let i = self.bounds.partition_point(|&b| b < v);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         add_f64(&self.sum, v);
     }
 
+    /// How many values have been observed.
     pub fn count(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
+    /// The sum of the observed values.
     pub fn sum(&self) -> f64 {
         f64::from_bits(self.sum.load(Ordering::Relaxed))
     }
@@ -132,15 +142,18 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Records `v`: one more in the count, `v` more in the sum.
     pub fn observe(&self, v: f64) {
         self.count.fetch_add(1, Ordering::Relaxed);
         add_f64(&self.sum, v);
     }
 
+    /// How many values have been observed.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The sum of the observed values.
     pub fn sum(&self) -> f64 {
         f64::from_bits(self.sum.load(Ordering::Relaxed))
     }

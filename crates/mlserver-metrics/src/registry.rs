@@ -9,18 +9,25 @@ use crate::external::{self, ExternalSource};
 use crate::family::{Family, FamilyInner};
 use crate::metric::{fmt_value, Counter, Gauge, Histogram, Summary};
 
+/// Why a metric family could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetricsError {
+    /// The metric name is not a valid Prometheus name.
     #[error(
         "invalid metric name {0:?}: use letters, digits, '_' and ':' and do not start with a digit"
     )]
     InvalidName(String),
+    /// A label name is invalid or reserved (`__*`, `le`, `quantile`).
     #[error("invalid label name {0:?}")]
     InvalidLabel(String),
+    /// The name is taken by a family of another kind or with other labels.
     #[error("metric {name} is already registered as a {existing} with labels {labels:?}")]
     Conflict {
+        /// The metric name.
         name: String,
+        /// The kind it is registered as (`counter`, `gauge`, ...).
         existing: &'static str,
+        /// The label names it is registered with.
         labels: Vec<String>,
     },
 }
@@ -76,6 +83,7 @@ fn valid_name(name: &str, colon: bool) -> bool {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -92,6 +100,7 @@ impl Registry {
         self.family(name, help, labels, Kind::Counter, Counter::default)
     }
 
+    /// A gauge family.
     pub fn gauge(
         &self,
         name: &str,
@@ -101,6 +110,8 @@ impl Registry {
         self.family(name, help, labels, Kind::Gauge, Gauge::default)
     }
 
+    /// A histogram family with `buckets` as the upper bounds (sorted and
+    /// deduplicated, non-finite ones dropped); a `+Inf` bucket is always added.
     pub fn histogram(
         &self,
         name: &str,
@@ -116,6 +127,7 @@ impl Registry {
         })
     }
 
+    /// A summary family (count and sum, no quantiles).
     pub fn summary(
         &self,
         name: &str,

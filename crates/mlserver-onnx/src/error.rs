@@ -6,8 +6,14 @@ use mlserver_runtime::MLServerError;
 /// the client's (400); everything else is the model's or the server's.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OnnxError {
+    /// The model file could not be read, or no ONNX file was found.
     #[error("could not read {path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The file or folder looked at.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The file is not an ONNX model, or its graph's signature cannot be
     /// served over the V2 protocol.
     #[error("{0}")]
@@ -19,7 +25,9 @@ pub enum OnnxError {
     /// does not implement).
     #[error("{engine} could not load the model: {message}")]
     EngineLoad {
+        /// The engine (`"tract"` or `"onnxruntime"`).
         engine: &'static str,
+        /// The engine's error.
         message: String,
     },
     /// The request does not fit the graph's signature, or holds data the
@@ -29,7 +37,9 @@ pub enum OnnxError {
     /// The engine failed on a request that passed validation.
     #[error("{engine} failed to run the model: {message}")]
     Run {
+        /// The engine (`"tract"` or `"onnxruntime"`).
         engine: &'static str,
+        /// The engine's error.
         message: String,
     },
 }

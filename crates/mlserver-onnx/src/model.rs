@@ -77,6 +77,7 @@ impl OnnxModel {
         self.engine.name()
     }
 
+    /// The graph's inputs and outputs, as read from the file.
     pub fn signature(&self) -> &Signature {
         &self.signature
     }

@@ -26,8 +26,11 @@ pub enum Dim {
 /// An input or output of the graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
+    /// The name in the graph.
     pub name: String,
+    /// The V2 datatype of its elements.
     pub datatype: Datatype,
+    /// Its declared shape.
     pub dims: Vec<Dim>,
 }
 
@@ -43,6 +46,7 @@ impl TensorSpec {
             .collect()
     }
 
+    /// This tensor as it appears in the model's V2 metadata.
     pub fn metadata(&self) -> MetadataTensor {
         MetadataTensor::new(self.name.clone(), self.datatype, self.v2_shape())
     }
@@ -51,7 +55,9 @@ impl TensorSpec {
 /// The inputs (initializers excluded) and outputs of a graph, in graph order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
+    /// The inputs a request must send.
     pub inputs: Vec<TensorSpec>,
+    /// The outputs a run returns.
     pub outputs: Vec<TensorSpec>,
 }
 

@@ -30,10 +30,13 @@ use crate::inference::{
 /// (INVALID_ARGUMENT on the server).
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
+    /// A malformed message: a bad datatype, shape, parameter or contents layout.
     #[error("{0}")]
     Invalid(String),
+    /// A tensor whose shape, datatype and data do not agree.
     #[error("{0}")]
     Tensor(#[from] TensorError),
+    /// A `raw_input_contents` blob that cannot be decoded.
     #[error("{0}")]
     Binary(#[from] BinaryError),
 }
@@ -45,9 +48,11 @@ fn invalid(msg: impl Into<String>) -> ConvertError {
 /// A decoded `ModelInferRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedRequest {
+    /// The model the request is for.
     pub model_name: String,
     /// `None` when the request left `model_version` empty (default version).
     pub model_version: Option<String>,
+    /// The request as a V2 value.
     pub request: InferenceRequest,
     /// Whether the inputs came as `raw_input_contents`; the reply then uses
     /// `raw_output_contents` (tritonclient reads only those).

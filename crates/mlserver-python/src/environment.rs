@@ -13,7 +13,7 @@ use crate::PythonConfig;
 /// environment), `parameters.environment_tarball` (a conda-pack tarball,
 /// unpacked once per content hash under `environments_dir`), else the
 /// server's default.
-pub async fn interpreter(
+pub(crate) async fn interpreter(
     config: &PythonConfig,
     settings: &ModelSettings,
 ) -> Result<PathBuf, MLServerError> {

@@ -4,44 +4,44 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub const LOAD: u8 = 1;
-pub const UNLOAD: u8 = 2;
-pub const INFER: u8 = 3;
-pub const METADATA: u8 = 4;
-pub const STREAM_OPEN: u8 = 6;
-pub const STREAM_ITEM: u8 = 7;
-pub const STREAM_END: u8 = 8;
+pub(crate) const LOAD: u8 = 1;
+pub(crate) const UNLOAD: u8 = 2;
+pub(crate) const INFER: u8 = 3;
+pub(crate) const METADATA: u8 = 4;
+pub(crate) const STREAM_OPEN: u8 = 6;
+pub(crate) const STREAM_ITEM: u8 = 7;
+pub(crate) const STREAM_END: u8 = 8;
 /// The consumer went away: the worker stops the stream's generator.
-pub const STREAM_CANCEL: u8 = 9;
-pub const OK: u8 = 10;
-pub const ERROR: u8 = 11;
+pub(crate) const STREAM_CANCEL: u8 = 9;
+pub(crate) const OK: u8 = 10;
+pub(crate) const ERROR: u8 = 11;
 /// One response of a stream; the stream ends with `OK` or `ERROR`.
-pub const ITEM: u8 = 12;
+pub(crate) const ITEM: u8 = 12;
 /// Both ways, on an open stream: the sender may send `n` (a `u32` body)
 /// more items. Each side starts with [`STREAM_WINDOW`] and grants one per
 /// item its consumer has taken, so a fast producer waits for a slow
 /// consumer instead of piling items up in memory.
-pub const CREDIT: u8 = 13;
+pub(crate) const CREDIT: u8 = 13;
 /// The worker's metric families (`prometheus_client`'s default registry
 /// and MLServer's own), as JSON, for `/metrics`.
-pub const METRICS: u8 = 14;
+pub(crate) const METRICS: u8 = 14;
 /// From the worker, unsolicited: one Python log record (JSON: `level`,
 /// `logger`, `message`), for the server's log.
-pub const LOG: u8 = 15;
+pub(crate) const LOG: u8 = 15;
 /// A call of a model's `@custom_handler` endpoint: a JSON header (the
 /// handler, method, path, query, headers) and the request body; the reply
 /// is a JSON header (status, headers) and the response body.
-pub const CUSTOM: u8 = 16;
+pub(crate) const CUSTOM: u8 = 16;
 /// The items a stream's sender may have outstanding, each way.
-pub const STREAM_WINDOW: u32 = 16;
+pub(crate) const STREAM_WINDOW: u32 = 16;
 
 /// The body of a [`CREDIT`] frame.
-pub fn credit(n: u32) -> [u8; 4] {
+pub(crate) fn credit(n: u32) -> [u8; 4] {
     n.to_le_bytes()
 }
 
 /// The count a [`CREDIT`] frame grants (`None` if the body is malformed).
-pub fn credit_of(body: &[u8]) -> Option<u32> {
+pub(crate) fn credit_of(body: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(body.try_into().ok()?))
 }
 
@@ -49,19 +49,19 @@ const HEADER_LEN: usize = 13;
 /// The largest body a frame carries (1 GiB: twice the server's default
 /// request limit, well inside the `u32` length field). Readers refuse more,
 /// so a corrupt length cannot make them allocate gigabytes.
-pub const MAX_BODY: usize = 1 << 30;
+pub(crate) const MAX_BODY: usize = 1 << 30;
 const MAX_FRAME: usize = MAX_BODY + 9;
 
 /// One decoded frame.
 #[derive(Debug)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub kind: u8,
     pub call: u64,
     pub body: Bytes,
 }
 
 /// The bytes of one frame; `body` must not exceed [`MAX_BODY`].
-pub fn encode(kind: u8, call: u64, body: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(kind: u8, call: u64, body: &[u8]) -> Vec<u8> {
     debug_assert!(body.len() <= MAX_BODY);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.put_u32_le((body.len() + 9) as u32);
@@ -72,7 +72,7 @@ pub fn encode(kind: u8, call: u64, body: &[u8]) -> Vec<u8> {
 }
 
 /// Reads the next frame; `Ok(None)` at a clean end of stream.
-pub async fn read<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Frame>> {
+pub(crate) async fn read<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Frame>> {
     let mut header = [0u8; HEADER_LEN];
     match reader.read_exact(&mut header).await {
         Ok(_) => {}
@@ -100,7 +100,7 @@ pub async fn read<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Optio
 
 /// An inference body: a length-prefixed JSON header (HTTP headers), then
 /// the protobuf message.
-pub fn infer_body(meta: Option<&serde_json::Value>, message: &[u8]) -> Vec<u8> {
+pub(crate) fn infer_body(meta: Option<&serde_json::Value>, message: &[u8]) -> Vec<u8> {
     let meta = meta.map(|m| m.to_string()).unwrap_or_default();
     let mut out = Vec::with_capacity(4 + meta.len() + message.len());
     out.put_u32_le(meta.len() as u32);
@@ -110,7 +110,9 @@ pub fn infer_body(meta: Option<&serde_json::Value>, message: &[u8]) -> Vec<u8> {
 }
 
 /// Splits an inference body into its JSON header (if any) and message.
-pub fn split_infer_body(mut body: Bytes) -> std::io::Result<(Option<serde_json::Value>, Bytes)> {
+pub(crate) fn split_infer_body(
+    mut body: Bytes,
+) -> std::io::Result<(Option<serde_json::Value>, Bytes)> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     if body.len() < 4 {
         return Err(bad("inference reply too short"));

@@ -59,6 +59,8 @@ pub struct PythonConfig {
     pub models_root: PathBuf,
     /// Where `environment_tarball`s are unpacked (`environments_dir`).
     pub environments_dir: PathBuf,
+    /// How long a new worker may take to connect back (120 s with
+    /// [`PythonConfig::from_settings`]).
     pub start_timeout: Duration,
     /// `parallel_workers_timeout`: how long a stopping worker may take.
     pub stop_timeout: Duration,
@@ -395,11 +397,6 @@ impl PythonModel {
             streams,
             custom,
         })
-    }
-
-    /// The process ids of the workers serving this model.
-    pub fn worker_pids(&self) -> Vec<u32> {
-        self.pool.pids()
     }
 }
 

@@ -17,9 +17,9 @@ use crate::frame;
 use crate::worker::{Spawn, Worker};
 
 /// `(name, version)`, the version empty when unversioned.
-pub type ModelKey = (String, String);
+pub(crate) type ModelKey = (String, String);
 
-pub struct Pool {
+pub(crate) struct Pool {
     spec: Spawn,
     workers: RwLock<Vec<Arc<Worker>>>,
     /// The load message of every model in the pool, replayed into a
@@ -34,7 +34,7 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `size` workers (all or none).
-    pub async fn start(
+    pub(crate) async fn start(
         spec: Spawn,
         size: usize,
         stop_timeout: Duration,
@@ -77,19 +77,10 @@ impl Pool {
         self.workers.read().expect("workers lock").clone()
     }
 
-    /// The process ids of the live workers.
-    pub fn pids(&self) -> Vec<u32> {
-        self.workers()
-            .iter()
-            .filter(|w| w.alive())
-            .map(|w| w.pid)
-            .collect()
-    }
-
     /// Loads a model into every worker and returns the load's generation
     /// and the first worker's reply. On failure the model's previous load
     /// (a reload's old instance, still serving in the workers) stays.
-    pub async fn load(
+    pub(crate) async fn load(
         &self,
         key: ModelKey,
         message: Vec<u8>,
@@ -135,7 +126,7 @@ impl Pool {
 
     /// Unloads a model from every worker that has it, unless a later load
     /// (a reload) has replaced `generation`.
-    pub async fn unload(&self, key: &ModelKey, generation: u64) {
+    pub(crate) async fn unload(&self, key: &ModelKey, generation: u64) {
         {
             let mut models = self.models.lock().expect("models lock");
             match models.get(key) {
@@ -158,12 +149,12 @@ impl Pool {
     }
 
     /// Whether some live worker serves the model.
-    pub fn serves(&self, key: &ModelKey) -> bool {
+    pub(crate) fn serves(&self, key: &ModelKey) -> bool {
         self.workers().iter().any(|w| w.alive() && w.has(key))
     }
 
     /// One call to the least busy live worker serving the model.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         key: &ModelKey,
         kind: u8,
@@ -173,7 +164,7 @@ impl Pool {
     }
 
     /// The least busy live worker serving the model.
-    pub fn pick(&self, key: &ModelKey) -> Result<Arc<Worker>, MLServerError> {
+    pub(crate) fn pick(&self, key: &ModelKey) -> Result<Arc<Worker>, MLServerError> {
         let worker = {
             let workers = self.workers.read().expect("workers lock");
             let n = workers.len();
@@ -193,7 +184,7 @@ impl Pool {
     }
 
     /// Stops every worker (they exit when their socket closes).
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let workers = self.workers();
         join_all(workers.iter().map(|w| w.stop(self.stop_timeout))).await;

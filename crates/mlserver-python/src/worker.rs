@@ -24,7 +24,7 @@ use crate::frame;
 
 /// How to start a worker.
 #[derive(Debug, Clone)]
-pub struct Spawn {
+pub(crate) struct Spawn {
     pub python: PathBuf,
     pub script: PathBuf,
     /// Where the sockets go (short: Unix socket paths are limited).
@@ -70,7 +70,7 @@ impl Waiter {
 }
 
 /// An open stream call, from [`Worker::open_stream`].
-pub struct OpenStream {
+pub(crate) struct OpenStream {
     pub call: u64,
     /// The stream's responses; it ends with the stream. Grant the worker
     /// one [`frame::CREDIT`] per response taken.
@@ -80,7 +80,7 @@ pub struct OpenStream {
     pub credits: Arc<Semaphore>,
 }
 
-pub struct Worker {
+pub(crate) struct Worker {
     pub pid: u32,
     /// Whole frames for the writer task: a caller that is cancelled can
     /// never leave half a frame on the socket.
@@ -99,7 +99,7 @@ static SOCKETS: AtomicU64 = AtomicU64::new(0);
 
 impl Worker {
     /// Starts a worker and waits until it has connected.
-    pub async fn spawn(spec: &Spawn) -> Result<Arc<Worker>, MLServerError> {
+    pub(crate) async fn spawn(spec: &Spawn) -> Result<Arc<Worker>, MLServerError> {
         let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
         let socket = spec.socket_dir.join(format!("w{n}.sock"));
         let _ = std::fs::remove_file(&socket);
@@ -184,20 +184,20 @@ impl Worker {
         Ok(worker)
     }
 
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn has(&self, key: &(String, String)) -> bool {
+    pub(crate) fn has(&self, key: &(String, String)) -> bool {
         self.loaded.lock().expect("loaded lock").contains(key)
     }
 
     /// The models loaded in this process.
-    pub fn loaded(&self) -> Vec<(String, String)> {
+    pub(crate) fn loaded(&self) -> Vec<(String, String)> {
         self.loaded
             .lock()
             .expect("loaded lock")
@@ -206,7 +206,7 @@ impl Worker {
             .collect()
     }
 
-    pub fn mark_loaded(&self, key: (String, String), loaded: bool) {
+    pub(crate) fn mark_loaded(&self, key: (String, String), loaded: bool) {
         let mut set = self.loaded.lock().expect("loaded lock");
         if loaded {
             set.insert(key);
@@ -216,7 +216,7 @@ impl Worker {
     }
 
     /// Resolves once the process is gone.
-    pub async fn exited(&self) {
+    pub(crate) async fn exited(&self) {
         let mut rx = self.exited.clone();
         let _ = rx.wait_for(|gone| *gone).await;
     }
@@ -236,7 +236,7 @@ impl Worker {
     /// Queues one frame of call `call` (whole: see `outbox`). A frame too
     /// large for the protocol's 32-bit length, or a closed socket, fails
     /// the call's waiter with the reason.
-    pub fn send(&self, kind: u8, call: u64, body: &[u8]) -> Result<(), MLServerError> {
+    pub(crate) fn send(&self, kind: u8, call: u64, body: &[u8]) -> Result<(), MLServerError> {
         let error = if body.len() > frame::MAX_BODY {
             MLServerError::with_status(
                 413,
@@ -261,7 +261,7 @@ impl Worker {
     }
 
     /// One call: sends `body` as a `kind` frame and waits for the reply.
-    pub async fn call(&self, kind: u8, body: &[u8]) -> Result<Bytes, MLServerError> {
+    pub(crate) async fn call(&self, kind: u8, body: &[u8]) -> Result<Bytes, MLServerError> {
         let (tx, rx) = oneshot::channel();
         let call = self.register(Waiter::Once(tx))?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -277,7 +277,7 @@ impl Worker {
     }
 
     /// Opens a stream call (`STREAM_OPEN` with `body`).
-    pub async fn open_stream(&self, body: &[u8]) -> Result<OpenStream, MLServerError> {
+    pub(crate) async fn open_stream(&self, body: &[u8]) -> Result<OpenStream, MLServerError> {
         let (tx, replies) = tokio::sync::mpsc::unbounded_channel();
         let credits = Arc::new(Semaphore::new(frame::STREAM_WINDOW as usize));
         let call = self.register(Waiter::Stream {
@@ -301,7 +301,7 @@ impl Worker {
 
     /// Stops the process: closes its socket (it exits at end of stream),
     /// waits up to `timeout`, then kills it.
-    pub async fn stop(&self, timeout: Duration) {
+    pub(crate) async fn stop(&self, timeout: Duration) {
         // Closing the outbox ends the writer task, which shuts the socket's
         // write side: the worker reads end of stream and exits.
         self.outbox.lock().expect("outbox lock").take();

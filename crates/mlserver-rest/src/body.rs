@@ -11,7 +11,7 @@ use mlserver_types::binary;
 /// Reads the whole body, refusing more than `limit` bytes, and undoes a
 /// `Content-Encoding` of gzip or deflate (with the same limit on the
 /// decompressed size, so a small bomb cannot exhaust memory).
-pub async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -66,7 +66,7 @@ fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, Serving
 }
 
 /// The `Inference-Header-Content-Length` of a binary request, if any.
-pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ServingError> {
+pub(crate) fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ServingError> {
     let Some(value) = headers.get(binary::HEADER_CONTENT_LENGTH) else {
         return Ok(None);
     };
@@ -83,12 +83,12 @@ pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ServingError>
 }
 
 /// A binary-extension body that does not hold what its header says: a 400.
-pub fn bad_binary(e: binary::BinaryError) -> ServingError {
+pub(crate) fn bad_binary(e: binary::BinaryError) -> ServingError {
     ServingError::bad_request(e.to_string())
 }
 
 /// Parses a JSON body, turning serde's message into a 400.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     body: &[u8],
     what: &str,
 ) -> Result<T, ServingError> {

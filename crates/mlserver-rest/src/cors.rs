@@ -9,8 +9,10 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, Expos
 /// Why `cors_settings` cannot be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum CorsError {
+    /// `allow_origin_regex` does not compile.
     #[error("cors_settings.allow_origin_regex {0:?} is not a valid regular expression: {1}")]
     Regex(String, regex_lite::Error),
+    /// An origin, method or header that is not valid HTTP.
     #[error("cors_settings: {0:?} is not a valid {1}")]
     Invalid(String, &'static str),
 }

@@ -36,7 +36,7 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON error body with an explicit status (routing errors).
-pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(ErrorResponse {

@@ -20,7 +20,7 @@ use crate::headers::{extract_headers, insert_headers};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub async fn live(State(state): State<AppState>) -> Response {
+pub(crate) async fn live(State(state): State<AppState>) -> Response {
     let live = state.dataplane.live();
     let status = if live {
         StatusCode::OK
@@ -30,7 +30,7 @@ pub async fn live(State(state): State<AppState>) -> Response {
     (status, Json(LiveResponse { live })).into_response()
 }
 
-pub async fn ready(State(state): State<AppState>) -> Response {
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let ready = state.dataplane.ready();
     let status = if ready {
         StatusCode::OK
@@ -40,14 +40,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(ReadyResponse { ready })).into_response()
 }
 
-pub async fn model_ready(
+pub(crate) async fn model_ready(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     model_ready_response(&state, name, None)
 }
 
-pub async fn model_version_ready(
+pub(crate) async fn model_version_ready(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Response> {
@@ -68,18 +68,18 @@ fn model_ready_response(
     Ok((status, Json(ModelReadyResponse { name, ready })).into_response())
 }
 
-pub async fn server_metadata(State(state): State<AppState>) -> Response {
+pub(crate) async fn server_metadata(State(state): State<AppState>) -> Response {
     Json(state.dataplane.server_metadata()).into_response()
 }
 
-pub async fn model_metadata(
+pub(crate) async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     Ok(Json(state.dataplane.model_metadata(&name, None)?).into_response())
 }
 
-pub async fn model_version_metadata(
+pub(crate) async fn model_version_metadata(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Response> {
@@ -88,7 +88,7 @@ pub async fn model_version_metadata(
 
 // Inference handlers take the whole request rather than a `HeaderMap`
 // extractor, which would copy every header.
-pub async fn infer(
+pub(crate) async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
     request: Request,
@@ -96,7 +96,7 @@ pub async fn infer(
     infer_response(state, name, None, request).await
 }
 
-pub async fn infer_version(
+pub(crate) async fn infer_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     request: Request,
@@ -207,7 +207,7 @@ async fn decode_infer_encode(
     Ok(http)
 }
 
-pub async fn infer_stream(
+pub(crate) async fn infer_stream(
     State(state): State<AppState>,
     Path(name): Path<String>,
     request: Request,
@@ -215,7 +215,7 @@ pub async fn infer_stream(
     stream_response(state, name, None, request).await
 }
 
-pub async fn infer_stream_version(
+pub(crate) async fn infer_stream_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     request: Request,
@@ -290,7 +290,7 @@ fn sse_error(message: &str) -> bytes::Bytes {
     sse_event(Some("error"), json.as_bytes())
 }
 
-pub async fn repository_index(
+pub(crate) async fn repository_index(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
@@ -306,7 +306,7 @@ pub async fn repository_index(
     Ok(Json(items).into_response())
 }
 
-pub async fn repository_load(
+pub(crate) async fn repository_load(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -317,7 +317,7 @@ pub async fn repository_load(
     Ok(StatusCode::OK.into_response())
 }
 
-pub async fn repository_unload(
+pub(crate) async fn repository_unload(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,

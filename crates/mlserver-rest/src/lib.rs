@@ -36,10 +36,14 @@ use mlserver_core::{DataPlane, ModelRepository};
 /// Default limit on a request body, compressed or not.
 pub const DEFAULT_MAX_BODY_BYTES: usize = mlserver_core::DEFAULT_MAX_REQUEST_BYTES;
 
+/// What the REST handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The data plane the handlers call.
     pub dataplane: Arc<DataPlane>,
+    /// The repository behind the repository extension.
     pub repository: Arc<ModelRepository>,
+    /// The limit on a request body, compressed or not.
     pub max_body_bytes: usize,
 }
 
@@ -49,7 +53,9 @@ pub struct RestOptions {
     /// Compresses responses of 500 bytes or more for clients that accept
     /// gzip (MLServer's `gzip_enabled`).
     pub gzip: bool,
+    /// MLServer's `cors_settings`, as a layer (`None`: no CORS headers).
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// The `rest_server_*` families (`None`: metrics off).
     pub metrics: Option<Arc<RestMetricFamilies>>,
     /// MLServer's `root_path`: the routes answer under it too.
     pub root_path: String,

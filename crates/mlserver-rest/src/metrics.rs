@@ -79,6 +79,7 @@ pub fn metrics_router(metrics: Arc<ServerMetrics>, endpoint: &str) -> axum::Rout
 /// request.
 #[derive(Clone)]
 pub struct RestMetricsLayer {
+    /// The families it records into.
     pub metrics: Arc<RestMetricFamilies>,
 }
 

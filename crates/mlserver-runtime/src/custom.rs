@@ -13,10 +13,12 @@ use bytes::Bytes;
 pub struct CustomRoute {
     /// `GET`, `POST`, ... (upper case).
     pub method: String,
+    /// The path template (`/invocations`, `/items/{id}`).
     pub path: String,
 }
 
 impl CustomRoute {
+    /// A route for `method` (any case) at the template `path`.
     pub fn new(method: &str, path: &str) -> Self {
         CustomRoute {
             method: method.to_ascii_uppercase(),
@@ -51,18 +53,24 @@ pub struct CustomRequest {
     pub route: CustomRoute,
     /// The path as requested, and its `{name}` segments.
     pub path: String,
+    /// The path's `{name}` segments, by name.
     pub path_params: Vec<(String, String)>,
     /// The query string, without `?`.
     pub query: String,
+    /// The request headers, names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The request body, as sent (decompressed).
     pub body: Bytes,
 }
 
 /// A custom endpoint's answer.
 #[derive(Debug, Clone)]
 pub struct CustomResponse {
+    /// The HTTP status.
     pub status: u16,
+    /// Response headers.
     pub headers: Vec<(String, String)>,
+    /// The response body.
     pub body: Bytes,
 }
 

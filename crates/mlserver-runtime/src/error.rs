@@ -37,7 +37,12 @@ pub enum MLServerError {
     /// gRPC, MLServer's mapping (400, 404, 422, 500 as the classes above,
     /// anything else UNKNOWN).
     #[error("{message}")]
-    WithStatus { code: u16, message: String },
+    WithStatus {
+        /// The HTTP status code (400 to 599).
+        code: u16,
+        /// What the client reads.
+        message: String,
+    },
 }
 
 /// The class of an error, which decides its HTTP and gRPC status.

@@ -67,10 +67,12 @@ impl ModelContext {
         &self.settings
     }
 
+    /// The model's name.
     pub fn name(&self) -> &str {
         &self.settings.name
     }
 
+    /// The model's version, if it has one.
     pub fn version(&self) -> Option<&str> {
         self.settings.version()
     }
@@ -141,6 +143,7 @@ impl ModelMetrics {
         self.histogram_with_buckets(name, help, DEFAULT_BUCKETS)
     }
 
+    /// A histogram with its own bucket bounds.
     pub fn histogram_with_buckets(
         &self,
         name: &str,
@@ -161,6 +164,7 @@ impl ModelMetrics {
             .with(&self.labels()))
     }
 
+    /// A gauge.
     pub fn gauge(&self, name: &str, help: &str) -> Result<Arc<Gauge>, MLServerError> {
         Ok(self
             .registry

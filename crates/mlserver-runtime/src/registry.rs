@@ -47,6 +47,7 @@ pub struct RuntimeRegistry {
 }
 
 impl RuntimeRegistry {
+    /// An empty registry (no runtimes).
     pub fn new() -> Self {
         Self::default()
     }
@@ -56,16 +57,6 @@ impl RuntimeRegistry {
         let factory: RuntimeFactory = Arc::new(|ctx| {
             async move { M::load(ctx).await.map(|m| Arc::new(m) as DynModel) }.boxed()
         });
-        self.factories.insert(implementation.into(), factory);
-        self
-    }
-
-    /// Registers a hand-written factory.
-    pub fn register_factory(
-        &mut self,
-        implementation: impl Into<String>,
-        factory: RuntimeFactory,
-    ) -> &mut Self {
         self.factories.insert(implementation.into(), factory);
         self
     }

@@ -25,10 +25,13 @@ use mlserver_rest::{
 /// Settings that cannot be served as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// `cors_settings` that are not valid.
     #[error(transparent)]
     Cors(#[from] CorsError),
+    /// A metric family that clashes.
     #[error("metrics: {0}")]
     Metrics(#[from] mlserver_metrics::MetricsError),
+    /// The inference thread pool did not start.
     #[error("could not start {0} inference worker threads: {1}")]
     Workers(usize, std::io::Error),
 }
@@ -119,14 +122,17 @@ impl Server {
         self
     }
 
+    /// The settings it serves with.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// The data plane the transports call.
     pub fn dataplane(&self) -> &Arc<DataPlane> {
         &self.dataplane
     }
 
+    /// The model repository.
     pub fn repository(&self) -> &Arc<ModelRepository> {
         &self.repository
     }
@@ -300,7 +306,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The sockets a [`Server`] serves on. Bound before serving, so a caller
 /// (a test, a supervisor) can pick port 0 and read the real addresses.
 pub struct Listeners {
+    /// The REST listener (`http_port`).
     pub http: TcpListener,
+    /// The gRPC listener (`grpc_port`).
     pub grpc: TcpListener,
     /// `None`: no metrics server (also when settings turn metrics off).
     pub metrics: Option<TcpListener>,

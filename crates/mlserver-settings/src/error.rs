@@ -15,18 +15,30 @@ pub enum SettingsError {
     /// The file exists (or was named) but could not be read.
     #[error("could not read {}: {source}", path.display())]
     Read {
+        /// The file that could not be read.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: io::Error,
     },
     /// The file is not valid JSON, or a value has the wrong type.
     /// `message` is serde's, with line and column when it knows them.
     #[error("invalid settings in {}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file with the invalid settings.
+        path: PathBuf,
+        /// What is wrong, in serde's words.
+        message: String,
+    },
     /// An `MLSERVER_*` variable (from the process or `.env`) has a value that
     /// does not fit its field, e.g. `MLSERVER_HTTP_PORT=abc`.
     #[error("invalid value in environment variable {var}: {message}")]
-    Env { var: String, message: String },
+    Env {
+        /// The variable's name, e.g. `MLSERVER_HTTP_PORT`.
+        var: String,
+        /// Why its value does not fit.
+        message: String,
+    },
 }
 
 /// MLServer's `InvalidModelURI` (HTTP 422): the model has no usable

@@ -32,7 +32,11 @@ pub struct ModelSettings {
     pub platform: String,
     /// Metadata only (dependency versions).
     pub versions: Vec<String>,
+    /// MLServer's `inputs` (`MLSERVER_MODEL_INPUTS`, JSON): the declared input tensors;
+    /// none by default.
     pub inputs: Vec<MetadataTensor>,
+    /// MLServer's `outputs` (`MLSERVER_MODEL_OUTPUTS`, JSON): the declared output
+    /// tensors; none by default.
     pub outputs: Vec<MetadataTensor>,
     /// Deprecated in MLServer: `<= 0` opts this model out of the worker pool.
     pub parallel_workers: Option<i64>,
@@ -42,6 +46,8 @@ pub struct ModelSettings {
     pub max_batch_size: usize,
     /// Adaptive batching: longest wait for a batch to fill, in seconds.
     pub max_batch_time: f64,
+    /// MLServer's `parameters` (`MLSERVER_MODEL_PARAMETERS`, JSON, or `MLSERVER_MODEL_*`
+    /// per key).
     pub parameters: Option<ModelParameters>,
     /// Per-model opt-in to the response cache (the server must enable it too).
     pub cache_enabled: bool,

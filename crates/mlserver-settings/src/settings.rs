@@ -39,6 +39,8 @@ pub struct Settings {
     /// When false, models load only through the repository API (KServe and
     /// ModelMesh rely on this).
     pub load_models_at_startup: bool,
+    /// MLServer's `server_name` (`MLSERVER_SERVER_NAME`), `mlserver` by default; reported
+    /// in server metadata.
     pub server_name: String,
     /// Reported in server metadata; this crate's version by default.
     pub server_version: String,
@@ -46,17 +48,26 @@ pub struct Settings {
     pub extensions: Vec<String>,
     /// Shared by the REST, gRPC and metrics listeners.
     pub host: String,
+    /// MLServer's `http_port` (`MLSERVER_HTTP_PORT`), 8080 by default: the REST listener.
     pub http_port: u16,
     /// ASGI-style root path when served behind a path-rewriting proxy.
     pub root_path: String,
+    /// MLServer's `grpc_port` (`MLSERVER_GRPC_PORT`), 8081 by default: the gRPC listener.
     pub grpc_port: u16,
+    /// MLServer's `grpc_max_message_length` (`MLSERVER_GRPC_MAX_MESSAGE_LENGTH`), unset
+    /// by default: the gRPC message limit in bytes (unset: the REST body limit; negative:
+    /// unlimited).
     pub grpc_max_message_length: Option<i64>,
     /// CORS is off unless this is set.
     pub cors_settings: Option<CorsSettings>,
     /// `None` (JSON `null`) disables the metrics server and the metrics
     /// middleware; a missing key keeps `/metrics`.
     pub metrics_endpoint: Option<String>,
+    /// MLServer's `metrics_port` (`MLSERVER_METRICS_PORT`), 8082 by default: the metrics
+    /// listener.
     pub metrics_port: u16,
+    /// MLServer's `metrics_rest_server_prefix` (`MLSERVER_METRICS_REST_SERVER_PREFIX`),
+    /// `rest_server` by default: the prefix of the REST metrics.
     pub metrics_rest_server_prefix: String,
     /// Multiprocess metrics folder; `$CWD/.metrics` by default.
     pub metrics_dir: PathBuf,
@@ -64,15 +75,27 @@ pub struct Settings {
     pub use_structured_logging: bool,
     /// A logging config file path, or an inline dict.
     pub logging_settings: Option<Value>,
+    /// MLServer's `kafka_enabled` (`MLSERVER_KAFKA_ENABLED`), false by default; the Kafka
+    /// server is not implemented, so `true` only logs a warning.
     pub kafka_enabled: bool,
+    /// MLServer's `kafka_servers` (`MLSERVER_KAFKA_SERVERS`), `localhost:9092` by
+    /// default; unused (no Kafka server).
     pub kafka_servers: String,
+    /// MLServer's `kafka_topic_input` (`MLSERVER_KAFKA_TOPIC_INPUT`), `mlserver-input` by
+    /// default; unused (no Kafka server).
     pub kafka_topic_input: String,
+    /// MLServer's `kafka_topic_output` (`MLSERVER_KAFKA_TOPIC_OUTPUT`), `mlserver-output`
+    /// by default; unused (no Kafka server).
     pub kafka_topic_output: String,
     /// OTLP/gRPC collector endpoint; tracing is off when `None`.
     pub tracing_server: Option<String>,
     /// Server-wide switch of the response cache (models opt in too).
     pub cache_enabled: bool,
+    /// MLServer's `cache_size` (`MLSERVER_CACHE_SIZE`), 100 by default: how many
+    /// responses the cache keeps.
     pub cache_size: usize,
+    /// MLServer's `gzip_enabled` (`MLSERVER_GZIP_ENABLED`), true by default:
+    /// gzip-compress responses for clients that accept it.
     pub gzip_enabled: bool,
     /// Not MLServer's: check every request against the inputs declared in
     /// model-settings (datatypes, shapes) and refuse mismatches with a 400.
@@ -89,11 +112,22 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CorsSettings {
+    /// MLServer's `allow_origins` (`MLSERVER_ALLOW_ORIGINS`), empty by default: origins
+    /// allowed to make cross-origin requests.
     pub allow_origins: Vec<String>,
+    /// MLServer's `allow_origin_regex` (`MLSERVER_ALLOW_ORIGIN_REGEX`), unset by default:
+    /// a regex of allowed origins.
     pub allow_origin_regex: Option<String>,
+    /// MLServer's `allow_credentials` (`MLSERVER_ALLOW_CREDENTIALS`), false by default:
+    /// whether cookies and auth headers are allowed.
     pub allow_credentials: bool,
+    /// MLServer's `allow_methods` (`MLSERVER_ALLOW_METHODS`), `["GET"]` by default.
     pub allow_methods: Vec<String>,
+    /// MLServer's `allow_headers` (`MLSERVER_ALLOW_HEADERS`), empty by default: request
+    /// headers allowed beyond the simple ones.
     pub allow_headers: Vec<String>,
+    /// MLServer's `expose_headers` (`MLSERVER_EXPOSE_HEADERS`), empty by default:
+    /// response headers browsers may read.
     pub expose_headers: Vec<String>,
     /// Seconds browsers may cache a preflight answer.
     pub max_age: u64,

@@ -25,8 +25,10 @@ pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
 /// Why a binary body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
+    /// The JSON header is not a valid inference request.
     #[error("invalid inference request JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A blob that does not match its tensor's header, or a tensor that fails validation.
     #[error("{0}")]
     Tensor(#[from] TensorError),
 }
@@ -343,6 +345,7 @@ pub struct OutputFormat {
 }
 
 impl OutputFormat {
+    /// Reads the binary flags from the request's parameters and its requested outputs.
     pub fn from_request(request: &InferenceRequest) -> Self {
         let default_binary = request
             .parameters
@@ -372,6 +375,7 @@ impl OutputFormat {
         }
     }
 
+    /// Whether the output with this name is to be sent as binary data.
     pub fn is_binary(&self, output: &str) -> bool {
         self.per_output
             .get(output)
@@ -379,6 +383,8 @@ impl OutputFormat {
             .unwrap_or(self.default_binary)
     }
 
+    /// Whether any output of `response` is to be sent as binary data, so the
+    /// body needs the binary extension.
     pub fn any_binary(&self, response: &InferenceResponse) -> bool {
         response.outputs.iter().any(|o| self.is_binary(&o.name))
     }
@@ -388,7 +394,9 @@ impl OutputFormat {
 /// data and must be sent as `Inference-Header-Content-Length`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedBody {
+    /// The bytes to send: a JSON header followed by the blobs, or plain JSON.
     pub body: Vec<u8>,
+    /// Length of the JSON header; `None` for a JSON-only body.
     pub header_len: Option<usize>,
 }
 

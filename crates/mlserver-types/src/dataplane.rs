@@ -19,14 +19,22 @@ use crate::{Datatype, Parameters, TensorData, TensorError};
 /// `data` that [`crate::binary`] fills in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
+    /// The tensor's name (an input name in a request, an output name in a response).
     pub name: String,
+    /// Dimensions, outermost first; their product is the element count.
     pub shape: Vec<usize>,
+    /// The element type.
     pub datatype: Datatype,
+    /// Tensor-level parameters (`content_type`, `binary_data_size`, ...).
     pub parameters: Option<Parameters>,
+    /// The elements, flat and row-major; empty until filled in when they
+    /// travel in the binary extension.
     pub data: TensorData,
 }
 
+/// A request input (`$request_input`), the same type as a response output.
 pub type RequestInput = Tensor;
+/// A response output (`$response_output`), the same type as a request input.
 pub type ResponseOutput = Tensor;
 
 impl Tensor {
@@ -268,12 +276,15 @@ impl<'de> Visitor<'de> for TensorVisitor {
 /// An output the client asks for (`$request_output`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestOutput {
+    /// The name of the output wanted.
     pub name: String,
+    /// Output-level parameters (`binary_data`, `content_type`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
 }
 
 impl RequestOutput {
+    /// A requested output with this name and no parameters.
     pub fn new(name: impl Into<String>) -> Self {
         RequestOutput {
             name: name.into(),
@@ -281,6 +292,7 @@ impl RequestOutput {
         }
     }
 
+    /// The `content_type` parameter, if any.
     pub fn content_type(&self) -> Option<&str> {
         crate::parameters::content_type_of(&self.parameters)
     }
@@ -289,11 +301,15 @@ impl RequestOutput {
 /// `$inference_request`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceRequest {
+    /// The request id; the response carries it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Request-level parameters (`content_type`, `headers`, `binary_data_output`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
+    /// The input tensors.
     pub inputs: Vec<RequestInput>,
+    /// The outputs the client asks for; when absent, every output the model produces is returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<RequestOutput>>,
     /// The JSON text the client sent, when the request came as V2 JSON
@@ -342,13 +358,18 @@ impl InferenceRequest {
 /// `$inference_response`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceResponse {
+    /// The model that answered.
     pub model_name: String,
+    /// The version of that model, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_version: Option<String>,
+    /// The id of the request this answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Response-level parameters (`content_type`, `headers` to send back, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
+    /// The output tensors.
     pub outputs: Vec<ResponseOutput>,
 }
 
@@ -362,10 +383,12 @@ impl InferenceResponse {
         }
     }
 
+    /// The output with this name.
     pub fn output(&self, name: &str) -> Option<&ResponseOutput> {
         self.outputs.iter().find(|o| o.name == name)
     }
 
+    /// Response-level parameters, created if absent.
     pub fn parameters_mut(&mut self) -> &mut Parameters {
         self.parameters.get_or_insert_with(Parameters::default)
     }

@@ -11,19 +11,33 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// OIP proto comments allow it in binary/raw form, so it is accepted here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Datatype {
+    /// Booleans (one byte each in binary data).
     Bool,
+    /// 8-bit unsigned integers.
     Uint8,
+    /// 16-bit unsigned integers.
     Uint16,
+    /// 32-bit unsigned integers.
     Uint32,
+    /// 64-bit unsigned integers.
     Uint64,
+    /// 8-bit signed integers.
     Int8,
+    /// 16-bit signed integers.
     Int16,
+    /// 32-bit signed integers.
     Int32,
+    /// 64-bit signed integers.
     Int64,
+    /// 16-bit (half-precision) floats.
     Fp16,
+    /// bfloat16 floats (binary data only).
     Bf16,
+    /// 32-bit floats.
     Fp32,
+    /// 64-bit floats.
     Fp64,
+    /// Variable-length byte strings (text in JSON).
     Bytes,
 }
 

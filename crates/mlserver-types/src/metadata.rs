@@ -7,14 +7,19 @@ use crate::{Datatype, Parameters};
 /// `$metadata_tensor`: shapes may use `-1` for a variable dimension.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetadataTensor {
+    /// The tensor's name.
     pub name: String,
+    /// Its element type.
     pub datatype: Datatype,
+    /// Its shape; `-1` marks a variable dimension.
     pub shape: Vec<i64>,
+    /// Tensor-level parameters (MLServer keeps `content_type` here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
 }
 
 impl MetadataTensor {
+    /// A metadata tensor with no parameters.
     pub fn new(name: impl Into<String>, datatype: Datatype, shape: Vec<i64>) -> Self {
         MetadataTensor {
             name: name.into(),
@@ -24,6 +29,7 @@ impl MetadataTensor {
         }
     }
 
+    /// The `content_type` parameter, if any.
     pub fn content_type(&self) -> Option<&str> {
         crate::parameters::content_type_of(&self.parameters)
     }
@@ -45,8 +51,11 @@ impl MetadataTensor {
 /// `$metadata_server_response`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetadataServerResponse {
+    /// The server's name.
     pub name: String,
+    /// The server's version.
     pub version: String,
+    /// The protocol extensions the server supports.
     #[serde(default)]
     pub extensions: Vec<String>,
 }
@@ -54,15 +63,21 @@ pub struct MetadataServerResponse {
 /// `$metadata_model_response` (MLServer adds `parameters`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetadataModelResponse {
+    /// The model's name.
     pub name: String,
+    /// The model's versions.
     #[serde(default)]
     pub versions: Vec<String>,
+    /// The framework or platform the model runs on; may be empty.
     #[serde(default)]
     pub platform: String,
+    /// The inputs the model expects.
     #[serde(default)]
     pub inputs: Vec<MetadataTensor>,
+    /// The outputs the model produces.
     #[serde(default)]
     pub outputs: Vec<MetadataTensor>,
+    /// Model-level parameters (`content_type`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
 }
@@ -70,25 +85,30 @@ pub struct MetadataModelResponse {
 /// `{"error": "..."}`, the body of every failed call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorResponse {
+    /// What went wrong.
     pub error: String,
 }
 
 /// `GET /v2/health/live` body (the kserve SDK parses it).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LiveResponse {
+    /// Whether the server is live.
     pub live: bool,
 }
 
 /// `GET /v2/health/ready` body.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ReadyResponse {
+    /// Whether the server is ready to serve.
     pub ready: bool,
 }
 
 /// `GET /v2/models/{m}/ready` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelReadyResponse {
+    /// The model's name.
     pub name: String,
+    /// Whether the model is ready to serve.
     pub ready: bool,
 }
 

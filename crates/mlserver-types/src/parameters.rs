@@ -13,28 +13,38 @@ use serde_json::{Map, Value};
 pub struct Parameters(pub Map<String, Value>);
 
 impl Parameters {
+    /// Key of the codec hint read by [`Parameters::content_type`].
     pub const CONTENT_TYPE: &'static str = "content_type";
+    /// Key of the HTTP headers passed to or returned by the model.
     pub const HEADERS: &'static str = "headers";
+    /// Key of a tensor's data size in bytes when it travels in the binary extension.
     pub const BINARY_DATA_SIZE: &'static str = "binary_data_size";
+    /// Key on a requested output asking for it as binary (`true`) or JSON (`false`).
     pub const BINARY_DATA: &'static str = "binary_data";
+    /// Request-level key asking for every output as binary unless the output says otherwise.
     pub const BINARY_DATA_OUTPUT: &'static str = "binary_data_output";
 
+    /// An empty parameters object.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.get(key)
     }
 
+    /// Sets `key`, returning the value it replaces.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
         self.0.insert(key.into(), value.into())
     }
 
+    /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         self.0.remove(key)
     }
 
+    /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -44,6 +54,7 @@ impl Parameters {
         self.0.get(Self::CONTENT_TYPE).and_then(Value::as_str)
     }
 
+    /// Sets the codec hint.
     pub fn set_content_type(&mut self, content_type: impl Into<String>) {
         self.insert(Self::CONTENT_TYPE, content_type.into());
     }
@@ -54,16 +65,14 @@ impl Parameters {
         self.0.get(Self::HEADERS).and_then(Value::as_object)
     }
 
+    /// The value under `key`, if it is a JSON boolean.
     pub fn get_bool(&self, key: &str) -> Option<bool> {
         self.0.get(key).and_then(Value::as_bool)
     }
 
+    /// The value under `key`, if it is a JSON integer that fits in `u64`.
     pub fn get_u64(&self, key: &str) -> Option<u64> {
         self.0.get(key).and_then(Value::as_u64)
-    }
-
-    pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
     }
 }
 

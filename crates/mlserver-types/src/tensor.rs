@@ -17,18 +17,31 @@ use crate::Datatype;
 /// datatype.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
+    /// BOOL elements.
     Bool(Vec<bool>),
+    /// UINT8 elements.
     Uint8(Vec<u8>),
+    /// UINT16 elements.
     Uint16(Vec<u16>),
+    /// UINT32 elements.
     Uint32(Vec<u32>),
+    /// UINT64 elements.
     Uint64(Vec<u64>),
+    /// INT8 elements.
     Int8(Vec<i8>),
+    /// INT16 elements.
     Int16(Vec<i16>),
+    /// INT32 elements.
     Int32(Vec<i32>),
+    /// INT64 elements.
     Int64(Vec<i64>),
+    /// FP16 elements.
     Fp16(Vec<f16>),
+    /// BF16 elements.
     Bf16(Vec<bf16>),
+    /// FP32 elements.
     Fp32(Vec<f32>),
+    /// FP64 elements.
     Fp64(Vec<f64>),
     /// One byte string per element (UTF-8 text in JSON, raw in binary).
     Bytes(Vec<Vec<u8>>),
@@ -62,6 +75,7 @@ impl TensorData {
         Self::with_capacity(datatype, 0)
     }
 
+    /// An empty vector of the given datatype with room for `n` elements.
     pub fn with_capacity(datatype: Datatype, n: usize) -> Self {
         match datatype {
             Datatype::Bool => TensorData::Bool(Vec::with_capacity(n)),
@@ -106,6 +120,7 @@ impl TensorData {
         each_variant!(self, v => v.len())
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -186,9 +201,13 @@ impl TensorData {
 
 /// A Rust type that is the native element type of one datatype.
 pub trait Element: Sized + Clone + 'static {
+    /// The datatype whose native element type this is.
     const DATATYPE: Datatype;
+    /// The elements, if `data` holds this type.
     fn slice(data: &TensorData) -> Option<&[Self]>;
+    /// The elements, if `data` holds this type; otherwise `data` back.
     fn take(data: TensorData) -> Result<Vec<Self>, TensorData>;
+    /// Storage holding these elements.
     fn wrap(values: Vec<Self>) -> TensorData;
 }
 

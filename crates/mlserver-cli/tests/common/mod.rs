@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Spawns `command` (an `mlserver start ...`) with every port free on
 /// loopback (settings files may still set their own), and returns the
 /// child, its HTTP address from the log, and its log lines (from the first).
-pub fn spawn_server(command: &mut Command) -> (Child, String, mpsc::Receiver<String>) {
+pub(crate) fn spawn_server(command: &mut Command) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = command
         .env_remove("RUST_LOG")
         .env("MLSERVER_HOST", "127.0.0.1")

@@ -26,11 +26,11 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub use mlserver_tests::missing_real_part;
+pub(crate) use mlserver_tests::missing_real_part;
 
-pub const MLSERVER: &str = env!("CARGO_BIN_EXE_mlserver");
+pub(crate) const MLSERVER: &str = env!("CARGO_BIN_EXE_mlserver");
 
-pub fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -44,7 +44,7 @@ fn cache_dir() -> PathBuf {
     dir
 }
 
-pub fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -53,7 +53,7 @@ pub fn text(out: &Output) -> String {
 }
 
 /// Runs `cmd`; panics with its output unless it succeeds.
-pub fn run_ok(cmd: &mut Command) -> String {
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
@@ -61,13 +61,13 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-pub fn write(dir: &Path, name: &str, contents: &str) {
+pub(crate) fn write(dir: &Path, name: &str, contents: &str) {
     let p = dir.join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, contents).unwrap();
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -125,7 +125,7 @@ fn tool(candidates: &[&str], package: &str) -> Result<PathBuf, String> {
 }
 
 /// The private Docker daemon.
-pub struct Docker {
+pub(crate) struct Docker {
     pub host: String,
     dir: PathBuf,
     /// Closing it (at process exit) stops the daemon: see [`Docker::start`].
@@ -135,7 +135,7 @@ pub struct Docker {
 
 /// The daemon, started on first use; `None` after [`missing_real_part`]
 /// when it cannot start (a failure under `MLSERVER_TEST_STRICT`).
-pub fn docker(what: &str) -> Option<&'static Docker> {
+pub(crate) fn docker(what: &str) -> Option<&'static Docker> {
     static DOCKER: OnceLock<Result<Docker, String>> = OnceLock::new();
     match DOCKER.get_or_init(Docker::start) {
         Ok(d) => Some(d),
@@ -218,7 +218,7 @@ impl Docker {
 
     /// The docker CLI against this daemon (test setup and running images;
     /// `mlserver build` under test goes through bollard).
-    pub fn cli(&self) -> Command {
+    pub(crate) fn cli(&self) -> Command {
         let mut cmd = Command::new("docker");
         cmd.env("DOCKER_HOST", &self.host)
             // The classic builder: the daemon is Debian's 20.10, without
@@ -227,18 +227,18 @@ impl Docker {
         cmd
     }
 
-    pub fn try_run(&self, args: &[&str]) -> Output {
+    pub(crate) fn try_run(&self, args: &[&str]) -> Output {
         self.cli().args(args).output().expect("docker CLI")
     }
 
     /// Runs the docker CLI; panics with its output on failure.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         run_ok(self.cli().args(args))
     }
 
     /// `mlserver build` (the code under test) against this daemon, with
     /// the host network for `RUN` steps (pip reaches PyPI) and `args`.
-    pub fn mlserver_build(&self, folder: &Path, tag: &str, args: &[&str]) -> Output {
+    pub(crate) fn mlserver_build(&self, folder: &Path, tag: &str, args: &[&str]) -> Output {
         Command::new(MLSERVER)
             .args(["build", "-t", tag, "--network", "host"])
             .args(args)
@@ -249,7 +249,12 @@ impl Docker {
     }
 
     /// Starts a container, removed when the returned guard drops.
-    pub fn start_container(&self, args: &[&str], image: &str, command: &[&str]) -> Container<'_> {
+    pub(crate) fn start_container(
+        &self,
+        args: &[&str],
+        image: &str,
+        command: &[&str],
+    ) -> Container<'_> {
         let name = format!(
             "mlserver-e2e-{}-{}",
             std::process::id(),
@@ -267,18 +272,18 @@ impl Docker {
 static CONTAINERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A running container; removed on drop, however the test ends.
-pub struct Container<'a> {
+pub(crate) struct Container<'a> {
     docker: &'a Docker,
     pub name: String,
 }
 
 impl Container<'_> {
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         text(&self.docker.try_run(&["logs", &self.name]))
     }
 
     /// `docker exec` with `stdin` on standard input; the command's output.
-    pub fn exec(&self, command: &[&str], stdin: &str) -> Output {
+    pub(crate) fn exec(&self, command: &[&str], stdin: &str) -> Output {
         let mut child = self
             .docker
             .cli()
@@ -302,7 +307,7 @@ impl Container<'_> {
     /// `python` inside the container, on its own network (the server's
     /// ports stay the ones the image or manifest says); returns its stdout
     /// as JSON.
-    pub fn python(&self, script: &str, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn python(&self, script: &str, args: &[&str]) -> serde_json::Value {
         let source = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/images")
@@ -324,7 +329,7 @@ impl Container<'_> {
     }
 
     /// Waits until `check` passes, or panics with the container's log.
-    pub fn wait_for(&self, what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, within: Duration, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + within;
         while !check() {
             let state = self
@@ -421,13 +426,13 @@ fn debian_rootfs() -> Result<PathBuf, String> {
 }
 
 /// Image names, each made at most once per run.
-pub const DEBIAN: &str = "mlserver-test/debian:bookworm-slim";
-pub const RUST_STAND_IN: &str = "mlserver-test/rust:stand-in";
+pub(crate) const DEBIAN: &str = "mlserver-test/debian:bookworm-slim";
+pub(crate) const RUST_STAND_IN: &str = "mlserver-test/rust:stand-in";
 
 /// Builds (once) what `name` needs and returns the name, or `None` after
 /// [`missing_real_part`]. Known names: [`DEBIAN`], [`RUST_STAND_IN`], and
 /// `mlserver-rs:test-<target>` for the root Dockerfile's targets.
-pub fn image(what: &str, name: &'static str) -> Option<&'static str> {
+pub(crate) fn image(what: &str, name: &'static str) -> Option<&'static str> {
     static BUILT: OnceLock<Mutex<std::collections::HashMap<&'static str, Result<(), String>>>> =
         OnceLock::new();
     let docker = docker(what)?;
@@ -553,14 +558,14 @@ fn build_root_dockerfile(docker: &Docker, target: &str, tag: &str) -> Result<(),
 
 /// Buildah on a private vfs store, with chroot isolation: what CI without
 /// a daemon runs.
-pub struct Buildah {
+pub(crate) struct Buildah {
     binary: PathBuf,
     store: tempfile::TempDir,
 }
 
 impl Buildah {
     /// Buildah, installed when missing; `None` after [`missing_real_part`].
-    pub fn new(what: &str) -> Option<Buildah> {
+    pub(crate) fn new(what: &str) -> Option<Buildah> {
         match tool(&["/usr/bin/buildah"], "buildah") {
             Ok(binary) => Some(Buildah {
                 binary,
@@ -573,7 +578,7 @@ impl Buildah {
         }
     }
 
-    pub fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root")
             .arg(self.store.path().join("root"))
@@ -584,7 +589,7 @@ impl Buildah {
     }
 
     /// Copies an image from the daemon into this store as `localhost/<name>`.
-    pub fn pull_from(&self, docker: &Docker, image: &str) -> String {
+    pub(crate) fn pull_from(&self, docker: &Docker, image: &str) -> String {
         let archive = self.store.path().join("pull.tar");
         docker.ok(&["save", "-o", archive.to_str().unwrap(), image]);
         let local = format!("localhost/{}", image.rsplit('/').next().unwrap());
@@ -599,7 +604,7 @@ impl Buildah {
     }
 
     /// Hands a built image to the daemon as `tag`, to run it.
-    pub fn push_to(&self, docker: &Docker, image: &str, tag: &str) {
+    pub(crate) fn push_to(&self, docker: &Docker, image: &str, tag: &str) {
         let archive = self.store.path().join("push.tar");
         run_ok(
             self.cmd()
@@ -612,7 +617,7 @@ impl Buildah {
 }
 
 /// GETs `url` from the host; the status, or 0 when nothing answers.
-pub fn get_status(url: &str) -> u16 {
+pub(crate) fn get_status(url: &str) -> u16 {
     reqwest::blocking::Client::new()
         .get(url)
         .timeout(Duration::from_secs(5))

@@ -17,7 +17,9 @@ pub mod onnxruntime;
 /// One output of a run: its shape and flat row-major data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
+    /// The output's shape.
     pub shape: Vec<usize>,
+    /// Its elements, flat and row-major.
     pub data: TensorData,
 }
 
@@ -41,11 +43,14 @@ pub enum EngineChoice {
     /// tract; when tract cannot load the graph and onnxruntime is built
     /// in, onnxruntime.
     Auto,
+    /// tract only.
     Tract,
+    /// onnxruntime only (an error when it is not built in).
     OnnxRuntime,
 }
 
 impl EngineChoice {
+    /// Parses `"auto"`, `"tract"` or `"onnxruntime"` (also `"ort"`).
     pub fn parse(s: &str) -> Result<Self, OnnxError> {
         match s {
             "auto" => Ok(EngineChoice::Auto),

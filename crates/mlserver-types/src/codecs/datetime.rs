@@ -127,6 +127,7 @@ impl fmt::Display for IsoDateTime {
 pub struct InvalidDateTime {
     /// The offending text, cut to 64 characters.
     pub input: String,
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 
