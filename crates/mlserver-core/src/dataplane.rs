@@ -4,9 +4,9 @@
 use crate::ServingError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use mlserver_runtime::{MLServerError, RequestStream};
 use mlserver_types::{
     InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse,
@@ -28,9 +28,10 @@ pub struct DataPlane {
     metadata: MetadataServerResponse,
     startup_complete: AtomicBool,
     metrics: Option<Arc<ServerMetrics>>,
-    /// Set when the server's shutdown grace is over: open streams end, so
-    /// they release their models and the unload can go on.
-    streams_ending: tokio::sync::watch::Sender<bool>,
+    /// Set when the server's shutdown grace is over: inferences still
+    /// running are answered with a 503 and open streams end, so they
+    /// release their models and the unload can go on.
+    cutting: tokio::sync::watch::Sender<bool>,
 }
 
 impl DataPlane {
@@ -58,7 +59,7 @@ impl DataPlane {
             },
             startup_complete: AtomicBool::new(false),
             metrics,
-            streams_ending: tokio::sync::watch::channel(false).0,
+            cutting: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -92,10 +93,35 @@ impl DataPlane {
         &self.registry
     }
 
-    /// Ends every open stream (the shutdown grace is over): each ends as if
-    /// its runtime had finished, releasing its model.
-    pub fn end_streams(&self) {
-        self.streams_ending.send_replace(true);
+    /// Cuts every request still running (the shutdown grace is over):
+    /// each inference is answered with a 503 / UNAVAILABLE and its work
+    /// cancelled, each open stream ends with that error, releasing its
+    /// model. Requests that arrive later are cut at once.
+    pub fn cut_requests(&self) {
+        self.cutting.send_replace(true);
+    }
+
+    /// Ends `responses` with the shutdown's error (503 / UNAVAILABLE, made
+    /// by `error`) once [`DataPlane::cut_requests`] is called: for streams
+    /// a transport runs itself, request by request through
+    /// [`DataPlane::infer`], whose end is the client's to decide.
+    pub fn until_cut<S, T, E>(
+        &self,
+        responses: S,
+        error: fn(ServingError) -> E,
+    ) -> impl Stream<Item = Result<T, E>> + Send
+    where
+        S: Stream<Item = Result<T, E>> + Send + Unpin,
+    {
+        cut_by(responses, self.cut(), error)
+    }
+
+    /// Resolves once [`DataPlane::cut_requests`] has been called.
+    fn cut(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut cutting = self.cutting.subscribe();
+        async move {
+            let _ = cutting.wait_for(|cut| *cut).await;
+        }
     }
 
     /// Called once the models to load at startup have loaded (or failed).
@@ -156,19 +182,51 @@ impl DataPlane {
     /// the runtime through the batcher or the executor (which bounds how
     /// many predictions compute at once, and turns a panic into this
     /// request's error), completes the response and records the metrics.
+    /// It takes at most the model's `inference_timeout` or the caller's
+    /// `deadline` (gRPC's `grpc-timeout`), whichever is shorter: then it
+    /// is cancelled and answered with a 504 / DEADLINE_EXCEEDED.
     pub async fn infer(
         &self,
         name: &str,
         version: Option<&str>,
         request: InferenceRequest,
+        deadline: Option<Duration>,
     ) -> Result<InferenceResponse, ServingError> {
         let started = Instant::now();
         let result = match self.registry.get(name, version) {
-            Ok(model) => infer_on(&model, request).await,
+            Ok(model) => {
+                let limit = shortest(model.timeout(), deadline);
+                self.bounded(infer_on(&model, request), limit).await
+            }
             Err(e) => Err(e),
         };
         self.observe_infer(name, version, started, result.as_ref().map(drop));
         result
+    }
+
+    /// Runs `work` unless it outlives `limit` (a 504) or the shutdown cuts
+    /// it (a 503); either way it is dropped, which cancels it (the
+    /// executor aborts its task, a Python worker its call).
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ServingError>>,
+        limit: Option<Duration>,
+    ) -> Result<T, ServingError> {
+        let expired = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            result = work => result,
+            () = expired => Err(ServingError::DeadlineExceeded(format!(
+                "inference did not finish within {:.3} s and was cancelled",
+                limit.map_or(0.0, |l| l.as_secs_f64())
+            ))),
+            () = self.cut() => Err(shutting_down()),
+        }
     }
 
     /// A call to a loaded model's custom endpoint (`MLModel::custom_routes`),
@@ -281,6 +339,7 @@ impl DataPlane {
                 }
             }))
         };
+        let responses: ServingStream = Box::pin(cut_by(responses, self.cut(), |e| e));
         Ok(Box::pin(
             until_first_error(responses).map(outcome.watching()),
         ))
@@ -330,6 +389,29 @@ impl Drop for StreamOutcome {
         self.dataplane
             .observe_infer(&self.name, self.version.as_deref(), self.started, outcome);
     }
+}
+
+/// Ends `responses` with the shutdown's error once `cut` resolves.
+fn cut_by<S, T, E>(
+    mut responses: S,
+    cut: impl std::future::Future<Output = ()> + Send + 'static,
+    error: fn(ServingError) -> E,
+) -> impl Stream<Item = Result<T, E>> + Send
+where
+    S: Stream<Item = Result<T, E>> + Send + Unpin,
+{
+    let mut cut = Box::pin(cut);
+    let mut ended = false;
+    futures::stream::poll_fn(move |cx| {
+        if ended {
+            return std::task::Poll::Ready(None);
+        }
+        if cut.as_mut().poll(cx).is_ready() {
+            ended = true;
+            return std::task::Poll::Ready(Some(Err(error(shutting_down()))));
+        }
+        responses.poll_next_unpin(cx)
+    })
 }
 
 /// Ends a stream after its first error.
@@ -492,6 +574,19 @@ impl ModelRules {
         }
         Ok(())
     }
+}
+
+/// The shorter of two optional limits.
+fn shortest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The answer to a request the shutdown cut short.
+fn shutting_down() -> ServingError {
+    ServingError::ShuttingDown("the server is shutting down; the request was cancelled".into())
 }
 
 /// [`DataPlane::infer`] on a model already looked up (without metrics).

@@ -40,6 +40,13 @@ pub enum ServingError {
     /// A request over the configured size limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The inference did not finish within its time (the model's
+    /// `inference_timeout`, or the client's deadline); it was cancelled.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// The server is shutting down and cut the request short.
+    #[error("{0}")]
+    ShuttingDown(String),
     /// The runtime's own error.
     #[error(transparent)]
     Runtime(#[from] MLServerError),
@@ -56,6 +63,8 @@ impl ServingError {
             | ServingError::ModelLoadFailed { .. }
             | ServingError::BadRequest(_) => ErrorStatus::BadRequest,
             ServingError::PayloadTooLarge(_) => ErrorStatus::PayloadTooLarge,
+            ServingError::DeadlineExceeded(_) => ErrorStatus::DeadlineExceeded,
+            ServingError::ShuttingDown(_) => ErrorStatus::Unavailable,
             ServingError::Runtime(e) => e.status(),
         }
     }

@@ -159,7 +159,11 @@ impl Executor {
             }
             result
         });
-        match task.await {
+        // A caller that stops waiting (a deadline, a cut, a client gone)
+        // cancels the prediction with it: the task is aborted at its next
+        // await (a Python call sends its worker a cancel then).
+        let mut task = AbortOnDrop(task);
+        match (&mut task.0).await {
             Ok(result) => result,
             Err(e) if e.is_panic() => Err(panicked(&*e.into_panic())),
             Err(_) => Err(MLServerError::Unavailable(
@@ -239,6 +243,15 @@ impl Executor {
     }
 }
 
+/// Aborts a pool task when whoever waits for it goes away.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Counts a prediction out of the pool when its task ends, however it ends.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -285,6 +298,48 @@ mod tests {
                 panic!("boom");
             }
             Ok(InferenceResponse::default())
+        }
+    }
+
+    /// Sleeps until cancelled; its flag says whether the future was dropped.
+    struct Stuck(Arc<std::sync::atomic::AtomicBool>);
+
+    struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl MLModel for Stuck {
+        async fn load(_: ModelContext) -> Result<Self, MLServerError> {
+            unreachable!()
+        }
+        async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+            let _flag = SetOnDrop(self.0.clone());
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_stops_waiting_cancels_the_prediction() {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let runtime: DynModel = Arc::new(Stuck(dropped.clone()));
+        let executor = Executor::new(1, None).unwrap();
+        let cost = Arc::new(PredictCost::default());
+        // Not cheap, so it runs on the pool.
+        cost.record(Duration::from_secs(1));
+        let call = executor.predict("stuck", &runtime, &cost, InferenceRequest::default());
+        let waited = tokio::time::timeout(Duration::from_millis(50), call).await;
+        assert!(waited.is_err());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pool task still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

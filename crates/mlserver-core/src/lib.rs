@@ -14,6 +14,7 @@ mod dataplane;
 mod error;
 mod executor;
 pub mod headers;
+pub mod inflate;
 mod metrics;
 mod registry;
 mod repository;

@@ -35,6 +35,8 @@ pub struct LoadedModel {
     /// Distinguishes this instance from earlier loads of the same version
     /// (the response cache must not answer with a replaced model).
     instance: u64,
+    /// How long one inference may take (`inference_timeout`).
+    timeout: Option<std::time::Duration>,
 }
 
 static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -66,7 +68,19 @@ impl LoadedModel {
             batcher,
             cache,
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            timeout: None,
         }
+    }
+
+    /// Bounds each inference by `timeout`.
+    pub(crate) fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long one inference may take, if bounded.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.timeout
     }
 
     /// A number no other loaded instance has had in this process.

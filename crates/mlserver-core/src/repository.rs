@@ -34,6 +34,9 @@ pub struct Serving {
     pub cloudevents: Option<Arc<CloudEvents>>,
     /// `strict_inputs`: every model checks requests against its metadata.
     pub strict_inputs: bool,
+    /// `inference_timeout`: how long an inference may take, unless the
+    /// model's settings say otherwise (`None`: as long as it takes).
+    pub inference_timeout: Option<Duration>,
 }
 
 impl Default for Serving {
@@ -45,6 +48,7 @@ impl Default for Serving {
             cloudevents: None,
             strict_inputs: false,
             metrics: None,
+            inference_timeout: None,
         }
     }
 }
@@ -314,6 +318,12 @@ impl ModelRepository {
             .cache
             .clone()
             .filter(|_| settings.cache_enabled);
+        // The model's own setting wins, 0 (or less) turning it off.
+        let timeout = match settings.inference_timeout {
+            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(_) => None,
+            None => self.serving.inference_timeout,
+        };
         Ok(LoadedModel::new(
             settings,
             runtime,
@@ -326,7 +336,8 @@ impl ModelRepository {
         .with_rules(
             self.serving.strict_inputs || runtime_checks,
             self.serving.cloudevents.clone(),
-        ))
+        )
+        .with_timeout(timeout))
     }
 
     fn update_loaded_gauge(&self) {

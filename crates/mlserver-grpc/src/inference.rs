@@ -113,6 +113,31 @@ fn bad_request(e: mlserver_proto::ConvertError) -> Status {
     to_status(ServingError::bad_request(e.to_string()))
 }
 
+/// The caller's deadline from `grpc-timeout` (gRPC over HTTP/2: at most 8
+/// digits and a unit, `H` `M` `S` `m` `u` `n`). A malformed value is
+/// ignored, as gRPC servers do.
+fn grpc_timeout(metadata: &MetadataMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// One inference: decode, run, encode (raw replies for raw requests).
 /// `metadata` becomes `parameters.headers`; response headers come back.
 async fn infer_one(
@@ -131,9 +156,10 @@ async fn infer_one(
     request.id.get_or_insert_with(String::new);
     insert_metadata(&mut request, metadata.as_ref());
     mlserver_core::trace::inject(&mut request);
+    let deadline = grpc_timeout(metadata);
     let mut response = state
         .dataplane
-        .infer(&model_name, model_version.as_deref(), request)
+        .infer(&model_name, model_version.as_deref(), request, deadline)
         .await
         .map_err(to_status)?;
     let out = extract_metadata(&mut response);
@@ -248,6 +274,10 @@ impl GrpcInferenceService for InferenceService {
                 }
             })
             .buffered(STREAM_CONCURRENCY);
+        let responses = self
+            .state
+            .dataplane
+            .until_cut(Box::pin(responses), to_status);
         Ok(Response::new(Box::pin(until_first_error(responses))))
     }
 
@@ -292,5 +322,34 @@ impl GrpcInferenceService for InferenceService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(RepositoryModelUnloadResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn timeout_of(value: &str) -> Option<Duration> {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("grpc-timeout", value.parse().unwrap());
+        grpc_timeout(&metadata)
+    }
+
+    #[test]
+    fn grpc_timeout_units_and_malformed_values() {
+        assert_eq!(timeout_of("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout_of("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout_of("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(timeout_of("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout_of("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(
+            timeout_of("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "S", "5", "5s", "-5S", "123456789S", "1.5S", "5 S"] {
+            assert_eq!(timeout_of(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&MetadataMap::new()), None);
     }
 }

@@ -7,6 +7,7 @@
 mod headers;
 mod health;
 mod inference;
+mod inflate;
 mod legacy;
 mod metrics;
 mod status;
@@ -23,6 +24,7 @@ use tonic::service::Routes;
 
 use mlserver_core::{DataPlane, ModelRepository};
 
+pub use inflate::{InflateLayer, InflateService, InflatingBody};
 pub use metrics::{GrpcMetricFamilies, GrpcObserveLayer};
 pub use status::to_status;
 pub use trace::TraceLayer;
@@ -52,15 +54,15 @@ pub fn max_message_bytes(setting: Option<i64>) -> usize {
 /// The default receive and send limit: as large as the REST body limit.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = mlserver_core::DEFAULT_MAX_REQUEST_BYTES;
 
-/// Every gRPC service, ready for `tonic::transport::Server`. Requests may be
-/// gzip-compressed; replies are compressed for clients that accept gzip
-/// when `gzip` is on.
+/// Every gRPC service. Requests may be gzip-compressed: serve the routes
+/// behind an [`InflateLayer`], which inflates them with bounds (the
+/// services do not inflate themselves). Replies are compressed for clients
+/// that accept gzip when `gzip` is on.
 pub fn routes(state: GrpcState, max_message_bytes: usize, gzip: bool) -> Routes {
     let inference =
         GrpcInferenceServiceServer::new(inference::InferenceService::new(state.clone()))
             .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes)
-            .accept_compressed(CompressionEncoding::Gzip);
+            .max_encoding_message_size(max_message_bytes);
     let inference = if gzip {
         inference.send_compressed(CompressionEncoding::Gzip)
     } else {

@@ -16,6 +16,7 @@ pub fn to_status(e: ServingError) -> Status {
         ErrorStatus::PayloadTooLarge => Code::ResourceExhausted,
         ErrorStatus::Internal => Code::Internal,
         ErrorStatus::Unavailable | ErrorStatus::WorkerLost => Code::Unavailable,
+        ErrorStatus::DeadlineExceeded => Code::DeadlineExceeded,
         // MLServer's STATUS_CODE_MAPPING has no entry for it.
         ErrorStatus::Other(_) => Code::Unknown,
     };

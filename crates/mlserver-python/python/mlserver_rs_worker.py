@@ -33,6 +33,8 @@ import traceback
 
 LOAD, UNLOAD, INFER, METADATA, PING = 1, 2, 3, 4, 5
 STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL = 6, 7, 8, 9
+# A unary call the server gave up on (a deadline, a client gone, shutdown).
+CANCEL = 17
 OK, ERROR, ITEM = 10, 11, 12
 # Both ways on an open stream: the peer may send n (u32 body) more items.
 CREDIT = 13
@@ -116,6 +118,8 @@ class Worker:
         # Open streams: call id -> (queue of requests (None ends it), task,
         # semaphore of the items we may still send).
         self.streams = {}
+        # Unary calls running: call id -> task, so CANCEL can stop one.
+        self.calls = {}
 
     def send(self, kind: int, call: int, body: bytes) -> None:
         self.writer.write(HEADER.pack(len(body) + 9, kind, call) + body)
@@ -141,8 +145,14 @@ class Worker:
             if kind in (STREAM_OPEN, STREAM_ITEM, STREAM_END, STREAM_CANCEL, CREDIT):
                 # In order, here: an item must find its stream open.
                 self.stream_frame(kind, call, body)
+            elif kind == CANCEL:
+                task = self.calls.get(call)
+                if task is not None:
+                    task.cancel()
             else:
-                asyncio.ensure_future(self.handle(kind, call, body))
+                task = asyncio.ensure_future(self.handle(kind, call, body))
+                self.calls[call] = task
+                task.add_done_callback(lambda _, call=call: self.calls.pop(call, None))
 
     async def handle(self, kind: int, call: int, body: bytes) -> None:
         try:
@@ -163,6 +173,10 @@ class Worker:
             else:
                 raise ValueError(f"unknown frame kind {kind}")
             self.send(OK, call, reply)
+        except asyncio.CancelledError:
+            # The server stopped waiting (CANCEL) or the worker is stopping:
+            # nobody reads a reply, and a cancellation is not an error.
+            return
         except BaseException as error:  # noqa: B036 - report everything
             if not isinstance(error, Exception):
                 traceback.print_exc()

@@ -32,6 +32,10 @@ pub(crate) const LOG: u8 = 15;
 /// handler, method, path, query, headers) and the request body; the reply
 /// is a JSON header (status, headers) and the response body.
 pub(crate) const CUSTOM: u8 = 16;
+/// To the worker: the server stopped waiting for a unary call (its
+/// deadline passed, its client went away, the server is shutting down);
+/// the worker cancels the call's task and sends no reply.
+pub(crate) const CANCEL: u8 = 17;
 /// The items a stream's sender may have outstanding, each way.
 pub(crate) const STREAM_WINDOW: u32 = 16;
 

@@ -266,11 +266,9 @@ impl Worker {
         let call = self.register(Waiter::Once(tx))?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _counted = Decrement(&self.in_flight);
-        // A cancelled caller must not leave its waiter behind.
-        let _forget = Forget {
-            pending: &self.pending,
-            call,
-        };
+        // A cancelled caller must not leave its waiter behind, nor its
+        // work running in the worker.
+        let _forget = Forget { worker: self, call };
         self.send(kind, call, body)?;
         rx.await
             .unwrap_or_else(|_| Err(self.lost("it exited during the call")))
@@ -321,18 +319,28 @@ impl Worker {
     }
 }
 
-/// Removes a call's waiter when the caller goes away before its reply.
+/// Removes a call's waiter when its caller stops waiting; when the reply
+/// had not come yet, tells the worker to cancel the call.
 struct Forget<'a> {
-    pending: &'a Mutex<HashMap<u64, Waiter>>,
+    worker: &'a Worker,
     call: u64,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.pending
+        let waiting = self
+            .worker
+            .pending
             .lock()
             .expect("pending lock")
-            .remove(&self.call);
+            .remove(&self.call)
+            .is_some();
+        if waiting {
+            let outbox = self.worker.outbox.lock().expect("outbox lock");
+            if let Some(tx) = outbox.as_ref() {
+                let _ = tx.send(frame::encode(frame::CANCEL, self.call, b""));
+            }
+        }
     }
 }
 

@@ -1,21 +1,32 @@
 //! Reading request bodies: size limits, gzip/deflate, JSON or binary.
 
-use std::io::Read;
-
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
-use flate2::read::{GzDecoder, ZlibDecoder};
+use mlserver_core::inflate::{inflate_limit, inflate_off_workers, Encoding, InflateError};
 use mlserver_core::ServingError;
 use mlserver_types::binary;
 
-/// Reads the whole body, refusing more than `limit` bytes, and undoes a
-/// `Content-Encoding` of gzip or deflate (with the same limit on the
-/// decompressed size, so a small bomb cannot exhaust memory).
+/// How large request bodies may be.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The most bytes a body may have, compressed or not.
+    pub max_bytes: usize,
+    /// How many times its compressed size a compressed body may inflate
+    /// to, beyond [`INFLATE_FLOOR`](mlserver_core::inflate::INFLATE_FLOOR)
+    /// (`max_decompression_ratio`; 0: only `max_bytes`).
+    pub max_decompression_ratio: f64,
+}
+
+/// Reads the whole body, refusing more than `limits.max_bytes`, and undoes
+/// a `Content-Encoding` of gzip or deflate, bounded: inflating stops one
+/// byte past the limit (see [`mlserver_core::inflate`]), and large bodies
+/// inflate on a blocking thread.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    limits: BodyLimits,
 ) -> Result<Bytes, ServingError> {
+    let limit = limits.max_bytes;
     let raw = axum::body::to_bytes(body, limit)
         .await
         .map_err(|e| too_large_or_bad(e, limit))?;
@@ -23,12 +34,33 @@ pub(crate) async fn read_body(
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => inflate(GzDecoder::new(&raw[..]), limit, "gzip"),
-        Some("deflate") => inflate(ZlibDecoder::new(&raw[..]), limit, "deflate"),
-        Some(other) => Err(ServingError::bad_request(format!(
-            "unsupported Content-Encoding '{other}' (gzip and deflate are accepted)"
+    let encoding = match encoding.as_deref() {
+        None | Some("") | Some("identity") => return Ok(raw),
+        Some("gzip") | Some("x-gzip") => Encoding::Gzip,
+        Some("deflate") => Encoding::Deflate,
+        Some(other) => {
+            return Err(ServingError::bad_request(format!(
+                "unsupported Content-Encoding '{other}' (gzip and deflate are accepted)"
+            )))
+        }
+    };
+    let compressed = raw.len();
+    let inflated_limit = inflate_limit(compressed, limit, limits.max_decompression_ratio);
+    match inflate_off_workers(encoding, raw, inflated_limit).await {
+        Ok(body) => Ok(Bytes::from(body)),
+        Err(InflateError::TooLarge { limit: reached }) => {
+            Err(ServingError::PayloadTooLarge(if reached < limit {
+                format!(
+                    "the {encoding} request body of {compressed} bytes inflates past {reached} bytes: \
+                     max_decompression_ratio ({}) times its size, or 16 MiB",
+                    limits.max_decompression_ratio
+                )
+            } else {
+                format!("decompressed request body exceeds the limit of {limit} bytes")
+            }))
+        }
+        Err(e) => Err(ServingError::bad_request(format!(
+            "invalid {encoding} request body: {e}"
         ))),
     }
 }
@@ -49,20 +81,6 @@ fn too_large_or_bad(e: axum::Error, limit: usize) -> ServingError {
             chain.join(": ")
         ))
     }
-}
-
-fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, ServingError> {
-    let mut out = Vec::new();
-    let mut limited = reader.take(limit as u64 + 1);
-    limited
-        .read_to_end(&mut out)
-        .map_err(|e| ServingError::bad_request(format!("invalid {what} request body: {e}")))?;
-    if out.len() > limit {
-        return Err(ServingError::PayloadTooLarge(format!(
-            "decompressed request body exceeds the limit of {limit} bytes"
-        )));
-    }
-    Ok(Bytes::from(out))
 }
 
 /// The `Inference-Header-Content-Length` of a binary request, if any.

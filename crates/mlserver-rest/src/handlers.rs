@@ -133,7 +133,7 @@ async fn decode_request(
             .dataplane
             .observe_infer(name, version, std::time::Instant::now(), Err(e));
     })?;
-    let body = read_body(headers, body, state.max_body_bytes).await?;
+    let body = read_body(headers, body, state.body_limits).await?;
     let (mut request, format) = match header_length(headers)? {
         Some(0) => {
             let input = match model.metadata.inputs.as_slice() {
@@ -176,7 +176,7 @@ async fn decode_infer_encode(
     body: Body,
 ) -> ApiResult<Response> {
     let (request, format) = decode_request(&state, name, version, &headers, body).await?;
-    let mut response = state.dataplane.infer(name, version, request).await?;
+    let mut response = state.dataplane.infer(name, version, request, None).await?;
     let extra_headers = extract_headers(&mut response);
     let encoded = binary::encode_response(&response, &format).map_err(|e| {
         ServingError::internal(format!(
@@ -295,7 +295,7 @@ pub(crate) async fn repository_index(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let body = read_body(&headers, body, state.max_body_bytes).await?;
+    let body = read_body(&headers, body, state.body_limits).await?;
     // MLServer demands at least `{}`; an empty body is accepted here.
     let request: RepositoryIndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RepositoryIndexRequest::default()
@@ -335,7 +335,7 @@ async fn check_optional_json(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), ApiError> {
-    let body = read_body(headers, body, state.max_body_bytes).await?;
+    let body = read_body(headers, body, state.body_limits).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         parse_json::<Value>(&body, "request body")?;
     }

@@ -8,6 +8,7 @@ mod headers;
 mod metrics;
 mod trace;
 
+pub use body::BodyLimits;
 pub use cors::{cors_layer, CorsError};
 pub use error::ApiError;
 pub use metrics::{metrics_router, RestMetricFamilies, RestMetricsLayer};
@@ -43,8 +44,8 @@ pub struct AppState {
     pub dataplane: Arc<DataPlane>,
     /// The repository behind the repository extension.
     pub repository: Arc<ModelRepository>,
-    /// The limit on a request body, compressed or not.
-    pub max_body_bytes: usize,
+    /// The limits on a request body, compressed or not.
+    pub body_limits: BodyLimits,
 }
 
 /// What wraps the REST routes, from settings.
@@ -223,7 +224,7 @@ async fn custom_endpoint(
     parts: &http::request::Parts,
     body: axum::body::Body,
 ) -> Response {
-    let body = match body::read_body(&parts.headers, body, state.max_body_bytes).await {
+    let body = match body::read_body(&parts.headers, body, state.body_limits).await {
         Ok(b) => b,
         Err(e) => return crate::error::ApiError(e).into_response(),
     };

@@ -62,6 +62,8 @@ pub enum ErrorStatus {
     Unavailable,
     /// HTTP 500, gRPC UNAVAILABLE: the request died with its worker.
     WorkerLost,
+    /// HTTP 504, gRPC DEADLINE_EXCEEDED: the inference took too long.
+    DeadlineExceeded,
     /// Any other HTTP code a model chose; gRPC UNKNOWN.
     Other(u16),
 }
@@ -77,6 +79,7 @@ impl ErrorStatus {
             ErrorStatus::Internal => 500,
             ErrorStatus::Unavailable => 503,
             ErrorStatus::WorkerLost => 500,
+            ErrorStatus::DeadlineExceeded => 504,
             ErrorStatus::Other(code) => code,
         }
     }
@@ -97,6 +100,7 @@ impl MLServerError {
                 422 => ErrorStatus::Unprocessable,
                 500 => ErrorStatus::Internal,
                 503 => ErrorStatus::Unavailable,
+                504 => ErrorStatus::DeadlineExceeded,
                 // Only real error codes: anything else is the model's bug.
                 code @ 400..=599 => ErrorStatus::Other(*code),
                 _ => ErrorStatus::Internal,

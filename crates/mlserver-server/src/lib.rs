@@ -17,8 +17,10 @@
 //! # }
 //! ```
 
+mod connections;
 mod server;
 
+pub use connections::ConnectionLimits;
 pub use mlserver_core::trace::TARGET as TRACE_TARGET;
 pub use mlserver_core::{
     DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository, ResponseCache, ServerMetrics,
@@ -28,4 +30,4 @@ pub use mlserver_grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
 pub use mlserver_rest::{
     cors_layer, router, ApiError, AppState, CorsError, RestOptions, DEFAULT_MAX_BODY_BYTES,
 };
-pub use server::{Listeners, Server, ServerError, SHUTDOWN_GRACE};
+pub use server::{Listeners, Server, ServerError};

@@ -1,18 +1,17 @@
 //! Wiring: settings -> registry, repository, data plane -> listeners.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use mlserver_runtime::RuntimeRegistry;
 use mlserver_settings::{EnvSource, Settings};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::connections::{self, ConnectionLimits, Protocols};
 use mlserver_core::{
     CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, ResponseCache, ServerMetrics,
     Serving,
@@ -83,6 +82,7 @@ impl Server {
             metrics: metrics.clone(),
             cloudevents: Some(Arc::new(CloudEvents::new(&settings.server_name))),
             strict_inputs: settings.strict_inputs,
+            inference_timeout: settings.inference_timeout.and_then(seconds),
         };
         let cors = settings
             .cors_settings
@@ -142,7 +142,10 @@ impl Server {
         let state = AppState {
             dataplane: self.dataplane.clone(),
             repository: self.repository.clone(),
-            max_body_bytes: self.max_body_bytes,
+            body_limits: rest::BodyLimits {
+                max_bytes: self.max_body_bytes,
+                max_decompression_ratio: self.settings.max_decompression_ratio,
+            },
         };
         rest::router(
             state,
@@ -186,8 +189,10 @@ impl Server {
 
     /// Serves until `shutdown` resolves: starts listening first, then loads
     /// the models (all at once, unless `load_models_at_startup` is false).
-    /// On shutdown, stops accepting, lets in-flight requests finish (for
-    /// up to [`SHUTDOWN_GRACE`]), then unloads every model.
+    /// On shutdown, stops accepting, lets in-flight requests finish, cuts
+    /// those still running near the end of `shutdown_timeout` (they get
+    /// 503 / UNAVAILABLE), then unloads every model, all within
+    /// `shutdown_timeout`.
     pub async fn serve(
         self,
         listeners: Listeners,
@@ -195,8 +200,20 @@ impl Server {
     ) -> std::io::Result<()> {
         let http_addr: SocketAddr = listeners.http.local_addr()?;
         let grpc_addr: SocketAddr = listeners.grpc.local_addr()?;
+        let limits = Arc::new(self.connection_limits());
+        match connections::raise_open_files_limit() {
+            // Each connection is a descriptor; models, workers and logs
+            // need some too.
+            Some(open) if open < limits.max_connections as u64 + 256 => warn!(
+                "the open files limit is {open}: fewer than max_connections ({}) plus what models need; \
+                 connections past it wait or fail (raise it with ulimit -n, or lower max_connections)",
+                limits.max_connections
+            ),
+            Some(open) => debug!("open files limit: {open}"),
+            None => {}
+        }
 
-        // One shutdown signal, fanned out to both servers.
+        // One shutdown signal, fanned out to every listener.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -206,22 +223,38 @@ impl Server {
             let _ = stop_tx.send(true);
         });
 
-        let http = axum::serve(no_delay_http(listeners.http), self.rest_router())
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future();
-        let grpc = tonic::transport::Server::builder()
+        let http = connections::serve(
+            listeners.http,
+            Protocols::Http1And2,
+            limits.clone(),
+            self.rest_router(),
+            rest_body,
+            stop_rx.clone(),
+        );
+        let grpc_service = tower::ServiceBuilder::new()
             .layer(GrpcObserveLayer {
                 metrics: self.grpc_metrics.clone(),
             })
             .layer(grpc::TrailingMetadataLayer)
-            .layer(tower::util::option_layer(
+            .option_layer(
                 self.settings
                     .tracing_server
                     .is_some()
                     .then(grpc::TraceLayer::enabled),
+            )
+            .layer(grpc::InflateLayer::new(
+                grpc::max_message_bytes(self.settings.grpc_max_message_length),
+                self.settings.max_decompression_ratio,
             ))
-            .add_routes(self.grpc_routes())
-            .serve_with_incoming_shutdown(no_delay_grpc(listeners.grpc), stopped(stop_rx.clone()));
+            .service(self.grpc_routes());
+        let grpc = connections::serve(
+            listeners.grpc,
+            Protocols::Http2Only,
+            limits.clone(),
+            grpc_service,
+            |body, _| body,
+            stop_rx.clone(),
+        );
         info!("HTTP server running on http://{http_addr}");
         info!("gRPC server running on http://{grpc_addr}");
         let metrics_server = match (
@@ -233,12 +266,14 @@ impl Server {
                 let addr = listener.local_addr()?;
                 info!("Metrics server running on http://{addr}{endpoint}");
                 let router = metrics_router(metrics.clone(), endpoint);
-                let stop = stopped(stop_rx.clone());
-                Some(tokio::spawn(async move {
-                    axum::serve(no_delay_http(listener), router)
-                        .with_graceful_shutdown(stop)
-                        .await
-                }))
+                Some(tokio::spawn(connections::serve(
+                    listener,
+                    Protocols::Http1And2,
+                    limits.clone(),
+                    router,
+                    |body, _| axum::body::Body::new(body),
+                    stop_rx.clone(),
+                )))
             }
             // Metrics off: a listener handed in is closed, not served.
             _ => None,
@@ -262,46 +297,94 @@ impl Server {
             })
         };
 
-        let servers = async { tokio::join!(http, grpc) };
-        let grace = {
+        // Shutdown, within `shutdown_timeout` from the signal: requests in
+        // flight finish while the servers drain; what is left when the
+        // unload reserve begins is cut (503 / UNAVAILABLE), its connections
+        // get a moment to carry that answer, then the models unload.
+        let grace = seconds(self.settings.shutdown_timeout).unwrap_or(Duration::ZERO);
+        let reserve = unload_reserve(grace);
+        // Boxed, so dropping it closes the connections still open.
+        let mut servers = Box::pin(async { tokio::join!(http, grpc) });
+        let signalled = {
             let stop = stopped(stop_rx.clone());
             async move {
                 stop.await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                tokio::time::Instant::now()
             }
         };
-        let (http, grpc) = tokio::select! {
-            done = servers => done,
-            () = grace => {
-                // A stream a client keeps open (or a request that never
-                // ends) must not hold the process up until it is killed.
-                warn!(
-                    "requests still in flight {SHUTDOWN_GRACE:?} after shutdown began; closing their connections"
-                );
-                (Ok(()), Ok(()))
+        let drained = tokio::select! {
+            _ = &mut servers => true,
+            began = signalled => {
+                let deadline = began + grace;
+                tokio::select! {
+                    _ = &mut servers => true,
+                    () = tokio::time::sleep_until(deadline - reserve) => {
+                        warn!(
+                            "requests still in flight {:?} after shutdown began; cutting them",
+                            grace - reserve
+                        );
+                        self.dataplane.cut_requests();
+                        let flush = (reserve / 4).min(Duration::from_secs(1));
+                        let _ = tokio::time::timeout(flush, &mut servers).await;
+                        false
+                    }
+                }
             }
         };
-        // Streams still open end now, releasing their models (their
-        // connections' tasks outlive the servers' futures).
-        self.dataplane.end_streams();
+        let deadline = tokio::time::Instant::now() + if drained { grace } else { reserve };
+        // Streams still open end now, releasing their models.
+        self.dataplane.cut_requests();
+        drop(servers);
         info!("HTTP and gRPC servers stopped; unloading models");
         loader.abort();
-        self.repository.unload_all().await;
-        if let Some(metrics) = metrics_server {
-            match metrics.await {
-                Ok(Err(e)) => error!("metrics server failed: {e}"),
-                Err(e) => error!("metrics server task failed: {e}"),
-                Ok(Ok(())) => {}
-            }
+        if tokio::time::timeout_at(deadline, self.repository.unload_all())
+            .await
+            .is_err()
+        {
+            warn!("models still unloading when shutdown_timeout ran out; exiting without them");
         }
-        http?;
-        grpc.map_err(|e| std::io::Error::other(format!("gRPC server failed: {e}")))
+        if let Some(metrics) = metrics_server {
+            metrics.abort();
+        }
+        Ok(())
+    }
+
+    /// The connection limits from settings.
+    fn connection_limits(&self) -> ConnectionLimits {
+        let s = &self.settings;
+        ConnectionLimits {
+            max_connections: s.max_connections,
+            http1_keep_alive: seconds(s.http_keep_alive_timeout),
+            header_read: seconds(s.http_header_timeout),
+            request_body_idle: seconds(s.http_body_timeout),
+            http2_idle: seconds(s.http2_idle_timeout),
+            http2_keepalive_interval: seconds(s.http2_keepalive_interval),
+            http2_keepalive_timeout: seconds(s.http2_keepalive_timeout)
+                .unwrap_or(Duration::from_secs(20)),
+            max_concurrent_streams: (s.grpc_max_concurrent_streams > 0)
+                .then_some(s.grpc_max_concurrent_streams),
+        }
     }
 }
 
-/// How long a shutdown waits for requests in flight before it closes their
-/// connections: MLServer stops its gRPC server with the same grace.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A duration setting in seconds; 0 (or less, or not a number) is off.
+fn seconds(value: f64) -> Option<Duration> {
+    (value.is_finite() && value > 0.0).then(|| Duration::from_secs_f64(value))
+}
+
+/// A REST request body, with the idle timeout of `http_body_timeout`.
+fn rest_body(body: hyper::body::Incoming, limits: &ConnectionLimits) -> axum::body::Body {
+    match limits.request_body_idle {
+        Some(idle) => axum::body::Body::new(tower_http::timeout::TimeoutBody::new(idle, body)),
+        None => axum::body::Body::new(body),
+    }
+}
+
+/// The part of `shutdown_timeout` kept for cutting requests and unloading
+/// models: 5 s, or a quarter of a shorter grace.
+fn unload_reserve(grace: Duration) -> Duration {
+    (grace / 4).min(Duration::from_secs(5))
+}
 
 /// The sockets a [`Server`] serves on. Bound before serving, so a caller
 /// (a test, a supervisor) can pick port 0 and read the real addresses.
@@ -325,63 +408,8 @@ impl Listeners {
     }
 }
 
-// Every accepted connection gets TCP_NODELAY, as MLServer's get (asyncio
-// and grpcio set it). With Nagle's algorithm on, a small write that follows
-// one not yet acknowledged waits for the peer's ACK, which a delayed ACK
-// holds up to 40 ms: each event of a streamed response after the first, or
-// the tail of a large one. Neither `axum::serve` on a listener nor tonic on
-// an incoming stream sets it by itself.
-
-fn no_delay_http(
-    listener: TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
-    listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            warn!("could not set TCP_NODELAY on an HTTP connection: {e}");
-        }
-    })
-}
-
-fn no_delay_grpc(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
 async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::serve::Listener;
-    use futures::StreamExt;
-
-    async fn loopback() -> (TcpListener, SocketAddr) {
-        let listener = bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        (listener, addr)
-    }
-
-    #[tokio::test]
-    async fn accepted_connections_do_not_wait_for_acks() {
-        let (listener, addr) = loopback().await;
-        let mut http = no_delay_http(listener);
-        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (accepted, _) = http.accept().await;
-        assert!(accepted.nodelay().unwrap());
-
-        let (listener, addr) = loopback().await;
-        let mut grpc = no_delay_grpc(listener);
-        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let accepted = grpc.next().await.unwrap().unwrap();
-        assert!(accepted.nodelay().unwrap());
-
-        // What the fix is for: a listener as it comes leaves Nagle on.
-        let (listener, addr) = loopback().await;
-        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (plain, _) = listener.accept().await.unwrap();
-        assert!(!plain.nodelay().unwrap());
-    }
 }

@@ -51,6 +51,12 @@ pub struct ModelSettings {
     pub parameters: Option<ModelParameters>,
     /// Per-model opt-in to the response cache (the server must enable it too).
     pub cache_enabled: bool,
+    /// Not MLServer's (MLServer ignores it): seconds an inference on this
+    /// model may take before it is answered with a 504 / DEADLINE_EXCEEDED
+    /// and cancelled; overrides the server's `inference_timeout`, 0 turns
+    /// it off for this model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference_timeout: Option<f64>,
     /// The `model-settings.json` this came from (MLServer's `_source`);
     /// relative URIs are resolved against its folder. `None` for models built
     /// from the environment or given over the API. Never serialised.
@@ -242,6 +248,7 @@ const MODEL_FIELDS: &[Field] = &[
     field("max_batch_time", Kind::Float),
     field("parameters", Kind::Json),
     field("cache_enabled", Kind::Bool),
+    field("inference_timeout", Kind::Float),
 ];
 
 const PARAMETER_FIELDS: &[Field] = &[
@@ -317,7 +324,13 @@ mod tests {
         assert!(p.uri.is_none() && p.version.is_none() && !p.autogenerate_inference_pool_gid);
         // The tables cover every field.
         let keys = |v: Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-        let names = keys(serde_json::to_value(&m).unwrap());
+        // (inference_timeout is not MLServer's: written only when set.)
+        assert_eq!(m.inference_timeout, None);
+        let with_ours = ModelSettings {
+            inference_timeout: Some(1.0),
+            ..m
+        };
+        let names = keys(serde_json::to_value(&with_ours).unwrap());
         assert_eq!(names.len(), MODEL_FIELDS.len());
         assert!(names
             .iter()

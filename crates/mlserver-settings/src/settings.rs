@@ -103,6 +103,49 @@ pub struct Settings {
     /// are common; runtimes whose metadata comes from the model itself (ONNX)
     /// always check.
     pub strict_inputs: bool,
+    /// Not MLServer's: connections each listener (REST, gRPC, metrics)
+    /// holds open at most, 4096 by default; more wait in the kernel's
+    /// backlog until one closes.
+    pub max_connections: usize,
+    /// Not MLServer's: seconds an HTTP/1 connection may sit idle between
+    /// requests before it is closed, 5 by default (uvicorn's
+    /// `timeout_keep_alive`, which MLServer serves with); 0: never.
+    pub http_keep_alive_timeout: f64,
+    /// Not MLServer's: seconds a client has to send a request's headers,
+    /// 10 by default; 0: no limit.
+    pub http_header_timeout: f64,
+    /// Not MLServer's: seconds a REST request body may send nothing before
+    /// the request fails, 60 by default; 0: no limit.
+    pub http_body_timeout: f64,
+    /// Not MLServer's: seconds an HTTP/2 or gRPC connection with no request
+    /// open stays up, 60 by default (then a GOAWAY: clients reconnect when
+    /// they need to); 0: never closed.
+    pub http2_idle_timeout: f64,
+    /// Not MLServer's: seconds between HTTP/2 keepalive pings to the client,
+    /// 30 by default (a peer that does not answer within
+    /// `http2_keepalive_timeout` is dropped); 0: no pings.
+    pub http2_keepalive_interval: f64,
+    /// Not MLServer's: seconds a keepalive ping may go unanswered, 10 by
+    /// default.
+    pub http2_keepalive_timeout: f64,
+    /// Not MLServer's: concurrent streams one HTTP/2 (gRPC) connection may
+    /// open, 1024 by default.
+    pub grpc_max_concurrent_streams: u32,
+    /// Not MLServer's: how many times its compressed size a gzip or deflate
+    /// request (REST body, gRPC message) may inflate to, 32 by default,
+    /// beyond 16 MiB (which any request may reach, within the size limit):
+    /// a 1 MB bomb of 1 GiB stops at 32 MiB. 0: only the size limit.
+    pub max_decompression_ratio: f64,
+    /// Not MLServer's: seconds a shutdown (SIGTERM) takes at most, 25 by
+    /// default so it fits Kubernetes' 30 s grace: requests in flight get
+    /// until then (those still running are cut with a 503 / UNAVAILABLE),
+    /// and model unloads what is left of it.
+    pub shutdown_timeout: f64,
+    /// Not MLServer's (its #999): seconds an inference may take before it is
+    /// answered with a 504 / DEADLINE_EXCEEDED and cancelled; `None` (the
+    /// default) waits as long as the model takes. A model's own
+    /// `inference_timeout` in its model-settings overrides it.
+    pub inference_timeout: Option<f64>,
 }
 
 /// CORS middleware options, MLServer's `CORSSettings`.
@@ -190,6 +233,17 @@ impl Default for Settings {
             cache_size: 100,
             gzip_enabled: true,
             strict_inputs: false,
+            max_connections: 4096,
+            http_keep_alive_timeout: 5.0,
+            http_header_timeout: 10.0,
+            http_body_timeout: 60.0,
+            http2_idle_timeout: 60.0,
+            http2_keepalive_interval: 30.0,
+            http2_keepalive_timeout: 10.0,
+            grpc_max_concurrent_streams: 1024,
+            max_decompression_ratio: 32.0,
+            shutdown_timeout: 25.0,
+            inference_timeout: None,
         }
     }
 }
@@ -227,6 +281,17 @@ const SETTINGS_FIELDS: &[Field] = &[
     field("cache_size", Kind::Int),
     field("gzip_enabled", Kind::Bool),
     field("strict_inputs", Kind::Bool),
+    field("max_connections", Kind::Int),
+    field("http_keep_alive_timeout", Kind::Float),
+    field("http_header_timeout", Kind::Float),
+    field("http_body_timeout", Kind::Float),
+    field("http2_idle_timeout", Kind::Float),
+    field("http2_keepalive_interval", Kind::Float),
+    field("http2_keepalive_timeout", Kind::Float),
+    field("grpc_max_concurrent_streams", Kind::Int),
+    field("max_decompression_ratio", Kind::Float),
+    field("shutdown_timeout", Kind::Float),
+    field("inference_timeout", Kind::Float),
 ];
 
 const CORS_FIELDS: &[Field] = &[

@@ -325,8 +325,17 @@ macro_rules! json_int {
             }
             fn from_f64<E: de::Error>(v: f64) -> Result<Self, E> {
                 // 3.0 is accepted as 3 (numpy would), 3.5 is not: truncating
-                // silently changes the input.
-                if v.fract() == 0.0 && v >= <$t>::MIN as f64 && v <= <$t>::MAX as f64 {
+                // silently changes the input. An integer literal too large
+                // for 64 bits reaches here as the nearest f64 (2^64 for
+                // 18446744073709551616), so only values an f64 holds
+                // exactly (below 2^53) count: anything larger may be a
+                // rounded out-of-range literal, which `as` would clamp.
+                const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+                if v.fract() == 0.0
+                    && v >= <$t>::MIN as f64
+                    && v <= <$t>::MAX as f64
+                    && v.abs() <= EXACT
+                {
                     Ok(v as $t)
                 } else {
                     Err(E::custom(format!("{v} is not a valid {} value", $name)))
@@ -795,6 +804,34 @@ mod tests {
             TensorData::Int32(vec![2])
         );
         assert!(TensorData::from_json_str(Datatype::Uint64, "[18446744073709551615]").is_ok());
+        assert!(TensorData::from_json_str(Datatype::Int64, "[-9223372036854775808]").is_ok());
+        assert!(TensorData::from_json_str(Datatype::Int64, "[9223372036854775807]").is_ok());
+        // Every integer type refuses the first value past either end,
+        // 64-bit ones included (serde_json hands those over as f64).
+        for (datatype, below, above) in [
+            (Datatype::Int8, "-129", "128"),
+            (Datatype::Int16, "-32769", "32768"),
+            (Datatype::Int32, "-2147483649", "2147483648"),
+            (
+                Datatype::Int64,
+                "-9223372036854775809",
+                "9223372036854775808",
+            ),
+            (Datatype::Uint8, "-1", "256"),
+            (Datatype::Uint16, "-1", "65536"),
+            (Datatype::Uint32, "-1", "4294967296"),
+            (Datatype::Uint64, "-1", "18446744073709551616"),
+        ] {
+            for v in [below, above] {
+                let e = TensorData::from_json_str(datatype, &format!("[{v}]"));
+                assert!(e.is_err(), "{datatype:?} accepted {v}: {e:?}");
+            }
+        }
+        assert!(TensorData::from_json_str(Datatype::Uint64, "[1e30]").is_err());
+        assert_eq!(
+            TensorData::from_json_str(Datatype::Int64, "[4.0e15]").unwrap(),
+            TensorData::Int64(vec![4_000_000_000_000_000])
+        );
     }
 
     #[test]

@@ -1,0 +1,528 @@
+//! Accepting and serving connections, with the limits a server that any
+//! client can reach needs: what `axum::serve` and tonic's server do (HTTP/1
+//! and HTTP/2 through hyper, TCP_NODELAY), plus a bound on open
+//! connections, accept errors that back off instead of spinning, timeouts
+//! for slow headers and bodies, idle connections closed, HTTP/2 keepalive
+//! pings, and a bound on concurrent HTTP/2 streams.
+//!
+//! Neither `axum::serve` nor tonic's `Server` exposes these: `axum::serve`
+//! sets no timer (so hyper's header timeout never runs) and has no idle
+//! timeout or connection bound; tonic has keepalive and stream limits but
+//! no idle close, no connection bound and no accept backoff. Both loop on
+//! `EMFILE` with no pause. Serving connections here, with hyper-util's
+//! connection builder as both do, puts the three listeners under one set
+//! of rules.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+/// The limits every connection is served with, from settings.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Connections each listener holds open at most; more wait in the
+    /// kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// An HTTP/1 connection with no request for this long is closed
+    /// (uvicorn's `timeout_keep_alive`, which MLServer runs with: 5 s).
+    pub http1_keep_alive: Option<Duration>,
+    /// A client must send a request's headers within this time (hyper's
+    /// header read timeout: slow-header clients are cut off).
+    pub header_read: Option<Duration>,
+    /// A REST request body that sends nothing for this long fails
+    /// (408-like: the request ends with an error, the connection closes).
+    pub request_body_idle: Option<Duration>,
+    /// An HTTP/2 (gRPC) connection with no stream open for this long is
+    /// closed with a GOAWAY; clients reconnect when they need to.
+    pub http2_idle: Option<Duration>,
+    /// HTTP/2 keepalive pings every this often...
+    pub http2_keepalive_interval: Option<Duration>,
+    /// ...and the connection is closed if one is not answered in this time.
+    pub http2_keepalive_timeout: Duration,
+    /// Concurrent streams an HTTP/2 client may open on one connection.
+    pub max_concurrent_streams: Option<u32>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 4096,
+            http1_keep_alive: Some(Duration::from_secs(5)),
+            header_read: Some(Duration::from_secs(10)),
+            request_body_idle: Some(Duration::from_secs(60)),
+            http2_idle: Some(Duration::from_secs(60)),
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            max_concurrent_streams: Some(1024),
+        }
+    }
+}
+
+/// Which HTTP versions a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocols {
+    /// HTTP/1.1, and HTTP/2 with prior knowledge (REST, metrics).
+    Http1And2,
+    /// HTTP/2 only (gRPC).
+    Http2Only,
+}
+
+/// Serves `listener` with `service` until `stop` turns true: then stops
+/// accepting, asks every connection to finish (HTTP/1: after its current
+/// request; HTTP/2: a GOAWAY, then after its open streams) and returns
+/// once all have closed. Dropping the future closes every connection at
+/// once (the shutdown grace is the caller's).
+///
+/// `body` adapts each request body to what `service` takes (the REST
+/// listener puts its idle timeout there).
+pub(crate) async fn serve<S, B, ReqBody>(
+    listener: TcpListener,
+    protocols: Protocols,
+    limits: Arc<ConnectionLimits>,
+    service: S,
+    body: fn(Incoming, &ConnectionLimits) -> ReqBody,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ReqBody: Send + 'static,
+{
+    let builder = Arc::new(connection_builder(protocols, &limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    let mut accept_errors = RateLimitedLog::new();
+    let mut backoff = Backoff::new();
+    let mut full = RateLimitedLog::new();
+    loop {
+        // A free slot first, so a flood waits in the backlog rather than
+        // in file descriptors.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                full.note(|n| {
+                    warn!(
+                        "{} connections open on {}: new ones wait until one closes ({n} waits)",
+                        limits.max_connections,
+                        local_addr(&listener)
+                    )
+                });
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = stop.wait_for(|s| *s) => break,
+                    Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
+            Err(e) if is_per_connection(&e) => {
+                debug!("a connection failed before it was accepted: {e}");
+                continue;
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE, ENFILE) or memory: the
+                // listener is fine, the process is not, for now. Retrying
+                // at once spins a core; waiting lets connections close.
+                let pause = backoff.next();
+                accept_errors.note(|n| {
+                    warn!(
+                        "cannot accept connections on {}: {e} ({n} times); retrying in {pause:?}",
+                        local_addr(&listener)
+                    )
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("could not set TCP_NODELAY on a connection from {peer}: {e}");
+        }
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            protocols,
+            builder.clone(),
+            limits.clone(),
+            service.clone(),
+            body,
+            stop.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+fn connection_builder(
+    protocols: Protocols,
+    limits: &ConnectionLimits,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if protocols == Protocols::Http2Only {
+        builder = builder.http2_only();
+    }
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive_interval)
+        .keep_alive_timeout(limits.http2_keepalive_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams);
+    builder
+}
+
+/// One connection: served until it ends, it has been idle too long, or
+/// the server stops (then gracefully).
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection<S, B, ReqBody>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    protocols: Protocols,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Arc<ConnectionLimits>,
+    service: S,
+    body: fn(Incoming, &ConnectionLimits) -> ReqBody,
+    mut stop: watch::Receiver<bool>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tower::Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ReqBody: Send + 'static,
+{
+    let activity = Arc::new(Activity::new(protocols == Protocols::Http2Only));
+    let hyper_service = {
+        let activity = activity.clone();
+        let limits = limits.clone();
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let open = activity.open(request.version() == http::Version::HTTP_2);
+            let request = request.map(|b| body(b, &limits));
+            let mut service = service.clone();
+            async move {
+                let response = tower::Service::call(&mut service, request).await?;
+                Ok::<_, Infallible>(response.map(|body| Tracked { body, _open: open }))
+            }
+        })
+    };
+    let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
+    tokio::pin!(connection);
+    let idle = activity.idle(&limits);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    debug!("connection from {peer} ended: {e}");
+                }
+                return;
+            }
+            () = &mut idle, if !closing => {
+                debug!("closing the idle connection from {peer}");
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = stop.wait_for(|s| *s), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Whether requests are open on a connection, and since when it has had
+/// none: what the idle timeouts go by. Bytes on the wire would be the
+/// wrong measure: keepalive pings flow on an idle HTTP/2 connection, and
+/// a long prediction sends nothing for minutes on a busy one.
+struct Activity {
+    started: Instant,
+    open: AtomicUsize,
+    /// Milliseconds after `started` when the last request ended.
+    last_ms: AtomicU64,
+    http2: std::sync::atomic::AtomicBool,
+    became_idle: Notify,
+}
+
+impl Activity {
+    fn new(http2: bool) -> Self {
+        Activity {
+            started: Instant::now(),
+            open: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            http2: std::sync::atomic::AtomicBool::new(http2),
+            became_idle: Notify::new(),
+        }
+    }
+
+    /// A request starts; it is open until the guard (held by its response
+    /// body) drops.
+    fn open(self: &Arc<Self>, http2: bool) -> OpenRequest {
+        if http2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        self.open.fetch_add(1, Ordering::AcqRel);
+        OpenRequest(self.clone())
+    }
+
+    fn last_ms(&self) -> u64 {
+        self.last_ms.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection has had no open request for its idle
+    /// timeout (never, when that timeout is off).
+    async fn idle(&self, limits: &ConnectionLimits) {
+        loop {
+            let timeout = if self.http2.load(Ordering::Relaxed) {
+                limits.http2_idle
+            } else {
+                limits.http1_keep_alive
+            };
+            let Some(timeout) = timeout else {
+                return std::future::pending().await;
+            };
+            let became_idle = self.became_idle.notified();
+            tokio::pin!(became_idle);
+            became_idle.as_mut().enable();
+            if self.open.load(Ordering::Acquire) > 0 {
+                became_idle.await;
+                continue;
+            }
+            let since = self.last_ms();
+            let deadline = self.started + Duration::from_millis(since) + timeout;
+            tokio::time::sleep_until(deadline).await;
+            if self.open.load(Ordering::Acquire) == 0 && self.last_ms() == since {
+                return;
+            }
+        }
+    }
+}
+
+/// An open request; dropping it (its response body done or dropped)
+/// records when the connection last did something.
+struct OpenRequest(Arc<Activity>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let now = activity.started.elapsed().as_millis() as u64;
+        // Never 0 once a request has ended, so "ended at 0" and "none yet"
+        // do not compare equal across one.
+        activity.last_ms.store(now.max(1), Ordering::Release);
+        if activity.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            activity.became_idle.notify_waiters();
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request open until it has been sent
+    /// (a stream is a request in progress for as long as it runs).
+    struct Tracked<B> {
+        #[pin]
+        body: B,
+        _open: OpenRequest,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Errors of one incoming connection (it was reset before we took it),
+/// not of the listener: the next accept is fine.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+    )
+}
+
+fn local_addr(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "a listener".to_owned(), |a| a.to_string())
+}
+
+/// Pauses between failed accepts: 5 ms doubling to 1 s, back to the start
+/// after a success.
+struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Backoff(Self::FIRST)
+    }
+
+    fn next(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.0 = Self::FIRST;
+    }
+}
+
+/// A log line at most once a second, with how often its event happened
+/// since the last one: a flood must not flood the log too.
+struct RateLimitedLog {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl RateLimitedLog {
+    fn new() -> Self {
+        RateLimitedLog {
+            last: None,
+            count: 0,
+        }
+    }
+
+    fn note(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            log(self.count);
+            self.count = 0;
+            self.last = Some(Instant::now());
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as Go's runtime
+/// does for every program: the soft limit (often 1024) is a relic of
+/// `select()`, and a server holding thousands of connections needs more.
+/// Returns the limit in force.
+pub(crate) fn raise_open_files_limit() -> Option<u64> {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Some(raised.rlim_cur);
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_second_and_resets() {
+        let mut b = Backoff::new();
+        let pauses: Vec<_> = (0..10).map(|_| b.next()).collect();
+        assert_eq!(pauses[0], Duration::from_millis(5));
+        assert_eq!(pauses[1], Duration::from_millis(10));
+        assert_eq!(*pauses.last().unwrap(), Duration::from_secs(1));
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn rate_limited_log_counts_what_it_skips() {
+        let mut log = RateLimitedLog::new();
+        let mut lines = Vec::new();
+        for _ in 0..5 {
+            log.note(|n| lines.push(n));
+        }
+        assert_eq!(lines, vec![1]);
+        log.last = Some(Instant::now() - Duration::from_secs(2));
+        log.note(|n| lines.push(n));
+        assert_eq!(lines, vec![1, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_waits_for_open_requests_and_then_the_timeout() {
+        let limits = ConnectionLimits {
+            http1_keep_alive: Some(Duration::from_secs(5)),
+            ..ConnectionLimits::default()
+        };
+        let activity = Arc::new(Activity::new(false));
+        let open = activity.open(false);
+        let idle = activity.idle(&limits);
+        tokio::pin!(idle);
+        // A request open for a minute: not idle.
+        tokio::select! {
+            () = &mut idle => panic!("idle with a request open"),
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        drop(open);
+        let ended = Instant::now();
+        idle.await;
+        assert!(ended.elapsed() >= Duration::from_secs(5));
+    }
+}
