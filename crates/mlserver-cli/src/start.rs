@@ -54,6 +54,8 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
         runtimes.names().collect::<Vec<_>>().join(", ")
     );
 
+    #[cfg(feature = "mimalloc")]
+    crate::spawn_allocator_purge();
     let result = runtime.block_on(async move {
         let server = Server::new(settings, runtimes, env)?;
         let listeners = server.bind().await?;

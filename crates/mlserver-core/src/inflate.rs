@@ -78,9 +78,10 @@ pub fn inflate(encoding: Encoding, data: &[u8], limit: usize) -> Result<Vec<u8>,
         Encoding::Gzip => Box::new(GzDecoder::new(data)),
         Encoding::Deflate => Box::new(ZlibDecoder::new(data)),
     };
-    // Start from a guess that fits most requests, so growing does not
-    // double a large buffer more than needed.
-    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit.saturating_add(1)));
+    // Room for the whole limit up front (up to 64 MiB, reserved, not yet
+    // touched), so a bomb never makes the buffer double: growing copies,
+    // and the old and new buffers would both count.
+    let mut out = Vec::with_capacity(limit.saturating_add(1).min(64 << 20));
     reader
         .take((limit as u64).saturating_add(1))
         .read_to_end(&mut out)
