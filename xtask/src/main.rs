@@ -2,8 +2,11 @@
 //!
 //! - `bench`: the real MLServer, `mlserver-rs` and a minimal yardstick, side
 //!   by side on the same workload (see `bench/README` in `BENCHMARKS.md`).
+//! - `fuzz`: the libFuzzer targets in `fuzz/`, instrumented on stable rustc
+//!   (see `FUZZING.md`).
 
 mod bench;
+mod fuzz;
 
 use std::process::ExitCode;
 
@@ -11,8 +14,13 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
+        Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(fuzz::run),
         _ => {
-            eprintln!("usage: cargo xtask bench [options]\n\n{}", bench::USAGE);
+            eprintln!(
+                "usage: cargo xtask bench [options]\n\n{}\n\n{}",
+                bench::USAGE,
+                fuzz::USAGE
+            );
             return ExitCode::from(2);
         }
     };

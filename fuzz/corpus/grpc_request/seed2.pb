@@ -1,0 +1,3 @@
+
+model1*
+sBYTES*BhelloBworld
