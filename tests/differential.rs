@@ -11,6 +11,7 @@
 //! --nocapture` to see every difference, listed or not.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -186,7 +187,10 @@ impl Mlserver {
         .unwrap();
         let log = folder.join("mlserver.log");
         let mlserver = python.parent().unwrap().join("mlserver");
+        // In a process group of its own, so its worker processes go with
+        // it (killing only MLServer's main process orphans them).
         let child = Command::new(mlserver)
+            .process_group(0)
             .arg("start")
             .arg(folder)
             .current_dir(folder)
@@ -234,6 +238,9 @@ impl Mlserver {
 
 impl Drop for Mlserver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

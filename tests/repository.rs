@@ -102,7 +102,8 @@ async fn failed_loads_are_reported_and_contained() {
     assert_eq!(status, 500, "{v}");
     assert!(v["error"].as_str().unwrap().contains("corrupt"));
 
-    // Unloading the failed ones makes the server ready again.
+    // Unloading the failed ones leaves the settings file that does not
+    // parse: still not ready (MLServer reports ready).
     for name in ["broken", "exploding", "unknown-runtime"] {
         assert_eq!(
             s.client
@@ -114,6 +115,14 @@ async fn failed_loads_are_reported_and_contained() {
             200
         );
     }
+    assert_eq!(body(s.get("/v2/health/ready").await).await.0, 503);
+    // Once a scan finds it fixed, the server is ready again.
+    dir.write(
+        "invalid/model-settings.json",
+        r#"{"name": "invalid", "implementation": "echo"}"#,
+    );
+    let (status, _) = body(s.post_json("/v2/repository/index", &json!({})).await).await;
+    assert_eq!(status, 200);
     assert_eq!(body(s.get("/v2/health/ready").await).await.0, 200);
     s.stop().await;
 }

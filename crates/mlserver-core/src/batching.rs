@@ -367,6 +367,7 @@ fn split(
             id: None,
             parameters: response.parameters.clone(),
             outputs,
+            transport_headers: Vec::new(),
         })
         .collect())
 }

@@ -45,59 +45,83 @@ impl CloudEvents {
         }
     }
 
-    fn headers(&self, kind: Kind, model: &str, id: Option<&str>) -> Map<String, Value> {
+    /// The headers as (name, value) pairs, names as MLServer writes them.
+    fn pairs(&self, kind: Kind, model: &str, id: Option<&str>) -> Vec<(&'static str, String)> {
         let ce_type = match kind {
             Kind::Request => "io.seldon.serving.inference.request",
             Kind::Response => "io.seldon.serving.inference.response",
         };
-        let mut headers = Map::new();
-        let mut put = |k: &str, v: &str| {
-            headers.insert(k.to_owned(), Value::String(v.to_owned()));
-        };
-        put("Ce-Specversion", "0.3");
-        put("Ce-Source", &self.source);
-        put("Ce-Type", ce_type);
-        put("Ce-Modelid", model);
-        put("Ce-Inferenceservicename", &self.server_name);
-        put("Ce-Endpoint", model);
+        let mut pairs = Vec::with_capacity(9);
+        pairs.push(("Ce-Specversion", "0.3".to_owned()));
+        pairs.push(("Ce-Source", self.source.clone()));
+        pairs.push(("Ce-Type", ce_type.to_owned()));
+        pairs.push(("Ce-Modelid", model.to_owned()));
+        pairs.push(("Ce-Inferenceservicename", self.server_name.clone()));
+        pairs.push(("Ce-Endpoint", model.to_owned()));
         // MLServer skips an empty id (gRPC requests without one).
         if let Some(id) = id.filter(|id| !id.is_empty()) {
-            put("Ce-Id", id);
-            put("Ce-Requestid", id);
+            pairs.push(("Ce-Id", id.to_owned()));
+            pairs.push(("Ce-Requestid", id.to_owned()));
         }
         if let Some(ns) = &self.namespace {
-            put("Ce-Namespace", ns);
+            pairs.push(("Ce-Namespace", ns.clone()));
         }
-        headers
+        pairs
     }
 
-    /// Adds the request's headers for `model` (the model sees them).
+    /// Adds the request's headers for `model` (the model sees them, in
+    /// `parameters.headers`).
     pub(crate) fn on_request(&self, request: &mut InferenceRequest, model: &str) {
-        let headers = self.headers(Kind::Request, model, request.id.as_deref());
-        update_headers(request.parameters_mut(), headers);
+        let pairs = self.pairs(Kind::Request, model, request.id.as_deref());
+        // Straight into the request's headers (MLServer's `_update_headers`:
+        // same names replaced), without a map of their own to merge.
+        let parameters = request.parameters_mut();
+        if !matches!(
+            parameters.0.get(Parameters::HEADERS),
+            Some(Value::Object(_))
+        ) {
+            parameters.insert(Parameters::HEADERS, Value::Object(Map::new()));
+        }
+        if let Some(Value::Object(headers)) = parameters.0.get_mut(Parameters::HEADERS) {
+            for (k, v) in pairs {
+                headers.insert(k.to_owned(), Value::String(v));
+            }
+        }
     }
 
-    /// Adds the response's headers for `model` (the client gets them).
+    /// Adds the response's headers for `model` (the client gets them). They
+    /// go straight to the transports ([`InferenceResponse::transport_headers`],
+    /// lower-case as HTTP/2 and gRPC metadata need, as HTTP/1 sends them
+    /// anyway), not through a JSON map in `parameters`.
     pub(crate) fn on_response(&self, response: &mut InferenceResponse, model: &str) {
-        let headers = self.headers(Kind::Response, model, response.id.as_deref());
-        update_headers(response.parameters_mut(), headers);
+        let pairs = self.pairs(Kind::Response, model, response.id.as_deref());
+        response.transport_headers = pairs.into_iter().map(|(k, v)| (lower_case(k), v)).collect();
     }
 }
 
-/// MLServer's `_update_headers`: merged into `headers`, replacing entries of
-/// the same name.
-fn update_headers(parameters: &mut Parameters, headers: Map<String, Value>) {
-    match parameters.0.get_mut(Parameters::HEADERS) {
-        Some(Value::Object(existing)) => existing.extend(headers),
-        _ => {
-            parameters.insert(Parameters::HEADERS, Value::Object(headers));
-        }
+/// The lower-case form of a CloudEvents header name.
+fn lower_case(name: &'static str) -> &'static str {
+    match name {
+        "Ce-Specversion" => "ce-specversion",
+        "Ce-Source" => "ce-source",
+        "Ce-Type" => "ce-type",
+        "Ce-Modelid" => "ce-modelid",
+        "Ce-Inferenceservicename" => "ce-inferenceservicename",
+        "Ce-Endpoint" => "ce-endpoint",
+        "Ce-Id" => "ce-id",
+        "Ce-Requestid" => "ce-requestid",
+        "Ce-Namespace" => "ce-namespace",
+        other => unreachable!("not a CloudEvents header: {other}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn http_name_ok(name: &str) -> bool {
+        name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+    }
 
     #[test]
     fn requests_and_responses_get_mlservers_headers() {
@@ -134,14 +158,16 @@ mod tests {
 
         let mut response = InferenceResponse::default();
         ce.on_response(&mut response, "iris");
-        let headers = response
-            .parameters
-            .as_ref()
-            .unwrap()
-            .get(Parameters::HEADERS)
-            .unwrap();
-        assert_eq!(headers["Ce-Type"], "io.seldon.serving.inference.response");
-        assert!(headers.get("Ce-Id").is_none(), "no id, no Ce-Id");
+        assert!(response.parameters.is_none(), "not in the body");
+        let headers: std::collections::HashMap<_, _> =
+            response.transport_headers.iter().cloned().collect();
+        assert_eq!(headers["ce-type"], "io.seldon.serving.inference.response");
+        assert_eq!(headers["ce-modelid"], "iris");
+        assert_eq!(headers["ce-namespace"], "models");
+        assert!(!headers.contains_key("ce-id"), "no id, no Ce-Id");
+        for (name, _) in &response.transport_headers {
+            assert!(http_name_ok(name), "{name}");
+        }
         assert_eq!(
             CloudEvents::with_namespace("s", None).source,
             "io.seldon.serving.deployment.s"

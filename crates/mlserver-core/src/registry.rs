@@ -204,6 +204,10 @@ type ByName = HashMap<String, BTreeMap<Version, Slot>, foldhash::fast::RandomSta
 pub struct ModelRegistry {
     models: RwLock<ByName>,
     custom: crate::custom::CustomRoutes,
+    /// Settings files under the models folder that did not parse at the
+    /// last scan: models that cannot even be registered, which keep the
+    /// server not ready as a failed load does.
+    invalid_settings: std::sync::atomic::AtomicUsize,
 }
 
 impl ModelRegistry {
@@ -264,8 +268,22 @@ impl ModelRegistry {
             .count()
     }
 
-    /// Whether every registered model version can serve.
+    /// Records how many settings files the last scan could not read.
+    pub(crate) fn set_invalid_settings(&self, count: usize) {
+        self.invalid_settings
+            .store(count, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether every registered model version can serve, and every settings
+    /// file of the last scan was valid.
     pub(crate) fn all_ready(&self) -> bool {
+        if self
+            .invalid_settings
+            .load(std::sync::atomic::Ordering::Acquire)
+            > 0
+        {
+            return false;
+        }
         let models = self.models.read().expect("registry lock");
         models.values().flat_map(|v| v.values()).all(Slot::is_ready)
     }

@@ -114,16 +114,20 @@ impl ModelRepository {
         locks.entry(name.to_owned()).or_default().clone()
     }
 
-    /// Everything on disk, scanned off the reactor.
+    /// Everything on disk, scanned off the reactor. Settings files that do
+    /// not parse keep the server not ready until a scan finds them fixed
+    /// (or gone).
     async fn scan(&self) -> mlserver_settings::ScanResult {
         let root = self.root.clone();
         let env = self.env.clone();
-        tokio::task::spawn_blocking(move || mlserver_settings::scan_models(&root, &env))
+        let scan = tokio::task::spawn_blocking(move || mlserver_settings::scan_models(&root, &env))
             .await
             .unwrap_or_else(|e| {
                 error!("model repository scan failed: {e}");
                 mlserver_settings::ScanResult::default()
-            })
+            });
+        self.registry.set_invalid_settings(scan.errors.len());
+        scan
     }
 
     /// Loads every model found on disk, concurrently. Failures are logged and

@@ -30,6 +30,7 @@ pub(crate) fn insert_metadata(request: &mut InferenceRequest, metadata: &http::H
 /// Response `parameters.headers` as metadata (what gRPC cannot carry is
 /// dropped).
 pub(crate) fn extract_metadata(response: &mut InferenceResponse) -> MetadataMap {
+    let server = std::mem::take(&mut response.transport_headers);
     let mut out = MetadataMap::new();
     for (k, v) in mlserver_core::headers::take_response_headers(response) {
         if let (Ok(k), Ok(v)) = (
@@ -37,6 +38,12 @@ pub(crate) fn extract_metadata(response: &mut InferenceResponse) -> MetadataMap 
             MetadataValue::try_from(v.as_str()),
         ) {
             out.insert(k, v);
+        }
+    }
+    // The server's own last, so they win (as MLServer's middleware).
+    for (k, v) in server {
+        if let Ok(v) = MetadataValue::try_from(v.as_str()) {
+            out.insert(MetadataKey::from_static(k), v);
         }
     }
     out

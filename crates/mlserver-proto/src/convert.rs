@@ -125,6 +125,7 @@ pub fn encode_infer_response(response: InferenceResponse, raw: bool) -> ModelInf
         id,
         parameters,
         outputs,
+        transport_headers: _,
     } = response;
     let (outputs, raw_output_contents) = encode_tensors(outputs, raw);
     let outputs = outputs.into_iter().map(InferOutputTensor::from).collect();
@@ -203,6 +204,7 @@ pub fn decode_infer_response(
         id: non_empty(id),
         parameters: parameters_from_proto(parameters)?,
         outputs,
+        transport_headers: Vec::new(),
     })
 }
 

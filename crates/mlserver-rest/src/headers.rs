@@ -15,8 +15,10 @@ pub(crate) fn insert_headers(request: &mut InferenceRequest, headers: &HeaderMap
 }
 
 /// Response `parameters.headers` become HTTP response headers (names or
-/// values HTTP cannot carry are dropped).
+/// values HTTP cannot carry are dropped), then the server's own
+/// ([`InferenceResponse::transport_headers`]), which come last so they win.
 pub(crate) fn extract_headers(response: &mut InferenceResponse) -> Vec<(HeaderName, HeaderValue)> {
+    let server = std::mem::take(&mut response.transport_headers);
     mlserver_core::headers::take_response_headers(response)
         .into_iter()
         .filter_map(|(k, v)| {
@@ -25,6 +27,9 @@ pub(crate) fn extract_headers(response: &mut InferenceResponse) -> Vec<(HeaderNa
                 HeaderValue::try_from(v).ok()?,
             ))
         })
+        .chain(server.into_iter().filter_map(|(k, v)| {
+            Some((HeaderName::from_static(k), HeaderValue::try_from(v).ok()?))
+        }))
         .collect()
 }
 

@@ -14,6 +14,7 @@
 //! of rules.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -383,6 +384,71 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A request body that fails once it has sent nothing for `idle`
+    /// (`http_body_timeout`). The timer is armed only when the body has
+    /// nothing ready: a small body, already read with the headers, costs
+    /// no timer at all (tower-http's `TimeoutBody` arms one per read).
+    pub(crate) struct IdleTimeoutBody<B> {
+        #[pin]
+        body: B,
+        idle: Duration,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<B> IdleTimeoutBody<B> {
+    pub(crate) fn new(idle: Duration, body: B) -> Self {
+        IdleTimeoutBody {
+            body,
+            idle,
+            timer: None,
+        }
+    }
+}
+
+/// A request body that went quiet for longer than `http_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {0:?}: timed out")]
+pub(crate) struct BodyTimedOut(Duration);
+
+impl<B> http_body::Body for IdleTimeoutBody<B>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            this.timer.set(None);
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep(*this.idle)));
+        }
+        let timer = this.timer.as_pin_mut().expect("armed above");
+        match timer.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(*this.idle))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Errors of one incoming connection (it was reset before we took it),
 /// not of the listener: the next accept is fine.
 fn is_per_connection(e: &std::io::Error) -> bool {
@@ -503,6 +569,30 @@ mod tests {
         log.last = Some(Instant::now() - Duration::from_secs(2));
         log.note(|n| lines.push(n));
         assert_eq!(lines, vec![1, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_body_times_out_and_a_ready_one_never_arms_the_timer() {
+        use http_body_util::BodyExt;
+        let ready = IdleTimeoutBody::new(
+            Duration::from_secs(1),
+            http_body_util::Full::new(bytes::Bytes::from_static(b"abc")),
+        );
+        let ready = std::pin::pin!(ready);
+        assert_eq!(
+            ready.collect().await.unwrap().to_bytes(),
+            bytes::Bytes::from_static(b"abc")
+        );
+        let quiet = IdleTimeoutBody::new(
+            Duration::from_secs(1),
+            http_body_util::StreamBody::new(futures::stream::pending::<
+                Result<http_body::Frame<bytes::Bytes>, Infallible>,
+            >()),
+        );
+        let started = Instant::now();
+        let e = quiet.collect().await.unwrap_err();
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert!(started.elapsed() >= Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -204,11 +204,16 @@ impl Server {
         match connections::raise_open_files_limit() {
             // Each connection is a descriptor; models, workers and logs
             // need some too.
-            Some(open) if open < limits.max_connections as u64 + 256 => warn!(
+            Some(open)
+                if limits.max_connections < tokio::sync::Semaphore::MAX_PERMITS
+                    && open < (limits.max_connections as u64).saturating_add(256) =>
+            {
+                warn!(
                 "the open files limit is {open}: fewer than max_connections ({}) plus what models need; \
                  connections past it wait or fail (raise it with ulimit -n, or lower max_connections)",
                 limits.max_connections
-            ),
+                )
+            }
             Some(open) => debug!("open files limit: {open}"),
             None => {}
         }
@@ -353,7 +358,11 @@ impl Server {
     fn connection_limits(&self) -> ConnectionLimits {
         let s = &self.settings;
         ConnectionLimits {
-            max_connections: s.max_connections,
+            // 0: no limit of ours (the descriptors' only).
+            max_connections: match s.max_connections {
+                0 => tokio::sync::Semaphore::MAX_PERMITS,
+                n => n,
+            },
             http1_keep_alive: seconds(s.http_keep_alive_timeout),
             header_read: seconds(s.http_header_timeout),
             request_body_idle: seconds(s.http_body_timeout),
@@ -375,7 +384,7 @@ fn seconds(value: f64) -> Option<Duration> {
 /// A REST request body, with the idle timeout of `http_body_timeout`.
 fn rest_body(body: hyper::body::Incoming, limits: &ConnectionLimits) -> axum::body::Body {
     match limits.request_body_idle {
-        Some(idle) => axum::body::Body::new(tower_http::timeout::TimeoutBody::new(idle, body)),
+        Some(idle) => axum::body::Body::new(connections::IdleTimeoutBody::new(idle, body)),
         None => axum::body::Body::new(body),
     }
 }

@@ -138,10 +138,31 @@ pub(crate) fn unknown_keys(values: &Map<String, Value>, fields: &[Field]) -> Vec
         .collect()
 }
 
-/// Logs [`unknown_keys`] with the file they are in.
+/// Whether `cause` is new: true the first time, false after. Settings
+/// files are read again on every repository scan (index, load, unload), and
+/// a warning about a file says nothing new the second time. Bounded: past
+/// 4096 causes, everything counts as seen.
+pub(crate) fn first_time(cause: String) -> bool {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    seen.len() < 4096 && seen.insert(cause)
+}
+
+/// Logs [`unknown_keys`] with the file they are in, once per file and keys.
 pub(crate) fn warn_unknown_keys(values: &Map<String, Value>, section: &Section, path: &Path) {
     let unknown = unknown_keys(values, section.fields);
-    if !unknown.is_empty() {
+    if !unknown.is_empty()
+        && first_time(format!(
+            "unknown {} {}{unknown:?}",
+            path.display(),
+            section.scope
+        ))
+    {
         let names: Vec<String> = unknown
             .iter()
             .map(|k| format!("{}{k}", section.scope))
@@ -295,6 +316,13 @@ fn kind_name(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_cause_is_new_once() {
+        assert!(first_time("layer test cause".into()));
+        assert!(!first_time("layer test cause".into()));
+        assert!(first_time("layer test other cause".into()));
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]

@@ -186,10 +186,12 @@ impl ModelSettings {
         let whence = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the environment".into());
-        if self.parallel_workers.is_some() {
+        if self.parallel_workers.is_some()
+            && layer::first_time(format!("parallel_workers {whence}"))
+        {
             warn!("`parallel_workers` in model settings ({whence}) is deprecated; use the server's `parallel_workers`");
         }
-        if self.warm_workers {
+        if self.warm_workers && layer::first_time(format!("warm_workers {whence}")) {
             warn!("`warm_workers` in model settings ({whence}) is deprecated and has no effect");
         }
     }
@@ -216,7 +218,10 @@ pub fn load_model_settings(path: &Path, env: &EnvSource) -> Result<ModelSettings
         .unwrap_or_default();
     if settings.name.is_empty() {
         settings.name = folder_name;
-    } else if settings.name != folder_name && settings.version() != Some(folder_name.as_str()) {
+    } else if settings.name != folder_name
+        && settings.version() != Some(folder_name.as_str())
+        && layer::first_time(format!("name {} {}", path.display(), settings.name))
+    {
         warn!(
             "Model name '{}' is different than model's folder name '{}' ({})",
             settings.name,

@@ -371,6 +371,13 @@ pub struct InferenceResponse {
     pub parameters: Option<Parameters>,
     /// The output tensors.
     pub outputs: Vec<ResponseOutput>,
+    /// Headers the server adds on the way out (MLServer's CloudEvents
+    /// `ce-*`), lower-case names: the transports send them after the
+    /// model's own `parameters.headers`, which they override. Kept out of
+    /// `parameters`, so they cost no JSON map per response. Never
+    /// serialised.
+    #[serde(skip)]
+    pub transport_headers: Vec<(&'static str, String)>,
 }
 
 impl InferenceResponse {
