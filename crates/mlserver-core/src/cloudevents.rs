@@ -95,6 +95,9 @@ impl CloudEvents {
     /// anyway), not through a JSON map in `parameters`.
     pub(crate) fn on_response(&self, response: &mut InferenceResponse, model: &str) {
         let pairs = self.pairs(Kind::Response, model, response.id.as_deref());
+        // MLServer's response keeps the `parameters` its headers were taken
+        // out of: `"parameters": {}` in a REST body.
+        response.parameters.get_or_insert_with(Default::default);
         response.transport_headers = pairs.into_iter().map(|(k, v)| (lower_case(k), v)).collect();
     }
 }
@@ -158,7 +161,11 @@ mod tests {
 
         let mut response = InferenceResponse::default();
         ce.on_response(&mut response, "iris");
-        assert!(response.parameters.is_none(), "not in the body");
+        let parameters = response.parameters.as_ref().expect("kept, as MLServer");
+        assert!(
+            parameters.get(Parameters::HEADERS).is_none(),
+            "not in the body"
+        );
         let headers: std::collections::HashMap<_, _> =
             response.transport_headers.iter().cloned().collect();
         assert_eq!(headers["ce-type"], "io.seldon.serving.inference.response");
