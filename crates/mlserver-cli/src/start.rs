@@ -17,9 +17,11 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     let env = Arc::new(EnvSource::from_process());
     let settings = mlserver_settings::load_settings(&folder, &env)
         .with_context(|| format!("invalid settings in {}", folder.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("mlserver")
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("mlserver");
+    #[cfg(feature = "mimalloc")]
+    builder.on_thread_park(crate::collect_on_park);
+    let runtime = builder
         .build()
         .context("could not start the async runtime")?;
     // Inside the runtime: the span exporter's gRPC channel lives there.
