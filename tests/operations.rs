@@ -599,3 +599,158 @@ async fn server_metadata_comes_from_settings() {
     assert!(extensions.contains(&json!("binary_tensor_data")));
     s.stop().await;
 }
+
+/// Checks an exposition with the real parsers: `promtool check metrics`
+/// (Debian's prometheus package) on the text format, and Python's
+/// `prometheus_client` on both formats (its OpenMetrics parser refuses
+/// anything off the standard). Returns the complaints, empty when none.
+fn exposition_complaints(text: &str, openmetrics: &str) -> Vec<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut complaints = Vec::new();
+    let pipe = |cmd: &mut Command, input: &str| {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    match mlserver_tests::debian::promtool() {
+        Some(promtool) => {
+            let (ok, said) = pipe(Command::new(promtool).args(["check", "metrics"]), text);
+            if !ok || !said.trim().is_empty() {
+                complaints.push(format!("promtool: {said}"));
+            }
+        }
+        None => complaints.push("promtool could not be had".into()),
+    }
+    let Some(python) = mlserver_tests::python::mlserver_python() else {
+        complaints.push("no Python with prometheus_client".into());
+        return complaints;
+    };
+    let parse = "import sys\n\
+        from prometheus_client.parser import text_string_to_metric_families as text\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as om\n\
+        parse = om if sys.argv[1] == 'om' else text\n\
+        families = list(parse(sys.stdin.read()))\n\
+        bad = [f.name for f in families if f.type in ('unknown', 'untyped')]\n\
+        print('untyped: %s' % bad if bad else '', end='')\n\
+        print(len(families), file=sys.stderr)";
+    for (format, input) in [("text", text), ("om", openmetrics)] {
+        let (ok, said) = pipe(Command::new(&python).args(["-c", parse, format]), input);
+        let untyped = said.lines().next().unwrap_or("").starts_with("untyped");
+        if !ok || untyped {
+            complaints.push(format!("prometheus_client ({format}): {said}"));
+        }
+    }
+    complaints
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exposition_parses_in_both_formats_with_process_and_stream_families() {
+    let dir = ModelsDir::new();
+    dir.model("echo", json!({"implementation": "echo"}));
+    probe(&dir, "probe", 0, 0.0, json!({}));
+    let s = TestServer::start_ready(dir.path()).await;
+    let ok = json!({"inputs": [fp32("x", 1, 2, 1.0)]});
+    assert_eq!(infer(&s, "echo", &ok).await.0, 200);
+    assert_eq!(infer(&s, "probe", &ok).await.0, 200);
+    assert_eq!(infer(&s, "missing", &ok).await.0, 404);
+    let mut grpc = s.grpc().await;
+    let request = || ModelInferRequest {
+        model_name: "echo".into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                fp32_contents: vec![1.0],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    grpc.model_infer(request()).await.expect("gRPC infer");
+    // A stream of three requests, three replies: counted as stream messages.
+    use futures::StreamExt;
+    let replies: Vec<_> = grpc
+        .model_stream_infer(tokio_stream::iter(vec![request(), request(), request()]))
+        .await
+        .expect("stream")
+        .into_inner()
+        .collect()
+        .await;
+    assert_eq!(replies.len(), 3);
+    assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+
+    let text = s.scrape().await;
+    let addr = s.metrics_addr.unwrap();
+    let om_response = s
+        .client
+        .get(format!("http://{addr}/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        om_response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let om = om_response.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(
+        om.contains("# TYPE model_infer_request_success counter\n"),
+        "{om}"
+    );
+    assert!(text.contains("# TYPE model_infer_request_success_total counter\n"));
+
+    let stream = r#"grpc_service="inference.GRPCInferenceService",grpc_method="ModelStreamInfer""#;
+    for series in [
+        "grpc_server_msg_received_total",
+        "grpc_server_msg_sent_total",
+    ] {
+        assert_eq!(
+            metric_value(
+                &text,
+                &format!("{series}{{grpc_type=\"bidi_stream\",{stream}}}")
+            ),
+            3.0,
+            "{series}"
+        );
+        // Unary calls' messages are not stream messages.
+        assert!(
+            !text.contains(&format!("{series}{{grpc_type=\"unary\"")),
+            "{text}"
+        );
+    }
+    assert!(metric_value(&text, "process_resident_memory_bytes") > 1e6);
+    assert!(metric_value(&text, "process_open_fds") >= 3.0);
+    assert!(metric_value(&text, "process_max_fds") >= 3.0);
+    assert!(metric_value(&text, "process_start_time_seconds") > 1.6e9);
+    assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+
+    let complaints = exposition_complaints(&text, &om);
+    assert!(
+        complaints.is_empty(),
+        "{complaints:#?}\n--- text\n{text}\n--- openmetrics\n{om}"
+    );
+    s.stop().await;
+}

@@ -1,6 +1,7 @@
 //! Shared test support: the real server on a free loopback port, model
 //! folders written on the fly, and the runtimes tests need.
 
+pub mod debian;
 pub mod python;
 pub mod runtimes;
 

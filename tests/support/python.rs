@@ -21,8 +21,8 @@ struct Venv {
 /// The client libraries the interop tests use.
 const CLIENTS: Venv = Venv {
     dir: "py-clients",
-    packages: &["tritonclient[http,grpc]==2.*", "numpy"],
-    imports: "import tritonclient.http, tritonclient.grpc, numpy",
+    packages: &["tritonclient[http,grpc]==2.*", "numpy", "grpcio-reflection"],
+    imports: "import tritonclient.http, tritonclient.grpc, numpy, grpc_reflection.v1alpha",
 };
 
 /// The real MLServer (the version the Python runtimes target) with its

@@ -28,7 +28,7 @@ pub struct ServerMetrics {
 impl ServerMetrics {
     /// Registers MLServer's data-plane families on a new registry.
     pub fn new() -> Result<Self, mlserver_metrics::MetricsError> {
-        let r = Registry::new();
+        let r = Registry::new().with_process_families();
         let model = ["model", "version"];
         Ok(ServerMetrics {
             infer_success: r.counter(
@@ -129,6 +129,11 @@ impl ServerMetrics {
     /// workers' `mlserver.register`/`log` and `prometheus_client` metrics).
     pub async fn render_all(&self) -> String {
         self.registry.render_all().await
+    }
+
+    /// [`ServerMetrics::render_all`], in the format a scrape asked for.
+    pub async fn render_all_as(&self, format: mlserver_metrics::Format) -> String {
+        self.registry.render_all_as(format).await
     }
 }
 

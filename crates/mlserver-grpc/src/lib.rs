@@ -72,7 +72,34 @@ pub fn routes(state: GrpcState, max_message_bytes: usize, gzip: bool) -> Routes 
         state.repository.clone(),
     ));
     let health = HealthServer::new(health::HealthService::new(state.dataplane.clone()));
-    Routes::new(inference)
+    let routes = Routes::new(inference)
         .add_service(legacy)
-        .add_service(health)
+        .add_service(health);
+    add_reflection(routes)
+}
+
+/// Server reflection (`grpc.reflection.v1` and the `v1alpha` older clients
+/// such as grpcurl ask first) over every package we serve, so tools can
+/// list and call the services without `.proto` files.
+fn add_reflection(routes: Routes) -> Routes {
+    // Each version lists both reflection services, as every service we
+    // serve: a client of either sees the whole server.
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mlserver_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .include_reflection_service(false)
+    };
+    match (builder().build_v1(), builder().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes.add_service(v1).add_service(v1alpha),
+        // The descriptors are ours, compiled in: a failure is a build bug,
+        // and the rest of the server still works without reflection.
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("gRPC server reflection is off: {e}");
+            routes
+        }
+    }
 }

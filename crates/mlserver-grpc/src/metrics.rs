@@ -16,6 +16,8 @@ pub struct GrpcMetricFamilies {
     started: Family<Counter>,
     handled: Family<Counter>,
     handling: Family<Histogram>,
+    msg_received: Family<Counter>,
+    msg_sent: Family<Counter>,
 }
 
 impl GrpcMetricFamilies {
@@ -39,6 +41,18 @@ impl GrpcMetricFamilies {
                 "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
                 &grpc,
                 DEFAULT_BUCKETS,
+            )?,
+            // As py_grpc_prometheus counts them: the messages of streams
+            // only (a unary call's one message each way is in `started`).
+            msg_received: registry.counter(
+                "grpc_server_msg_received",
+                "Total number of RPC stream messages received on the server.",
+                &grpc,
+            )?,
+            msg_sent: registry.counter(
+                "grpc_server_msg_sent",
+                "Total number of gRPC stream messages sent by the server.",
+                &grpc,
             )?,
         })
     }
@@ -121,6 +135,14 @@ const KNOWN_CALLS: &[(&str, &[&str])] = &[
     ),
     ("grpc.health.v1.Health", &["Check", "Watch"]),
     (
+        "grpc.reflection.v1.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+    (
         "inference.model_repository.ModelRepositoryService",
         &[
             "RepositoryIndex",
@@ -154,7 +176,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
 
 impl<S, B, ResBody> tower::Service<http::Request<B>> for GrpcObserve<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S: tower::Service<http::Request<CountedBody<B>>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
     ResBody: HttpBody<Data = Bytes> + Unpin + Send + 'static,
 {
@@ -170,10 +192,24 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (service, method) = call_labels(request.uri().path());
         let grpc_type = match method {
-            "ModelStreamInfer" => "bidi_stream",
+            "ModelStreamInfer" | "ServerReflectionInfo" => "bidi_stream",
             "Watch" => "server_stream",
             _ => "unary",
         };
+        let (request_streams, response_streams) = match grpc_type {
+            "bidi_stream" => (true, true),
+            "server_stream" => (false, true),
+            _ => (false, false),
+        };
+        let counter = |streams: bool, family: fn(&GrpcMetricFamilies) -> &Family<Counter>| {
+            let m = self.metrics.as_ref().filter(|_| streams)?;
+            Some(MessageCount {
+                frames: MessageFrames::default(),
+                counter: family(m).with(&[grpc_type, service, method]),
+            })
+        };
+        let received = counter(request_streams, |m| &m.msg_received);
+        let sent = counter(response_streams, |m| &m.msg_sent);
         let record = CallRecord {
             metrics: self.metrics.clone(),
             grpc_type,
@@ -186,7 +222,10 @@ where
                 .with(&[grpc_type, record.service, record.method])
                 .inc();
         }
-        let future = self.inner.call(request);
+        let future = self.inner.call(request.map(|inner| CountedBody {
+            inner,
+            count: received,
+        }));
         Box::pin(async move {
             let response = future.await?;
             // A trailers-only reply (most errors) carries its status in the
@@ -201,6 +240,7 @@ where
             Ok(response.map(|body| ObservedBody {
                 inner: body,
                 record,
+                sent,
             }))
         })
     }
@@ -211,6 +251,8 @@ where
 pub struct ObservedBody<B> {
     inner: B,
     record: Option<CallRecord>,
+    /// The stream's messages, counted as they go out (streams only).
+    sent: Option<MessageCount>,
 }
 
 impl<B> Drop for ObservedBody<B> {
@@ -232,6 +274,9 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for ObservedBody<B> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(sent)) = (frame.data_ref(), &mut self.sent) {
+                    sent.feed(data);
+                }
                 if let Some(trailers) = frame.trailers_ref() {
                     if let Some(record) = self.record.take() {
                         record.finish(grpc_status(trailers));
@@ -249,6 +294,95 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for ObservedBody<B> {
                 }
             }
             Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A stream's messages and the counter they go to.
+struct MessageCount {
+    frames: MessageFrames,
+    counter: Arc<Counter>,
+}
+
+impl MessageCount {
+    fn feed(&mut self, data: &[u8]) {
+        let messages = self.frames.feed(data);
+        if messages > 0 {
+            self.counter.inc_by(messages as f64);
+        }
+    }
+}
+
+/// Finds where gRPC's length-prefixed messages start in a body's bytes,
+/// however its frames cut them: a message is counted once its 5-byte
+/// prefix (flag, big-endian length) has gone by.
+#[derive(Default)]
+struct MessageFrames {
+    /// Bytes of the current message's payload still to come.
+    remaining: u64,
+    prefix: [u8; 5],
+    prefix_len: usize,
+}
+
+impl MessageFrames {
+    /// The number of messages whose prefix completes in `data`.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut messages = 0;
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let n = data.len().min(self.remaining as usize);
+                self.remaining -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = data.len().min(5 - self.prefix_len);
+            self.prefix[self.prefix_len..self.prefix_len + n].copy_from_slice(&data[..n]);
+            self.prefix_len += n;
+            data = &data[n..];
+            if self.prefix_len == 5 {
+                messages += 1;
+                self.prefix_len = 0;
+                let p = self.prefix;
+                self.remaining = u64::from(u32::from_be_bytes([p[1], p[2], p[3], p[4]]));
+            }
+        }
+        messages
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body whose messages are counted as they come in (streams
+    /// only; other calls pass through).
+    pub struct CountedBody<B> {
+        #[pin]
+        inner: B,
+        count: Option<MessageCount>,
+    }
+}
+
+impl<B: HttpBody<Data = Bytes>> HttpBody for CountedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(count)) = (&polled, this.count.as_mut()) {
+            if let Some(data) = frame.data_ref() {
+                count.feed(data);
+            }
         }
         polled
     }
@@ -289,6 +423,21 @@ fn code_name(code: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_counted_however_frames_cut_them() {
+        let mut body = Vec::new();
+        for len in [0u32, 3, 300] {
+            body.push(0);
+            body.extend_from_slice(&len.to_be_bytes());
+            body.extend(std::iter::repeat_n(7u8, len as usize));
+        }
+        for chunk in [1, 2, 4, 5, 6, 64, body.len()] {
+            let mut frames = MessageFrames::default();
+            let counted: u64 = body.chunks(chunk).map(|c| frames.feed(c)).sum();
+            assert_eq!(counted, 3, "chunks of {chunk}");
+        }
+    }
 
     #[test]
     fn grpc_labels_are_the_calls_we_serve() {

@@ -2,10 +2,11 @@
 //! fetched when `/metrics` is scraped and merged into the exposition.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use crate::format::Format;
 
 /// One metric family as another process reports it (what Python's
 /// `prometheus_client` collects).
@@ -75,19 +76,10 @@ pub fn merge(families: Vec<ExternalFamily>, taken: &BTreeSet<String>) -> Vec<Ext
     merged
 }
 
-/// The text exposition (0.0.4) of `families`.
-pub fn render(out: &mut String, families: &[ExternalFamily]) {
+/// The exposition of `families`, in `format`.
+pub fn render(out: &mut String, families: &[ExternalFamily], format: Format) {
     for family in families {
-        // As prometheus_client writes the 0.0.4 format: a counter's family
-        // is named after its `_total` samples.
-        let name = if family.kind == "counter" && !family.name.ends_with("_total") {
-            format!("{}_total", family.name)
-        } else {
-            family.name.clone()
-        };
-        let help = super::registry::escape_help(&family.help);
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {}", family.kind);
+        format.header(out, &family.name, &family.kind, &family.help);
         for sample in &family.samples {
             out.push_str(&sample.name);
             if !sample.labels.is_empty() {
@@ -145,7 +137,7 @@ mod tests {
         assert_eq!(merged[0].samples.len(), 1);
         assert_eq!(merged[0].samples[0].value, 5.0);
         let mut text = String::new();
-        render(&mut text, &merged);
+        render(&mut text, &merged, Format::Prometheus);
         assert_eq!(
             text,
             "# HELP calls_total Calls\n# TYPE calls_total counter\ncalls_total{a=\"1\",b=\"2\"} 5\n"

@@ -22,10 +22,13 @@
 
 pub mod external;
 mod family;
+mod format;
 mod metric;
+mod process;
 mod registry;
 
 pub use family::Family;
+pub use format::Format;
 pub use metric::{Counter, Gauge, Histogram, Summary};
 pub use registry::{MetricsError, Registry};
 

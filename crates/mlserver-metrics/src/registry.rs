@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::external::{self, ExternalSource};
 use crate::family::{Family, FamilyInner};
+use crate::format::Format;
 use crate::metric::{fmt_value, Counter, Gauge, Histogram, Summary};
 
 /// Why a metric family could not be registered.
@@ -65,6 +66,8 @@ pub struct Registry {
     families: Arc<RwLock<BTreeMap<String, Entry>>>,
     /// Families of other processes, fetched at scrape time.
     externals: Arc<RwLock<Vec<ExternalSource>>>,
+    /// Whether scrapes include the `process_*` families.
+    process: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -86,6 +89,14 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same registry, with this process's `process_*` families (CPU
+    /// time, memory, descriptors, start time) in [`Registry::render_all_as`],
+    /// as every Prometheus client library exports them.
+    pub fn with_process_families(mut self) -> Self {
+        self.process = true;
+        self
     }
 
     /// A counter family. The exposition name gets `_total` appended (as
@@ -186,20 +197,16 @@ impl Registry {
     /// Every family in the Prometheus text exposition format, version 0.0.4
     /// (`Content-Type: text/plain; version=0.0.4`).
     pub fn render(&self) -> String {
+        let mut out = self.render_families(Format::Prometheus);
+        Format::Prometheus.end(&mut out);
+        out
+    }
+
+    fn render_families(&self, format: Format) -> String {
         let families = self.families.read().expect("registry lock");
         let mut out = String::with_capacity(4096);
         for (name, entry) in families.iter() {
-            // A counter's family is named after its `_total` sample in the
-            // 0.0.4 text format, as Python's client writes it: parsers
-            // (prometheus_client's, promtool) otherwise see an empty counter
-            // and an untyped `_total` family.
-            let suffix = if entry.kind == Kind::Counter {
-                "_total"
-            } else {
-                ""
-            };
-            let _ = writeln!(out, "# HELP {name}{suffix} {}", escape_help(&entry.help));
-            let _ = writeln!(out, "# TYPE {name}{suffix} {}", entry.kind.as_str());
+            format.header(&mut out, name, entry.kind.as_str(), &entry.help);
             match entry.kind {
                 Kind::Counter => render_each(&mut out, entry, |out, labels, c: &Counter| {
                     sample(out, name, "_total", labels, None, c.get());
@@ -236,12 +243,20 @@ impl Registry {
     /// [`Registry::render`] plus every external source's families, merged
     /// (see [`external::merge`]).
     pub async fn render_all(&self) -> String {
-        let mut out = self.render();
+        self.render_all_as(Format::Prometheus).await
+    }
+
+    /// Every family, this process's (with the `process_*` ones when asked
+    /// for) and every external source's, merged (see [`external::merge`]),
+    /// in `format`.
+    pub async fn render_all_as(&self, format: Format) -> String {
+        let mut out = self.render_families(format);
         let sources: Vec<ExternalSource> = self.externals.read().expect("externals lock").clone();
-        if sources.is_empty() {
-            return out;
-        }
-        let mut families = Vec::new();
+        let mut families = if self.process {
+            crate::process::families()
+        } else {
+            Vec::new()
+        };
         for source in sources {
             families.extend(source().await);
         }
@@ -252,7 +267,8 @@ impl Registry {
             .keys()
             .cloned()
             .collect();
-        external::render(&mut out, &external::merge(families, &taken));
+        external::render(&mut out, &external::merge(families, &taken), format);
+        format.end(&mut out);
         out
     }
 }
@@ -331,10 +347,6 @@ pub(crate) fn escape_label(out: &mut String, v: &str) {
     }
 }
 
-pub(crate) fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +371,61 @@ mod tests {
              # HELP took Time taken\n# TYPE took summary\ntook_count 1\ntook_sum 0.5\n\
              # HELP up Up\n# TYPE up gauge\nup 3\n"
         );
+    }
+
+    #[test]
+    fn renders_openmetrics_with_process_families() {
+        let r = Registry::new().with_process_families();
+        r.counter("hits", "Hits.", &["m"])
+            .unwrap()
+            .with(&["x"])
+            .inc();
+        r.add_external(Arc::new(|| {
+            Box::pin(async {
+                vec![external::ExternalFamily {
+                    name: "calls".into(),
+                    kind: "counter".into(),
+                    help: "Calls".into(),
+                    samples: vec![external::ExternalSample {
+                        name: "calls_total".into(),
+                        labels: vec![],
+                        value: 2.0,
+                    }],
+                }]
+            })
+        }));
+        let om = block_on(r.render_all_as(Format::OpenMetrics));
+        assert!(
+            om.starts_with("# HELP hits Hits.\n# TYPE hits counter\nhits_total{m=\"x\"} 1\n"),
+            "{om}"
+        );
+        assert!(om.contains("# TYPE calls counter\ncalls_total 2\n"), "{om}");
+        assert!(
+            om.contains("# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total "),
+            "{om}"
+        );
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert_eq!(om.matches("# EOF").count(), 1);
+        let text = block_on(r.render_all());
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE process_resident_memory_bytes gauge\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
+    }
+
+    /// Polls a future that never waits (the sources above are ready at once).
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the render waited"),
+        }
     }
 
     #[test]

@@ -36,3 +36,8 @@ pub mod health {
 }
 
 pub use convert::ConvertError;
+
+/// Every served package's file descriptors (`FileDescriptorSet`, encoded),
+/// for gRPC server reflection: what lets grpcurl and similar tools call
+/// the server without `.proto` files.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -56,15 +56,16 @@ pub fn metrics_router(metrics: Arc<ServerMetrics>, endpoint: &str) -> axum::Rout
     };
     axum::Router::new().route(
         &endpoint,
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: http::HeaderMap| {
             let metrics = metrics.clone();
             async move {
+                let accept = headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let format = mlserver_metrics::Format::negotiate(accept);
                 (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    metrics.render_all().await,
+                    [(http::header::CONTENT_TYPE, format.content_type())],
+                    metrics.render_all_as(format).await,
                 )
                     .into_response()
             }
