@@ -754,3 +754,66 @@ async fn the_exposition_parses_in_both_formats_with_process_and_stream_families(
     );
     s.stop().await;
 }
+
+/// Triton's statistics count a batch as one execution and every row as an
+/// inference; the configuration gives the batch size and leaves the batch
+/// dimension out of the tensors' dims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_and_config_follow_adaptive_batching() {
+    let dir = ModelsDir::new();
+    // A long batch time: the batch closes by filling up (2 requests).
+    dir.model(
+        "probe",
+        json!({
+            "name": "probe",
+            "implementation": "test.BatchProbe",
+            "max_batch_size": 2,
+            "max_batch_time": 30.0,
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+            "outputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+            "parameters": {"extra": {}}
+        }),
+    );
+    let s = TestServer::start_ready(dir.path()).await;
+    let (one, three) = (
+        json!({"inputs": [fp32("x", 1, 2, 1.0)]}),
+        json!({"inputs": [fp32("x", 3, 2, 1.0)]}),
+    );
+    let (a, b) = tokio::join!(infer(&s, "probe", &one), infer(&s, "probe", &three));
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    let stats: Value = s.get("/v2/models/probe/stats").await.json().await.unwrap();
+    let m = &stats["model_stats"][0];
+    assert_eq!(m["name"], "probe", "{stats}");
+    assert_eq!(m["execution_count"], 1, "{stats}");
+    assert_eq!(m["inference_count"], 4, "rows of both requests: {stats}");
+    let st = &m["inference_stats"];
+    assert_eq!(st["success"]["count"], 2, "{stats}");
+    assert_eq!(st["queue"]["count"], 2, "{stats}");
+    assert_eq!(st["compute_infer"]["count"], 2, "{stats}");
+    assert!(st["queue"]["ns"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(m["batch_stats"][0]["batch_size"], 4, "{stats}");
+    assert_eq!(m["batch_stats"][0]["compute_infer"]["count"], 1, "{stats}");
+    // Failures count per request (a batch of two the model refuses).
+    let refused = json!({"inputs": [fp32("x", 1, 2, -1.0)]});
+    let (a, b) = tokio::join!(infer(&s, "probe", &refused), infer(&s, "probe", &refused));
+    assert_eq!((a.0, b.0), (400, 400));
+    let stats: Value = s.get("/v2/models/stats").await.json().await.unwrap();
+    assert_eq!(
+        stats["model_stats"][0]["inference_stats"]["fail"]["count"], 2,
+        "{stats}"
+    );
+    let config: Value = s.get("/v2/models/probe/config").await.json().await.unwrap();
+    assert_eq!(config["max_batch_size"], 2, "{config}");
+    assert_eq!(
+        config["input"],
+        json!([{"name": "x", "data_type": "TYPE_FP32", "dims": [2]}]),
+        "{config}"
+    );
+    assert_eq!(
+        config["dynamic_batching"]["max_queue_delay_microseconds"], 30_000_000,
+        "{config}"
+    );
+    assert_eq!(s.get("/v2/models/missing/stats").await.status(), 404);
+    assert_eq!(s.get("/v2/models/missing/config").await.status(), 404);
+    s.stop().await;
+}

@@ -7,7 +7,12 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["dataplane.proto", "model_repository.proto", "health.proto"];
+    let files = [
+        "dataplane.proto",
+        "triton_extensions.proto",
+        "model_repository.proto",
+        "health.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());
     }

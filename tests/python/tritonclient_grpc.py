@@ -91,6 +91,18 @@ def main(url):
     result = client.infer("sum-model", [loose]).as_numpy("output")
     check("loose datatype reaches the model", result.tolist() == [[2.0]], result)
 
+    # Triton's configuration and statistics extensions.
+    config = client.get_model_config("sum-model", as_json=True)["config"]
+    check("model config", config["name"] == "sum-model"
+          and config["input"][0] == {"name": "input", "data_type": "TYPE_FP32", "dims": ["-1", "-1"]},
+          config)
+    stats = client.get_inference_statistics("sum-model", as_json=True)["model_stats"]
+    check("statistics", len(stats) == 1 and int(stats[0]["inference_count"]) >= 1
+          and int(stats[0]["inference_stats"]["success"]["count"]) >= 1
+          and int(stats[0]["inference_stats"]["compute_infer"]["ns"]) > 0, stats)
+    every = client.get_inference_statistics(as_json=True)["model_stats"]
+    check("statistics of every model", {"sum-model", "echo-model"} <= {m["name"] for m in every}, every)
+
     index = client.get_model_repository_index(as_json=True)
     names = {m["name"] for m in index.get("models", [])}
     check("repository index", {"sum-model", "echo-model", "text-model"} <= names, index)

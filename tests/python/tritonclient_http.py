@@ -108,6 +108,33 @@ def main(url):
     result = client.infer("sum-model", [loose]).as_numpy("output")
     check("loose datatype reaches the model", result.tolist() == [[2.0]], result)
 
+    # Triton's configuration and statistics extensions.
+    check("extensions listed", {"model_configuration", "statistics"} <= set(meta["extensions"]), meta)
+    config = client.get_model_config("sum-model")
+    check("model config", config["name"] == "sum-model" and config["max_batch_size"] == 0
+          and config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [-1, -1]}]
+          and config["output"][0]["data_type"] == "TYPE_FP32", config)
+    stats = client.get_inference_statistics("sum-model")["model_stats"]
+    check("statistics of one model", len(stats) == 1 and stats[0]["name"] == "sum-model", stats)
+    inference = stats[0]["inference_stats"]
+    # Six successful sum-model inferences above; the unknown-model one is
+    # not this model's.
+    check("statistics count successes", inference["success"]["count"] == 6
+          and stats[0]["inference_count"] == 6 and stats[0]["execution_count"] == 6, stats)
+    check("statistics have durations", all(inference[k]["ns"] > 0 for k in
+          ("success", "compute_input", "compute_infer", "compute_output"))
+          and inference["queue"]["count"] == 6, inference)
+    check("statistics by batch size", stats[0]["batch_stats"][0]["batch_size"] == 1
+          and stats[0]["batch_stats"][0]["compute_infer"]["count"] == 6, stats)
+    check("last inference", stats[0]["last_inference"] > 1_600_000_000_000, stats)
+    every = client.get_inference_statistics()["model_stats"]
+    check("statistics of every model", {"sum-model", "echo-model"} <= {m["name"] for m in every}, every)
+    try:
+        client.get_model_config("no-such-model")
+        check("config of an unknown model raises", False)
+    except InferenceServerException as e:
+        check("config of an unknown model raises", "not found" in str(e), str(e))
+
     # Repository extension.
     index = client.get_model_repository_index()
     names = sorted({m["name"] for m in index})

@@ -27,13 +27,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::executor::{Executor, PredictCost};
+use crate::statistics::{PredictTiming, Statistics};
 
-type Reply = oneshot::Sender<Result<InferenceResponse, MLServerError>>;
+/// A request's share of its batch's response, and how long it waited (in
+/// the batch and for a worker) and the batch ran.
+type Reply = oneshot::Sender<Result<(InferenceResponse, PredictTiming), MLServerError>>;
 
 struct Pending {
     request: InferenceRequest,
     rows: usize,
     reply: Reply,
+    queued: Instant,
 }
 
 /// The per-model batching queue. Dropping it ends the batching task once
@@ -47,23 +51,30 @@ pub(crate) fn batching_enabled(max_batch_size: usize, max_batch_time: f64) -> bo
     max_batch_size > 1 && max_batch_time > 0.0
 }
 
+/// The model a batcher runs, and what its runs record into.
+pub(crate) struct BatchedModel {
+    pub(crate) name: String,
+    pub(crate) runtime: DynModel,
+    pub(crate) executor: Arc<Executor>,
+    pub(crate) cost: Arc<PredictCost>,
+    pub(crate) statistics: Arc<Statistics>,
+}
+
 impl Batcher {
     /// Starts the batching task for one model on the current tokio runtime.
     pub(crate) fn spawn(
-        model_name: String,
-        runtime: DynModel,
-        executor: Arc<Executor>,
-        cost: Arc<PredictCost>,
+        model: BatchedModel,
         max_batch_size: usize,
         max_batch_time: Duration,
         queue_size: Option<Arc<Histogram>>,
     ) -> Self {
         let (queue, rx) = mpsc::channel(max_batch_size.max(64));
         let task = BatchLoop {
-            model_name,
-            runtime,
-            executor,
-            cost,
+            model_name: model.name,
+            runtime: model.runtime,
+            executor: model.executor,
+            cost: model.cost,
+            statistics: model.statistics,
             max_batch_size,
             max_batch_time,
             queue_size,
@@ -81,7 +92,7 @@ impl Batcher {
     pub(crate) async fn predict(
         &self,
         request: InferenceRequest,
-    ) -> Result<Result<InferenceResponse, MLServerError>, InferenceRequest> {
+    ) -> Result<Result<(InferenceResponse, PredictTiming), MLServerError>, InferenceRequest> {
         let Some(rows) = batch_rows(&request) else {
             return Err(request);
         };
@@ -93,6 +104,7 @@ impl Batcher {
             request,
             rows,
             reply,
+            queued: Instant::now(),
         };
         if let Err(mpsc::error::SendError((_, pending))) = self.queue.send((key, pending)).await {
             return Err(pending.request);
@@ -175,6 +187,7 @@ struct BatchLoop {
     runtime: DynModel,
     executor: Arc<Executor>,
     cost: Arc<PredictCost>,
+    statistics: Arc<Statistics>,
     max_batch_size: usize,
     max_batch_time: Duration,
     queue_size: Option<Arc<Histogram>>,
@@ -238,9 +251,17 @@ impl BatchLoop {
         let runtime = self.runtime.clone();
         let executor = self.executor.clone();
         let cost = self.cost.clone();
+        let statistics = self.statistics.clone();
         let model_name = self.model_name.clone();
         tokio::spawn(async move {
-            run_batch(&model_name, &runtime, &executor, &cost, batch.items).await;
+            let ran = Ran {
+                model_name: &model_name,
+                runtime: &runtime,
+                executor: &executor,
+                cost: &cost,
+                statistics: &statistics,
+            };
+            run_batch(ran, batch.items).await;
         });
     }
 }
@@ -252,39 +273,64 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn run_batch(
-    model_name: &str,
-    runtime: &DynModel,
-    executor: &Executor,
-    cost: &Arc<PredictCost>,
-    items: Vec<Pending>,
-) {
+/// Where a batch runs, and what it records into.
+struct Ran<'a> {
+    model_name: &'a str,
+    runtime: &'a DynModel,
+    executor: &'a Executor,
+    cost: &'a Arc<PredictCost>,
+    statistics: &'a Statistics,
+}
+
+async fn run_batch(ran: Ran<'_>, items: Vec<Pending>) {
+    let started = Instant::now();
+    // Each request's wait: from its arrival until its batch closed, plus
+    // the batch's wait for a worker.
+    let share = |queued: Instant, timing: PredictTiming| PredictTiming {
+        queue: started.duration_since(queued) + timing.queue,
+        infer: timing.infer,
+    };
     if items.len() == 1 {
         let item = items.into_iter().next().expect("one item");
-        let result = executor
-            .predict(model_name, runtime, cost, item.request)
+        let result = ran
+            .executor
+            .predict_timed(ran.model_name, ran.runtime, ran.cost, item.request)
             .await;
-        let _ = item.reply.send(result);
+        if let Ok((_, timing)) = &result {
+            ran.statistics.executed(item.rows as u64, timing.infer);
+        }
+        let _ = item
+            .reply
+            .send(result.map(|(response, timing)| (response, share(item.queued, timing))));
         return;
     }
     let rows: Vec<usize> = items.iter().map(|p| p.rows).collect();
-    let (requests, replies): (Vec<InferenceRequest>, Vec<Reply>) =
-        items.into_iter().map(|p| (p.request, p.reply)).unzip();
+    let mut requests = Vec::with_capacity(items.len());
+    let mut replies = Vec::with_capacity(items.len());
+    for item in items {
+        requests.push(item.request);
+        replies.push((item.reply, item.queued));
+    }
     let result = match merge(requests) {
-        Ok(merged) => executor
-            .predict(model_name, runtime, cost, merged)
+        Ok(merged) => ran
+            .executor
+            .predict_timed(ran.model_name, ran.runtime, ran.cost, merged)
             .await
-            .and_then(|response| split(model_name, response, &rows)),
+            .and_then(|(response, timing)| {
+                ran.statistics
+                    .executed(rows.iter().sum::<usize>() as u64, timing.infer);
+                Ok((split(ran.model_name, response, &rows)?, timing))
+            }),
         Err(e) => Err(e),
     };
     match result {
-        Ok(responses) => {
-            for (reply, response) in replies.into_iter().zip(responses) {
-                let _ = reply.send(Ok(response));
+        Ok((responses, timing)) => {
+            for ((reply, queued), response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok((response, share(queued, timing))));
             }
         }
         Err(e) => {
-            for reply in replies {
+            for (reply, _) in replies {
                 let _ = reply.send(Err(e.clone()));
             }
         }

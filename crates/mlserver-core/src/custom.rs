@@ -27,6 +27,11 @@ pub const V2_ROUTES: &[&str] = &[
     "/v2/models/{name}/generate_stream",
     "/v2/models/{name}/versions/{version}/infer_stream",
     "/v2/models/{name}/versions/{version}/generate_stream",
+    "/v2/models/stats",
+    "/v2/models/{name}/stats",
+    "/v2/models/{name}/versions/{version}/stats",
+    "/v2/models/{name}/config",
+    "/v2/models/{name}/versions/{version}/config",
 ];
 
 /// Whether two templates can match one path (a `{param}` matches any

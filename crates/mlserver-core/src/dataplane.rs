@@ -18,7 +18,12 @@ use crate::registry::{LoadedModel, ModelRegistry};
 
 /// Extensions this server implements, reported in server metadata on top of
 /// the ones configured in settings.
-pub const BUILTIN_EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
+pub const BUILTIN_EXTENSIONS: [&str; 4] = [
+    "binary_tensor_data",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+];
 
 /// The data plane of the V2 protocol, below any transport: health,
 /// metadata, and inference (unary and streaming) through each model's
@@ -86,6 +91,51 @@ impl DataPlane {
         if !outcome.is_err_and(ServingError::is_not_found) {
             m.observe_infer(name, version, started, outcome.is_ok());
         }
+    }
+
+    /// Triton's configuration of a ready model (version), derived from its
+    /// metadata and settings.
+    pub fn model_config(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<mlserver_types::triton::ModelConfig, ServingError> {
+        let model = self.registry.get(name, version)?;
+        Ok(crate::triton::model_config(&model))
+    }
+
+    /// Triton's statistics: of one model version, of every loaded version
+    /// of `name` (no version given), or of every loaded model (no name, or
+    /// an empty one, as Triton's clients ask for all).
+    pub fn model_statistics(
+        &self,
+        name: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<mlserver_types::triton::ModelStatisticsResponse, ServingError> {
+        let name = name.filter(|n| !n.is_empty());
+        let version = version.filter(|v| !v.is_empty());
+        let model_stats = match (name, version) {
+            (Some(name), Some(_)) => {
+                let model = self.registry.get(name, version)?;
+                vec![model.statistics().snapshot(model.name(), model.version())]
+            }
+            _ => {
+                let loaded: Vec<_> = self
+                    .registry
+                    .snapshot()
+                    .into_iter()
+                    .filter(|(n, _, _)| name.is_none_or(|name| name == n))
+                    .filter_map(|(_, _, slot)| slot.model)
+                    .map(|m| m.statistics().snapshot(m.name(), m.version()))
+                    .collect();
+                if let (Some(name), true) = (name, loaded.is_empty()) {
+                    // Not loaded: the lookup's own error (404, unavailable).
+                    self.registry.get(name, None)?;
+                }
+                loaded
+            }
+        };
+        Ok(mlserver_types::triton::ModelStatisticsResponse { model_stats })
     }
 
     /// The models it serves.
@@ -196,7 +246,12 @@ impl DataPlane {
         let result = match self.registry.get(name, version) {
             Ok(model) => {
                 let limit = shortest(model.timeout(), deadline);
-                self.bounded(infer_on(&model, request), limit).await
+                let rows = model.rows(&request);
+                let result = self.bounded(infer_on(&model, request), limit).await;
+                model
+                    .statistics()
+                    .finished(started.elapsed(), rows, result.is_ok());
+                result
             }
             Err(e) => Err(e),
         };
@@ -595,7 +650,11 @@ pub(crate) async fn infer_on(
     mut request: InferenceRequest,
 ) -> Result<InferenceResponse, ServingError> {
     let rules = model.rules();
+    let statistics = model.statistics();
+    let preparing = Instant::now();
     rules.prepare(&mut request)?;
+    let prepared = preparing.elapsed();
+    let rows = model.rows(&request);
     let id = request.id.clone().unwrap_or_default();
     let requested: Option<Vec<String>> = request
         .outputs
@@ -607,14 +666,24 @@ pub(crate) async fn infer_on(
         .cache()
         .map(|_| ResponseCache::key(model.name(), model.version(), model.instance(), &request));
     if let (Some(cache), Some(key)) = (model.cache(), &cache_key) {
-        if let Some(mut hit) = cache.get(key) {
+        let looking = Instant::now();
+        let hit = cache.get(key);
+        statistics.cache_lookup(looking.elapsed(), hit.is_some());
+        if let Some(mut hit) = hit {
             hit.id = Some(id);
             return Ok(rules.with_cloudevents(hit));
         }
     }
 
-    let response = model.predict(request).await?;
+    let (response, timing) = model.predict(request).await?;
+    let completing = Instant::now();
     let response = rules.complete(response, &id, requested.as_deref())?;
+    // Only requests that went the whole way count in the compute stages,
+    // so their counts agree (perf_analyzer checks they do).
+    statistics.computed(prepared, timing, completing.elapsed());
+    if !model.batches() {
+        statistics.executed_alone(rows, prepared, completing.elapsed());
+    }
     if let (Some(cache), Some(key)) = (model.cache(), cache_key) {
         cache.insert(key, response.clone());
     }

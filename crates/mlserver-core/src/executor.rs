@@ -28,6 +28,8 @@ use mlserver_metrics::Histogram;
 use mlserver_runtime::{panic_message, DynModel, MLServerError, RequestStream, ResponseStream};
 use mlserver_types::{InferenceRequest, InferenceResponse};
 
+use crate::statistics::PredictTiming;
+
 /// Predictions averaging less than this run inline on the request's task.
 pub(crate) const INLINE_BELOW: Duration = Duration::from_micros(100);
 
@@ -120,6 +122,20 @@ impl Executor {
         cost: &Arc<PredictCost>,
         request: InferenceRequest,
     ) -> Result<InferenceResponse, MLServerError> {
+        self.predict_timed(model_name, runtime, cost, request)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// [`Executor::predict`], with how long the prediction waited for a
+    /// worker and ran (Triton's statistics).
+    pub(crate) async fn predict_timed(
+        &self,
+        model_name: &str,
+        runtime: &DynModel,
+        cost: &Arc<PredictCost>,
+        request: InferenceRequest,
+    ) -> Result<(InferenceResponse, PredictTiming), MLServerError> {
         let panicked = |payload: &(dyn std::any::Any + Send)| {
             MLServerError::internal(format!(
                 "model {model_name} panicked during inference: {}",
@@ -132,11 +148,20 @@ impl Executor {
                 .catch_unwind()
                 .await
                 .map_err(|p| panicked(&*p))?;
+            let infer = started.elapsed();
             // Only successes: fast failures must not make a model look cheap.
             if result.is_ok() {
-                cost.record(started.elapsed());
+                cost.record(infer);
             }
-            return result;
+            return result.map(|r| {
+                (
+                    r,
+                    PredictTiming {
+                        queue: Duration::ZERO,
+                        infer,
+                    },
+                )
+            });
         };
         let in_flight = pool.in_flight_now.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(h) = &pool.in_flight {
@@ -150,14 +175,24 @@ impl Executor {
             .handle();
         let runtime = runtime.clone();
         let cost = cost.clone();
+        let queued = Instant::now();
         let task = handle.spawn(async move {
             let _done = done;
             let started = Instant::now();
             let result = runtime.predict(request).await;
+            let infer = started.elapsed();
             if result.is_ok() {
-                cost.record(started.elapsed());
+                cost.record(infer);
             }
-            result
+            result.map(|r| {
+                (
+                    r,
+                    PredictTiming {
+                        queue: started.duration_since(queued),
+                        infer,
+                    },
+                )
+            })
         });
         // A caller that stops waiting (a deadline, a cut, a client gone)
         // cancels the prediction with it: the task is aborted at its next

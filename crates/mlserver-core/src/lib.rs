@@ -19,7 +19,9 @@ mod metrics;
 mod registry;
 mod repository;
 mod request_id;
+mod statistics;
 pub mod trace;
+mod triton;
 
 pub use cache::ResponseCache;
 pub use cloudevents::CloudEvents;

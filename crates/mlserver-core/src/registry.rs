@@ -15,6 +15,7 @@ use crate::cache::ResponseCache;
 use crate::cloudevents::CloudEvents;
 use crate::dataplane::ModelRules;
 use crate::executor::{Executor, PredictCost};
+use crate::statistics::{PredictTiming, Statistics};
 use mlserver_settings::ModelSettings;
 use mlserver_types::{MetadataModelResponse, ModelState};
 
@@ -37,6 +38,8 @@ pub struct LoadedModel {
     instance: u64,
     /// How long one inference may take (`inference_timeout`).
     timeout: Option<std::time::Duration>,
+    /// Triton's statistics, since this instance was loaded.
+    statistics: Arc<Statistics>,
 }
 
 static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -69,7 +72,15 @@ impl LoadedModel {
             cache,
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             timeout: None,
+            statistics: Arc::default(),
         }
+    }
+
+    /// Records Triton's statistics into `statistics` (shared with the
+    /// model's batcher, which counts its runs).
+    pub(crate) fn with_statistics(mut self, statistics: Arc<Statistics>) -> Self {
+        self.statistics = statistics;
+        self
     }
 
     /// Bounds each inference by `timeout`.
@@ -131,22 +142,49 @@ impl LoadedModel {
     }
 
     /// Calls the runtime: through the adaptive batcher when the model has
-    /// one (and the request can be batched), on the executor otherwise.
+    /// one (and the request can be batched), on the executor otherwise;
+    /// with how long the request waited and its run took.
     pub(crate) async fn predict(
         &self,
         request: InferenceRequest,
-    ) -> Result<InferenceResponse, ServingError> {
+    ) -> Result<(InferenceResponse, PredictTiming), ServingError> {
+        let rows = self.rows(&request);
         let request = match &self.batcher {
+            // The batcher counts its runs itself.
             Some(batcher) => match batcher.predict(request).await {
-                Ok(result) => return result.map_err(ServingError::from),
+                Ok(result) => return Ok(result?),
                 Err(unbatchable) => unbatchable,
             },
             None => request,
         };
-        self.executor
-            .predict(self.name(), &self.runtime, &self.cost, request)
-            .await
-            .map_err(ServingError::from)
+        let (response, timing) = self
+            .executor
+            .predict_timed(self.name(), &self.runtime, &self.cost, request)
+            .await?;
+        self.statistics.executed(rows, timing.infer);
+        Ok((response, timing))
+    }
+
+    /// Whether requests are batched (adaptive batching is on).
+    pub fn batches(&self) -> bool {
+        self.batcher.is_some()
+    }
+
+    /// The inferences a request counts as in the statistics: its rows for
+    /// a batching model (Triton's rule), else one.
+    pub(crate) fn rows(&self, request: &InferenceRequest) -> u64 {
+        if !self.batches() {
+            return 1;
+        }
+        request
+            .inputs
+            .first()
+            .and_then(|i| i.shape.first())
+            .map_or(1, |&rows| rows as u64)
+    }
+
+    pub(crate) fn statistics(&self) -> &Statistics {
+        &self.statistics
     }
 }
 

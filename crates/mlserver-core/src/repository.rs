@@ -14,12 +14,13 @@ use mlserver_settings::{EnvSource, ModelSettings};
 use mlserver_types::{ModelState, RepositoryIndexItem};
 use tracing::{error, info, warn};
 
-use crate::batching::{batching_enabled, Batcher};
+use crate::batching::{batching_enabled, BatchedModel, Batcher};
 use crate::cache::ResponseCache;
 use crate::cloudevents::CloudEvents;
 use crate::executor::{Executor, PredictCost};
 use crate::metrics::ServerMetrics;
 use crate::registry::{LoadedModel, ModelRegistry, Version};
+use crate::statistics::Statistics;
 
 /// How loaded models are served: shared by every model of a server.
 #[derive(Clone)]
@@ -297,6 +298,7 @@ impl ModelRepository {
         };
         let runtime_checks = runtime.checks_inputs();
         let cost = Arc::new(PredictCost::default());
+        let statistics = Arc::new(Statistics::default());
         let batcher = batch_time.map(|max_batch_time| {
             info!(
                 model = %settings.name,
@@ -305,10 +307,13 @@ impl ModelRepository {
                 max_batch_time
             );
             Batcher::spawn(
-                settings.name.clone(),
-                runtime.clone(),
-                self.serving.executor.clone(),
-                cost.clone(),
+                BatchedModel {
+                    name: settings.name.clone(),
+                    runtime: runtime.clone(),
+                    executor: self.serving.executor.clone(),
+                    cost: cost.clone(),
+                    statistics: statistics.clone(),
+                },
                 settings.max_batch_size,
                 max_batch_time,
                 self.serving
@@ -337,6 +342,7 @@ impl ModelRepository {
             batcher,
             cache,
         )
+        .with_statistics(statistics)
         .with_rules(
             self.serving.strict_inputs || runtime_checks,
             self.serving.cloudevents.clone(),

@@ -221,6 +221,34 @@ impl GrpcInferenceService for InferenceService {
         Ok(Response::new(convert::metadata_to_proto(metadata)))
     }
 
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> GrpcResult<ModelConfigResponse> {
+        let r = request.into_inner();
+        let config = self
+            .state
+            .dataplane
+            .model_config(&r.name, version_of(&r.version))
+            .map_err(to_status)?;
+        Ok(Response::new(ModelConfigResponse {
+            config: Some(convert::config_to_proto(config)),
+        }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<ModelStatisticsRequest>,
+    ) -> GrpcResult<ModelStatisticsResponse> {
+        let r = request.into_inner();
+        let statistics = self
+            .state
+            .dataplane
+            .model_statistics(Some(&r.name), version_of(&r.version))
+            .map_err(to_status)?;
+        Ok(Response::new(convert::statistics_to_proto(statistics)))
+    }
+
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,

@@ -131,6 +131,8 @@ const KNOWN_CALLS: &[(&str, &[&str])] = &[
             "RepositoryIndex",
             "RepositoryModelLoad",
             "RepositoryModelUnload",
+            "ModelConfig",
+            "ModelStatistics",
         ],
     ),
     ("grpc.health.v1.Health", &["Check", "Watch"]),

@@ -551,3 +551,95 @@ pub fn index_item_to_proto(item: RepositoryIndexItem) -> ModelIndex {
 
 #[cfg(test)]
 mod tests;
+
+/// Triton's model configuration as its protobuf message.
+pub fn config_to_proto(
+    config: mlserver_types::triton::ModelConfig,
+) -> crate::inference::ModelConfig {
+    use crate::inference as pb;
+    let data_type = |name: &str| {
+        pb::DataType::from_str_name(name).map_or(pb::DataType::TypeInvalid as i32, |t| t as i32)
+    };
+    let input = config
+        .input
+        .into_iter()
+        .map(|t| pb::ModelInput {
+            data_type: data_type(&t.data_type),
+            name: t.name,
+            dims: t.dims,
+        })
+        .collect();
+    let output = config
+        .output
+        .into_iter()
+        .map(|t| pb::ModelOutput {
+            data_type: data_type(&t.data_type),
+            name: t.name,
+            dims: t.dims,
+        })
+        .collect();
+    pb::ModelConfig {
+        name: config.name,
+        platform: config.platform,
+        max_batch_size: config.max_batch_size,
+        input,
+        output,
+        dynamic_batching: config.dynamic_batching.map(|b| pb::ModelDynamicBatching {
+            preferred_batch_size: b.preferred_batch_size,
+            max_queue_delay_microseconds: b.max_queue_delay_microseconds,
+        }),
+        backend: config.backend,
+        model_transaction_policy: Some(pb::ModelTransactionPolicy {
+            decoupled: config.model_transaction_policy.decoupled,
+        }),
+        runtime: String::new(),
+    }
+}
+
+/// Triton's statistics as their protobuf message.
+pub fn statistics_to_proto(
+    statistics: mlserver_types::triton::ModelStatisticsResponse,
+) -> crate::inference::ModelStatisticsResponse {
+    use crate::inference as pb;
+    let d = |d: mlserver_types::triton::StatisticDuration| {
+        Some(pb::StatisticDuration {
+            count: d.count,
+            ns: d.ns,
+        })
+    };
+    let model_stats = statistics
+        .model_stats
+        .into_iter()
+        .map(|m| {
+            let s = m.inference_stats;
+            pb::ModelStatistics {
+                name: m.name,
+                version: m.version,
+                last_inference: m.last_inference,
+                inference_count: m.inference_count,
+                execution_count: m.execution_count,
+                inference_stats: Some(pb::InferStatistics {
+                    success: d(s.success),
+                    fail: d(s.fail),
+                    queue: d(s.queue),
+                    compute_input: d(s.compute_input),
+                    compute_infer: d(s.compute_infer),
+                    compute_output: d(s.compute_output),
+                    cache_hit: d(s.cache_hit),
+                    cache_miss: d(s.cache_miss),
+                }),
+                batch_stats: m
+                    .batch_stats
+                    .into_iter()
+                    .map(|b| pb::InferBatchStatistics {
+                        batch_size: b.batch_size,
+                        compute_input: d(b.compute_input),
+                        compute_infer: d(b.compute_infer),
+                        compute_output: d(b.compute_output),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    pb::ModelStatisticsResponse { model_stats }
+}

@@ -86,6 +86,45 @@ pub(crate) async fn model_version_metadata(
     Ok(Json(state.dataplane.model_metadata(&name, Some(&version))?).into_response())
 }
 
+/// Triton's statistics extension: every loaded model's.
+pub(crate) async fn all_statistics(State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.dataplane.model_statistics(None, None)?).into_response())
+}
+
+pub(crate) async fn model_statistics(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(state.dataplane.model_statistics(Some(&name), None)?).into_response())
+}
+
+pub(crate) async fn model_version_statistics(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(
+        state
+            .dataplane
+            .model_statistics(Some(&name), Some(&version))?,
+    )
+    .into_response())
+}
+
+/// Triton's model configuration extension.
+pub(crate) async fn model_config(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(state.dataplane.model_config(&name, None)?).into_response())
+}
+
+pub(crate) async fn model_version_config(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(state.dataplane.model_config(&name, Some(&version))?).into_response())
+}
+
 // Inference handlers take the whole request rather than a `HeaderMap`
 // extractor, which would copy every header.
 pub(crate) async fn infer(

@@ -91,7 +91,12 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         .route(ROUTES[14], post(infer_stream))
         .route(ROUTES[15], post(infer_stream))
         .route(ROUTES[16], post(infer_stream_version))
-        .route(ROUTES[17], post(infer_stream_version));
+        .route(ROUTES[17], post(infer_stream_version))
+        .route(ROUTES[18], get(all_statistics))
+        .route(ROUTES[19], get(model_statistics))
+        .route(ROUTES[20], get(model_version_statistics))
+        .route(ROUTES[21], get(model_config))
+        .route(ROUTES[22], get(model_version_config));
     let prefix = root_prefix(&options.root_path);
     let routes = match &prefix {
         Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),

@@ -34,6 +34,7 @@ mod metadata;
 mod parameters;
 mod repository;
 mod tensor;
+pub mod triton;
 
 pub use dataplane::{
     element_count, InferenceRequest, InferenceResponse, RequestInput, RequestOutput,
