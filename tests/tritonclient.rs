@@ -86,3 +86,45 @@ async fn grpc_reflection_lists_and_calls_every_service() {
     );
     s.stop().await;
 }
+
+/// NVIDIA's perf_analyzer, over HTTP and gRPC: it reads the model's
+/// metadata and configuration, the server's extensions, then measures,
+/// reading the statistics around each window (its `Server:` section).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perf_analyzer_measures_over_http_and_grpc() {
+    let Some(_) = mlserver_tests::perf_analyzer::perf_analyzer() else {
+        return; // perf_analyzer() said why, loudly.
+    };
+    let s = TestServer::start_ready(&examples_models()).await;
+    for (protocol, addr) in [("http", s.addr), ("grpc", s.grpc_addr)] {
+        let mut cmd = mlserver_tests::perf_analyzer::perf_analyzer().unwrap();
+        cmd.args(["-m", "sum-model", "-i", protocol, "-u"])
+            .arg(addr.to_string())
+            .args(["--shape", "input:1,4", "--measurement-interval", "500"])
+            .args(["-s", "1000", "-r", "5"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("perf_analyzer"))
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("perf_analyzer over {protocol}:\n{stdout}");
+        assert!(
+            out.status.success(),
+            "perf_analyzer over {protocol}: {}\n{stdout}\n{stderr}",
+            out.status
+        );
+        for expected in [
+            "Client:",
+            "Throughput:",
+            "Server:",
+            "Inference count:",
+            "Avg request latency:",
+        ] {
+            assert!(
+                stdout.contains(expected),
+                "{expected} not in perf_analyzer's {protocol} output:\n{stdout}\n{stderr}"
+            );
+        }
+    }
+    s.stop().await;
+}
