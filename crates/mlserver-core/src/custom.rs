@@ -32,6 +32,12 @@ pub const V2_ROUTES: &[&str] = &[
     "/v2/models/{name}/versions/{version}/stats",
     "/v2/models/{name}/config",
     "/v2/models/{name}/versions/{version}/config",
+    "/v2/docs",
+    "/v2/docs/dataplane.json",
+    "/v2/models/{name}/docs",
+    "/v2/models/{name}/docs/dataplane.json",
+    "/v2/models/{name}/versions/{version}/docs",
+    "/v2/models/{name}/versions/{version}/docs/dataplane.json",
 ];
 
 /// Whether two templates can match one path (a `{param}` matches any

@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use mlserver_core::ServingError;
@@ -17,6 +17,7 @@ use super::body::{bad_binary, header_length, parse_json, read_body};
 use super::AppState;
 use crate::error::ApiError;
 use crate::headers::{extract_headers, insert_headers};
+use crate::openapi;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -123,6 +124,67 @@ pub(crate) async fn model_version_config(
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     Ok(Json(state.dataplane.model_config(&name, Some(&version))?).into_response())
+}
+
+/// Swagger UI over the server's OpenAPI document.
+pub(crate) async fn docs() -> Response {
+    Html(openapi::swagger_ui(
+        "MLServer API Docs",
+        "/v2/docs/dataplane.json",
+    ))
+    .into_response()
+}
+
+/// The server's OpenAPI document.
+pub(crate) async fn openapi_document() -> Response {
+    Json(openapi::server_document()).into_response()
+}
+
+/// Swagger UI over a model's document (404 for a model not served).
+pub(crate) async fn model_docs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    model_docs_page(&state, &name, None)
+}
+
+pub(crate) async fn model_version_docs(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    model_docs_page(&state, &name, Some(&version))
+}
+
+fn model_docs_page(state: &AppState, name: &str, version: Option<&str>) -> ApiResult<Response> {
+    state.dataplane.model_metadata(name, version)?;
+    let (title, url) = match version {
+        Some(v) => (
+            format!("MLServer API Docs - {name} ({v})"),
+            format!("/v2/models/{name}/versions/{v}/docs/dataplane.json"),
+        ),
+        None => (
+            format!("MLServer API Docs - {name}"),
+            format!("/v2/models/{name}/docs/dataplane.json"),
+        ),
+    };
+    Ok(Html(openapi::swagger_ui(&title, &url)).into_response())
+}
+
+/// A model's OpenAPI document: its routes, its inputs and outputs.
+pub(crate) async fn model_openapi_document(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let metadata = state.dataplane.model_metadata(&name, None)?;
+    Ok(Json(openapi::model_document(&metadata, None)).into_response())
+}
+
+pub(crate) async fn model_version_openapi_document(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let metadata = state.dataplane.model_metadata(&name, Some(&version))?;
+    Ok(Json(openapi::model_document(&metadata, Some(&version))).into_response())
 }
 
 // Inference handlers take the whole request rather than a `HeaderMap`

@@ -6,6 +6,7 @@ mod cors;
 mod error;
 mod headers;
 mod metrics;
+mod openapi;
 mod trace;
 
 pub use body::BodyLimits;
@@ -96,7 +97,13 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         .route(ROUTES[19], get(model_statistics))
         .route(ROUTES[20], get(model_version_statistics))
         .route(ROUTES[21], get(model_config))
-        .route(ROUTES[22], get(model_version_config));
+        .route(ROUTES[22], get(model_version_config))
+        .route(ROUTES[23], get(docs))
+        .route(ROUTES[24], get(openapi_document))
+        .route(ROUTES[25], get(model_docs))
+        .route(ROUTES[26], get(model_openapi_document))
+        .route(ROUTES[27], get(model_version_docs))
+        .route(ROUTES[28], get(model_version_openapi_document));
     let prefix = root_prefix(&options.root_path);
     let routes = match &prefix {
         Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),
