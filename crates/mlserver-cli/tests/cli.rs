@@ -441,4 +441,10 @@ fn dotenv_refuses_an_implementation_that_cannot_load() {
     assert!(!ok && err.contains("neither a runtime"), "{err}");
     let (ok, err) = dotenv(r#"{"name": "m"}"#);
     assert!(!ok && err.contains("names no implementation"), "{err}");
+    // A misspelt key or a value that does not fit never reaches an image.
+    let (ok, err) = dotenv(r#"{"name": "m", "implementation": "sum", "max_batch_sise": 2}"#);
+    assert!(!ok && err.contains("\"max_batch_sise\""), "{err}");
+    std::fs::write(dir.path().join("settings.json"), r#"{"http_port": "abc"}"#).unwrap();
+    let (ok, err) = dotenv(r#"{"name": "m", "implementation": "sum"}"#);
+    assert!(!ok && err.contains("http_port"), "{err}");
 }

@@ -240,7 +240,7 @@ pub fn load_model_settings(path: &Path, env: &EnvSource) -> Result<ModelSettings
     Ok(settings)
 }
 
-const MODEL_FIELDS: &[Field] = &[
+pub(crate) const MODEL_FIELDS: &[Field] = &[
     field("name", Kind::Str),
     field("implementation", Kind::Str),
     field("platform", Kind::Str),

@@ -248,7 +248,7 @@ impl Default for Settings {
     }
 }
 
-const SETTINGS_FIELDS: &[Field] = &[
+pub(crate) const SETTINGS_FIELDS: &[Field] = &[
     field("debug", Kind::Bool),
     field("parallel_workers", Kind::Int),
     field("parallel_workers_timeout", Kind::Int),
@@ -294,7 +294,7 @@ const SETTINGS_FIELDS: &[Field] = &[
     field("inference_timeout", Kind::Float),
 ];
 
-const CORS_FIELDS: &[Field] = &[
+pub(crate) const CORS_FIELDS: &[Field] = &[
     field("allow_origins", Kind::Json),
     field("allow_origin_regex", Kind::Str),
     field("allow_credentials", Kind::Bool),
