@@ -306,6 +306,20 @@ impl GrpcInferenceService for Grpc {
     ) -> GrpcResult<RepositoryModelUnloadResponse> {
         Err(Status::unimplemented("yardstick"))
     }
+
+    async fn model_config(
+        &self,
+        _: Request<ModelConfigRequest>,
+    ) -> GrpcResult<ModelConfigResponse> {
+        Err(Status::unimplemented("yardstick"))
+    }
+
+    async fn model_statistics(
+        &self,
+        _: Request<ModelStatisticsRequest>,
+    ) -> GrpcResult<ModelStatisticsResponse> {
+        Err(Status::unimplemented("yardstick"))
+    }
 }
 
 fn fp32(values: Vec<f32>) -> InferTensorContents {

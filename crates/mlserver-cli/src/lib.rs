@@ -133,6 +133,10 @@ pub enum Command {
     /// MLModel, its model-settings.json, a README; it builds, serves and
     /// `mlserver build`s as it is.
     Init(init::InitArgs),
+    /// Send a file of V2 inference requests (one JSON per line) to a server,
+    /// `--workers` at a time, and write one response or error per line to
+    /// the output file, as MLServer's `mlserver infer` does (REST or gRPC).
+    Infer(mlserver_batch::InferArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -150,6 +154,10 @@ pub fn run_with(cli: Cli, runtimes: RuntimeRegistry) -> ExitCode {
         Command::Dockerfile(args) => image::dockerfile(args),
         Command::Dotenv { folder } => dotenv::dotenv(&folder, &runtimes),
         Command::Init(args) => init::init(args),
+        Command::Infer(args) => {
+            mlserver_batch::init_logging(&args);
+            mlserver_batch::run(args).map(drop).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
