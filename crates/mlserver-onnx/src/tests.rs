@@ -321,12 +321,65 @@ async fn without_a_uri_the_model_beside_the_settings_file_loads() {
     assert_eq!(model.signature().inputs[0].name, "input");
 }
 
+/// The regressors scikit-learn, XGBoost and LightGBM export
+/// (TreeEnsembleRegressor) and a StandardScaler exported as ai.onnx.ml
+/// Scaler run on tract, matching onnxruntime's outputs, rows with missing
+/// values included.
 #[tokio::test]
-async fn tract_says_which_operator_it_lacks() {
-    let e = load(&testdata("tree_regressor.onnx"), json!({"engine": "tract"}))
+async fn tree_ensemble_regressors_and_scalers_run_on_tract() {
+    for name in [
+        "tree_regressor",
+        "gbr",
+        "xgboost_regressor",
+        "lightgbm_regressor",
+        "scaler",
+    ] {
+        let reference: Value = serde_json::from_str(
+            &std::fs::read_to_string(testdata(&format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let x: Vec<f32> = reference["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter())
+            .map(|v| v.as_f64().map_or(f32::NAN, |v| v as f32))
+            .collect();
+        let n = x.len() / 3;
+        let model = load(
+            &testdata(&format!("{name}.onnx")),
+            json!({"engine": "tract"}),
+        )
         .await
-        .unwrap_err();
-    assert!(e.to_string().contains("TreeEnsembleRegressor"), "{e}");
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.engine(), "tract");
+        let r = model
+            .predict(InferenceRequest::new(vec![Tensor::new(
+                "input",
+                vec![n, 3],
+                x,
+            )
+            .unwrap()]))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.outputs[0].shape, vec![n, 1], "{name}");
+        // null: onnxruntime's NaN (a linear model of a missing value).
+        let want: Vec<f32> = reference["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().map_or(f32::NAN, |v| v as f32))
+            .collect();
+        let got = r.outputs[0].as_slice::<f32>().unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            // Sums of the same f32 leaves, possibly in another order.
+            assert!(
+                (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{name} row {i}: tract {g}, onnxruntime {w}"
+            );
+        }
+    }
 }
 
 #[cfg(not(feature = "ort"))]
@@ -405,10 +458,12 @@ async fn onnxruntime_runs_what_tract_cannot_and_matches_its_python_outputs() {
             .unwrap();
     let x: Vec<f32> = rows(&reference);
     let n = x.len() / 3;
-    // `auto`: tract refuses TreeEnsembleRegressor, onnxruntime takes over.
-    let model = load(&testdata("tree_regressor.onnx"), json!({}))
-        .await
-        .unwrap();
+    let model = load(
+        &testdata("tree_regressor.onnx"),
+        json!({"engine": "onnxruntime"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(model.engine(), "onnxruntime");
     let meta = model.metadata().await.unwrap();
     assert_eq!(meta.platform, "onnxruntime_onnx");

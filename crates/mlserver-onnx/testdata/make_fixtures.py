@@ -16,6 +16,13 @@ packages pinned in examples/models/iris-onnx/requirements.txt:
                        iris classifiers converted with onnxmltools (the
                        README's recipes), with onnxruntime's labels; needs
                        requirements-gbm.txt on top
+  gbr.onnx, xgboost_regressor.onnx, lightgbm_regressor.onnx, scaler.onnx
+  (+ .json)            regressors: scikit-learn's 100-tree gradient boosting,
+                       XGBoost's and LightGBM's (TreeEnsembleRegressor with
+                       base values, NaN routing and averaging), and a
+                       StandardScaler exported as ai.onnx.ml Scaler followed
+                       by a linear regression, with onnxruntime's outputs
+                       on rows that include missing values
 """
 
 import json
@@ -104,5 +111,57 @@ def main():
             f.write("\n")
 
 
+def regressors(x):
+    """Regressors of petal width from the other three measurements, and
+    onnxruntime's outputs for rows with and without missing values."""
+    from onnxmltools import convert_lightgbm, convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType as MlFloat
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression
+    import lightgbm
+    import xgboost
+
+    features, target = x[:, :3], x[:, 3]
+    rows = features[::7].astype(np.float32)
+    rows = np.vstack([rows, rows[:3]])
+    rows[-3, 0] = np.nan
+    rows[-2, 1] = np.nan
+    rows[-1, :] = np.nan
+    sk_types = [("input", FloatTensorType([None, 3]))]
+    ml_types = [("input", MlFloat([None, 3]))]
+    gbr = GradientBoostingRegressor(n_estimators=100, max_depth=3, random_state=0)
+    xgb = xgboost.XGBRegressor(n_estimators=20, max_depth=3, random_state=0)
+    lgbm = lightgbm.LGBMRegressor(n_estimators=20, random_state=0, verbose=-1)
+    scaled = make_pipeline(StandardScaler(), LinearRegression())
+    models = [
+        ("gbr", convert_sklearn(gbr.fit(features, target), initial_types=sk_types, target_opset=OPSET)),
+        ("xgboost_regressor", convert_xgboost(xgb.fit(features, target), initial_types=ml_types, target_opset=15)),
+        ("lightgbm_regressor", convert_lightgbm(lgbm.fit(features, target), initial_types=ml_types, target_opset=15)),
+        ("scaler", convert_sklearn(scaled.fit(features, target), initial_types=sk_types, target_opset=OPSET)),
+    ]
+    for name, onx in models:
+        ops = [n.op_type for n in onx.graph.node]
+        assert ("Scaler" if name == "scaler" else "TreeEnsembleRegressor") in ops, (name, ops)
+        path = save(onx, name + ".onnx")
+        session = rt.InferenceSession(path, providers=["CPUExecutionProvider"])
+        (pred,) = session.run(None, {"input": rows})
+        # JSON has no NaN: null for a missing input and a NaN output.
+        with open(os.path.join(HERE, name + ".json"), "w") as f:
+            json.dump(
+                {
+                    "inputs": [[None if np.isnan(v) else float(v) for v in r] for r in rows],
+                    "outputs": [None if np.isnan(v) else float(v) for v in pred.reshape(-1)],
+                },
+                f,
+            )
+            f.write("\n")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["regressors"]:
+        regressors(load_iris(return_X_y=True)[0])
+    else:
+        main()
+        regressors(load_iris(return_X_y=True)[0])

@@ -9,6 +9,7 @@ use tract_onnx::pb;
 use crate::signature::Signature;
 use crate::OnnxError;
 
+mod ml;
 pub mod tract;
 
 #[cfg(feature = "ort")]

@@ -1,5 +1,5 @@
 //! onnxruntime through `ort` (feature `ort`): for graphs tract cannot run
-//! (TreeEnsembleRegressor, ZipMap-free LightGBM regressors, newer opsets).
+//! (ml opset 5 TreeEnsemble, SVMs, encoders, newer opsets).
 //!
 //! The library is loaded at run time (`load-dynamic`): from `ORT_DYLIB_PATH`,
 //! else `libonnxruntime.so` on the loader's path. Nothing is downloaded when

@@ -62,7 +62,8 @@ impl TractEngine {
         proto: &pb::ModelProto,
         signature: &Signature,
     ) -> Result<Self, OnnxError> {
-        let onnx = tract_onnx::onnx();
+        let mut onnx = tract_onnx::onnx();
+        super::ml::register(&mut onnx.op_register);
         // The model's folder resolves external data files.
         let dir = path.parent().and_then(Path::to_str);
         let mut model = onnx
