@@ -20,7 +20,12 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().thread_name("mlserver");
     #[cfg(feature = "mimalloc")]
-    builder.on_thread_park(crate::collect_on_park);
+    {
+        builder.on_thread_park(crate::collect_on_park);
+        // The inference workers (`parallel_workers`) too: responses they
+        // allocate are freed on the async workers, into their heaps.
+        mlserver_server::on_worker_park(crate::collect_on_park);
+    }
     let runtime = builder
         .build()
         .context("could not start the async runtime")?;

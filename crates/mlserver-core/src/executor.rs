@@ -66,6 +66,18 @@ impl PredictCost {
     }
 }
 
+/// What the inference workers run each time they go idle, set once by the
+/// binary before the server starts ([`on_worker_park`]).
+static PARK_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what every inference worker thread runs when it goes idle (the
+/// binary's allocator hands their freed memory back then, as its async
+/// workers do). Set once, before any [`Executor`] is made; later calls are
+/// ignored.
+pub fn on_worker_park(hook: fn()) {
+    let _ = PARK_HOOK.set(hook);
+}
+
 /// Runs `predict` calls, inline or on the worker pool.
 pub struct Executor {
     pool: Option<Pool>,
@@ -93,11 +105,15 @@ impl Executor {
         if workers == 0 {
             return Ok(Self::inline());
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder
             .worker_threads(workers)
             .thread_name("mlserver-worker")
-            .enable_all()
-            .build()?;
+            .enable_all();
+        if let Some(hook) = PARK_HOOK.get() {
+            builder.on_thread_park(*hook);
+        }
+        let runtime = builder.build()?;
         Ok(Executor {
             pool: Some(Pool {
                 runtime: Some(runtime),

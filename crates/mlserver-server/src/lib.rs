@@ -23,8 +23,8 @@ mod server;
 pub use connections::ConnectionLimits;
 pub use mlserver_core::trace::TARGET as TRACE_TARGET;
 pub use mlserver_core::{
-    DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository, ResponseCache, ServerMetrics,
-    Serving, Slot, SlotState, Version, BUILTIN_EXTENSIONS,
+    on_worker_park, DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository,
+    ResponseCache, ServerMetrics, Serving, Slot, SlotState, Version, BUILTIN_EXTENSIONS,
 };
 pub use mlserver_grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
 pub use mlserver_rest::{

@@ -28,8 +28,11 @@ use servers::{Kind, Paths};
 pub const USAGE: &str = "\
 cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--duration S]
                   [--repeat N] [--no-build] [--out FILE] [--callgrind] [--cpus LIST]
+                  [--settle S]
 
-  --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s)
+  --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s), 5 s settle
+  --settle S         after the last scenario, watch each server's RSS for S seconds
+                     (default 30; 0: not at all): when it is back within 2x of idle
   --only SERVERS     comma-separated: mlserver (both configurations), mlserver-fast,
                      mlserver-default, ours (defaults), ours-fast (parallel_workers=0, metrics
                      off), yardstick (default: all)
@@ -63,6 +66,8 @@ pub struct Options {
     /// CPUs the whole bench is pinned to (empty: not pinned).
     pub cpus: Vec<usize>,
     pub rounds: usize,
+    /// How long RSS is watched after the last scenario.
+    pub settle: Duration,
 }
 
 impl Options {
@@ -77,6 +82,7 @@ impl Options {
             callgrind: false,
             cpus: Vec::new(),
             rounds: 1,
+            settle: Duration::from_secs(30),
         };
         let mut only = false;
         let mut it = args.iter();
@@ -86,7 +92,9 @@ impl Options {
                 "--quick" => {
                     o.warmup = Duration::from_secs(1);
                     o.duration = Duration::from_secs(2);
+                    o.settle = Duration::from_secs(5);
                 }
+                "--settle" => o.settle = secs(value()?)?,
                 "--warmup" => o.warmup = secs(value()?)?,
                 "--duration" => o.duration = secs(value()?)?,
                 "--only" => {
@@ -282,6 +290,7 @@ async fn bench_server(
     let mut result = ServerResult {
         kind,
         startup: None,
+        settled: None,
         outcomes: Vec::new(),
         error: None,
     };
@@ -338,8 +347,43 @@ async fn bench_server(
         );
         result.outcomes.push((sc.name, outcome));
     }
+    if callgrind_dir.is_none() && !opts.settle.is_zero() {
+        let settled = settle(&running, idle.rss_bytes, opts.settle).await;
+        eprintln!(
+            "    RSS {:.1} MiB {:.0} s after the last scenario; {}",
+            settled.rss as f64 / 1048576.0,
+            settled.waited.as_secs_f64(),
+            settled.within_2x_after.map_or_else(
+                || "never within 2x of idle".to_owned(),
+                |t| format!("within 2x of idle after {:.1} s", t.as_secs_f64())
+            )
+        );
+        result.settled = Some(settled);
+    }
     tokio::task::block_in_place(|| running.stop());
     result
+}
+
+/// Watches RSS for `wait` after the load stopped (the allocator's purge
+/// is what brings it back): when it first is within 2x of `idle`, and what
+/// it is at the end.
+async fn settle(running: &servers::Running, idle: u64, wait: Duration) -> report::Settled {
+    let start = std::time::Instant::now();
+    let mut within_2x_after = None;
+    loop {
+        let rss = running.usage().rss_bytes;
+        if within_2x_after.is_none() && rss <= 2 * idle {
+            within_2x_after = Some(start.elapsed());
+        }
+        if start.elapsed() >= wait {
+            return report::Settled {
+                waited: wait,
+                within_2x_after,
+                rss,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Runs one scenario on a runtime of its own. At concurrency 1 that is a

@@ -13,9 +13,20 @@ use super::stats::{median, median_outcome};
 pub struct ServerResult {
     pub kind: Kind,
     pub startup: Option<Startup>,
+    /// Memory after the last scenario (`--settle`).
+    pub settled: Option<Settled>,
     /// Per scenario name; missing when skipped.
     pub outcomes: Vec<(&'static str, Outcome)>,
     pub error: Option<String>,
+}
+
+/// RSS after the load stopped: how long until it was within 2x of idle
+/// (if it got there), and what it was at the end of the wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    pub waited: Duration,
+    pub within_2x_after: Option<Duration>,
+    pub rss: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +84,19 @@ pub fn median_of_rounds(rounds: Vec<Vec<ServerResult>>) -> Vec<ServerResult> {
                     .unwrap_or_default(),
                 processes: started[0].processes,
             });
+            let settles: Vec<Settled> = runs.iter().filter_map(|r| r.settled).collect();
+            let settled = (!settles.is_empty()).then(|| Settled {
+                waited: settles[0].waited,
+                // A round that never got back counts as the longest wait.
+                within_2x_after: median(
+                    &settles
+                        .iter()
+                        .map(|s| s.within_2x_after.unwrap_or(Duration::MAX))
+                        .collect::<Vec<_>>(),
+                )
+                .filter(|d| *d != Duration::MAX),
+                rss: median(&settles.iter().map(|s| s.rss).collect::<Vec<_>>()).unwrap_or_default(),
+            });
             let mut outcomes: Vec<(&'static str, Outcome)> = Vec::new();
             for (name, _) in &runs[0].outcomes {
                 let of_scenario: Vec<Outcome> = runs
@@ -84,6 +108,7 @@ pub fn median_of_rounds(rounds: Vec<Vec<ServerResult>>) -> Vec<ServerResult> {
             ServerResult {
                 kind: runs[0].kind,
                 startup,
+                settled,
                 outcomes,
                 error: runs.iter().find_map(|r| r.error.clone()),
             }
@@ -265,18 +290,30 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
         md,
         "Ready: from spawning the process to `/v2/health/ready` and both models' ready \
          endpoints answering 200. RSS: summed over the process tree; idle is 1 s after \
-         ready, loaded is the largest seen during the measured windows.\n"
+         ready, loaded is the largest seen during the measured windows; settled is the \
+         RSS at the end of the wait after the last scenario (`--settle`), and within 2x \
+         is how long after the last scenario it first was at most twice the idle RSS.\n"
     );
     let _ = writeln!(
         md,
-        "| server | ready ms | processes | idle RSS MiB | loaded RSS MiB |\n|---|---:|---:|---:|---:|"
+        "| server | ready ms | processes | idle RSS MiB | loaded RSS MiB | settled RSS MiB | within 2x of idle after |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for s in servers {
         match (&s.startup, &s.error) {
             (Some(st), _) => {
+                let (settled, within) = match &s.settled {
+                    Some(d) => (
+                        format!("{} (at {:.0} s)", mib(d.rss), d.waited.as_secs_f64()),
+                        d.within_2x_after.map_or_else(
+                            || format!("not in {:.0} s", d.waited.as_secs_f64()),
+                            |t| format!("{:.1} s", t.as_secs_f64()),
+                        ),
+                    ),
+                    None => ("–".into(), "–".into()),
+                };
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {} | {} | {} |",
+                    "| {} | {:.0} | {} | {} | {} | {settled} | {within} |",
                     s.kind.label(),
                     st.ready_after.as_secs_f64() * 1e3,
                     st.processes,
@@ -286,7 +323,7 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
             }
             (None, Some(e)) => {
                 let first = first_line(e);
-                let _ = writeln!(md, "| {} | failed: {first} | | | |", s.kind.label());
+                let _ = writeln!(md, "| {} | failed: {first} | | | | | |", s.kind.label());
             }
             (None, None) => {}
         }
@@ -386,6 +423,7 @@ mod tests {
         };
         let server = |kind, rps, cpu| ServerResult {
             kind,
+            settled: None,
             startup: Some(Startup {
                 ready_after: Duration::from_millis(12),
                 idle_rss: 10 << 20,
@@ -399,6 +437,7 @@ mod tests {
             ServerResult {
                 kind: Kind::MlserverDefault,
                 startup: None,
+                settled: None,
                 outcomes: vec![],
                 error: Some("did not start\nmore".into()),
             },
@@ -458,6 +497,7 @@ mod tests {
         let server = |kind, instructions| ServerResult {
             kind,
             startup: None,
+            settled: None,
             outcomes: vec![(
                 sc[0].name,
                 Outcome {
@@ -496,6 +536,7 @@ mod tests {
         let sc = scenarios();
         let run = |kind, ready_ms: u64, rps: f64| ServerResult {
             kind,
+            settled: None,
             startup: Some(Startup {
                 ready_after: Duration::from_millis(ready_ms),
                 idle_rss: 10 << 20,
