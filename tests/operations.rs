@@ -25,6 +25,24 @@ fn fp32(name: &str, rows: usize, cols: usize, start: f32) -> Value {
     json!({"name": name, "shape": [rows, cols], "datatype": "FP32", "data": data})
 }
 
+/// A gRPC request to `model`: one FP32 input `x` of one element.
+fn grpc_fp32(model: &str) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                fp32_contents: vec![1.0],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
     response["outputs"]
         .as_array()
@@ -311,22 +329,10 @@ async fn metrics_move_as_requests_succeed_and_fail() {
     assert_eq!(unknown_version, 404);
     assert!(infer(&s, "broken", &ok).await.0 >= 400);
     let mut grpc = s.grpc().await;
-    let request = |model: &str| ModelInferRequest {
-        model_name: model.into(),
-        inputs: vec![InferInputTensor {
-            name: "x".into(),
-            datatype: "FP32".into(),
-            shape: vec![1],
-            contents: Some(InferTensorContents {
-                fp32_contents: vec![1.0],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    grpc.model_infer(request("echo")).await.expect("gRPC infer");
-    let missing = grpc.model_infer(request("missing")).await.unwrap_err();
+    grpc.model_infer(grpc_fp32("echo"))
+        .await
+        .expect("gRPC infer");
+    let missing = grpc.model_infer(grpc_fp32("missing")).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
     let text = s.scrape().await;
@@ -671,20 +677,7 @@ async fn the_exposition_parses_in_both_formats_with_process_and_stream_families(
     assert_eq!(infer(&s, "probe", &ok).await.0, 200);
     assert_eq!(infer(&s, "missing", &ok).await.0, 404);
     let mut grpc = s.grpc().await;
-    let request = || ModelInferRequest {
-        model_name: "echo".into(),
-        inputs: vec![InferInputTensor {
-            name: "x".into(),
-            datatype: "FP32".into(),
-            shape: vec![1],
-            contents: Some(InferTensorContents {
-                fp32_contents: vec![1.0],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let request = || grpc_fp32("echo");
     grpc.model_infer(request()).await.expect("gRPC infer");
     // A stream of three requests, three replies: counted as stream messages.
     use futures::StreamExt;

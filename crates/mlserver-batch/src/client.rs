@@ -259,26 +259,7 @@ fn write_number(f: f64, out: &mut String) {
 /// A JSON string as python-rapidjson's `dumps` writes it: ASCII only, with
 /// upper-case `\uXXXX` escapes.
 fn write_rapidjson_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04X}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::json::write_escaped_ascii(s, out, true);
 }
 
 fn write_elements(data: &TensorData, out: &mut String) {

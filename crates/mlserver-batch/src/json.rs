@@ -60,64 +60,30 @@ impl Json {
 
     /// Compact JSON as pydantic's `model_dump_json` writes it.
     pub(crate) fn write_pydantic(&self, out: &mut String) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Json::Float(f) => write_pydantic_float(*f, out),
-            Json::Str(s) => write_json_str(s, out),
-            Json::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    item.write_pydantic(out);
-                }
-                out.push(']');
-            }
-            Json::Object(members) => {
-                out.push('{');
-                for (i, (k, v)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_json_str(k, out);
-                    out.push(':');
-                    v.write_pydantic(out);
-                }
-                out.push('}');
-            }
-        }
+        self.write_styled(out, &PYDANTIC);
     }
 
     /// JSON as Python's `json.dumps` writes it with its defaults.
     pub(crate) fn write_py_dumps(&self, out: &mut String) {
+        self.write_styled(out, &PY_DUMPS);
+    }
+
+    fn write_styled(&self, out: &mut String, style: &Style) {
         match self {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Json::Int(i) => {
                 let _ = write!(out, "{i}");
             }
-            Json::Float(f) => {
-                if f.is_nan() {
-                    out.push_str("NaN");
-                } else if f.is_infinite() {
-                    out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" });
-                } else {
-                    out.push_str(&py_float_repr(*f));
-                }
-            }
-            Json::Str(s) => write_ascii_json_str(s, out),
+            Json::Float(f) => (style.float)(*f, out),
+            Json::Str(s) => (style.string)(s, out),
             Json::Array(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push_str(", ");
+                        out.push_str(style.item_separator);
                     }
-                    item.write_py_dumps(out);
+                    item.write_styled(out, style);
                 }
                 out.push(']');
             }
@@ -125,11 +91,11 @@ impl Json {
                 out.push('{');
                 for (i, (k, v)) in members.iter().enumerate() {
                     if i > 0 {
-                        out.push_str(", ");
+                        out.push_str(style.item_separator);
                     }
-                    write_ascii_json_str(k, out);
-                    out.push_str(": ");
-                    v.write_py_dumps(out);
+                    (style.string)(k, out);
+                    out.push_str(style.key_separator);
+                    v.write_styled(out, style);
                 }
                 out.push('}');
             }
@@ -196,6 +162,41 @@ impl Json {
 /// A float as pydantic-core writes it: the shortest round-trip digits in
 /// ryu's layout, with an explicit `+` on positive exponents (`1e+20`);
 /// infinities and NaN become `null`.
+/// What differs between the two writers MLServer's output goes through.
+struct Style {
+    item_separator: &'static str,
+    key_separator: &'static str,
+    float: fn(f64, &mut String),
+    string: fn(&str, &mut String),
+}
+
+/// pydantic's `model_dump_json`: compact, UTF-8 strings.
+const PYDANTIC: Style = Style {
+    item_separator: ",",
+    key_separator: ":",
+    float: write_pydantic_float,
+    string: write_json_str,
+};
+
+/// `json.dumps` with its defaults: spaced, ASCII strings, `NaN` and
+/// `Infinity` for non-finite floats.
+const PY_DUMPS: Style = Style {
+    item_separator: ", ",
+    key_separator: ": ",
+    float: write_py_dumps_float,
+    string: write_ascii_json_str,
+};
+
+fn write_py_dumps_float(f: f64, out: &mut String) {
+    if f.is_nan() {
+        out.push_str("NaN");
+    } else if f.is_infinite() {
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        out.push_str(&py_float_repr(f));
+    }
+}
+
 pub(crate) fn write_pydantic_float(f: f64, out: &mut String) {
     if !f.is_finite() {
         out.push_str("null");
@@ -295,6 +296,12 @@ pub(crate) fn write_json_str(s: &str, out: &mut String) {
 /// A JSON string as `json.dumps` writes it (`ensure_ascii=True`): every
 /// non-ASCII character as `\uXXXX`, astral ones as surrogate pairs.
 pub(crate) fn write_ascii_json_str(s: &str, out: &mut String) {
+    write_escaped_ascii(s, out, false);
+}
+
+/// A JSON string in ASCII, `\uXXXX` for the rest; `upper_hex` for the
+/// upper-case digits python-rapidjson writes (`json.dumps` writes lower).
+pub(crate) fn write_escaped_ascii(s: &str, out: &mut String, upper_hex: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -308,7 +315,11 @@ pub(crate) fn write_ascii_json_str(s: &str, out: &mut String) {
             c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
+                    let _ = if upper_hex {
+                        write!(out, "\\u{unit:04X}")
+                    } else {
+                        write!(out, "\\u{unit:04x}")
+                    };
                 }
             }
             c => out.push(c),

@@ -369,13 +369,8 @@ impl Expansion for TreeRegressor {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, DatumType::F32)?;
-        s.equals(&outputs[0].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], self.n_targets.to_dim())?;
-        Ok(())
+        matrix_rules(s, inputs, outputs)?;
+        s.equals(&outputs[0].shape[1], self.n_targets.to_dim())
     }
 
     fn wire(
@@ -387,6 +382,20 @@ impl Expansion for TreeRegressor {
         let x = as_f32_matrix(prefix, model, inputs[0])?;
         model.wire_node(prefix, TreeRegressorOp(Arc::new(self.clone())), &[x])
     }
+}
+
+/// One input, one FP32 matrix out with a row per input row: what both
+/// operators promise (each adds what its columns are).
+fn matrix_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, 1)?;
+    s.equals(&outputs[0].datum_type, DatumType::F32)?;
+    s.equals(&outputs[0].rank, 2)?;
+    s.equals(&outputs[0].shape[0], &inputs[0].shape[0])
 }
 
 /// An input as a 2-D FP32 matrix (rows of features).
@@ -501,13 +510,8 @@ impl Expansion for Scaler {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, DatumType::F32)?;
-        s.equals(&outputs[0].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], &inputs[0].shape[1])?;
-        Ok(())
+        matrix_rules(s, inputs, outputs)?;
+        s.equals(&outputs[0].shape[1], &inputs[0].shape[1])
     }
 
     fn wire(
