@@ -916,6 +916,7 @@ impl GrpcClient {
             outputs: (!request.outputs.is_empty())
                 .then(|| request.outputs.iter().map(RequestOutput::new).collect()),
             json: None,
+            headers: None,
         };
         let message = convert::encode_infer_request(&self.model, None, v2, self.binary);
         if self.extra_verbose {

@@ -534,9 +534,19 @@ pub(crate) struct ModelRules {
     inputs: Vec<mlserver_types::MetadataTensor>,
     checks_inputs: bool,
     cloudevents: Option<Arc<crate::cloudevents::CloudEvents>>,
+    /// The runtime reads `parameters.headers` (`MLModel::reads_headers`):
+    /// the transport's headers and the CloudEvents entries go there.
+    reads_headers: bool,
 }
 
 impl ModelRules {
+    /// Whether requests get `parameters.headers` (the runtime's
+    /// `MLModel::reads_headers`).
+    pub(crate) fn with_headers(mut self, reads_headers: bool) -> Self {
+        self.reads_headers = reads_headers;
+        self
+    }
+
     pub(crate) fn new(
         name: &str,
         version: Option<&str>,
@@ -548,6 +558,7 @@ impl ModelRules {
             name: name.to_owned(),
             version: version.map(str::to_owned),
             inputs: metadata.inputs.clone(),
+            reads_headers: true,
             checks_inputs,
             cloudevents,
         }
@@ -563,6 +574,12 @@ impl ModelRules {
         request
             .id
             .get_or_insert_with(crate::request_id::new_request_id);
+        if !self.reads_headers {
+            // Nothing reads them: neither copied nor extended.
+            request.headers = None;
+            return Ok(());
+        }
+        crate::headers::materialize(request);
         if let Some(ce) = &self.cloudevents {
             ce.on_request(request, &self.name);
         }
@@ -704,5 +721,45 @@ fn select_outputs(outputs: &mut Vec<mlserver_types::ResponseOutput>, names: &[St
         if let Some(pos) = produced.iter().position(|o| &o.name == name) {
             outputs.push(produced.swap_remove(pos));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlserver_types::RequestHeaders;
+
+    fn with_transport_headers() -> InferenceRequest {
+        let mut map = http::HeaderMap::new();
+        map.append("x-a", http::HeaderValue::from_static("1"));
+        map.append("x-a", http::HeaderValue::from_static("2"));
+        InferenceRequest {
+            headers: Some(RequestHeaders::new(Arc::new(map))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn headers_reach_runtimes_that_read_them_only() {
+        let metadata = MetadataModelResponse::default();
+        let cloudevents = Some(Arc::new(crate::CloudEvents::new("mlserver")));
+        let reading = ModelRules::new("m", None, &metadata, false, cloudevents.clone());
+        let mut request = with_transport_headers();
+        reading.prepare(&mut request).unwrap();
+        let seen = request.parameters.as_ref().unwrap().headers().unwrap();
+        assert_eq!(seen["x-a"], "1, 2");
+        assert_eq!(seen["Ce-Modelid"], "m");
+        assert!(request.headers.is_none());
+
+        let not_reading =
+            ModelRules::new("m", None, &metadata, false, cloudevents).with_headers(false);
+        let mut request = with_transport_headers();
+        not_reading.prepare(&mut request).unwrap();
+        assert!(request.headers.is_none());
+        assert!(request
+            .parameters
+            .as_ref()
+            .and_then(|p| p.headers())
+            .is_none());
     }
 }

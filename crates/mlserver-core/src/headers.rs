@@ -32,6 +32,15 @@ pub fn set_request_headers<'a>(
     params.insert(Parameters::HEADERS, Value::Object(map));
 }
 
+/// The request's transport headers ([`InferenceRequest::headers`]) into
+/// its `parameters.headers`, as [`set_request_headers`] puts them; nothing
+/// when there are none (already there, or a request the server built).
+pub fn materialize(request: &mut InferenceRequest) {
+    if let Some(headers) = request.headers.take() {
+        set_request_headers(request, headers.pairs());
+    }
+}
+
 /// The response's `parameters.headers`, taken out of it (MLServer's
 /// `extract_headers`: the parameters stay, empty or not). Values that are
 /// not strings are sent as their JSON text.

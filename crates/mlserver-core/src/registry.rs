@@ -122,13 +122,16 @@ impl LoadedModel {
         checks_inputs: bool,
         cloudevents: Option<Arc<CloudEvents>>,
     ) -> Self {
-        self.rules = Arc::new(ModelRules::new(
-            self.name(),
-            self.version(),
-            &self.metadata,
-            checks_inputs,
-            cloudevents,
-        ));
+        self.rules = Arc::new(
+            ModelRules::new(
+                self.name(),
+                self.version(),
+                &self.metadata,
+                checks_inputs,
+                cloudevents,
+            )
+            .with_headers(self.runtime.reads_headers()),
+        );
         self
     }
 

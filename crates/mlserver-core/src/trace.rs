@@ -59,6 +59,8 @@ pub fn inject(request: &mut InferenceRequest) {
     if !ON.load(Ordering::Relaxed) {
         return;
     }
+    // Onto the request's own headers, which must be in place first.
+    crate::headers::materialize(request);
     let context = tracing::Span::current().context();
     let parameters = request.parameters_mut();
     if !matches!(parameters.get(Parameters::HEADERS), Some(Value::Object(_))) {

@@ -11,6 +11,11 @@ impl MLModel for EchoModel {
         Ok(EchoModel)
     }
 
+    /// It reads tensors only: its requests skip the header copy.
+    fn reads_headers(&self) -> bool {
+        false
+    }
+
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
         let single = request.inputs.len() == 1;
         let outputs = request

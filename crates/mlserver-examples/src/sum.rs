@@ -12,6 +12,11 @@ impl MLModel for SumModel {
         Ok(SumModel)
     }
 
+    /// It reads tensors only: its requests skip the header copy.
+    fn reads_headers(&self) -> bool {
+        false
+    }
+
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
         let input = request
             .inputs

@@ -1,7 +1,9 @@
 //! gRPC metadata to and from `parameters.headers` (see
 //! `mlserver_core::headers`).
 
-use mlserver_types::{InferenceRequest, InferenceResponse};
+use std::sync::Arc;
+
+use mlserver_types::{InferenceRequest, InferenceResponse, RequestHeaders};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
 /// gRPC's transport headers: grpcio keeps them out of
@@ -15,16 +17,14 @@ const GRPC_TRANSPORT_HEADERS: [&str; 5] = [
     "grpc-timeout",
 ];
 
-/// gRPC metadata into `parameters.headers`, as MLServer's gRPC servicer
-/// passes the call's invocation metadata.
-pub(crate) fn insert_metadata(request: &mut InferenceRequest, metadata: &http::HeaderMap) {
-    mlserver_core::headers::set_request_headers(
-        request,
-        metadata.iter().filter_map(|(k, v)| {
-            let name = k.as_str();
-            (!GRPC_TRANSPORT_HEADERS.contains(&name)).then_some((name, v.to_str().ok()?))
-        }),
-    );
+/// gRPC metadata, for `parameters.headers` as MLServer's gRPC servicer
+/// passes the call's invocation metadata (the server puts it there for
+/// runtimes that read headers).
+pub(crate) fn insert_metadata(request: &mut InferenceRequest, metadata: &Arc<http::HeaderMap>) {
+    request.headers = Some(RequestHeaders::without(
+        metadata.clone(),
+        &GRPC_TRANSPORT_HEADERS,
+    ));
 }
 
 /// Response `parameters.headers` as metadata (what gRPC cannot carry is
@@ -67,7 +67,8 @@ mod tests {
             map.append(k, http::HeaderValue::from_static(v));
         }
         let mut request = InferenceRequest::default();
-        insert_metadata(&mut request, &map);
+        insert_metadata(&mut request, &Arc::new(map));
+        mlserver_core::headers::materialize(&mut request);
         let seen = request.parameters.as_ref().unwrap().headers().unwrap();
         let keys: Vec<&str> = seen.keys().map(String::as_str).collect();
         assert_eq!(keys, ["user-agent", "x-client"]);

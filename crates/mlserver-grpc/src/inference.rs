@@ -43,7 +43,7 @@ async fn stream_to_model(
     rest: Streaming<ModelInferRequest>,
 ) -> Result<ModelStreamResponses, Status> {
     let raw = !first.raw_input_contents.is_empty();
-    let headers = metadata.into_headers();
+    let headers = std::sync::Arc::new(metadata.into_headers());
     let DecodedRequest {
         model_name,
         model_version,
@@ -142,7 +142,8 @@ fn grpc_timeout(metadata: &MetadataMap) -> Option<std::time::Duration> {
 /// `metadata` becomes `parameters.headers`; response headers come back.
 async fn infer_one(
     state: &GrpcState,
-    metadata: &MetadataMap,
+    headers: &std::sync::Arc<http::HeaderMap>,
+    deadline: Option<std::time::Duration>,
     request: ModelInferRequest,
 ) -> Result<(ModelInferResponse, MetadataMap), Status> {
     let DecodedRequest {
@@ -154,9 +155,8 @@ async fn infer_one(
     // As MLServer's converter: the message's id is "" when unset, which is
     // not "no id", so none is generated and none is echoed.
     request.id.get_or_insert_with(String::new);
-    insert_metadata(&mut request, metadata.as_ref());
+    insert_metadata(&mut request, headers);
     mlserver_core::trace::inject(&mut request);
-    let deadline = grpc_timeout(metadata);
     let mut response = state
         .dataplane
         .infer(&model_name, model_version.as_deref(), request, deadline)
@@ -254,7 +254,9 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelInferRequest>,
     ) -> GrpcResult<ModelInferResponse> {
         let (metadata, _, request) = request.into_parts();
-        let (response, headers) = infer_one(&self.state, &metadata, request).await?;
+        let deadline = grpc_timeout(&metadata);
+        let headers = std::sync::Arc::new(metadata.into_headers());
+        let (response, headers) = infer_one(&self.state, &headers, deadline, request).await?;
         let mut response = Response::new(response);
         // MLServer sends them as trailing metadata.
         response
@@ -291,14 +293,19 @@ impl GrpcInferenceService for InferenceService {
             ));
         }
         let state = self.state.clone();
+        // One copy of the call's metadata for every message of the stream.
+        let deadline = grpc_timeout(&metadata);
+        let headers = std::sync::Arc::new(metadata.into_headers());
         let responses = futures::stream::once(async move { Ok(first) })
             .chain(incoming)
             .map(move |message| {
                 let state = state.clone();
-                let metadata = metadata.clone();
+                let headers = headers.clone();
                 async move {
                     let request = message?;
-                    infer_one(&state, &metadata, request).await.map(|(r, _)| r)
+                    infer_one(&state, &headers, deadline, request)
+                        .await
+                        .map(|(r, _)| r)
                 }
             })
             .buffered(STREAM_CONCURRENCY);

@@ -216,4 +216,9 @@ impl MLModel for OnnxModel {
     fn checks_inputs(&self) -> bool {
         true
     }
+
+    /// A graph sees tensors only.
+    fn reads_headers(&self) -> bool {
+        false
+    }
 }

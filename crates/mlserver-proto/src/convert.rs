@@ -110,6 +110,7 @@ pub fn decode_infer_request(request: ModelInferRequest) -> Result<DecodedRequest
             inputs,
             outputs,
             json: None,
+            headers: None,
         },
         raw,
     })

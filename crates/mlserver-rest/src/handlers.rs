@@ -222,7 +222,7 @@ async fn decode_request(
     state: &AppState,
     name: &str,
     version: Option<&str>,
-    headers: &HeaderMap,
+    mut headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(InferenceRequest, OutputFormat)> {
     // Look the model up first: an unknown model is a 404 whatever the body.
@@ -234,8 +234,8 @@ async fn decode_request(
             .dataplane
             .observe_infer(name, version, std::time::Instant::now(), Err(e));
     })?;
-    let body = read_body(headers, body, state.body_limits).await?;
-    let (mut request, format) = match header_length(headers)? {
+    let body = read_body(&headers, body, state.body_limits).await?;
+    let (mut request, format) = match header_length(&headers)? {
         Some(0) => {
             let input = match model.metadata.inputs.as_slice() {
                 [only] => only,
@@ -264,7 +264,7 @@ async fn decode_request(
             (request, format)
         }
     };
-    insert_headers(&mut request, headers);
+    insert_headers(&mut request, std::mem::take(&mut headers));
     mlserver_core::trace::inject(&mut request);
     Ok((request, format))
 }
@@ -276,7 +276,7 @@ async fn decode_infer_encode(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let (request, format) = decode_request(&state, name, version, &headers, body).await?;
+    let (request, format) = decode_request(&state, name, version, headers, body).await?;
     let mut response = state.dataplane.infer(name, version, request, None).await?;
     let extra_headers = extract_headers(&mut response);
     let encoded = binary::encode_response(&response, &format).map_err(|e| {
@@ -337,7 +337,7 @@ async fn stream_response(
 ) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     let (request, _) =
-        decode_request(&state, &name, version.as_deref(), &parts.headers, body).await?;
+        decode_request(&state, &name, version.as_deref(), parts.headers, body).await?;
     let responses = state
         .dataplane
         .infer_stream(

@@ -2,16 +2,12 @@
 //! `mlserver_core::headers`).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use mlserver_types::{InferenceRequest, InferenceResponse};
+use mlserver_types::{InferenceRequest, InferenceResponse, RequestHeaders};
 
-/// Every HTTP request header into `parameters.headers`, as MLServer does.
-pub(crate) fn insert_headers(request: &mut InferenceRequest, headers: &HeaderMap) {
-    mlserver_core::headers::set_request_headers(
-        request,
-        headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
-    );
+/// Every HTTP request header, for `parameters.headers` as MLServer does
+/// (the server puts them there for runtimes that read them).
+pub(crate) fn insert_headers(request: &mut InferenceRequest, headers: HeaderMap) {
+    request.headers = Some(RequestHeaders::new(std::sync::Arc::new(headers)));
 }
 
 /// Response `parameters.headers` become HTTP response headers (names or
@@ -48,7 +44,8 @@ mod tests {
             map.append(k, HeaderValue::from_static(v));
         }
         let mut request = InferenceRequest::default();
-        insert_headers(&mut request, &map);
+        insert_headers(&mut request, map);
+        mlserver_core::headers::materialize(&mut request);
         let seen = request.parameters.as_ref().unwrap().headers().unwrap();
         assert_eq!(seen["content-type"], "application/json");
         assert_eq!(seen["x-a"], "1, 2");

@@ -258,6 +258,16 @@ pub trait MLModel: Send + Sync + 'static {
         false
     }
 
+    /// Whether the runtime reads the request's headers in
+    /// `request.parameters.headers` (with MLServer's CloudEvents `Ce-*`
+    /// entries). MLServer copies every HTTP header (gRPC metadata) there
+    /// for every request; a runtime that never looks says `false` and its
+    /// requests skip the copy. Python models and, by default, every other
+    /// runtime read them.
+    fn reads_headers(&self) -> bool {
+        true
+    }
+
     /// Whether the runtime answers `request.outputs` itself. MLServer leaves
     /// it to each runtime (its scikit-learn runtime computes only what was
     /// asked for; a custom one may ignore it) and returns what the runtime

@@ -323,6 +323,43 @@ pub struct InferenceRequest {
     /// override what the text says. Never serialised.
     #[serde(skip)]
     pub json: Option<bytes::Bytes>,
+    /// The transport's headers (HTTP headers, gRPC metadata) as received,
+    /// which MLServer copies into `parameters.headers`. The server puts
+    /// them there for runtimes that read headers and leaves them out for
+    /// the others, which then cost no copy (see
+    /// `MLModel::reads_headers`). Never serialised.
+    #[serde(skip)]
+    pub headers: Option<RequestHeaders>,
+}
+
+/// A request's transport headers, shared and untouched (a gRPC stream's
+/// requests share one), and the names the transport leaves out of
+/// `parameters.headers` (gRPC's own `te`, `grpc-*`, ...).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestHeaders {
+    map: std::sync::Arc<http::HeaderMap>,
+    skip: &'static [&'static str],
+}
+
+impl RequestHeaders {
+    /// `map`, every header kept.
+    pub fn new(map: std::sync::Arc<http::HeaderMap>) -> Self {
+        RequestHeaders { map, skip: &[] }
+    }
+
+    /// `map` without the headers named in `skip` (lower-case names).
+    pub fn without(map: std::sync::Arc<http::HeaderMap>, skip: &'static [&'static str]) -> Self {
+        RequestHeaders { map, skip }
+    }
+
+    /// The headers as `(name, value)`, in order, repeated names repeated;
+    /// values that are not visible ASCII left out.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().filter_map(|(k, v)| {
+            let name = k.as_str();
+            (!self.skip.contains(&name)).then_some((name, v.to_str().ok()?))
+        })
+    }
 }
 
 impl InferenceRequest {

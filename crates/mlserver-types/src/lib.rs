@@ -37,8 +37,8 @@ mod tensor;
 pub mod triton;
 
 pub use dataplane::{
-    element_count, InferenceRequest, InferenceResponse, RequestInput, RequestOutput,
-    ResponseOutput, Tensor,
+    element_count, InferenceRequest, InferenceResponse, RequestHeaders, RequestInput,
+    RequestOutput, ResponseOutput, Tensor,
 };
 pub use datatype::{Datatype, UnknownDatatype};
 pub use error::{CodecError, TensorError};
