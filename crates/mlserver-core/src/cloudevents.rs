@@ -4,6 +4,7 @@
 //! as headers (REST) or trailing metadata (gRPC). Seldon's request logger
 //! reads them.
 
+use http::{HeaderName, HeaderValue};
 use mlserver_types::{InferenceRequest, InferenceResponse, Parameters};
 use serde_json::{Map, Value};
 
@@ -89,16 +90,59 @@ impl CloudEvents {
         }
     }
 
-    /// Adds the response's headers for `model` (the client gets them). They
-    /// go straight to the transports ([`InferenceResponse::transport_headers`],
-    /// lower-case as HTTP/2 and gRPC metadata need, as HTTP/1 sends them
-    /// anyway), not through a JSON map in `parameters`.
-    pub(crate) fn on_response(&self, response: &mut InferenceResponse, model: &str) {
-        let pairs = self.pairs(Kind::Response, model, response.id.as_deref());
+    /// The response headers for `model`, built once (at load): only the
+    /// request id differs from one response to the next.
+    pub(crate) fn response_headers(&self, model: &str) -> ResponseHeaders {
+        let mut fixed = Vec::with_capacity(7);
+        let mut namespace = None;
+        for (name, value) in self.pairs(Kind::Response, model, None) {
+            // A value HTTP cannot carry (a server name with a newline) is
+            // left out, as the transports always dropped it.
+            let Ok(value) = HeaderValue::try_from(value) else {
+                continue;
+            };
+            let name = HeaderName::from_static(lower_case(name));
+            if name == "ce-namespace" {
+                namespace = Some((name, value));
+            } else {
+                fixed.push((name, value));
+            }
+        }
+        ResponseHeaders { fixed, namespace }
+    }
+}
+
+/// A model's CloudEvents response headers, ready for the transports.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponseHeaders {
+    /// Those before the id, which every response of the model shares.
+    fixed: Vec<(HeaderName, HeaderValue)>,
+    /// `ce-namespace`, last, in a pod.
+    namespace: Option<(HeaderName, HeaderValue)>,
+}
+
+impl ResponseHeaders {
+    /// Sets them on `response` ([`InferenceResponse::transport_headers`],
+    /// lower-case as HTTP/2 and gRPC metadata need, not through a JSON map
+    /// in `parameters`), its id as `ce-id` and `ce-requestid`.
+    pub(crate) fn apply(&self, response: &mut InferenceResponse) {
         // MLServer's response keeps the `parameters` its headers were taken
         // out of: `"parameters": {}` in a REST body.
         response.parameters.get_or_insert_with(Default::default);
-        response.transport_headers = pairs.into_iter().map(|(k, v)| (lower_case(k), v)).collect();
+        let mut headers = Vec::with_capacity(self.fixed.len() + 3);
+        headers.extend(self.fixed.iter().cloned());
+        // MLServer skips an empty id (gRPC requests without one).
+        if let Some(Ok(id)) = response
+            .id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .map(HeaderValue::try_from)
+        {
+            headers.push((HeaderName::from_static("ce-id"), id.clone()));
+            headers.push((HeaderName::from_static("ce-requestid"), id));
+        }
+        headers.extend(self.namespace.iter().cloned());
+        response.transport_headers = headers;
     }
 }
 
@@ -160,21 +204,40 @@ mod tests {
         assert_eq!(headers["Ce-Namespace"], "models");
 
         let mut response = InferenceResponse::default();
-        ce.on_response(&mut response, "iris");
+        ce.response_headers("iris").apply(&mut response);
         let parameters = response.parameters.as_ref().expect("kept, as MLServer");
         assert!(
             parameters.get(Parameters::HEADERS).is_none(),
             "not in the body"
         );
-        let headers: std::collections::HashMap<_, _> =
-            response.transport_headers.iter().cloned().collect();
+        let headers: std::collections::HashMap<&str, &str> = response
+            .transport_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
         assert_eq!(headers["ce-type"], "io.seldon.serving.inference.response");
         assert_eq!(headers["ce-modelid"], "iris");
         assert_eq!(headers["ce-namespace"], "models");
         assert!(!headers.contains_key("ce-id"), "no id, no Ce-Id");
         for (name, _) in &response.transport_headers {
-            assert!(http_name_ok(name), "{name}");
+            assert!(http_name_ok(name.as_str()), "{name}");
         }
+        // With an id: ce-id and ce-requestid, before the namespace (last).
+        let mut response = InferenceResponse {
+            id: Some("r-1".into()),
+            ..Default::default()
+        };
+        ce.response_headers("iris").apply(&mut response);
+        let names: Vec<&str> = response
+            .transport_headers
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            names[names.len() - 3..],
+            ["ce-id", "ce-requestid", "ce-namespace"]
+        );
+        assert_eq!(response.transport_headers[names.len() - 3].1, "r-1");
         assert_eq!(
             CloudEvents::with_namespace("s", None).source,
             "io.seldon.serving.deployment.s"

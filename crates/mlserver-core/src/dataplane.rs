@@ -537,6 +537,8 @@ pub(crate) struct ModelRules {
     /// The runtime reads `parameters.headers` (`MLModel::reads_headers`):
     /// the transport's headers and the CloudEvents entries go there.
     reads_headers: bool,
+    /// The CloudEvents response headers, built once for the model.
+    cloudevents_response: Option<crate::cloudevents::ResponseHeaders>,
 }
 
 impl ModelRules {
@@ -559,6 +561,7 @@ impl ModelRules {
             version: version.map(str::to_owned),
             inputs: metadata.inputs.clone(),
             reads_headers: true,
+            cloudevents_response: cloudevents.as_ref().map(|ce| ce.response_headers(name)),
             checks_inputs,
             cloudevents,
         }
@@ -617,8 +620,8 @@ impl ModelRules {
 
     /// The response's CloudEvents headers (MLServer's response middleware).
     fn with_cloudevents(&self, mut response: InferenceResponse) -> InferenceResponse {
-        if let Some(ce) = &self.cloudevents {
-            ce.on_response(&mut response, &self.name);
+        if let Some(headers) = &self.cloudevents_response {
+            headers.apply(&mut response);
         }
         response
     }

@@ -41,12 +41,14 @@ pub(crate) fn extract_metadata(response: &mut InferenceResponse) -> MetadataMap 
         }
     }
     // The server's own last, so they win (as MLServer's middleware).
-    for (k, v) in server {
-        if let Ok(v) = MetadataValue::try_from(v.as_str()) {
-            out.insert(MetadataKey::from_static(k), v);
-        }
+    if server.is_empty() {
+        return out;
     }
-    out
+    let mut headers = out.into_headers();
+    for (k, v) in server {
+        headers.insert(k, v);
+    }
+    MetadataMap::from_headers(headers)
 }
 
 #[cfg(test)]

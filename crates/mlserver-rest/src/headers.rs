@@ -23,9 +23,7 @@ pub(crate) fn extract_headers(response: &mut InferenceResponse) -> Vec<(HeaderNa
                 HeaderValue::try_from(v).ok()?,
             ))
         })
-        .chain(server.into_iter().filter_map(|(k, v)| {
-            Some((HeaderName::from_static(k), HeaderValue::try_from(v).ok()?))
-        }))
+        .chain(server)
         .collect()
 }
 

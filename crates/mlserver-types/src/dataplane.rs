@@ -414,7 +414,7 @@ pub struct InferenceResponse {
     /// `parameters`, so they cost no JSON map per response. Never
     /// serialised.
     #[serde(skip)]
-    pub transport_headers: Vec<(&'static str, String)>,
+    pub transport_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl InferenceResponse {
