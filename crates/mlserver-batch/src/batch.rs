@@ -570,71 +570,31 @@ pub(crate) fn postprocess(
 /// FP16 and FP32 widened to the double NumPy gives, non-finite as `null`,
 /// byte strings as UTF-8 text.
 fn write_data(data: &ArrayData, out: &mut String) -> Result<(), String> {
-    use std::fmt::Write as _;
-    out.push('[');
-    macro_rules! each {
-        ($v:expr, |$x:ident| $body:expr) => {
-            for (i, $x) in $v.iter().enumerate() {
+    match data {
+        ArrayData::Objects(v) => {
+            out.push('[');
+            for (i, x) in v.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                $body;
+                x.write_pydantic(out);
             }
-        };
+            out.push(']');
+            Ok(())
+        }
+        ArrayData::Typed(t) => crate::json::write_tensor_elements(
+            t,
+            out,
+            crate::json::write_pydantic_float,
+            &mut |x, out| {
+                let s = std::str::from_utf8(x).map_err(|e| {
+                    format!("Error serializing to JSON: invalid utf-8 sequence: {e}")
+                })?;
+                crate::json::write_json_str(s, out);
+                Ok(())
+            },
+        ),
     }
-    match data {
-        ArrayData::Objects(v) => each!(v, |x| x.write_pydantic(out)),
-        ArrayData::Typed(t) => match t {
-            TensorData::Bool(v) => each!(v, |x| out.push_str(if *x { "true" } else { "false" })),
-            TensorData::Uint8(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Uint16(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Uint32(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Uint64(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Int8(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Int16(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Int32(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Int64(v) => each!(v, |x| {
-                let _ = write!(out, "{x}");
-            }),
-            TensorData::Fp16(v) => {
-                each!(v, |x| crate::json::write_pydantic_float(f64::from(*x), out))
-            }
-            TensorData::Bf16(v) => {
-                each!(v, |x| crate::json::write_pydantic_float(f64::from(*x), out))
-            }
-            TensorData::Fp32(v) => {
-                each!(v, |x| crate::json::write_pydantic_float(f64::from(*x), out))
-            }
-            TensorData::Fp64(v) => each!(v, |x| crate::json::write_pydantic_float(*x, out)),
-            TensorData::Bytes(v) => {
-                for (i, x) in v.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let s = std::str::from_utf8(x).map_err(|e| {
-                        format!("Error serializing to JSON: invalid utf-8 sequence: {e}")
-                    })?;
-                    crate::json::write_json_str(s, out);
-                }
-            }
-        },
-    }
-    out.push(']');
-    Ok(())
 }
 
 /// `{"parameters": {"batch_index": i}, "error": {"status": "preprocessing

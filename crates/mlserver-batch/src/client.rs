@@ -263,51 +263,11 @@ fn write_rapidjson_str(s: &str, out: &mut String) {
 }
 
 fn write_elements(data: &TensorData, out: &mut String) {
-    out.push('[');
-    macro_rules! each {
-        ($v:expr, |$x:ident| $body:expr) => {
-            for (i, $x) in $v.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                $body;
-            }
-        };
-    }
-    match data {
-        TensorData::Bool(v) => each!(v, |x| out.push_str(if *x { "true" } else { "false" })),
-        TensorData::Uint8(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Uint16(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Uint32(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Uint64(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Int8(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Int16(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Int32(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Int64(v) => each!(v, |x| {
-            let _ = write!(out, "{x}");
-        }),
-        TensorData::Fp16(v) => each!(v, |x| write_number(f64::from(*x), out)),
-        TensorData::Bf16(v) => each!(v, |x| write_number(f64::from(*x), out)),
-        TensorData::Fp32(v) => each!(v, |x| write_number(f64::from(*x), out)),
-        TensorData::Fp64(v) => each!(v, |x| write_number(*x, out)),
-        // Inputs are always valid UTF-8 here: NumPy made them from JSON text.
-        TensorData::Bytes(v) => each!(v, |x| write_rapidjson_str(&String::from_utf8_lossy(x), out)),
-    }
-    out.push(']');
+    // Inputs are always valid UTF-8 here: NumPy made them from JSON text.
+    let _ = crate::json::write_tensor_elements(data, out, write_number, &mut |x, out| {
+        write_rapidjson_str(&String::from_utf8_lossy(x), out);
+        Ok(())
+    });
 }
 
 /// tritonclient's `_get_inference_request`: the JSON header and the blobs

@@ -445,6 +445,65 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
+/// Writes one byte string, or says why it cannot be written.
+pub(crate) type WriteBytes<'a> = dyn FnMut(&[u8], &mut String) -> Result<(), String> + 'a;
+
+/// A typed tensor's elements as a flat JSON array: integers and booleans
+/// as Python prints them, floats with `float` (pydantic's and
+/// python-rapidjson's spellings differ), byte strings with `bytes`, which
+/// may refuse one (invalid UTF-8).
+pub(crate) fn write_tensor_elements(
+    data: &mlserver_types::TensorData,
+    out: &mut String,
+    float: fn(f64, &mut String),
+    bytes: &mut WriteBytes<'_>,
+) -> Result<(), String> {
+    use mlserver_types::TensorData;
+    fn each<T>(
+        v: &[T],
+        out: &mut String,
+        mut write: impl FnMut(&T, &mut String) -> Result<(), String>,
+    ) -> Result<(), String> {
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write(x, out)?;
+        }
+        Ok(())
+    }
+    fn int<T: std::fmt::Display>(x: &T, out: &mut String) -> Result<(), String> {
+        let _ = write!(out, "{x}");
+        Ok(())
+    }
+    let f = |x: f64, out: &mut String| {
+        float(x, out);
+        Ok(())
+    };
+    out.push('[');
+    match data {
+        TensorData::Bool(v) => each(v, out, |x, out| {
+            out.push_str(if *x { "true" } else { "false" });
+            Ok(())
+        }),
+        TensorData::Uint8(v) => each(v, out, int),
+        TensorData::Uint16(v) => each(v, out, int),
+        TensorData::Uint32(v) => each(v, out, int),
+        TensorData::Uint64(v) => each(v, out, int),
+        TensorData::Int8(v) => each(v, out, int),
+        TensorData::Int16(v) => each(v, out, int),
+        TensorData::Int32(v) => each(v, out, int),
+        TensorData::Int64(v) => each(v, out, int),
+        TensorData::Fp16(v) => each(v, out, |x, out| f(f64::from(*x), out)),
+        TensorData::Bf16(v) => each(v, out, |x, out| f(f64::from(*x), out)),
+        TensorData::Fp32(v) => each(v, out, |x, out| f(f64::from(*x), out)),
+        TensorData::Fp64(v) => each(v, out, |x, out| f(*x, out)),
+        TensorData::Bytes(v) => each(v, out, |x, out| bytes(x, out)),
+    }?;
+    out.push(']');
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
