@@ -256,16 +256,10 @@ fn write_number(f: f64, out: &mut String) {
     }
 }
 
-/// A JSON string as python-rapidjson's `dumps` writes it: ASCII only, with
-/// upper-case `\uXXXX` escapes.
-fn write_rapidjson_str(s: &str, out: &mut String) {
-    crate::json::write_escaped_ascii(s, out, true);
-}
-
 fn write_elements(data: &TensorData, out: &mut String) {
     // Inputs are always valid UTF-8 here: NumPy made them from JSON text.
     let _ = crate::json::write_tensor_elements(data, out, write_number, &mut |x, out| {
-        write_rapidjson_str(&String::from_utf8_lossy(x), out);
+        crate::json::write_rapidjson_str(&String::from_utf8_lossy(x), out);
         Ok(())
     });
 }
@@ -277,7 +271,7 @@ pub(crate) fn rest_body(request: &WireRequest, binary: bool) -> (String, Vec<u8>
     json.push('{');
     if !request.id.is_empty() {
         json.push_str("\"id\":");
-        write_rapidjson_str(&request.id, &mut json);
+        crate::json::write_rapidjson_str(&request.id, &mut json);
         json.push(',');
     }
     json.push_str("\"inputs\":[");
@@ -287,7 +281,7 @@ pub(crate) fn rest_body(request: &WireRequest, binary: bool) -> (String, Vec<u8>
             json.push(',');
         }
         json.push_str("{\"name\":");
-        write_rapidjson_str(&input.name, &mut json);
+        crate::json::write_rapidjson_str(&input.name, &mut json);
         json.push_str(",\"shape\":[");
         for (j, d) in input.shape.iter().enumerate() {
             if j > 0 {
@@ -323,7 +317,7 @@ pub(crate) fn rest_body(request: &WireRequest, binary: bool) -> (String, Vec<u8>
                 json.push(',');
             }
             json.push_str("{\"name\":");
-            write_rapidjson_str(name, &mut json);
+            crate::json::write_rapidjson_str(name, &mut json);
             let _ = write!(json, ",\"parameters\":{{\"binary_data\":{binary}}}}}");
         }
         json.push(']');

@@ -274,34 +274,31 @@ pub(crate) fn py_float_repr(f: f64) -> String {
 /// A JSON string with serde_json's (and pydantic-core's) escaping: only
 /// `"`, `\` and control characters are escaped; the rest stays UTF-8.
 pub(crate) fn write_json_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    write_escaped(s, out, Escape::Utf8);
 }
 
 /// A JSON string as `json.dumps` writes it (`ensure_ascii=True`): every
 /// non-ASCII character as `\uXXXX`, astral ones as surrogate pairs.
 pub(crate) fn write_ascii_json_str(s: &str, out: &mut String) {
-    write_escaped_ascii(s, out, false);
+    write_escaped(s, out, Escape::Ascii { upper_hex: false });
 }
 
-/// A JSON string in ASCII, `\uXXXX` for the rest; `upper_hex` for the
-/// upper-case digits python-rapidjson writes (`json.dumps` writes lower).
-pub(crate) fn write_escaped_ascii(s: &str, out: &mut String, upper_hex: bool) {
+/// A JSON string in ASCII with upper-case `\uXXXX` digits, as
+/// python-rapidjson writes it.
+pub(crate) fn write_rapidjson_str(s: &str, out: &mut String) {
+    write_escaped(s, out, Escape::Ascii { upper_hex: true });
+}
+
+/// What a JSON string writer escapes beyond `"`, `\` and control characters.
+#[derive(Clone, Copy)]
+enum Escape {
+    /// Nothing: the rest stays UTF-8.
+    Utf8,
+    /// Every non-ASCII character, as UTF-16 `\uXXXX` units.
+    Ascii { upper_hex: bool },
+}
+
+fn write_escaped(s: &str, out: &mut String, escape: Escape) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -312,10 +309,13 @@ pub(crate) fn write_escaped_ascii(s: &str, out: &mut String, upper_hex: bool) {
             '\t' => out.push_str("\\t"),
             '\u{08}' => out.push_str("\\b"),
             '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
+            c if (c as u32) < 0x20
+                || (c as u32 > 0x7f && matches!(escape, Escape::Ascii { .. })) =>
+            {
+                let upper = matches!(escape, Escape::Ascii { upper_hex: true });
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
-                    let _ = if upper_hex {
+                    let _ = if upper {
                         write!(out, "\\u{unit:04X}")
                     } else {
                         write!(out, "\\u{unit:04x}")

@@ -40,6 +40,12 @@ async fn load(path: &Path, extra: Value) -> Result<OnnxModel, MLServerError> {
     OnnxModel::load(ModelContext::new(Arc::new(settings_for(path, extra)))).await
 }
 
+/// A fixture's JSON (inputs and the outputs onnxruntime gave for them).
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn rows(reference: &Value) -> Vec<f32> {
     reference["inputs"]
         .as_array()
@@ -57,9 +63,7 @@ fn rows(reference: &Value) -> Vec<f32> {
 /// Runs the model on reference.json's inputs and compares with the labels
 /// and probabilities onnxruntime computed at export time.
 async fn matches_reference(model: &OnnxModel, folder: &Path) {
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("reference.json")).unwrap())
-            .unwrap();
+    let reference = read_json(&folder.join("reference.json"));
     let x = rows(&reference);
     let n = x.len() / 4;
     let request = InferenceRequest::new(vec![Tensor::new("input", vec![n, 4], x).unwrap()]);
@@ -112,9 +116,7 @@ async fn random_forest_matches_onnxruntime() {
 
 #[tokio::test]
 async fn a_scaler_pipeline_exported_with_div_cast_runs_on_tract() {
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(testdata("scaler_pipeline.json")).unwrap())
-            .unwrap();
+    let reference = read_json(&testdata("scaler_pipeline.json"));
     let x = rows(&reference);
     let n = x.len() / 4;
     let model = load(
@@ -139,10 +141,7 @@ async fn a_scaler_pipeline_exported_with_div_cast_runs_on_tract() {
 #[tokio::test]
 async fn xgboost_and_lightgbm_classifiers_run_on_tract() {
     for name in ["xgboost", "lightgbm"] {
-        let reference: Value = serde_json::from_str(
-            &std::fs::read_to_string(testdata(&format!("{name}.json"))).unwrap(),
-        )
-        .unwrap();
+        let reference = read_json(&testdata(&format!("{name}.json")));
         let x = rows(&reference);
         let n = x.len() / 4;
         let model = load(
@@ -334,10 +333,7 @@ async fn tree_ensemble_regressors_and_scalers_run_on_tract() {
         "lightgbm_regressor",
         "scaler",
     ] {
-        let reference: Value = serde_json::from_str(
-            &std::fs::read_to_string(testdata(&format!("{name}.json"))).unwrap(),
-        )
-        .unwrap();
+        let reference = read_json(&testdata(&format!("{name}.json")));
         let x: Vec<f32> = reference["inputs"]
             .as_array()
             .unwrap()
@@ -453,9 +449,7 @@ async fn onnxruntime_runs_what_tract_cannot_and_matches_its_python_outputs() {
     if onnxruntime_library().is_none() {
         return;
     }
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(testdata("tree_regressor.json")).unwrap())
-            .unwrap();
+    let reference = read_json(&testdata("tree_regressor.json"));
     let x: Vec<f32> = rows(&reference);
     let n = x.len() / 3;
     let model = load(
