@@ -18,11 +18,19 @@ struct Venv {
     imports: &'static str,
 }
 
-/// The client libraries the interop tests use.
+/// The client libraries the interop tests use, and the OpenAPI tools
+/// (openapi-spec-validator, schemathesis) the docs test runs.
 const CLIENTS: Venv = Venv {
     dir: "py-clients",
-    packages: &["tritonclient[http,grpc]==2.*", "numpy", "grpcio-reflection"],
-    imports: "import tritonclient.http, tritonclient.grpc, numpy, grpc_reflection.v1alpha",
+    packages: &[
+        "tritonclient[http,grpc]==2.*",
+        "numpy",
+        "grpcio-reflection",
+        "openapi-spec-validator",
+        "schemathesis==4.*",
+    ],
+    imports: "import tritonclient.http, tritonclient.grpc, numpy, grpc_reflection.v1alpha, \
+              openapi_spec_validator, schemathesis",
 };
 
 /// The real MLServer (the version the Python runtimes target) with its
