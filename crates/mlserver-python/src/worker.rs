@@ -344,13 +344,40 @@ impl Drop for Forget<'_> {
     }
 }
 
+/// Frames queued together leave in one write up to this size: under load
+/// the worker then reads many requests per wakeup, where a write each
+/// costs it a read and an event-loop turn each.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Writes queued frames in order until the outbox closes or the socket fails.
+/// Small frames queued together leave in one write (a large one is never
+/// copied to join them).
 async fn write_frames(
     mut writer: OwnedWriteHalf,
     mut frames: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
-    while let Some(frame) = frames.recv().await {
-        if writer.write_all(&frame).await.is_err() {
+    let mut held = None;
+    loop {
+        let mut bytes = match held.take() {
+            Some(frame) => frame,
+            None => match frames.recv().await {
+                Some(frame) => frame,
+                None => break,
+            },
+        };
+        while bytes.len() < WRITE_BATCH {
+            match frames.try_recv() {
+                Ok(next) if next.len() <= WRITE_BATCH - bytes.len() => {
+                    bytes.extend_from_slice(&next)
+                }
+                Ok(next) => {
+                    held = Some(next);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&bytes).await.is_err() {
             return;
         }
     }
@@ -369,9 +396,11 @@ impl Drop for Decrement<'_> {
 /// with the reason the process ended.
 async fn read_replies(
     worker: Arc<Worker>,
-    mut reader: tokio::net::unix::OwnedReadHalf,
+    reader: tokio::net::unix::OwnedReadHalf,
     exited: watch::Sender<bool>,
 ) {
+    // Replies that arrive together are read together, not two reads each.
+    let mut reader = tokio::io::BufReader::with_capacity(WRITE_BATCH, reader);
     let end = loop {
         match frame::read(&mut reader).await {
             Ok(Some(f)) if f.kind == frame::ITEM => {
