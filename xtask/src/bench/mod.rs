@@ -10,6 +10,7 @@
 mod callgrind;
 mod floor;
 mod loadgen;
+mod many;
 mod procfs;
 mod report;
 mod servers;
@@ -28,7 +29,7 @@ use servers::{Kind, Paths};
 pub const USAGE: &str = "\
 cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--duration S]
                   [--repeat N] [--no-build] [--out FILE] [--callgrind] [--cpus LIST]
-                  [--settle S]
+                  [--settle S] [--many-models N]
 
   --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s), 5 s settle
   --settle S         after the last scenario, watch each server's RSS for S seconds
@@ -52,6 +53,11 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
                      0-1,3): with one CPU, a request at concurrency 1 involves no wake-up
                      of another CPU, which on a VM can cost more than the request itself
 
+  --many-models N     instead of the scenarios: N models in one folder (ModelMesh's way),
+                     time to all ready, RSS, index and inference latency: ours on N iris
+                     ONNX models, and MLServer (mlserver-fast) beside ours-python on N
+                     Python SumModels
+
 The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv.";
 
 #[derive(Debug, Clone)]
@@ -68,6 +74,8 @@ pub struct Options {
     pub rounds: usize,
     /// How long RSS is watched after the last scenario.
     pub settle: Duration,
+    /// `--many-models N`: the many-models measurement instead of the scenarios.
+    pub many_models: Option<usize>,
 }
 
 impl Options {
@@ -83,6 +91,7 @@ impl Options {
             cpus: Vec::new(),
             rounds: 1,
             settle: Duration::from_secs(30),
+            many_models: None,
         };
         let mut only = false;
         let mut it = args.iter();
@@ -119,6 +128,12 @@ impl Options {
                     o.scenario_filter = value()?.split(',').map(|s| s.trim().to_owned()).collect()
                 }
                 "--no-build" => o.build = false,
+                "--many-models" => {
+                    let v = value()?;
+                    o.many_models = Some(v.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                        format!("--many-models needs a count of 1 or more, not {v}")
+                    })?)
+                }
                 "--callgrind" => o.callgrind = true,
                 "--repeat" => {
                     let v = value()?;
@@ -178,6 +193,18 @@ pub fn run(opts: Options) -> Result<()> {
     if opts.build && opts.servers.iter().any(|k| !k.is_mlserver()) {
         servers::build_release(&paths)?;
     }
+    if let Some(n) = opts.many_models {
+        let venv = if many::needs_venv(&opts.servers) {
+            Some(servers::mlserver_venv(&paths)?)
+        } else {
+            None
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let md = rt.block_on(many::run(n, &opts.servers, &paths, venv.as_deref()))?;
+        return write_report(&opts, &paths, &md);
+    }
     let venv = if opts.servers.iter().any(|k| k.needs_venv()) {
         Some(servers::mlserver_venv(&paths)?)
     } else {
@@ -232,11 +259,15 @@ pub fn run(opts: Options) -> Result<()> {
     } else {
         report::render(&meta, &results, &scenarios)
     };
+    write_report(&opts, &paths, &md)
+}
+
+fn write_report(opts: &Options, paths: &Paths, md: &str) -> Result<()> {
     let out = opts
         .out
         .clone()
         .unwrap_or_else(|| paths.work.join("report.md"));
-    fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
+    fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
     println!("{md}");
     eprintln!("report written to {}", out.display());
     Ok(())

@@ -164,7 +164,7 @@ pub fn mlserver_venv(paths: &Paths) -> Result<PathBuf> {
     Ok(venv)
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -385,6 +385,25 @@ async fn wait_ready(running: &mut Running, started: Instant) -> Result<()> {
 }
 
 impl Running {
+    /// Spawns `cmd` (its output to `log`) without waiting for readiness:
+    /// for callers that decide themselves when a server is ready.
+    pub fn spawn(mut cmd: Command, log: PathBuf, endpoints: Endpoints) -> Result<Running> {
+        let out = fs::File::create(&log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+        Ok(Running {
+            pid: child.id(),
+            child,
+            endpoints,
+            ready_after: Duration::ZERO,
+            log,
+        })
+    }
+
     pub fn usage(&self) -> procfs::TreeUsage {
         procfs::tree_usage(self.pid)
     }
