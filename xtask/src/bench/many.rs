@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::loadgen::{http_client, Endpoints};
 use super::procfs;
-use super::servers::{free_port, Kind, Paths, Running};
+use super::servers::{free_port, ours_on, Kind, Paths, Running};
 use super::stats::percentile;
 
 /// How long a server may take to report all N models ready.
@@ -114,16 +114,7 @@ async fn measure(setup: Setup, n: usize, paths: &Paths, venv: Option<&Path>) -> 
     let folder = write_folder(setup, n, paths, [http, grpc, metrics])?;
     let release = paths.target.join("release").join("mlserver");
     let mut cmd = match setup {
-        Setup::OursOnnx => {
-            let mut cmd = Command::new(&release);
-            cmd.arg("start")
-                .arg(&folder)
-                .env("MLSERVER_HOST", "127.0.0.1")
-                .env("MLSERVER_HTTP_PORT", http.to_string())
-                .env("MLSERVER_GRPC_PORT", grpc.to_string())
-                .env("MLSERVER_METRICS_PORT", metrics.to_string());
-            cmd
-        }
+        Setup::OursOnnx => ours_on(paths, &folder, [http, grpc, metrics]),
         Setup::OursPython => {
             let venv = venv.context("the Python models need the venv")?;
             let mut cmd = Command::new(&release);

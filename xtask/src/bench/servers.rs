@@ -179,6 +179,20 @@ pub struct Running {
     pub log: PathBuf,
 }
 
+/// Our release binary serving `models`, on loopback at `ports` (HTTP,
+/// gRPC, metrics) given by environment variables.
+pub fn ours_on(paths: &Paths, models: &Path, ports: [u16; 3]) -> Command {
+    let [http, grpc, metrics] = ports;
+    let mut cmd = Command::new(paths.target.join("release").join("mlserver"));
+    cmd.arg("start")
+        .arg(models)
+        .env("MLSERVER_HOST", "127.0.0.1")
+        .env("MLSERVER_HTTP_PORT", http.to_string())
+        .env("MLSERVER_GRPC_PORT", grpc.to_string())
+        .env("MLSERVER_METRICS_PORT", metrics.to_string());
+    cmd
+}
+
 /// Starts `kind` on free ports and waits until it is ready.
 /// With `callgrind`, the server runs under valgrind's callgrind, dumping
 /// into that folder.
@@ -207,14 +221,7 @@ pub async fn start(
                 Kind::OursFast => ours_fast_folder(paths)?,
                 _ => paths.root.join("bench").join("models"),
             };
-            let mut cmd = Command::new(paths.target.join("release").join("mlserver"));
-            cmd.arg("start")
-                .arg(models)
-                .env("MLSERVER_HOST", "127.0.0.1")
-                .env("MLSERVER_HTTP_PORT", http.to_string())
-                .env("MLSERVER_GRPC_PORT", grpc.to_string())
-                .env("MLSERVER_METRICS_PORT", metrics.to_string());
-            cmd
+            ours_on(paths, &models, [http, grpc, metrics])
         }
         Kind::OursPython => {
             let venv = venv.context("the Python models need the venv")?;
