@@ -130,14 +130,40 @@ pub struct Outcome {
 }
 
 /// The request of a scenario, prepared once, and what must come back.
-struct Payload {
+pub struct Payload {
+    /// The model the request goes to.
+    model: String,
+    /// The output whose values are checked.
+    output: String,
     expected: Vec<f32>,
     body: Bytes,
     header_len: Option<usize>,
     grpc: ModelInferRequest,
 }
 
-fn payload(s: &Scenario) -> Payload {
+impl Payload {
+    /// A REST JSON request to `model` whose output `output` must hold
+    /// `expected` (compared as FP32 values, whatever the datatype).
+    pub fn rest_json(model: &str, body: Bytes, output: &str, expected: Vec<f32>) -> Payload {
+        Payload {
+            model: model.to_owned(),
+            output: output.to_owned(),
+            expected,
+            body,
+            header_len: None,
+            grpc: ModelInferRequest::default(),
+        }
+    }
+
+    /// The REST body.
+    #[cfg(test)]
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// The request of one of the built-in scenarios.
+pub fn payload(s: &Scenario) -> Payload {
     let input: Vec<f32> = match s.model {
         // Exact in FP32 and short in JSON.
         Model::Sum => (1..=s.n).map(|i| i as f32 * 0.25).collect(),
@@ -189,6 +215,8 @@ fn payload(s: &Scenario) -> Payload {
         ..Default::default()
     };
     Payload {
+        model: s.model.name().to_owned(),
+        output: "output".to_owned(),
         expected,
         body: Bytes::from(body),
         header_len,
@@ -264,17 +292,17 @@ fn grpc_client(channel: Channel) -> GrpcInferenceServiceClient<Channel> {
 /// One client per concurrent request: REST clients share reqwest's
 /// keep-alive pool, gRPC ones share one HTTP/2 connection per 8 streams
 /// (at most 4).
-async fn clients(scenario: &Scenario, endpoints: &Endpoints) -> Result<Vec<Client>> {
-    let c = scenario.concurrency;
+async fn clients(
+    transport: Transport,
+    c: usize,
+    model: &str,
+    endpoints: &Endpoints,
+) -> Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(c);
-    match scenario.transport {
+    match transport {
         Transport::RestJson | Transport::RestBinary => {
             let client = http_client(c)?;
-            let url = format!(
-                "{}/v2/models/{}/infer",
-                endpoints.http,
-                scenario.model.name()
-            );
+            let url = format!("{}/v2/models/{model}/infer", endpoints.http);
             for _ in 0..c {
                 clients.push(Client::Rest {
                     client: client.clone(),
@@ -296,19 +324,35 @@ async fn clients(scenario: &Scenario, endpoints: &Endpoints) -> Result<Vec<Clien
     Ok(clients)
 }
 
-/// Runs `scenario` against `endpoints` for `warmup + duration`, measuring the
-/// second part; `server_pid` is the root of the server's process tree.
-pub async fn run(
-    scenario: &Scenario,
+/// How a prepared request is sent: by how many clients at once, for how
+/// long, and whose CPU is counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub concurrency: usize,
+    /// The root of the server's process tree.
+    pub server_pid: u32,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// Sends `payload` over `transport` for `warmup + duration`, measuring the
+/// second part.
+pub async fn run_payload(
+    payload: Payload,
+    transport: Transport,
     endpoints: &Endpoints,
-    server_pid: u32,
-    warmup: Duration,
-    duration: Duration,
+    window: Window,
 ) -> Result<Outcome> {
-    let clients = clients(scenario, endpoints).await?;
+    let Window {
+        concurrency,
+        server_pid,
+        warmup,
+        duration,
+    } = window;
+    let clients = clients(transport, concurrency, &payload.model, endpoints).await?;
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
-        payload: payload(scenario),
+        payload,
         measure_start: start + warmup,
         end: start + warmup + duration,
     });
@@ -369,9 +413,17 @@ pub struct Bursts {
 
 impl Bursts {
     pub async fn new(scenario: &Scenario, endpoints: &Endpoints) -> Result<Bursts> {
+        let payload = payload(scenario);
+        let clients = clients(
+            scenario.transport,
+            scenario.concurrency,
+            &payload.model,
+            endpoints,
+        )
+        .await?;
         Ok(Bursts {
-            payload: Arc::new(payload(scenario)),
-            clients: clients(scenario, endpoints).await?,
+            payload: Arc::new(payload),
+            clients,
         })
     }
 
@@ -478,8 +530,8 @@ async fn one(payload: &Payload, client: &mut Client, validate: bool) -> Result<(
                 return Err(Problem::Failed(format!("HTTP {status}: {text}")));
             }
             if validate {
-                let got =
-                    rest_output(&body, header_len).map_err(|e| Problem::Wrong(format!("{e:#}")))?;
+                let got = rest_output(&body, header_len, &payload.output)
+                    .map_err(|e| Problem::Wrong(format!("{e:#}")))?;
                 check(&got, &payload.expected).map_err(Problem::Wrong)?;
             }
         }
@@ -489,8 +541,8 @@ async fn one(payload: &Payload, client: &mut Client, validate: bool) -> Result<(
                 .await
                 .map_err(|s| Problem::Failed(format!("{:?}: {}", s.code(), s.message())))?;
             if validate {
-                let got =
-                    grpc_output(resp.into_inner()).map_err(|e| Problem::Wrong(format!("{e:#}")))?;
+                let got = grpc_output(resp.into_inner(), &payload.output)
+                    .map_err(|e| Problem::Wrong(format!("{e:#}")))?;
                 check(&got, &payload.expected).map_err(Problem::Wrong)?;
             }
         }
@@ -498,17 +550,17 @@ async fn one(payload: &Payload, client: &mut Client, validate: bool) -> Result<(
     Ok(())
 }
 
-/// The values of output `output` in a REST reply (JSON, or a JSON header
-/// plus binary data).
-fn rest_output(body: &[u8], header_len: Option<usize>) -> Result<Vec<f32>> {
+/// The values of the first output, which must be `name`, in a REST reply
+/// (JSON, or a JSON header plus binary data).
+fn rest_output(body: &[u8], header_len: Option<usize>, name: &str) -> Result<Vec<f32>> {
     let head = &body[..header_len.unwrap_or(body.len()).min(body.len())];
     let v: Value = serde_json::from_slice(head).context("reply is not JSON")?;
     let out = v["outputs"]
         .as_array()
         .and_then(|o| o.first())
         .ok_or_else(|| anyhow!("no outputs in {v}"))?;
-    if out["name"] != "output" {
-        bail!("output is named {}, not \"output\"", out["name"]);
+    if out["name"] != name {
+        bail!("output is named {}, not {name:?}", out["name"]);
     }
     if let Some(n) = header_len {
         let size = out["parameters"]["binary_data_size"].as_u64().unwrap_or(0) as usize;
@@ -539,11 +591,14 @@ fn le_f32s(raw: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn grpc_output(resp: mlserver_proto::inference::ModelInferResponse) -> Result<Vec<f32>> {
+fn grpc_output(
+    resp: mlserver_proto::inference::ModelInferResponse,
+    name: &str,
+) -> Result<Vec<f32>> {
     let resp = mlserver_proto::convert::decode_infer_response(resp)?;
     let out = resp.outputs.first().ok_or_else(|| anyhow!("no outputs"))?;
-    if out.name != "output" {
-        bail!("output is named {:?}, not \"output\"", out.name);
+    if out.name != name {
+        bail!("output is named {:?}, not {name:?}", out.name);
     }
     out.as_slice::<f32>()
         .map(<[f32]>::to_vec)
@@ -587,13 +642,16 @@ mod tests {
     #[test]
     fn reads_json_and_binary_replies() {
         let json = br#"{"outputs":[{"name":"output","shape":[1,2],"data":[[1.5,2]]}]}"#;
-        assert_eq!(rest_output(json, None).unwrap(), [1.5, 2.0]);
+        assert_eq!(rest_output(json, None, "output").unwrap(), [1.5, 2.0]);
         let head = br#"{"outputs":[{"name":"output","parameters":{"binary_data_size":8}}]}"#;
         let mut body = head.to_vec();
         body.extend([1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()));
-        assert_eq!(rest_output(&body, Some(head.len())).unwrap(), [1.5, -2.0]);
+        assert_eq!(
+            rest_output(&body, Some(head.len()), "output").unwrap(),
+            [1.5, -2.0]
+        );
         let wrong = br#"{"outputs":[{"name":"y","data":[1]}]}"#;
-        assert!(rest_output(wrong, None).is_err());
+        assert!(rest_output(wrong, None, "output").is_err());
         assert!(check(&[1.0, 2.0], &[1.0, 2.5]).is_err());
         assert!(check(&[1.0], &[1.0, 2.0]).is_err());
         assert!(check(&[34.0], &[34.0]).is_ok());

@@ -12,6 +12,7 @@ mod floor;
 mod loadgen;
 mod many;
 mod procfs;
+mod real;
 mod report;
 mod servers;
 mod stats;
@@ -29,7 +30,7 @@ use servers::{Kind, Paths};
 pub const USAGE: &str = "\
 cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--duration S]
                   [--repeat N] [--no-build] [--out FILE] [--callgrind] [--cpus LIST]
-                  [--settle S] [--many-models N]
+                  [--settle S] [--many-models N] [--real-models]
 
   --quick            1 s warm-up and 2 s per scenario (default: 2 s and 10 s), 5 s settle
   --settle S         after the last scenario, watch each server's RSS for S seconds
@@ -58,6 +59,12 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
                      ONNX models, and MLServer (mlserver-fast) beside ours-python on N
                      Python SumModels
 
+  --real-models       instead of the scenarios: a scikit-learn logistic regression and a
+                     100-tree gradient boosting regressor, batches of 1 and 64 rows, c=1
+                     and c=32, REST JSON: MLServer + mlserver-sklearn (mlserver-fast,
+                     mlserver-default), ours-python with the same runtime, and ours on the
+                     models exported to ONNX (ours); --repeat, --warmup, --duration apply
+
 The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv.";
 
 #[derive(Debug, Clone)]
@@ -76,6 +83,8 @@ pub struct Options {
     pub settle: Duration,
     /// `--many-models N`: the many-models measurement instead of the scenarios.
     pub many_models: Option<usize>,
+    /// `--real-models`: the scikit-learn models instead of the scenarios.
+    pub real_models: bool,
 }
 
 impl Options {
@@ -92,6 +101,7 @@ impl Options {
             rounds: 1,
             settle: Duration::from_secs(30),
             many_models: None,
+            real_models: false,
         };
         let mut only = false;
         let mut it = args.iter();
@@ -135,6 +145,7 @@ impl Options {
                     })?)
                 }
                 "--callgrind" => o.callgrind = true,
+                "--real-models" => o.real_models = true,
                 "--repeat" => {
                     let v = value()?;
                     o.rounds =
@@ -147,6 +158,11 @@ impl Options {
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
             }
+        }
+        if o.real_models && (o.callgrind || o.many_models.is_some()) {
+            bail!(
+                "--real-models is a measurement of its own: not with --callgrind or --many-models"
+            );
         }
         if o.callgrind {
             if !only {
@@ -203,6 +219,15 @@ pub fn run(opts: Options) -> Result<()> {
             .enable_all()
             .build()?;
         let md = rt.block_on(many::run(n, &opts.servers, &paths, venv.as_deref()))?;
+        return write_report(&opts, &paths, &md);
+    }
+    if opts.real_models {
+        // The models are trained and exported with the venv's scikit-learn.
+        let venv = servers::mlserver_venv(&paths)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let md = rt.block_on(real::run(&opts, &paths, &venv))?;
         return write_report(&opts, &paths, &md);
     }
     let venv = if opts.servers.iter().any(|k| k.needs_venv()) {
@@ -417,27 +442,41 @@ async fn settle(running: &servers::Running, idle: u64, wait: Duration) -> report
     }
 }
 
-/// Runs one scenario on a runtime of its own. At concurrency 1 that is a
-/// single thread: the request and the client's connection task then share
-/// it, so the load generator adds no cross-thread wake-ups (and their
-/// scheduling noise) to the latency it measures, whichever server it drives.
+/// Runs one scenario on a runtime of its own (see [`measure_payload`]).
 async fn measure(
     scenario: Scenario,
     endpoints: loadgen::Endpoints,
     server_pid: u32,
     opts: &Options,
 ) -> Result<Outcome> {
-    let (warmup, duration) = (opts.warmup, opts.duration);
+    let payload = loadgen::payload(&scenario);
+    let window = loadgen::Window {
+        concurrency: scenario.concurrency,
+        server_pid,
+        warmup: opts.warmup,
+        duration: opts.duration,
+    };
+    measure_payload(payload, scenario.transport, endpoints, window).await
+}
+
+/// Sends a prepared request on a runtime of its own. At concurrency 1 that
+/// is a single thread: the request and the client's connection task then
+/// share it, so the load generator adds no cross-thread wake-ups (and their
+/// scheduling noise) to the latency it measures, whichever server it drives.
+async fn measure_payload(
+    payload: loadgen::Payload,
+    transport: Transport,
+    endpoints: loadgen::Endpoints,
+    window: loadgen::Window,
+) -> Result<Outcome> {
     tokio::task::spawn_blocking(move || {
-        let mut builder = if scenario.concurrency == 1 {
+        let mut builder = if window.concurrency == 1 {
             tokio::runtime::Builder::new_current_thread()
         } else {
             tokio::runtime::Builder::new_multi_thread()
         };
         let rt = builder.enable_all().build()?;
-        rt.block_on(loadgen::run(
-            &scenario, &endpoints, server_pid, warmup, duration,
-        ))
+        rt.block_on(loadgen::run_payload(payload, transport, &endpoints, window))
     })
     .await?
 }
