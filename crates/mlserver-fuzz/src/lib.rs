@@ -66,9 +66,19 @@ fn decode_and_roundtrip(request: &InferenceRequest) {
     );
 }
 
-/// A REST inference request body (`POST /v2/models/<m>/infer`).
+/// A REST inference request body (`POST /v2/models/<m>/infer`), read
+/// as the server reads it (the one-pass reader where it can), which must
+/// give what serde's path gives: the same request, or the same error.
 pub fn infer_request_json(data: &[u8]) {
-    if let Ok(request) = serde_json::from_slice::<InferenceRequest>(data) {
+    let served = InferenceRequest::from_json(data).map_err(|e| e.to_string());
+    let serde = serde_json::from_slice::<InferenceRequest>(data).map_err(|e| e.to_string());
+    // Debug, not ==: NaN is not equal to itself, and -0.0 is equal to 0.0.
+    assert_eq!(
+        format!("{served:?}"),
+        format!("{serde:?}"),
+        "the one-pass reader and serde disagree"
+    );
+    if let Ok(request) = served {
         decode_and_roundtrip(&request);
     }
 }

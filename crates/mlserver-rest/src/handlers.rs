@@ -258,7 +258,9 @@ async fn decode_request(
             (request, format)
         }
         None => {
-            let mut request: InferenceRequest = parse_json(&body, "inference request")?;
+            let mut request = InferenceRequest::from_json(&body).map_err(|e| {
+                ServingError::bad_request(format!("invalid inference request: {e}"))
+            })?;
             let format = OutputFormat::from_request(&request);
             request.json = Some(body);
             (request, format)

@@ -50,7 +50,7 @@ pub fn decode_request(body: &[u8], header_len: usize) -> Result<InferenceRequest
         )));
     }
     let (header, mut blobs) = body.split_at(header_len);
-    let mut request: InferenceRequest = serde_json::from_slice(header)?;
+    let mut request = InferenceRequest::from_json(header)?;
     for input in &mut request.inputs {
         let Some(size) = take_binary_size(input)? else {
             continue;

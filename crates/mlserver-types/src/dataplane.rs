@@ -241,10 +241,26 @@ impl<'de> Visitor<'de> for TensorVisitor {
             })?;
             data = Some(parsed);
         }
+        Tensor::assemble(name, shape, datatype, parameters, data).map_err(de::Error::custom)
+    }
+}
+
+impl Tensor {
+    /// A tensor from the fields of its JSON object, checked: `data` must
+    /// match `shape`; without `data`, `binary_data_size` must say that it
+    /// travels in the binary extension. Shared by the serde path and the
+    /// one-pass reader, so both check alike.
+    pub(crate) fn assemble(
+        name: String,
+        shape: Vec<usize>,
+        datatype: Datatype,
+        parameters: Option<Parameters>,
+        data: Option<TensorData>,
+    ) -> Result<Tensor, String> {
         let binary = parameters
             .as_ref()
             .is_some_and(|p| p.get(Parameters::BINARY_DATA_SIZE).is_some());
-        let tensor = match data {
+        match data {
             Some(data) => {
                 let t = Tensor {
                     name,
@@ -253,23 +269,20 @@ impl<'de> Visitor<'de> for TensorVisitor {
                     parameters,
                     data,
                 };
-                t.validate().map_err(de::Error::custom)?;
-                t
+                t.validate().map_err(|e| e.to_string())?;
+                Ok(t)
             }
-            None if binary => Tensor {
+            None if binary => Ok(Tensor {
                 data: TensorData::empty(datatype),
                 name,
                 shape,
                 datatype,
                 parameters,
-            },
-            None => {
-                return Err(de::Error::custom(format!(
-                    "tensor '{name}' has no `data` (and no `binary_data_size` parameter)"
-                )))
-            }
-        };
-        Ok(tensor)
+            }),
+            None => Err(format!(
+                "tensor '{name}' has no `data` (and no `binary_data_size` parameter)"
+            )),
+        }
     }
 }
 
@@ -363,6 +376,16 @@ impl RequestHeaders {
 }
 
 impl InferenceRequest {
+    /// A request from its JSON text, as `serde_json::from_slice` reads it
+    /// (the same request, the same errors), but in one pass over float
+    /// data for the requests clients usually send (see `reader`).
+    pub fn from_json(body: &[u8]) -> Result<InferenceRequest, serde_json::Error> {
+        match crate::reader::read_request(body) {
+            Some(request) => Ok(request),
+            None => serde_json::from_slice(body),
+        }
+    }
+
     /// A request with these inputs and nothing else.
     pub fn new(inputs: Vec<RequestInput>) -> Self {
         InferenceRequest {

@@ -32,6 +32,7 @@ mod datatype;
 mod error;
 mod metadata;
 mod parameters;
+mod reader;
 mod repository;
 mod tensor;
 pub mod triton;

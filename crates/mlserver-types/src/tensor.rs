@@ -476,19 +476,23 @@ pub(crate) fn float_data_from_json(
     datatype: Datatype,
     capacity: usize,
 ) -> Result<TensorData, serde_json::Error> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    skip_whitespace(bytes, &mut at);
     let fast = match datatype {
-        Datatype::Fp32 => scan_numbers(text, capacity, |v| {
+        Datatype::Fp32 => scan_floats(bytes, &mut at, capacity, |v| {
             let x = v as f32;
             // Out of FP32's range: the general path reports it.
             x.is_finite().then_some(x)
         })
         .map(TensorData::Fp32),
-        Datatype::Fp64 => scan_numbers(text, capacity, Some).map(TensorData::Fp64),
+        Datatype::Fp64 => scan_floats(bytes, &mut at, capacity, Some).map(TensorData::Fp64),
         _ => None,
     };
+    skip_whitespace(bytes, &mut at);
     match fast {
-        Some(data) => Ok(data),
-        None => {
+        Some(data) if at == bytes.len() => Ok(data),
+        _ => {
             let mut de = serde_json::Deserializer::from_str(text);
             let data = DataSeed { datatype, capacity }.deserialize(&mut de)?;
             de.end()?;
@@ -497,96 +501,166 @@ pub(crate) fn float_data_from_json(
     }
 }
 
-/// The numbers of (nested) JSON arrays of numbers, flattened, each read as
-/// serde_json reads it and passed through `cast`. `None` for anything that
-/// is not an array of numbers, or that `cast` refuses. `text` is JSON
-/// already checked by serde_json.
+/// Moves `at` past JSON whitespace.
+pub(crate) fn skip_whitespace(bytes: &[u8], at: &mut usize) {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(*at) {
+        *at += 1;
+    }
+}
+
+/// Nesting the scanner follows at most; deeper data is the general path's.
+const MAX_FLOAT_NESTING: usize = 64;
+
+/// Reads one JSON value at `bytes[*at..]` made of numbers and (nested)
+/// arrays of them, flattened, each number read as serde_json reads it and
+/// passed through `cast`; `at` ends just after it. `None` for anything else
+/// (`null`, strings, objects, nesting past 64) and for anything that is not
+/// valid JSON (a trailing comma, `01`, `1.`), or that `cast` refuses: the
+/// general path then answers, with its own error where there is one. The
+/// syntax is checked in the same pass that reads the numbers.
+pub(crate) fn scan_floats<T>(
+    bytes: &[u8],
+    at: &mut usize,
+    capacity: usize,
+    cast: impl Fn(f64) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(capacity.min(1 << 20));
+    let mut depth = 0usize;
+    loop {
+        // A value: a number or an array.
+        match *bytes.get(*at)? {
+            b'[' => {
+                *at += 1;
+                skip_whitespace(bytes, at);
+                if bytes.get(*at) != Some(&b']') {
+                    depth += 1;
+                    if depth > MAX_FLOAT_NESTING {
+                        return None;
+                    }
+                    continue;
+                }
+                *at += 1;
+            }
+            b'-' | b'0'..=b'9' => out.push(cast(json_number(bytes, at)?)?),
+            _ => return None,
+        }
+        // After a value: a comma and the next, or the end of arrays.
+        loop {
+            if depth == 0 {
+                return Some(out);
+            }
+            // What clients mostly write: no space before the comma.
+            if bytes.get(*at) == Some(&b',') {
+                *at += 1;
+                skip_whitespace(bytes, at);
+                break;
+            }
+            skip_whitespace(bytes, at);
+            match *bytes.get(*at)? {
+                b',' => {
+                    *at += 1;
+                    skip_whitespace(bytes, at);
+                    break;
+                }
+                b']' => {
+                    *at += 1;
+                    depth -= 1;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// One JSON number at `bytes[*at..]` (which starts with `-` or a digit),
+/// `at` then just after it; `None` if it breaks JSON's grammar or is out of
+/// f64's range (serde_json's error to report).
 ///
-/// One pass per number: digits go straight into a mantissa, and numbers of
-/// at most 15 significant digits with a power of ten within ±22 are one
-/// exact multiplication or division (Clinger's fast path, correctly
-/// rounded); longer ones are parsed by `str::parse`, also correctly rounded,
-/// as serde_json (with `float_roundtrip`) does. Integers that way come out
-/// as serde_json's integer-then-`as f64`, and `-0` is -0.0 in both.
-fn scan_numbers<T>(text: &str, capacity: usize, cast: impl Fn(f64) -> Option<T>) -> Option<Vec<T>> {
+/// Digits go straight into a mantissa, and numbers whose digits make at
+/// most 2^53 with a power of ten within ±22 are one exact multiplication or
+/// division (Clinger's fast path, correctly rounded: most of the 16- and
+/// 17-digit numbers Python writes for float32 values); the others are
+/// parsed by `str::parse`, also correctly rounded, as
+/// serde_json (with `float_roundtrip`) does. Integers that way come out as
+/// serde_json's integer-then-`as f64`, and `-0` is -0.0 in both.
+fn json_number(bytes: &[u8], at: &mut usize) -> Option<f64> {
     const POW10: [f64; 23] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
         1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
-    let bytes = text.as_bytes();
-    let digit = |i: usize| {
-        bytes
-            .get(i)
-            .filter(|b| b.is_ascii_digit())
-            .map(|b| b - b'0')
-    };
-    let mut out = Vec::with_capacity(capacity.min(1 << 20));
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b' ' | b'\t' | b'\n' | b'\r' | b'[' | b']' | b',' => i += 1,
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                let negative = bytes[i] == b'-';
-                i += usize::from(negative);
-                let (mut mantissa, mut significant, mut exponent) = (0u64, 0u32, 0i64);
-                let mut take = |d: u8, mantissa: &mut u64| {
-                    if *mantissa != 0 || d != 0 {
-                        significant += 1;
-                    }
-                    *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-                };
-                while let Some(d) = digit(i) {
-                    take(d, &mut mantissa);
-                    i += 1;
-                }
-                if bytes.get(i) == Some(&b'.') {
-                    i += 1;
-                    while let Some(d) = digit(i) {
-                        take(d, &mut mantissa);
-                        exponent -= 1;
-                        i += 1;
-                    }
-                }
-                if matches!(bytes.get(i), Some(b'e' | b'E')) {
-                    i += 1;
-                    let sign = match bytes.get(i) {
-                        Some(b'-') => -1,
-                        _ => 1,
-                    };
-                    i += usize::from(matches!(bytes.get(i), Some(b'-' | b'+')));
-                    let mut e: i64 = 0;
-                    while let Some(d) = digit(i) {
-                        e = (e * 10 + i64::from(d)).min(1 << 20);
-                        i += 1;
-                    }
-                    exponent += sign * e;
-                }
-                let value = if significant <= 15 && (-22..=22).contains(&exponent) {
-                    let m = mantissa as f64;
-                    let v = if exponent >= 0 {
-                        m * POW10[exponent as usize]
-                    } else {
-                        m / POW10[(-exponent) as usize]
-                    };
-                    if negative {
-                        -v
-                    } else {
-                        v
-                    }
-                } else {
-                    // Out of range is serde_json's error to report.
-                    text[start..i]
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|v| v.is_finite())?
-                };
-                out.push(cast(value)?);
+    /// Appends the digits at `bytes[*i..]` to `mantissa`; how many.
+    #[inline(always)]
+    fn digits(bytes: &[u8], i: &mut usize, mantissa: &mut u64) -> usize {
+        let start = *i;
+        while let Some(&b) = bytes.get(*i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
             }
-            _ => return None,
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            *i += 1;
         }
+        *i - start
     }
-    Some(out)
+    let start = *at;
+    let mut i = start;
+    let negative = bytes.get(i) == Some(&b'-');
+    i += usize::from(negative);
+    let mut mantissa = 0u64;
+    let int_start = i;
+    let int_digits = digits(bytes, &mut i, &mut mantissa);
+    // JSON: one 0, or digits not starting with 0.
+    if int_digits == 0 || (int_digits > 1 && bytes[int_start] == b'0') {
+        return None;
+    }
+    let mut count = int_digits;
+    let mut exponent = 0i64;
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        let fraction = digits(bytes, &mut i, &mut mantissa);
+        if fraction == 0 {
+            return None;
+        }
+        count += fraction;
+        exponent = -(fraction as i64);
+    }
+    if let Some(b'e' | b'E') = bytes.get(i) {
+        i += 1;
+        let sign = match bytes.get(i) {
+            Some(b'-') => -1,
+            _ => 1,
+        };
+        i += usize::from(matches!(bytes.get(i), Some(b'-' | b'+')));
+        let exp_start = i;
+        let mut e: i64 = 0;
+        while let Some(d) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+            e = (e * 10 + i64::from(d - b'0')).min(1 << 20);
+            i += 1;
+        }
+        if i == exp_start {
+            return None;
+        }
+        exponent += sign * e;
+    }
+    *at = i;
+    // Up to 19 digits the mantissa is exact in a u64; up to 2^53 it is
+    // exact in an f64, and so is the power of ten up to 1e22.
+    if count <= 19 && mantissa <= 1 << 53 && (-22..=22).contains(&exponent) {
+        let m = mantissa as f64;
+        let v = if exponent >= 0 {
+            m * POW10[exponent as usize]
+        } else {
+            m / POW10[(-exponent) as usize]
+        };
+        Some(if negative { -v } else { v })
+    } else {
+        // The text is ASCII digits, signs, '.', 'e': valid UTF-8.
+        std::str::from_utf8(&bytes[start..i])
+            .ok()?
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+    }
 }
 
 /// Deserializes JSON `data` into storage of a known datatype.
@@ -774,6 +848,25 @@ mod tests {
                 (Ok(fast), Ok(slow)) => proptest::prop_assert!(same_bits(&fast, &slow), "{}", text),
                 (Err(fast), Err(slow)) => proptest::prop_assert_eq!(fast.to_string(), slow),
                 (fast, slow) => proptest::prop_assert!(false, "{} gave {:?} and {:?}", text, fast, slow),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// What Python clients send for float32 arrays (`tolist()` then
+        /// `json.dumps`): each value's shortest float64 repr, mostly 16 or
+        /// 17 digits.
+        #[test]
+        fn float_scanner_matches_serde_on_float32_values_written_as_float64(
+            values in proptest::collection::vec(proptest::num::f32::NORMAL | proptest::num::f32::SUBNORMAL, 0..50),
+        ) {
+            let wide: Vec<f64> = values.iter().map(|v| f64::from(*v)).collect();
+            let text = serde_json::to_string(&wide).unwrap();
+            for dt in [Datatype::Fp32, Datatype::Fp64] {
+                match (float_data_from_json(&text, dt, values.len()), via_seed(&text, dt)) {
+                    (Ok(fast), Ok(slow)) => proptest::prop_assert!(same_bits(&fast, &slow), "{}", text),
+                    (fast, slow) => proptest::prop_assert!(false, "{} gave {:?} and {:?}", text, fast, slow),
+                }
             }
         }
     }
