@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mlserver_types::{InferenceRequest, InferenceResponse, RequestHeaders};
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 
 /// gRPC's transport headers: grpcio keeps them out of
 /// `invocation_metadata()`, so they never reach MLServer's
@@ -27,28 +27,36 @@ pub(crate) fn insert_metadata(request: &mut InferenceRequest, metadata: &Arc<htt
     ));
 }
 
-/// Response `parameters.headers` as metadata (what gRPC cannot carry is
-/// dropped).
-pub(crate) fn extract_metadata(response: &mut InferenceResponse) -> MetadataMap {
+/// Headers of a response for its trailing metadata, in the order they
+/// apply (a later one replaces an earlier one of the same name): the
+/// model's `parameters.headers` (what gRPC cannot carry is dropped), then
+/// the server's own, so those win (as MLServer's middleware). A list, not
+/// a map: the trailers are the one map they go into.
+pub(crate) fn extract_metadata(
+    response: &mut InferenceResponse,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
     let server = std::mem::take(&mut response.transport_headers);
-    let mut out = MetadataMap::new();
-    for (k, v) in mlserver_core::headers::take_response_headers(response) {
+    let model = mlserver_core::headers::take_response_headers(response);
+    if model.is_empty() {
+        return server;
+    }
+    let mut out = Vec::with_capacity(model.len() + server.len());
+    for (k, v) in model {
         if let (Ok(k), Ok(v)) = (
-            MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()),
-            MetadataValue::try_from(v.as_str()),
+            MetadataKey::<Ascii>::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            MetadataValue::<Ascii>::try_from(v.as_str()),
         ) {
-            out.insert(k, v);
+            // Checked as metadata, so valid as a header name and value.
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(v.as_bytes()),
+            ) {
+                out.push((k, v));
+            }
         }
     }
-    // The server's own last, so they win (as MLServer's middleware).
-    if server.is_empty() {
-        return out;
-    }
-    let mut headers = out.into_headers();
-    for (k, v) in server {
-        headers.insert(k, v);
-    }
-    MetadataMap::from_headers(headers)
+    out.extend(server);
+    out
 }
 
 #[cfg(test)]

@@ -145,7 +145,13 @@ async fn infer_one(
     headers: &std::sync::Arc<http::HeaderMap>,
     deadline: Option<std::time::Duration>,
     request: ModelInferRequest,
-) -> Result<(ModelInferResponse, MetadataMap), Status> {
+) -> Result<
+    (
+        ModelInferResponse,
+        Vec<(http::HeaderName, http::HeaderValue)>,
+    ),
+    Status,
+> {
     let DecodedRequest {
         model_name,
         model_version,
@@ -261,7 +267,7 @@ impl GrpcInferenceService for InferenceService {
         // MLServer sends them as trailing metadata.
         response
             .extensions_mut()
-            .insert(super::trailers::TrailingMetadata(headers.into_headers()));
+            .insert(super::trailers::TrailingMetadata(headers));
         Ok(response)
     }
 

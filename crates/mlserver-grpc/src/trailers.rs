@@ -11,9 +11,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-/// The metadata to send in the trailers of this response.
+/// The metadata to send in the trailers of this response, in order: a
+/// later entry replaces an earlier one of the same name.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TrailingMetadata(pub http::HeaderMap);
+pub(crate) struct TrailingMetadata(pub Vec<(http::HeaderName, http::HeaderValue)>);
 
 /// A tower layer that sends a response's trailing metadata in the
 /// gRPC trailers (where MLServer puts response headers).
@@ -65,7 +66,7 @@ where
 /// A response body whose trailers get the extra metadata.
 pub struct TrailedBody<B> {
     inner: B,
-    extra: Option<http::HeaderMap>,
+    extra: Option<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
 
 impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for TrailedBody<B> {
@@ -85,10 +86,10 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for TrailedBody<B> {
                     None
                 };
                 if let (Some(trailers), Some(extra)) = (frame.trailers_mut(), extra) {
-                    for (name, value) in extra.iter() {
+                    for (name, value) in extra {
                         // The call's own status stays the one tonic wrote.
                         if !name.as_str().starts_with("grpc-") {
-                            trailers.append(name.clone(), value.clone());
+                            trailers.insert(name, value);
                         }
                     }
                 }
