@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::loadgen::{http_client, Endpoints};
 use super::procfs;
-use super::servers::{free_port, ours_on, Kind, Paths, Running};
+use super::servers::{free_port, ours_on, write_python_settings, Kind, Paths, Running};
 use super::stats::percentile;
 
 /// How long a server may take to report all N models ready.
@@ -270,15 +270,7 @@ fn write_folder(setup: Setup, n: usize, paths: &Paths, ports: [u16; 3]) -> Resul
         fs::write(model.join("model-settings.json"), settings.to_string())?;
     }
     if setup != Setup::OursOnnx {
-        let [http, grpc, metrics] = ports;
-        let mut settings = json!({"host": "127.0.0.1", "http_port": http,
-                                  "grpc_port": grpc, "metrics_port": metrics});
-        if setup == Setup::Mlserver {
-            settings["parallel_workers"] = json!(0);
-            settings["metrics_endpoint"] = Value::Null;
-            settings["debug"] = json!(false);
-        }
-        fs::write(dir.join("settings.json"), settings.to_string())?;
+        write_python_settings(&dir, ports, setup == Setup::Mlserver)?;
     }
     Ok(dir)
 }

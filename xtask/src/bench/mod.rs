@@ -325,6 +325,29 @@ fn wait_until_quiet(what: &str) {
     );
 }
 
+/// A measurement's outcome (a failure to measure counts as one failed
+/// request, with its reason), after printing its progress line.
+fn outcome_of(name: &str, measured: Result<Outcome>) -> Outcome {
+    let outcome = measured.unwrap_or_else(|e| Outcome {
+        errors: 1,
+        first_problem: Some(format!("{e:#}")),
+        ..Default::default()
+    });
+    eprintln!(
+        "{}  cpu {:>7.1} µs/req{}",
+        progress_line(name, &outcome),
+        outcome.cpu_us_per_req,
+        match &outcome.first_problem {
+            Some(p) => format!(
+                "  ({} failed, {} wrong: {p})",
+                outcome.errors, outcome.invalid
+            ),
+            None => String::new(),
+        }
+    );
+    outcome
+}
+
 /// One measurement's progress line: requests, rate and latencies.
 fn progress_line(name: &str, o: &Outcome) -> String {
     format!(
@@ -380,28 +403,13 @@ async fn bench_server(
         if kind.needs_venv() && sc.transport == Transport::RestBinary {
             continue; // MLServer has no binary extension (MLServer#324).
         }
-        let outcome = match &callgrind_dir {
+        let measured = match &callgrind_dir {
             Some(dir) => callgrind::measure(sc, &running.endpoints, running.pid, dir).await,
             None => measure(*sc, running.endpoints.clone(), running.pid, opts).await,
-        }
-        .unwrap_or_else(|e| Outcome {
-            errors: 1,
-            first_problem: Some(format!("{e:#}")),
-            ..Default::default()
-        });
-        eprintln!(
-            "{}  cpu {:>7.1} µs/req{}",
-            progress_line(sc.name, &outcome),
-            outcome.cpu_us_per_req,
-            match &outcome.first_problem {
-                Some(p) => format!(
-                    "  ({} failed, {} wrong: {p})",
-                    outcome.errors, outcome.invalid
-                ),
-                None => String::new(),
-            }
-        );
-        result.outcomes.push((sc.name, outcome));
+        };
+        result
+            .outcomes
+            .push((sc.name, outcome_of(sc.name, measured)));
     }
     if callgrind_dir.is_none() && !opts.settle.is_zero() {
         let settled = settle(&running, idle.rss_bytes, opts.settle).await;

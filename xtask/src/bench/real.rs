@@ -21,8 +21,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::loadgen::{http_client, Endpoints, Outcome, Payload, Transport, Window};
-use super::servers::{free_port, ours_on, Kind, Paths, Running};
-use super::{progress_line, stats, Options};
+use super::servers::{
+    free_port, ours_on, pip_install, write_python_settings, Kind, Paths, Running,
+};
+use super::{stats, Options};
 
 /// What the venv needs on top of MLServer: its scikit-learn runtime, and
 /// skl2onnx (pinned as the bundled iris models) for the ONNX exports.
@@ -205,19 +207,7 @@ fn prepare(paths: &Paths, venv: &Path) -> Result<PathBuf> {
         .is_ok_and(|o| o.status.success());
     if !has {
         eprintln!("==> installing {PACKAGES:?} into {} (once)", venv.display());
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES)
-            .status()?;
-        if !status.success() {
-            bail!("could not install {PACKAGES:?}");
-        }
+        pip_install(&python, PACKAGES)?;
     }
     let files = paths.work.join("real-models").join("files");
     let _ = fs::remove_dir_all(&files);
@@ -251,15 +241,7 @@ fn write_folder(setup: Setup, paths: &Paths, files: &Path, ports: [u16; 3]) -> R
         fs::write(folder.join("model-settings.json"), settings.to_string())?;
     }
     if !setup.is_onnx() {
-        let [http, grpc, metrics] = ports;
-        let mut settings = json!({"host": "127.0.0.1", "http_port": http,
-                                  "grpc_port": grpc, "metrics_port": metrics});
-        if setup == Setup::MlserverFast {
-            settings["parallel_workers"] = json!(0);
-            settings["metrics_endpoint"] = Value::Null;
-            settings["debug"] = json!(false);
-        }
-        fs::write(dir.join("settings.json"), settings.to_string())?;
+        write_python_settings(&dir, ports, setup == Setup::MlserverFast)?;
     }
     Ok(dir)
 }
@@ -353,32 +335,14 @@ async fn measure_running(
             warmup: opts.warmup,
             duration: opts.duration,
         };
-        let outcome = super::measure_payload(
+        let measured = super::measure_payload(
             payload(case, setup, reference),
             Transport::RestJson,
             running.endpoints.clone(),
             window,
         )
-        .await
-        .unwrap_or_else(|e| Outcome {
-            errors: 1,
-            first_problem: Some(format!("{e:#}")),
-            ..Default::default()
-        });
-        eprintln!(
-            "{}  cpu {:>7.1} µs/req{}",
-            progress_line(&case.name(), &outcome),
-            outcome.cpu_us_per_req,
-            outcome
-                .first_problem
-                .as_deref()
-                .map(|p| format!(
-                    "  ({} failed, {} wrong: {p})",
-                    outcome.errors, outcome.invalid
-                ))
-                .unwrap_or_default()
-        );
-        outcomes.push((case, outcome));
+        .await;
+        outcomes.push((case, super::outcome_of(&case.name(), measured)));
     }
     Ok(Measured {
         ready_after,

@@ -148,7 +148,16 @@ pub fn mlserver_venv(paths: &Paths) -> Result<PathBuf> {
     if !status.success() {
         bail!("{base} -m venv failed");
     }
-    let status = Command::new(&python)
+    pip_install(&python, PIP_PACKAGES)?;
+    if !ok(&python) {
+        bail!("could not install {PIP_PACKAGES:?} into {}", venv.display());
+    }
+    Ok(venv)
+}
+
+/// `python -m pip install` of `packages`, quietly.
+pub fn pip_install(python: &Path, packages: &[&str]) -> Result<()> {
+    let status = Command::new(python)
         .args([
             "-m",
             "pip",
@@ -156,12 +165,32 @@ pub fn mlserver_venv(paths: &Paths) -> Result<PathBuf> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(PIP_PACKAGES)
-        .status()?;
-    if !status.success() || !ok(&python) {
-        bail!("could not install {PIP_PACKAGES:?} into {}", venv.display());
+        .args(packages)
+        .status()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !status.success() {
+        bail!("pip could not install {packages:?}");
     }
-    Ok(venv)
+    Ok(())
+}
+
+/// settings.json for a folder of Python models: loopback and `ports`
+/// (HTTP, gRPC, metrics); with `fastest`, MLServer's fastest configuration
+/// (`parallel_workers=0`, metrics off, debug off).
+pub fn write_python_settings(dir: &Path, ports: [u16; 3], fastest: bool) -> Result<()> {
+    let [http, grpc, metrics] = ports;
+    let mut settings = json!({"host": "127.0.0.1", "http_port": http,
+                              "grpc_port": grpc, "metrics_port": metrics});
+    if fastest {
+        settings["parallel_workers"] = json!(0);
+        settings["metrics_endpoint"] = json!(null);
+        settings["debug"] = json!(false);
+    }
+    fs::write(
+        dir.join("settings.json"),
+        serde_json::to_vec_pretty(&settings)?,
+    )?;
+    Ok(())
 }
 
 pub fn free_port() -> Result<u16> {
@@ -294,22 +323,8 @@ fn mlserver_folder(
 ) -> Result<PathBuf> {
     let dir = paths.work.join(kind.id());
     let _ = fs::remove_dir_all(&dir);
-    let mut settings = json!({
-        "host": "127.0.0.1",
-        "http_port": http,
-        "grpc_port": grpc,
-        "metrics_port": metrics,
-    });
-    if kind == Kind::MlserverFast {
-        settings["parallel_workers"] = json!(0);
-        settings["metrics_endpoint"] = json!(null);
-        settings["debug"] = json!(false);
-    }
     fs::create_dir_all(&dir)?;
-    fs::write(
-        dir.join("settings.json"),
-        serde_json::to_vec_pretty(&settings)?,
-    )?;
+    write_python_settings(&dir, [http, grpc, metrics], kind == Kind::MlserverFast)?;
     for (name, class) in [("sum-model", "SumModel"), ("echo-model", "EchoModel")] {
         let model_dir = dir.join(name);
         fs::create_dir_all(&model_dir)?;
