@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::loadgen::{http_client, Endpoints};
+use super::loadgen::http_client;
 use super::procfs;
 use super::servers::{free_port, ours_on, write_python_settings, Kind, Paths, Running};
 use super::stats::percentile;
@@ -131,17 +131,12 @@ async fn measure(setup: Setup, n: usize, paths: &Paths, venv: Option<&Path>) -> 
         }
     };
     cmd.env("PYTHONPATH", paths.root.join("bench").join("python"));
-    let logs = paths.work.join("logs");
-    fs::create_dir_all(&logs)?;
-    let endpoints = Endpoints {
-        http: format!("http://127.0.0.1:{http}"),
-        grpc: format!("http://127.0.0.1:{grpc}"),
-    };
     let started = Instant::now();
     let mut running = Running::spawn(
         cmd,
-        logs.join(format!("many-models-{setup:?}.log")),
-        endpoints,
+        paths,
+        &format!("many-models-{setup:?}"),
+        [http, grpc, metrics],
     )?;
     let result = measure_running(setup, n, &running, started).await;
     tokio::task::block_in_place(|| running.stop());

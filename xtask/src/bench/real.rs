@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::loadgen::{http_client, Endpoints, Outcome, Payload, Transport, Window};
+use super::loadgen::{http_client, Outcome, Payload, Transport, Window};
 use super::servers::{
     free_port, ours_on, pip_install, write_python_settings, Kind, Paths, Running,
 };
@@ -271,18 +271,8 @@ async fn measure(
             cmd
         }
     };
-    let logs = paths.work.join("logs");
-    fs::create_dir_all(&logs)?;
-    let endpoints = Endpoints {
-        http: format!("http://127.0.0.1:{}", ports[0]),
-        grpc: format!("http://127.0.0.1:{}", ports[1]),
-    };
     let started = Instant::now();
-    let mut running = Running::spawn(
-        cmd,
-        logs.join(format!("real-models-{setup:?}.log")),
-        endpoints,
-    )?;
+    let mut running = Running::spawn(cmd, paths, &format!("real-models-{setup:?}"), ports)?;
     let result = measure_running(setup, opts, &running, started, refs).await;
     tokio::task::block_in_place(|| running.stop());
     result

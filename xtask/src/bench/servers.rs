@@ -407,9 +407,23 @@ async fn wait_ready(running: &mut Running, started: Instant) -> Result<()> {
 }
 
 impl Running {
-    /// Spawns `cmd` (its output to `log`) without waiting for readiness:
-    /// for callers that decide themselves when a server is ready.
-    pub fn spawn(mut cmd: Command, log: PathBuf, endpoints: Endpoints) -> Result<Running> {
+    /// Spawns `cmd`, listening on loopback at `ports` (HTTP, gRPC, metrics),
+    /// its output to `target/bench/logs/<log_name>.log`, without waiting
+    /// for readiness: for callers that decide themselves when a server is
+    /// ready.
+    pub fn spawn(
+        mut cmd: Command,
+        paths: &Paths,
+        log_name: &str,
+        ports: [u16; 3],
+    ) -> Result<Running> {
+        let logs = paths.work.join("logs");
+        fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("{log_name}.log"));
+        let endpoints = Endpoints {
+            http: format!("http://127.0.0.1:{}", ports[0]),
+            grpc: format!("http://127.0.0.1:{}", ports[1]),
+        };
         let out = fs::File::create(&log)?;
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
