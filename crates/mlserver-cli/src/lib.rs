@@ -9,6 +9,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "mimalloc")]
+mod allocator;
 mod dotenv;
 #[cfg(feature = "image")]
 mod image;
@@ -21,64 +23,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mlserver_runtime::RuntimeRegistry;
-
-/// Every binary built on this crate (the default `mlserver` and custom
-/// runtime binaries alike) allocates through mimalloc: a small request
-/// makes a few dozen short-lived allocations, and mimalloc serves them in
-/// a fraction of glibc's instructions. Built without transparent huge
-/// pages (`no_thp`): with them, the idle server's RSS grew from 12 to 19 MiB.
-/// Turn the `mimalloc` feature off to keep the system allocator (for
-/// example to use a heap profiler).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Gives memory freed by large requests back to the system, every few
-/// seconds. mimalloc returns freed memory lazily, when the thread that
-/// owns it allocates or frees again: after a burst of large requests,
-/// handled on threads that then sit idle, it would stay resident for
-/// good. A thread forces a collect every 5 s (purging every arena's freed
-/// memory), and each async worker collects its own heap the next time it
-/// parks after that ([`collect_on_park`]). Both cost microseconds when
-/// there is nothing to give back.
-#[cfg(feature = "mimalloc")]
-pub(crate) fn spawn_allocator_purge() {
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-    let spawned = std::thread::Builder::new()
-        .name("mlserver-purge".into())
-        .spawn(|| loop {
-            std::thread::sleep(EVERY);
-            PURGE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // SAFETY: mi_collect has no preconditions; it only walks
-            // mimalloc's own structures.
-            unsafe { libmimalloc_sys::mi_collect(true) };
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("could not start the allocator purge thread: {e}");
-    }
-}
-
-/// Bumped by the purge thread each round; a worker that has not collected
-/// in this round does when it parks.
-#[cfg(feature = "mimalloc")]
-static PURGE_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The async runtime's `on_thread_park` hook: a worker going idle collects
-/// its own heap once per purge round (one atomic load otherwise).
-#[cfg(feature = "mimalloc")]
-pub(crate) fn collect_on_park() {
-    thread_local! {
-        static COLLECTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    }
-    let epoch = PURGE_EPOCH.load(std::sync::atomic::Ordering::Relaxed);
-    COLLECTED.with(|collected| {
-        if collected.get() != epoch {
-            collected.set(epoch);
-            // SAFETY: as above; collects the calling thread's heap.
-            unsafe { libmimalloc_sys::mi_collect(true) };
-        }
-    });
-}
 
 /// The runtimes the default binary serves: ONNX (`mlserver_onnx.OnnxModel`,
 /// alias `onnx`; feature `onnx`) and the example runtimes (`sum`, `echo`,

@@ -21,10 +21,10 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     builder.enable_all().thread_name("mlserver");
     #[cfg(feature = "mimalloc")]
     {
-        builder.on_thread_park(crate::collect_on_park);
+        crate::allocator::install(&mut builder);
         // The inference workers (`parallel_workers`) too: responses they
         // allocate are freed on the async workers, into their heaps.
-        mlserver_server::on_worker_park(crate::collect_on_park);
+        mlserver_server::configure_worker_runtime(crate::allocator::install);
     }
     let runtime = builder
         .build()
@@ -62,7 +62,7 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     );
 
     #[cfg(feature = "mimalloc")]
-    crate::spawn_allocator_purge();
+    crate::allocator::spawn_purge();
     let result = runtime.block_on(async move {
         let server = Server::new(settings, runtimes, env)?;
         let listeners = server.bind().await?;

@@ -367,6 +367,63 @@ fn gzip_bombs_are_refused_with_bounded_memory() {
     s.terminate(Duration::from_secs(60));
 }
 
+/// A burst of large tensors leaves no heap behind once the server is idle:
+/// the async workers that served it go to sleep, and the allocator's purge
+/// wakes them to hand their freed pages back (before, 12 MiB stayed
+/// resident in their heaps for as long as they slept).
+#[test]
+fn a_burst_of_large_tensors_is_handed_back_once_idle() {
+    let mut s = Running::start(&examples(), &[], None);
+    let url = s.url("/v2/models/echo-model/infer");
+    let client = reqwest::blocking::Client::new();
+    let small = infer_body("x", "INT32", json!([1]));
+    for _ in 0..20 {
+        let r = client.post(&url).json(&small).send().unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    drop(client);
+    let idle_kib = s.memory_kib("RssAnon");
+    let values: Vec<f32> = (0..65536).map(|i| (i % 997) as f32 - 99.5).collect();
+    let large = serde_json::to_vec(&json!({"inputs": [{
+        "name": "x", "shape": [1, 65536], "datatype": "FP32", "data": values}]}))
+    .unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let client = reqwest::blocking::Client::new();
+                for _ in 0..25 {
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(large.clone())
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.bytes().unwrap();
+                }
+            });
+        }
+    });
+    let burst_kib = s.memory_kib("RssAnon");
+    eprintln!("heap RSS idle {idle_kib} KiB, after the burst {burst_kib} KiB");
+    // Purge rounds are 5 s apart; the bound is on a hang, not a speed.
+    let bound = 2 * idle_kib + 2048;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now_kib = s.memory_kib("RssAnon");
+        if now_kib <= bound {
+            eprintln!("heap RSS {now_kib} KiB once idle");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "heap RSS still {now_kib} KiB 30 s after the burst (idle: {idle_kib} KiB)"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    s.terminate(Duration::from_secs(60));
+}
+
 /// Reads until the peer closes (0 or an error) or `bound` passes.
 fn closed_within(stream: &mut TcpStream, bound: Duration) -> bool {
     stream

@@ -66,16 +66,18 @@ impl PredictCost {
     }
 }
 
-/// What the inference workers run each time they go idle, set once by the
-/// binary before the server starts ([`on_worker_park`]).
-static PARK_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+/// What the binary adds to the inference workers' runtime, set once before
+/// the server starts ([`configure_worker_runtime`]).
+static RUNTIME_HOOK: std::sync::OnceLock<fn(&mut tokio::runtime::Builder)> =
+    std::sync::OnceLock::new();
 
-/// Sets what every inference worker thread runs when it goes idle (the
-/// binary's allocator hands their freed memory back then, as its async
-/// workers do). Set once, before any [`Executor`] is made; later calls are
+/// Sets what the binary adds to the builder of the inference workers'
+/// runtime, as it does to its own async runtime: its allocator's thread
+/// hooks, which hand the memory these threads free back to the system when
+/// they go idle. Set once, before any [`Executor`] is made; later calls are
 /// ignored.
-pub fn on_worker_park(hook: fn()) {
-    let _ = PARK_HOOK.set(hook);
+pub fn configure_worker_runtime(hook: fn(&mut tokio::runtime::Builder)) {
+    let _ = RUNTIME_HOOK.set(hook);
 }
 
 /// Runs `predict` calls, inline or on the worker pool.
@@ -110,8 +112,8 @@ impl Executor {
             .worker_threads(workers)
             .thread_name("mlserver-worker")
             .enable_all();
-        if let Some(hook) = PARK_HOOK.get() {
-            builder.on_thread_park(*hook);
+        if let Some(hook) = RUNTIME_HOOK.get() {
+            hook(&mut builder);
         }
         let runtime = builder.build()?;
         Ok(Executor {

@@ -28,7 +28,7 @@ pub use cloudevents::CloudEvents;
 pub use custom::{CustomRoutes, CustomTarget, V2_ROUTES};
 pub use dataplane::{DataPlane, ServingStream, BUILTIN_EXTENSIONS};
 pub use error::ServingError;
-pub use executor::{on_worker_park, Executor};
+pub use executor::{configure_worker_runtime, Executor};
 pub use metrics::ServerMetrics;
 pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
 pub use repository::{ModelRepository, Serving};

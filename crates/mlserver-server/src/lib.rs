@@ -23,7 +23,7 @@ mod server;
 pub use connections::ConnectionLimits;
 pub use mlserver_core::trace::TARGET as TRACE_TARGET;
 pub use mlserver_core::{
-    on_worker_park, DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository,
+    configure_worker_runtime, DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository,
     ResponseCache, ServerMetrics, Serving, Slot, SlotState, Version, BUILTIN_EXTENSIONS,
 };
 pub use mlserver_grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
