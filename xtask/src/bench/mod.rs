@@ -11,6 +11,7 @@ mod callgrind;
 mod floor;
 mod loadgen;
 mod many;
+pub mod order;
 mod procfs;
 mod real;
 mod report;

@@ -358,7 +358,7 @@ fn ours_fast_folder(paths: &Paths) -> Result<PathBuf> {
     Ok(dir)
 }
 
-async fn wait_ready(running: &mut Running, started: Instant) -> Result<()> {
+pub async fn wait_ready(running: &mut Running, started: Instant) -> Result<()> {
     let client = http_client(1)?;
     let base = running.endpoints.http.clone();
     let urls = [
