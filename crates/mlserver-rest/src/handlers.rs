@@ -289,6 +289,10 @@ async fn decode_infer_encode(
 
     let mut http = Response::new(Body::from(encoded.body));
     let out = http.headers_mut();
+    // Sized once for all of them (content type and length, the binary
+    // extension's header length): grown insert by insert, the map was
+    // allocated, then rehashed into a larger one, on every response.
+    out.reserve(extra_headers.len() + 3);
     for (k, v) in extra_headers {
         out.insert(k, v);
     }
