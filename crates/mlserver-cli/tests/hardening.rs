@@ -111,6 +111,24 @@ impl Running {
             .unwrap_or_else(|| panic!("no {field} in\n{status}"))
     }
 
+    /// Waits until `/proc/<pid>/status` gives `field` at most `bound_kib`;
+    /// fails if it is still above 30 s later, naming what came `after`.
+    fn wait_memory_at_most(&self, field: &str, bound_kib: u64, after: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now_kib = self.memory_kib(field);
+            if now_kib <= bound_kib {
+                eprintln!("{field} {now_kib} KiB after {after}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{field} still {now_kib} KiB 30 s after {after} (bound: {bound_kib} KiB)"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// The server's own pid (under prlimit, prlimit execs it: the same).
     fn pid(&self) -> u32 {
         self.child.id()
@@ -351,19 +369,7 @@ fn gzip_bombs_are_refused_with_bounded_memory() {
     );
     // The memory is given back (the allocator purges): within 2x of idle
     // in 30 s.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now_kib = s.memory_kib("VmRSS");
-        if now_kib <= 2 * idle_kib {
-            eprintln!("RSS {now_kib} KiB after the bombs");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "RSS still {now_kib} KiB 30 s after the bombs (idle: {idle_kib} KiB)"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    s.wait_memory_at_most("VmRSS", 2 * idle_kib, "the bombs");
     s.terminate(Duration::from_secs(60));
 }
 
@@ -407,20 +413,7 @@ fn a_burst_of_large_tensors_is_handed_back_once_idle() {
     let burst_kib = s.memory_kib("RssAnon");
     eprintln!("heap RSS idle {idle_kib} KiB, after the burst {burst_kib} KiB");
     // Purge rounds are 5 s apart; the bound is on a hang, not a speed.
-    let bound = 2 * idle_kib + 2048;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now_kib = s.memory_kib("RssAnon");
-        if now_kib <= bound {
-            eprintln!("heap RSS {now_kib} KiB once idle");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "heap RSS still {now_kib} KiB 30 s after the burst (idle: {idle_kib} KiB)"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    s.wait_memory_at_most("RssAnon", 2 * idle_kib + 2048, "the burst");
     s.terminate(Duration::from_secs(60));
 }
 
