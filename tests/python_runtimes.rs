@@ -459,6 +459,24 @@ async fn python_streams_wait_for_slow_consumers() {
     s.stop().await;
 }
 
+/// The worker's fast paths against what they replace: replies written
+/// directly against MLServer's converter, frames cut from any split of the
+/// socket's bytes, held replies sent whole and in order
+/// (`tests/python/worker_check.py`).
+#[test]
+fn worker_fast_paths_match_mlserver() {
+    let Some(python) = mlserver_python() else {
+        return;
+    };
+    let script_dir = workspace_root().join("crates/mlserver-python/python");
+    let out = mlserver_tests::python::run_script(
+        &python,
+        "worker_check.py",
+        &[script_dir.to_str().unwrap()],
+    );
+    eprint!("{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_implementation_names_both_lookups() {
     let Some(python) = mlserver_python() else {

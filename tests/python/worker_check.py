@@ -1,0 +1,220 @@
+"""Checks the Python worker's own fast paths against what they stand in for.
+
+Run by `tests/python_runtimes.rs` with the MLServer venv's python and the
+worker script's folder as its argument:
+
+- replies written directly (`_response_to_pb`) parse to the very message
+  MLServer's `ModelInferResponseConverter.from_types(use_raw=True)` builds,
+  on a corpus of responses (datatypes, shapes, parameters of every kind,
+  ids, versions, BYTES); what the direct writer refuses, the converter must
+  be the one to take;
+- frames are cut from the socket's bytes however they are split;
+- replies held during a batch reach the socket whole and in order, behind
+  anything the transport already had queued.
+"""
+
+import asyncio
+import random
+import socket
+import sys
+
+sys.path.insert(0, sys.argv[1])
+
+import mlserver_rs_worker as worker  # noqa: E402
+from mlserver import types  # noqa: E402
+from mlserver.codecs import NumpyCodec, StringCodec  # noqa: E402
+from mlserver.grpc import dataplane_pb2 as pb  # noqa: E402
+from mlserver.grpc.converters import ModelInferResponseConverter  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def responses():
+    P = types.Parameters
+    out = types.ResponseOutput
+    yield types.InferenceResponse(
+        model_name="m",
+        outputs=[NumpyCodec.encode_output("output", np.arange(16, dtype=np.float32))],
+    )
+    yield types.InferenceResponse(
+        model_name="m",
+        model_version="v1",
+        id="abc",
+        parameters=P(content_type="np", custom=True, count=3, label="x", ratio=0.5),
+        outputs=[
+            out(name="a", datatype="INT64", shape=[2, 2], data=[1, -2, 3, 2**62]),
+            out(name="b", datatype="BOOL", shape=[3], data=[True, False, True]),
+            out(name="c", datatype="FP64", shape=[1], data=[1e300]),
+            out(name="d", datatype="UINT8", shape=[0], data=[]),
+            out(name="e", datatype="FP16", shape=[2], data=[0.5, -1.0]),
+            out(name="f", datatype="UINT64", shape=[1], data=[2**64 - 1]),
+            out(name="g", datatype="INT8", shape=[2], data=[-128, 127]),
+        ],
+    )
+    yield types.InferenceResponse(
+        model_name="m",
+        outputs=[StringCodec.encode_output("s", ["hello", "wörld", ""])],
+    )
+    # Parameters set but None, unset, nested, and a negative int.
+    yield types.InferenceResponse(
+        model_name="m",
+        id="",
+        model_version="",
+        parameters=P(content_type=None, nested={"a": 1}, minus=-7, flag=False),
+        outputs=[
+            out(
+                name="x" * 200,
+                datatype="FP32",
+                shape=[1, 300],
+                data=[float(i) / 3 for i in range(300)],
+                parameters=P(headers={"h": "v"}, content_type="np"),
+            )
+        ],
+    )
+    # A big shape, dimensions over one varint byte.
+    yield types.InferenceResponse(
+        model_name="big",
+        outputs=[out(name="o", datatype="INT32", shape=[1, 70000], data=list(range(70000)))],
+    )
+    # Things the direct writer must hand to the converter.
+    yield types.InferenceResponse(
+        model_name="m", outputs=[out(name="o", datatype="FP32", shape=[2], data=[1.0])]
+    )
+    odd = types.InferenceResponse(
+        model_name="m", outputs=[out(name="o", datatype="FP32", shape=[1], data=[1.0])]
+    )
+    odd.outputs[0].shape = [1.0]
+    yield odd
+    yield types.InferenceResponse(
+        model_name="m",
+        parameters=P(huge=2**70),
+        outputs=[out(name="o", datatype="FP32", shape=[1], data=[1.0])],
+    )
+
+
+def check_replies():
+    checked = 0
+    for response in responses():
+        expected = None
+        try:
+            expected = ModelInferResponseConverter.from_types(
+                response.model_copy(deep=True), use_raw=True
+            ).SerializeToString(deterministic=True)
+        except Exception as error:  # noqa: BLE001 - compared below
+            expected = error
+        try:
+            direct = worker._response_to_pb(response.model_copy(deep=True))
+        except Exception:  # noqa: BLE001 - the converter's turn
+            direct = None
+        if direct is None:
+            continue  # encode_response falls back to the converter
+        assert not isinstance(expected, Exception), (
+            f"the converter refuses {response!r} ({expected!r}) but the direct writer wrote it"
+        )
+        got = pb.ModelInferResponse.FromString(direct)
+        assert got.SerializeToString(deterministic=True) == expected, (
+            f"direct reply differs for {response!r}:\n{got}\n---\n"
+            f"{pb.ModelInferResponse.FromString(expected)}"
+        )
+        checked += 1
+    assert checked >= 5, checked
+    print(f"replies: {checked} written directly, each equal to the converter's")
+
+
+class Recorder:
+    def __init__(self):
+        self.frames = []
+
+    def dispatch(self, kind, call, body):
+        self.frames.append((kind, call, body))
+
+
+class NoWrites:
+    frames = 0
+    held_bytes = 0
+
+    def hold(self):
+        pass
+
+    def release(self):
+        pass
+
+    def flush(self):
+        pass
+
+
+def check_framing(loop):
+    rnd = random.Random(7)
+    for trial in range(300):
+        frames = [
+            (
+                rnd.randint(1, 17),
+                rnd.randint(0, 2**64 - 1),
+                rnd.randbytes(rnd.choice([0, 1, 5, 100, 3000, 70000])),
+            )
+            for _ in range(rnd.randint(1, 8))
+        ]
+        stream = b"".join(worker.HEADER.pack(len(b) + 9, k, c) + b for k, c, b in frames)
+        connection = worker._Connection(loop.create_future())
+        connection.worker = Recorder()
+        connection.worker.writer = NoWrites()
+        i = 0
+        while i < len(stream):
+            n = rnd.choice([1, 2, 7, 13, 100, 5000, 100000])
+            connection.data_received(stream[i : i + n])
+            i += n
+        assert connection.worker.frames == frames, f"trial {trial}"
+        assert not connection.pending
+        assert all(type(b) is bytes for _, _, b in connection.worker.frames)
+    print("framing: 300 random splits cut right")
+
+
+async def check_writer():
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+    writer = worker._Writer(transport)
+    expected = []
+    # Something already queued in the transport, then held replies (small
+    # ones flushed every few, a large one at once), then more.
+    first = b"queued" * 10
+    transport.write(first)
+    expected.append(first)
+    writer.hold()
+    for i in range(11):
+        body = bytes([i]) * (200_000 if i == 5 else 50)
+        writer.write(body)
+        expected.append(body)
+        writer.frames += 1
+        if writer.frames >= worker._FLUSH_FRAMES or writer.held_bytes >= worker._FLUSH_BYTES:
+            writer.flush()
+    writer.release()
+    writer.write(b"after")
+    expected.append(b"after")
+    want = b"".join(expected)
+    theirs.setblocking(False)
+    got = bytearray()
+    while len(got) < len(want):
+        try:
+            got += theirs.recv(1 << 20)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+    assert bytes(got) == want, "held replies reordered or cut"
+    transport.close()
+    theirs.close()
+    print(f"writer: {len(want)} bytes in order")
+
+
+async def main():
+    check_replies()
+    check_framing(asyncio.get_running_loop())
+    await check_writer()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
