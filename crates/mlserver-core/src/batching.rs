@@ -413,7 +413,7 @@ fn split(
             id: None,
             parameters: response.parameters.clone(),
             outputs,
-            transport_headers: Vec::new(),
+            transport_headers: http::HeaderMap::new(),
         })
         .collect())
 }

@@ -4,7 +4,7 @@
 //! as headers (REST) or trailing metadata (gRPC). Seldon's request logger
 //! reads them.
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use mlserver_types::{InferenceRequest, InferenceResponse, Parameters};
 use serde_json::{Map, Value};
 
@@ -93,32 +93,46 @@ impl CloudEvents {
     /// The response headers for `model`, built once (at load): only the
     /// request id differs from one response to the next.
     pub(crate) fn response_headers(&self, model: &str) -> ResponseHeaders {
-        let mut fixed = Vec::with_capacity(7);
-        let mut namespace = None;
-        for (name, value) in self.pairs(Kind::Response, model, None) {
+        // Room for a transport's own few (content type and length), so a
+        // response's copy never grows.
+        let mut with_id = HeaderMap::with_capacity(16);
+        let mut without_id = HeaderMap::with_capacity(16);
+        let mut id_at = 0;
+        for (name, value) in self.pairs(Kind::Response, model, Some(" ")) {
             // A value HTTP cannot carry (a server name with a newline) is
             // left out, as the transports always dropped it.
             let Ok(value) = HeaderValue::try_from(value) else {
                 continue;
             };
             let name = HeaderName::from_static(lower_case(name));
-            if name == "ce-namespace" {
-                namespace = Some((name, value));
-            } else {
-                fixed.push((name, value));
+            if name == "ce-id" {
+                // Where the id's two go: their values are the response's.
+                id_at = with_id.len();
+            } else if name != "ce-requestid" {
+                without_id.insert(name.clone(), value.clone());
             }
+            with_id.insert(name, value);
         }
-        ResponseHeaders { fixed, namespace }
+        ResponseHeaders {
+            with_id,
+            id_at,
+            without_id,
+        }
     }
 }
 
-/// A model's CloudEvents response headers, ready for the transports.
+/// A model's CloudEvents response headers, ready for the transports: maps
+/// cloned per response, hashed once here, rather than a map filled per
+/// response (MLServer's eight headers hashed in one by one cost more than
+/// the model's `predict` here).
 #[derive(Debug, Clone)]
 pub(crate) struct ResponseHeaders {
-    /// Those before the id, which every response of the model shares.
-    fixed: Vec<(HeaderName, HeaderValue)>,
-    /// `ce-namespace`, last, in a pod.
-    namespace: Option<(HeaderName, HeaderValue)>,
+    /// Every header, `ce-id` and `ce-requestid` (with a placeholder value)
+    /// at `id_at` and after it, in MLServer's order.
+    with_id: HeaderMap,
+    id_at: usize,
+    /// Those of a response without an id (MLServer sends no `ce-id` then).
+    without_id: HeaderMap,
 }
 
 impl ResponseHeaders {
@@ -129,20 +143,25 @@ impl ResponseHeaders {
         // MLServer's response keeps the `parameters` its headers were taken
         // out of: `"parameters": {}` in a REST body.
         response.parameters.get_or_insert_with(Default::default);
-        let mut headers = Vec::with_capacity(self.fixed.len() + 3);
-        headers.extend(self.fixed.iter().cloned());
-        // MLServer skips an empty id (gRPC requests without one).
-        if let Some(Ok(id)) = response
+        // MLServer skips an empty id (gRPC requests without one), and HTTP
+        // cannot carry some.
+        let id = response
             .id
             .as_deref()
             .filter(|id| !id.is_empty())
-            .map(HeaderValue::try_from)
-        {
-            headers.push((HeaderName::from_static("ce-id"), id.clone()));
-            headers.push((HeaderName::from_static("ce-requestid"), id));
-        }
-        headers.extend(self.namespace.iter().cloned());
-        response.transport_headers = headers;
+            .and_then(|id| HeaderValue::try_from(id).ok());
+        response.transport_headers = match id {
+            Some(id) => {
+                let mut headers = self.with_id.clone();
+                // The map's entries in order: the id's two, placed at load,
+                // are set without hashing their names again.
+                for (_, value) in headers.iter_mut().skip(self.id_at).take(2) {
+                    *value = id.clone();
+                }
+                headers
+            }
+            None => self.without_id.clone(),
+        };
     }
 }
 
@@ -219,6 +238,7 @@ mod tests {
         assert_eq!(headers["ce-modelid"], "iris");
         assert_eq!(headers["ce-namespace"], "models");
         assert!(!headers.contains_key("ce-id"), "no id, no Ce-Id");
+        assert!(!headers.contains_key("ce-requestid"), "nor Ce-Requestid");
         for (name, _) in &response.transport_headers {
             assert!(http_name_ok(name.as_str()), "{name}");
         }
@@ -237,7 +257,10 @@ mod tests {
             names[names.len() - 3..],
             ["ce-id", "ce-requestid", "ce-namespace"]
         );
-        assert_eq!(response.transport_headers[names.len() - 3].1, "r-1");
+        assert_eq!(response.transport_headers["ce-id"], "r-1");
+        assert_eq!(response.transport_headers["ce-requestid"], "r-1");
+        assert_eq!(response.transport_headers["ce-namespace"], "models");
+        assert_eq!(response.transport_headers.len(), names.len());
         assert_eq!(
             CloudEvents::with_namespace("s", None).source,
             "io.seldon.serving.deployment.s"

@@ -243,45 +243,37 @@ impl DataPlane {
         deadline: Option<Duration>,
     ) -> Result<InferenceResponse, ServingError> {
         let started = Instant::now();
-        let result = match self.registry.get(name, version) {
-            Ok(model) => {
-                let limit = shortest(model.timeout(), deadline);
-                let rows = model.rows(&request);
-                let result = self.bounded(infer_on(&model, request), limit).await;
-                model
-                    .statistics()
-                    .finished(started.elapsed(), rows, result.is_ok());
-                result
-            }
-            Err(e) => Err(e),
-        };
-        self.observe_infer(name, version, started, result.as_ref().map(drop));
-        result
-    }
-
-    /// Runs `work` unless it outlives `limit` (a 504) or the shutdown cuts
-    /// it (a 503); either way it is dropped, which cancels it (the
-    /// executor aborts its task, a Python worker its call).
-    async fn bounded<T>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, ServingError>>,
-        limit: Option<Duration>,
-    ) -> Result<T, ServingError> {
-        let expired = async {
-            match limit {
-                Some(limit) => tokio::time::sleep(limit).await,
-                None => std::future::pending().await,
+        let model = match self.registry.get(name, version) {
+            Ok(model) => model,
+            Err(e) => {
+                self.observe_infer(name, version, started, Err(&e));
+                return Err(e);
             }
         };
-        tokio::select! {
+        let limit = shortest(model.timeout(), deadline);
+        let rows = model.rows(&request);
+        // Not through an async fn taking the work by value: its future
+        // would hold the work twice (the argument, then the pinned local),
+        // and this one is moved whole into every layer's box above it.
+        let work = infer_on(&model, request);
+        let result = tokio::select! {
             biased;
             result = work => result,
-            () = expired => Err(ServingError::DeadlineExceeded(format!(
-                "inference did not finish within {:.3} s and was cancelled",
-                limit.map_or(0.0, |l| l.as_secs_f64())
-            ))),
+            () = expiry(limit) => Err(deadline_exceeded(limit)),
             () = self.cut() => Err(shutting_down()),
+        };
+        model
+            .statistics()
+            .finished(started.elapsed(), rows, result.is_ok());
+        // As `observe_infer`, into the series the model keeps.
+        if let Some(m) = &self.metrics {
+            if !result.as_ref().is_err_and(ServingError::is_not_found) {
+                model
+                    .infer_series(version.is_some(), || m.infer_series(name, version))
+                    .observe(started, result.is_ok());
+            }
         }
+        result
     }
 
     /// A call to a loaded model's custom endpoint (`MLModel::custom_routes`),
@@ -657,6 +649,27 @@ fn shortest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// Resolves when an inference bounded by `limit` has run out of time;
+/// never without a limit. The work is raced against it and the shutdown
+/// (see `DataPlane::infer`): either way the work is dropped, which cancels
+/// it (the executor aborts its task, a Python worker its call). The timer
+/// is boxed: a limit is the exception, and every inference's future would
+/// otherwise carry a timer's room.
+async fn expiry(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => Box::pin(tokio::time::sleep(limit)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The 504 of an inference that outlived `limit`.
+fn deadline_exceeded(limit: Option<Duration>) -> ServingError {
+    ServingError::DeadlineExceeded(format!(
+        "inference did not finish within {:.3} s and was cancelled",
+        limit.map_or(0.0, |l| l.as_secs_f64())
+    ))
 }
 
 /// The answer to a request the shutdown cut short.

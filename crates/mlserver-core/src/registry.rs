@@ -40,6 +40,10 @@ pub struct LoadedModel {
     timeout: Option<std::time::Duration>,
     /// Triton's statistics, since this instance was loaded.
     statistics: Arc<Statistics>,
+    /// Its inference metric series, found on first use: labelled `None`
+    /// for requests that named no version, and its own version for those
+    /// that named it (no other reaches this instance).
+    infer_series: [std::sync::OnceLock<crate::metrics::InferSeries>; 2],
 }
 
 static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -73,7 +77,18 @@ impl LoadedModel {
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             timeout: None,
             statistics: Arc::default(),
+            infer_series: Default::default(),
         }
+    }
+
+    /// The inference series of requests that named a version
+    /// (`named_version`) or none, made by `make` the first time.
+    pub(crate) fn infer_series(
+        &self,
+        named_version: bool,
+        make: impl FnOnce() -> crate::metrics::InferSeries,
+    ) -> &crate::metrics::InferSeries {
+        self.infer_series[usize::from(named_version)].get_or_init(make)
     }
 
     /// Records Triton's statistics into `statistics` (shared with the

@@ -27,20 +27,18 @@ pub(crate) fn insert_metadata(request: &mut InferenceRequest, metadata: &Arc<htt
     ));
 }
 
-/// Headers of a response for its trailing metadata, in the order they
-/// apply (a later one replaces an earlier one of the same name): the
-/// model's `parameters.headers` (what gRPC cannot carry is dropped), then
-/// the server's own, so those win (as MLServer's middleware). A list, not
-/// a map: the trailers are the one map they go into.
-pub(crate) fn extract_metadata(
-    response: &mut InferenceResponse,
-) -> Vec<(http::HeaderName, http::HeaderValue)> {
+/// A response's trailing metadata, but gRPC's own: the model's
+/// `parameters.headers` (what gRPC cannot carry, and `grpc-*` names, which
+/// are the protocol's, are dropped), then the server's own, which win (as
+/// MLServer's middleware). Without headers of the model's, the server's
+/// map is the trailers' as it is.
+pub(crate) fn extract_metadata(response: &mut InferenceResponse) -> http::HeaderMap {
     let server = std::mem::take(&mut response.transport_headers);
     let model = mlserver_core::headers::take_response_headers(response);
     if model.is_empty() {
         return server;
     }
-    let mut out = Vec::with_capacity(model.len() + server.len());
+    let mut out = http::HeaderMap::with_capacity(model.len() + server.len() + 2);
     for (k, v) in model {
         if let (Ok(k), Ok(v)) = (
             MetadataKey::<Ascii>::from_bytes(k.to_ascii_lowercase().as_bytes()),
@@ -51,11 +49,13 @@ pub(crate) fn extract_metadata(
                 http::HeaderName::from_bytes(k.as_str().as_bytes()),
                 http::HeaderValue::from_bytes(v.as_bytes()),
             ) {
-                out.push((k, v));
+                if !k.as_str().starts_with("grpc-") {
+                    out.insert(k, v);
+                }
             }
         }
     }
-    out.extend(server);
+    mlserver_core::headers::insert_headers(&mut out, server, |_| true);
     out
 }
 

@@ -145,13 +145,7 @@ async fn infer_one(
     headers: &std::sync::Arc<http::HeaderMap>,
     deadline: Option<std::time::Duration>,
     request: ModelInferRequest,
-) -> Result<
-    (
-        ModelInferResponse,
-        Vec<(http::HeaderName, http::HeaderValue)>,
-    ),
-    Status,
-> {
+) -> Result<(ModelInferResponse, http::HeaderMap), Status> {
     let DecodedRequest {
         model_name,
         model_version,

@@ -14,7 +14,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 /// The metadata to send in the trailers of this response, in order: a
 /// later entry replaces an earlier one of the same name.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TrailingMetadata(pub Vec<(http::HeaderName, http::HeaderValue)>);
+pub(crate) struct TrailingMetadata(pub http::HeaderMap);
 
 /// A tower layer that sends a response's trailing metadata in the
 /// gRPC trailers (where MLServer puts response headers).
@@ -66,7 +66,7 @@ where
 /// A response body whose trailers get the extra metadata.
 pub struct TrailedBody<B> {
     inner: B,
-    extra: Option<Vec<(http::HeaderName, http::HeaderValue)>>,
+    extra: Option<http::HeaderMap>,
 }
 
 impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for TrailedBody<B> {
@@ -85,13 +85,31 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for TrailedBody<B> {
                 } else {
                     None
                 };
-                if let (Some(trailers), Some(extra)) = (frame.trailers_mut(), extra) {
-                    for (name, value) in extra {
-                        // The call's own status stays the one tonic wrote.
-                        if !name.as_str().starts_with("grpc-") {
-                            trailers.insert(name, value);
+                if let (Some(trailers), Some(mut ours)) = (frame.trailers_mut(), extra) {
+                    // tonic's few (the status) go into the response's
+                    // prepared map, rather than each of ours into theirs.
+                    // The call's own status stays the one tonic wrote (ours
+                    // have no `grpc-*`); other names of tonic's give way to
+                    // ours.
+                    let mut kept = None;
+                    for (name, value) in std::mem::take(trailers) {
+                        match name {
+                            Some(name) => {
+                                kept = (name.as_str().starts_with("grpc-")
+                                    || !ours.contains_key(&name))
+                                .then_some(name);
+                                if let Some(name) = &kept {
+                                    ours.insert(name.clone(), value);
+                                }
+                            }
+                            None => {
+                                if let Some(name) = &kept {
+                                    ours.append(name.clone(), value);
+                                }
+                            }
                         }
                     }
+                    *trailers = ours;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

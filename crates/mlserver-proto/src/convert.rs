@@ -205,7 +205,7 @@ pub fn decode_infer_response(
         id: non_empty(id),
         parameters: parameters_from_proto(parameters)?,
         outputs,
-        transport_headers: Vec::new(),
+        transport_headers: Default::default(),
     })
 }
 

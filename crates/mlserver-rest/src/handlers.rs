@@ -280,7 +280,7 @@ async fn decode_infer_encode(
 ) -> ApiResult<Response> {
     let (request, format) = decode_request(&state, name, version, headers, body).await?;
     let mut response = state.dataplane.infer(name, version, request, None).await?;
-    let extra_headers = extract_headers(&mut response);
+    let headers = extract_headers(&mut response);
     let encoded = binary::encode_response(&response, &format).map_err(|e| {
         ServingError::internal(format!(
             "could not encode the response of model {name}: {e}"
@@ -288,14 +288,10 @@ async fn decode_infer_encode(
     })?;
 
     let mut http = Response::new(Body::from(encoded.body));
+    // The model's prepared map (room left for these, see
+    // `CloudEvents::response_headers`), not a new one filled per response.
+    *http.headers_mut() = headers;
     let out = http.headers_mut();
-    // Sized once for all of them (content type and length, the binary
-    // extension's header length): grown insert by insert, the map was
-    // allocated, then rehashed into a larger one, on every response.
-    out.reserve(extra_headers.len() + 3);
-    for (k, v) in extra_headers {
-        out.insert(k, v);
-    }
     match encoded.header_len {
         Some(len) => {
             out.insert(

@@ -10,21 +10,24 @@ pub(crate) fn insert_headers(request: &mut InferenceRequest, headers: HeaderMap)
     request.headers = Some(RequestHeaders::new(std::sync::Arc::new(headers)));
 }
 
-/// Response `parameters.headers` become HTTP response headers (names or
-/// values HTTP cannot carry are dropped), then the server's own
-/// ([`InferenceResponse::transport_headers`]), which come last so they win.
-pub(crate) fn extract_headers(response: &mut InferenceResponse) -> Vec<(HeaderName, HeaderValue)> {
+/// The HTTP response headers of `response`: its `parameters.headers`
+/// (names or values HTTP cannot carry are dropped), then the server's own
+/// ([`InferenceResponse::transport_headers`]), which win. Without headers
+/// of the model's, the server's map is the response's as it is.
+pub(crate) fn extract_headers(response: &mut InferenceResponse) -> HeaderMap {
     let server = std::mem::take(&mut response.transport_headers);
-    mlserver_core::headers::take_response_headers(response)
-        .into_iter()
-        .filter_map(|(k, v)| {
-            Some((
-                HeaderName::try_from(k).ok()?,
-                HeaderValue::try_from(v).ok()?,
-            ))
-        })
-        .chain(server)
-        .collect()
+    let model = mlserver_core::headers::take_response_headers(response);
+    if model.is_empty() {
+        return server;
+    }
+    let mut out = HeaderMap::with_capacity(model.len() + server.len() + 3);
+    for (k, v) in model {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            out.insert(k, v);
+        }
+    }
+    mlserver_core::headers::insert_headers(&mut out, server, |_| true);
+    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -87,10 +87,16 @@ pub struct RestMetricsLayer {
 impl<S> tower::Layer<S> for RestMetricsLayer {
     type Service = RestMetrics<S>;
 
+    /// Called once per route (a route layer): each route keeps the series
+    /// it records into.
     fn layer(&self, inner: S) -> Self::Service {
         RestMetrics {
             inner,
-            metrics: self.metrics.clone(),
+            series: Arc::new(RouteSeries {
+                metrics: self.metrics.clone(),
+                found: RwLock::default(),
+                in_progress: Default::default(),
+            }),
         }
     }
 }
@@ -98,12 +104,82 @@ impl<S> tower::Layer<S> for RestMetricsLayer {
 #[derive(Clone)]
 pub struct RestMetrics<S> {
     inner: S,
+    series: Arc<RouteSeries>,
+}
+
+/// How many (path, method, status) series a route keeps at hand; others
+/// (a route answering many statuses) are looked up in the families.
+const ROUTE_SERIES: usize = 32;
+
+/// The series one route has recorded into, kept: a request then records
+/// after a scan of a few entries, where finding them in the families
+/// builds a key and hashes it, three times a request.
+struct RouteSeries {
     metrics: Arc<RestMetricFamilies>,
+    found: RwLock<Vec<FoundSeries>>,
+    /// `requests_in_progress` by method (see [`METHODS`]).
+    in_progress: [OnceLock<Arc<Gauge>>; METHODS.len()],
+}
+
+struct FoundSeries {
+    // Held, so the template's address (the key) is not reused.
+    path: MatchedPath,
+    method: &'static str,
+    status: http::StatusCode,
+    requests: Arc<Counter>,
+    duration: Arc<Histogram>,
+}
+
+impl RouteSeries {
+    fn in_progress(&self, method: usize) -> Arc<Gauge> {
+        self.in_progress[method]
+            .get_or_init(|| self.metrics.in_progress.with(&[APP_NAME, METHODS[method]]))
+            .clone()
+    }
+
+    fn record(
+        &self,
+        path: &MatchedPath,
+        method: &'static str,
+        status: http::StatusCode,
+        secs: f64,
+    ) {
+        let same = |s: &FoundSeries| {
+            std::ptr::eq(s.path.as_str(), path.as_str())
+                && std::ptr::eq(s.method, method)
+                && s.status == status
+        };
+        if let Some(s) = self
+            .found
+            .read()
+            .expect("series lock")
+            .iter()
+            .find(|s| same(s))
+        {
+            s.requests.inc();
+            s.duration.observe(secs);
+            return;
+        }
+        let labels = [APP_NAME, method, path.as_str(), status.as_str()];
+        let found = FoundSeries {
+            path: path.clone(),
+            method,
+            status,
+            requests: self.metrics.requests.with(&labels),
+            duration: self.metrics.duration.with(&labels),
+        };
+        found.requests.inc();
+        found.duration.observe(secs);
+        let mut kept = self.found.write().expect("series lock");
+        if kept.len() < ROUTE_SERIES && !kept.iter().any(same) {
+            kept.push(found);
+        }
+    }
 }
 
 /// A REST request being counted: what its series need once it answers.
 struct RestRecord {
-    metrics: Arc<RestMetricFamilies>,
+    series: Arc<RouteSeries>,
     // The route is an Arc'd template: no copy.
     path: MatchedPath,
     method: &'static str,
@@ -113,12 +189,8 @@ struct RestRecord {
 
 impl RestRecord {
     fn finish(self, status: http::StatusCode) {
-        let labels = [APP_NAME, self.method, self.path.as_str(), status.as_str()];
-        self.metrics.requests.with(&labels).inc();
-        self.metrics
-            .duration
-            .with(&labels)
-            .observe(self.started.elapsed().as_secs_f64());
+        let secs = self.started.elapsed().as_secs_f64();
+        self.series.record(&self.path, self.method, status, secs);
     }
 }
 
@@ -142,14 +214,13 @@ where
                 p != "/v2/health/live" && p != "/v2/health/ready"
             })
             .map(|path| {
-                let method = method_label(request.method());
-                let gauge = self.metrics.in_progress.with(&[APP_NAME, method]);
+                let method = method_index(request.method());
                 RestRecord {
-                    metrics: self.metrics.clone(),
+                    series: self.series.clone(),
                     path,
-                    method,
+                    method: METHODS[method],
                     started: Instant::now(),
-                    _in_progress: InProgress::start(gauge),
+                    _in_progress: InProgress::start(self.series.in_progress(method)),
                 }
             });
         RestMetricsFuture {
@@ -159,23 +230,28 @@ where
     }
 }
 
-/// The `method` label: the standard methods by name, any other as
+/// The `method` labels: the standard methods by name, any other as
 /// `other`. A method is whatever token a client sends, so naming each one
 /// would let any caller add series without end (starlette_exporter, under
 /// MLServer, does: 19 series per made-up method).
-fn method_label(method: &http::Method) -> &'static str {
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT", "other",
+];
+
+/// The index of a request method's label in [`METHODS`].
+fn method_index(method: &http::Method) -> usize {
     use http::Method;
     match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "other",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::TRACE => 7,
+        Method::CONNECT => 8,
+        _ => 9,
     }
 }
 

@@ -434,10 +434,11 @@ pub struct InferenceResponse {
     /// Headers the server adds on the way out (MLServer's CloudEvents
     /// `ce-*`), lower-case names: the transports send them after the
     /// model's own `parameters.headers`, which they override. Kept out of
-    /// `parameters`, so they cost no JSON map per response. Never
-    /// serialised.
+    /// `parameters`, so they cost no JSON map per response; a map, so a
+    /// model's prepared headers are cloned per response rather than hashed
+    /// in one by one. Never serialised.
     #[serde(skip)]
-    pub transport_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub transport_headers: http::HeaderMap,
 }
 
 impl InferenceResponse {

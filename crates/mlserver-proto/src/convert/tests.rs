@@ -58,7 +58,7 @@ fn half_floats_force_raw() {
         id: None,
         parameters: None,
         outputs: vec![x],
-        transport_headers: Vec::new(),
+        transport_headers: Default::default(),
     };
     let wire = encode_infer_response(response.clone(), false);
     assert_eq!(wire.raw_output_contents.len(), 1);
@@ -316,7 +316,7 @@ proptest! {
             id: Some("id".into()),
             parameters: None,
             outputs,
-            transport_headers: Vec::new(),
+            transport_headers: Default::default(),
         };
         let back = decode_infer_response(encode_infer_response(response.clone(), raw)).unwrap();
         prop_assert_eq!(back, response);
