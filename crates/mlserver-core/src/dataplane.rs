@@ -88,7 +88,7 @@ impl DataPlane {
         let Some(m) = &self.metrics else {
             return;
         };
-        if !outcome.is_err_and(ServingError::is_not_found) {
+        if counted(outcome) {
             m.observe_infer(name, version, started, outcome.is_ok());
         }
     }
@@ -267,7 +267,7 @@ impl DataPlane {
             .finished(started.elapsed(), rows, result.is_ok());
         // As `observe_infer`, into the series the model keeps.
         if let Some(m) = &self.metrics {
-            if !result.as_ref().is_err_and(ServingError::is_not_found) {
+            if counted(result.as_ref().map(drop)) {
                 model
                     .infer_series(version.is_some(), || m.infer_series(name, version))
                     .observe(started, result.is_ok());
@@ -649,6 +649,13 @@ fn shortest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// Whether an inference's outcome counts in the `model_infer_request_*`
+/// series: not when it names no model or version the registry knows (see
+/// `DataPlane::observe_infer`).
+fn counted(outcome: Result<(), &ServingError>) -> bool {
+    !outcome.is_err_and(ServingError::is_not_found)
 }
 
 /// Resolves when an inference bounded by `limit` has run out of time;

@@ -62,19 +62,20 @@ pub fn take_response_headers(response: &mut InferenceResponse) -> Vec<(String, S
         .collect()
 }
 
-/// Moves the headers of `from` whose names `keep` accepts into `into`: a
-/// name's first value replaces what `into` had under it, its repeats are
-/// appended (`HeaderMap`'s iterator gives a repeat as `None`).
+/// Moves the headers of `from` whose names `keep` accepts (given `into` as
+/// it is so far) into `into`: a name's first value replaces what `into` had
+/// under it, its repeats are appended (`HeaderMap`'s iterator gives a
+/// repeat as `None`).
 pub fn insert_headers(
     into: &mut http::HeaderMap,
     from: http::HeaderMap,
-    keep: impl Fn(&http::HeaderName) -> bool,
+    keep: impl Fn(&http::HeaderMap, &http::HeaderName) -> bool,
 ) {
     let mut last: Option<http::HeaderName> = None;
     for (name, value) in from {
         match name {
             Some(name) => {
-                if keep(&name) {
+                if keep(into, &name) {
                     into.insert(name.clone(), value);
                     last = Some(name);
                 } else {

@@ -91,24 +91,10 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for TrailedBody<B> {
                     // The call's own status stays the one tonic wrote (ours
                     // have no `grpc-*`); other names of tonic's give way to
                     // ours.
-                    let mut kept = None;
-                    for (name, value) in std::mem::take(trailers) {
-                        match name {
-                            Some(name) => {
-                                kept = (name.as_str().starts_with("grpc-")
-                                    || !ours.contains_key(&name))
-                                .then_some(name);
-                                if let Some(name) = &kept {
-                                    ours.insert(name.clone(), value);
-                                }
-                            }
-                            None => {
-                                if let Some(name) = &kept {
-                                    ours.append(name.clone(), value);
-                                }
-                            }
-                        }
-                    }
+                    let theirs = std::mem::take(trailers);
+                    mlserver_core::headers::insert_headers(&mut ours, theirs, |ours, name| {
+                        name.as_str().starts_with("grpc-") || !ours.contains_key(name)
+                    });
                     *trailers = ours;
                 }
                 Poll::Ready(Some(Ok(frame)))

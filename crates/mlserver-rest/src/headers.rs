@@ -26,7 +26,7 @@ pub(crate) fn extract_headers(response: &mut InferenceResponse) -> HeaderMap {
             out.insert(k, v);
         }
     }
-    mlserver_core::headers::insert_headers(&mut out, server, |_| true);
+    mlserver_core::headers::insert_headers(&mut out, server, |_, _| true);
     out
 }
 
