@@ -850,3 +850,54 @@ async fn custom_endpoints_live_and_die_with_their_model() {
     assert_eq!(s.get("/hello/world").await.status(), 404);
     s.stop().await;
 }
+
+/// A client sending a request's head a byte at a time (slowloris) is cut
+/// off by the sooner of the keep-alive timeout (a head still arriving is no
+/// open request, so the connection is idle) and the header timeout, and
+/// a prompt client on the same server is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // (keep-alive, header timeout) in seconds, 0 for none; the cut comes
+    // after about 1 s in each.
+    for (keep_alive, header) in [(1.0, 10.0), (30.0, 1.0), (0.0, 1.0)] {
+        let s = TestServer::start_with(&examples_models(), test_runtimes(), |settings| {
+            settings.http_keep_alive_timeout = keep_alive;
+            settings.http_header_timeout = header;
+        })
+        .await;
+        s.wait_started().await;
+        let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let started = Instant::now();
+        let drip = tokio::spawn(async move {
+            let head = b"GET /v2/health/live HTTP/1.1\r\nhost: a\r\nx-slow: ";
+            for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+                if write.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let mut answer = Vec::new();
+        let read_all = read.read_to_end(&mut answer);
+        let cut = tokio::time::timeout(Duration::from_secs(8), read_all).await;
+        let elapsed = started.elapsed();
+        assert!(
+            cut.is_ok(),
+            "keep-alive {keep_alive} s, header timeout {header} s: still open after 8 s"
+        );
+        assert!(
+            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+            "keep-alive {keep_alive} s, header timeout {header} s: cut after {elapsed:?}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&answer).contains(" 200 "),
+            "{answer:?}"
+        );
+        drip.abort();
+        assert_eq!(s.get("/v2/health/live").await.status(), 200);
+        s.stop().await;
+    }
+}

@@ -12,7 +12,7 @@ mod trace;
 pub use body::BodyLimits;
 pub use cors::{cors_layer, CorsError};
 pub use error::ApiError;
-pub use metrics::{metrics_router, RestMetricFamilies, RestMetricsLayer};
+pub use metrics::{metrics_router, RestMetricFamilies, RestMetrics};
 pub use trace::TraceLayer;
 
 mod body;
@@ -23,14 +23,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get_service, post_service, MethodRouter};
 use axum::Router;
-use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
-use tower_http::compression::CompressionLayer;
+use tower::Layer;
+use tower_http::compression::predicate::{And, NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::{Compression, CompressionLayer};
 
 use crate::error::error_response;
 use mlserver_core::{DataPlane, ModelRepository};
@@ -69,41 +71,100 @@ pub struct RestOptions {
 /// trailing-slash redirect.
 use mlserver_core::V2_ROUTES as ROUTES;
 
-/// The REST router. With a `root_path` (MLServer's setting, for a proxy
+/// The REST service: the router, compressed when `gzip_enabled`.
+pub type RestService = Compression<Router, GzipPolicy>;
+
+/// Which responses are gzipped: with `gzip_enabled`, 500 bytes or more and
+/// neither gRPC nor server-sent events (MLServer's `GZipMiddleware` minimum
+/// size; a stream must reach the client as it is written).
+#[derive(Clone)]
+pub struct GzipPolicy {
+    enabled: bool,
+    sizes: And<And<SizeAbove, NotForContentType>, NotForContentType>,
+}
+
+impl GzipPolicy {
+    fn new(enabled: bool) -> Self {
+        GzipPolicy {
+            enabled,
+            sizes: SizeAbove::new(500)
+                .and(NotForContentType::GRPC)
+                .and(NotForContentType::SSE),
+        }
+    }
+}
+
+impl Predicate for GzipPolicy {
+    fn should_compress<B>(&self, response: &http::Response<B>) -> bool
+    where
+        B: axum::body::HttpBody,
+    {
+        self.enabled && self.sizes.should_compress(response)
+    }
+}
+
+/// The V2 routes' handlers, each wrapped in the REST metrics before axum
+/// boxes it (see [`RestMetrics`]).
+struct Endpoints<'a> {
+    state: &'a AppState,
+    metrics: Option<&'a Arc<RestMetricFamilies>>,
+}
+
+impl Endpoints<'_> {
+    fn get<H: Handler<T, AppState>, T: 'static>(&self, handler: H) -> MethodRouter<AppState> {
+        get_service(RestMetrics::new(
+            self.metrics,
+            handler.with_state(self.state.clone()),
+        ))
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(&self, handler: H) -> MethodRouter<AppState> {
+        post_service(RestMetrics::new(
+            self.metrics,
+            handler.with_state(self.state.clone()),
+        ))
+    }
+}
+
+/// The REST service. With a `root_path` (MLServer's setting, for a proxy
 /// that serves the API under a prefix), every route also answers under it,
 /// as Starlette routes a request whose path starts with its root path.
-pub fn router(state: AppState, options: RestOptions) -> Router {
+pub fn router(state: AppState, options: RestOptions) -> RestService {
     use handlers::*;
+    let e = Endpoints {
+        state: &state,
+        metrics: options.metrics.as_ref(),
+    };
     let routes = Router::new()
-        .route(ROUTES[0], get(live))
-        .route(ROUTES[1], get(ready))
-        .route(ROUTES[2], get(server_metadata))
-        .route(ROUTES[3], get(model_metadata))
-        .route(ROUTES[4], get(model_version_metadata))
-        .route(ROUTES[5], get(model_ready))
-        .route(ROUTES[6], get(model_version_ready))
-        .route(ROUTES[7], post(infer))
-        .route(ROUTES[8], post(infer))
-        .route(ROUTES[9], post(infer_version))
-        .route(ROUTES[10], post(infer_version))
-        .route(ROUTES[11], post(repository_index))
-        .route(ROUTES[12], post(repository_load))
-        .route(ROUTES[13], post(repository_unload))
-        .route(ROUTES[14], post(infer_stream))
-        .route(ROUTES[15], post(infer_stream))
-        .route(ROUTES[16], post(infer_stream_version))
-        .route(ROUTES[17], post(infer_stream_version))
-        .route(ROUTES[18], get(all_statistics))
-        .route(ROUTES[19], get(model_statistics))
-        .route(ROUTES[20], get(model_version_statistics))
-        .route(ROUTES[21], get(model_config))
-        .route(ROUTES[22], get(model_version_config))
-        .route(ROUTES[23], get(docs))
-        .route(ROUTES[24], get(openapi_document))
-        .route(ROUTES[25], get(model_docs))
-        .route(ROUTES[26], get(model_openapi_document))
-        .route(ROUTES[27], get(model_version_docs))
-        .route(ROUTES[28], get(model_version_openapi_document));
+        .route(ROUTES[0], e.get(live))
+        .route(ROUTES[1], e.get(ready))
+        .route(ROUTES[2], e.get(server_metadata))
+        .route(ROUTES[3], e.get(model_metadata))
+        .route(ROUTES[4], e.get(model_version_metadata))
+        .route(ROUTES[5], e.get(model_ready))
+        .route(ROUTES[6], e.get(model_version_ready))
+        .route(ROUTES[7], e.post(infer))
+        .route(ROUTES[8], e.post(infer))
+        .route(ROUTES[9], e.post(infer_version))
+        .route(ROUTES[10], e.post(infer_version))
+        .route(ROUTES[11], e.post(repository_index))
+        .route(ROUTES[12], e.post(repository_load))
+        .route(ROUTES[13], e.post(repository_unload))
+        .route(ROUTES[14], e.post(infer_stream))
+        .route(ROUTES[15], e.post(infer_stream))
+        .route(ROUTES[16], e.post(infer_stream_version))
+        .route(ROUTES[17], e.post(infer_stream_version))
+        .route(ROUTES[18], e.get(all_statistics))
+        .route(ROUTES[19], e.get(model_statistics))
+        .route(ROUTES[20], e.get(model_version_statistics))
+        .route(ROUTES[21], e.get(model_config))
+        .route(ROUTES[22], e.get(model_version_config))
+        .route(ROUTES[23], e.get(docs))
+        .route(ROUTES[24], e.get(openapi_document))
+        .route(ROUTES[25], e.get(model_docs))
+        .route(ROUTES[26], e.get(model_openapi_document))
+        .route(ROUTES[27], e.get(model_version_docs))
+        .route(ROUTES[28], e.get(model_version_openapi_document));
     let prefix = root_prefix(&options.root_path);
     let routes = match &prefix {
         Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),
@@ -115,21 +176,8 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
         })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    let router = match options.metrics {
-        // On matched routes only, where the route template is known.
-        Some(metrics) => router.route_layer(RestMetricsLayer { metrics }),
-        None => router,
-    };
     let router = if options.trace {
         router.route_layer(TraceLayer::enabled())
-    } else {
-        router
-    };
-    let router = if options.gzip {
-        let predicate = SizeAbove::new(500)
-            .and(NotForContentType::GRPC)
-            .and(NotForContentType::SSE);
-        router.layer(CompressionLayer::new().compress_when(predicate))
     } else {
         router
     };
@@ -140,11 +188,17 @@ pub fn router(state: AppState, options: RestOptions) -> Router {
     // Logging is set up before the server starts and never changes, so the
     // access log's middleware (a boxed future per request) is only there
     // when its lines would be written.
-    if tracing::enabled!(target: "mlserver_access", tracing::Level::INFO) {
+    let router = if tracing::enabled!(target: "mlserver_access", tracing::Level::INFO) {
         router.layer(middleware::from_fn(access_log))
     } else {
         router
-    }
+    };
+    // Around the router rather than through `Router::layer`, which wraps
+    // and boxes every route once more. The layer is there with gzip off
+    // too (it then compresses nothing), so the service has one type.
+    CompressionLayer::new()
+        .compress_when(GzipPolicy::new(options.gzip))
+        .layer(router)
 }
 
 /// One line per request at target `mlserver_access`: method, path, status

@@ -1,5 +1,5 @@
 //! REST metrics: starlette_exporter's series (`rest_server_*`, prefix from
-//! `metrics_rest_server_prefix`), recorded by a route layer, and the
+//! `metrics_rest_server_prefix`), recorded around each route's handler, and the
 //! `/metrics` endpoint served on `metrics_port`.
 
 use std::future::Future;
@@ -73,38 +73,36 @@ pub fn metrics_router(metrics: Arc<ServerMetrics>, endpoint: &str) -> axum::Rout
     )
 }
 
-/// REST metrics (a route layer, on matched routes): starlette_exporter's
-/// series, with the route template as `path`. Health probes are not
-/// counted, as in MLServer. A plain tower layer rather than
-/// `middleware::from_fn`, which clones the route and boxes two futures per
-/// request.
-#[derive(Clone)]
-pub struct RestMetricsLayer {
-    /// The families it records into.
-    pub metrics: Arc<RestMetricFamilies>,
-}
-
-impl<S> tower::Layer<S> for RestMetricsLayer {
-    type Service = RestMetrics<S>;
-
-    /// Called once per route (a route layer): each route keeps the series
-    /// it records into.
-    fn layer(&self, inner: S) -> Self::Service {
-        RestMetrics {
-            inner,
-            series: Arc::new(RouteSeries {
-                metrics: self.metrics.clone(),
-                found: RwLock::default(),
-                in_progress: Default::default(),
-            }),
-        }
-    }
-}
-
+/// REST metrics around one route's handler: starlette_exporter's series,
+/// with the route template (axum's `MatchedPath`) as `path`. Health probes
+/// are not counted, as in MLServer.
+///
+/// Each route's handler service is wrapped before axum boxes it, rather
+/// than added with `Router::route_layer`: a route layer is one more boxed
+/// service per route, which axum clones and whose future it boxes on every
+/// request (about 1,000 instructions a call).
 #[derive(Clone)]
 pub struct RestMetrics<S> {
     inner: S,
-    series: Arc<RouteSeries>,
+    /// `None`: metrics are off.
+    series: Option<Arc<RouteSeries>>,
+}
+
+impl<S> RestMetrics<S> {
+    /// `inner`, the service of one route, recording into `metrics` (none:
+    /// passed through). Each wrapped route keeps the series it records into.
+    pub fn new(metrics: Option<&Arc<RestMetricFamilies>>, inner: S) -> Self {
+        RestMetrics {
+            inner,
+            series: metrics.map(|metrics| {
+                Arc::new(RouteSeries {
+                    metrics: metrics.clone(),
+                    found: RwLock::default(),
+                    in_progress: Default::default(),
+                })
+            }),
+        }
+    }
 }
 
 /// How many (path, method, status) series a route keeps at hand; others
@@ -207,20 +205,25 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.extensions().get::<MatchedPath>().cloned();
-        let record = path
-            .filter(|p| {
+        let record = self
+            .series
+            .as_ref()
+            .and_then(|series| {
+                let path = request.extensions().get::<MatchedPath>()?;
+                Some((series, path))
+            })
+            .filter(|(_, p)| {
                 let p = p.as_str();
                 p != "/v2/health/live" && p != "/v2/health/ready"
             })
-            .map(|path| {
+            .map(|(series, path)| {
                 let method = method_index(request.method());
                 RestRecord {
-                    series: self.series.clone(),
-                    path,
+                    series: series.clone(),
+                    path: path.clone(),
                     method: METHODS[method],
                     started: Instant::now(),
-                    _in_progress: InProgress::start(self.series.in_progress(method)),
+                    _in_progress: InProgress::start(series.in_progress(method)),
                 }
             });
         RestMetricsFuture {

@@ -195,7 +195,7 @@ fn connection_builder(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read)
+        .header_read_timeout(header_read_timeout(limits))
         .keep_alive(true);
     builder
         .http2()
@@ -204,6 +204,19 @@ fn connection_builder(
         .keep_alive_timeout(limits.http2_keepalive_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams);
     builder
+}
+
+/// hyper's header read timeout, unless the idle close already bounds it.
+/// A request whose head is still arriving is not open (its service has not
+/// been called), so an HTTP/1 connection sending a head for the keep-alive
+/// timeout is idle (see [`Activity::idle`]) and is closed then, before a
+/// longer header timeout would fire. hyper's timer costs a boxed sleep
+/// and a timer-wheel entry per request (about 1,000 instructions).
+fn header_read_timeout(limits: &ConnectionLimits) -> Option<Duration> {
+    match (limits.header_read, limits.http1_keep_alive) {
+        (Some(header), Some(idle)) if idle <= header => None,
+        (header, _) => header,
+    }
 }
 
 /// One connection: served until it ends, it has been idle too long, or
@@ -259,6 +272,14 @@ async fn serve_connection<S, B, ReqBody>(
             }
             () = &mut idle, if !closing => {
                 debug!("closing the idle connection from {peer}");
+                if !activity.http2.load(Ordering::Relaxed) {
+                    // No request is open, so none is cut. hyper's graceful
+                    // shutdown would go on reading a head that is arriving
+                    // (on a connection's first request it does), and the
+                    // idle close is what bounds a slow head (see
+                    // `header_read_timeout`).
+                    return;
+                }
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
@@ -593,6 +614,21 @@ mod tests {
         let e = quiet.collect().await.unwrap_err();
         assert!(e.to_string().contains("timed out"), "{e}");
         assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn hypers_header_timer_runs_only_when_the_idle_close_is_later() {
+        let limits = |keep_alive: Option<u64>, header: Option<u64>| ConnectionLimits {
+            http1_keep_alive: keep_alive.map(Duration::from_secs),
+            header_read: header.map(Duration::from_secs),
+            ..ConnectionLimits::default()
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(header_read_timeout(&limits(Some(5), Some(10))), None);
+        assert_eq!(header_read_timeout(&limits(Some(10), Some(10))), None);
+        assert_eq!(header_read_timeout(&limits(Some(30), Some(10))), secs(10));
+        assert_eq!(header_read_timeout(&limits(None, Some(10))), secs(10));
+        assert_eq!(header_read_timeout(&limits(Some(5), None)), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -137,8 +137,8 @@ impl Server {
         &self.repository
     }
 
-    /// The REST router, for embedding or testing without a socket.
-    pub fn rest_router(&self) -> axum::Router {
+    /// The REST service, for embedding or testing without a socket.
+    pub fn rest_router(&self) -> rest::RestService {
         let state = AppState {
             dataplane: self.dataplane.clone(),
             repository: self.repository.clone(),

@@ -112,7 +112,9 @@ pub struct Settings {
     /// `timeout_keep_alive`, which MLServer serves with); 0: never.
     pub http_keep_alive_timeout: f64,
     /// Not MLServer's: seconds a client has to send a request's headers,
-    /// 10 by default; 0: no limit.
+    /// 10 by default; 0: no limit. An HTTP/1 connection sending a head has
+    /// no request open yet, so a shorter `http_keep_alive_timeout` cuts it
+    /// off first.
     pub http_header_timeout: f64,
     /// Not MLServer's: seconds a REST request body may send nothing before
     /// the request fails, 60 by default; 0: no limit.
