@@ -506,9 +506,11 @@ fn stream_through_runtime(
         .executor()
         .stream(model.name(), model.runtime.clone(), requests)
         .map(move |item| {
-            item.map_err(ServingError::from)
-                .and_then(|response| finishing.complete(response, &id, None))
-                .map(|response| finishing.with_cloudevents(response))
+            item.map_err(ServingError::from).and_then(|mut response| {
+                finishing.complete(&mut response, id.clone(), None)?;
+                finishing.with_cloudevents(&mut response);
+                Ok(response)
+            })
         });
     Box::pin(
         responses
@@ -587,15 +589,17 @@ impl ModelRules {
     /// (The CloudEvents headers come last, by
     /// [`ModelRules::with_cloudevents`]: a cached answer is kept without
     /// them.)
+    ///
+    /// In place: a response is large enough that each move is a `memcpy`.
     fn complete(
         &self,
-        mut response: InferenceResponse,
-        id: &str,
+        response: &mut InferenceResponse,
+        id: String,
         requested: Option<&[String]>,
-    ) -> Result<InferenceResponse, ServingError> {
+    ) -> Result<(), ServingError> {
         response.model_name = self.name.clone();
         response.model_version = self.version.clone();
-        response.id = Some(id.to_owned());
+        response.id = Some(id);
         if let Some(names) = requested {
             select_outputs(&mut response.outputs, names);
         }
@@ -607,15 +611,14 @@ impl ModelRules {
                 ))
             })?;
         }
-        Ok(response)
+        Ok(())
     }
 
     /// The response's CloudEvents headers (MLServer's response middleware).
-    fn with_cloudevents(&self, mut response: InferenceResponse) -> InferenceResponse {
+    fn with_cloudevents(&self, response: &mut InferenceResponse) {
         if let Some(headers) = &self.cloudevents_response {
-            headers.apply(&mut response);
+            headers.apply(response);
         }
-        response
     }
 
     /// Datatypes must match the declared inputs; shapes must fit them where
@@ -711,13 +714,14 @@ pub(crate) async fn infer_on(
         statistics.cache_lookup(looking.elapsed(), hit.is_some());
         if let Some(mut hit) = hit {
             hit.id = Some(id);
-            return Ok(rules.with_cloudevents(hit));
+            rules.with_cloudevents(&mut hit);
+            return Ok(hit);
         }
     }
 
-    let (response, timing) = model.predict(request).await?;
+    let (mut response, timing) = model.predict(request).await?;
     let completing = Instant::now();
-    let response = rules.complete(response, &id, requested.as_deref())?;
+    rules.complete(&mut response, id, requested.as_deref())?;
     // Only requests that went the whole way count in the compute stages,
     // so their counts agree (perf_analyzer checks they do).
     statistics.computed(prepared, timing, completing.elapsed());
@@ -727,7 +731,8 @@ pub(crate) async fn infer_on(
     if let (Some(cache), Some(key)) = (model.cache(), cache_key) {
         cache.insert(key, response.clone());
     }
-    Ok(rules.with_cloudevents(response))
+    rules.with_cloudevents(&mut response);
+    Ok(response)
 }
 
 /// Keeps the requested outputs, in the order asked, when the model produced

@@ -169,7 +169,10 @@ impl LoadedModel {
         let rows = self.rows(&request);
         let request = match &self.batcher {
             // The batcher counts its runs itself.
-            Some(batcher) => match batcher.predict(request).await {
+            // Boxed: the batcher's future (928 bytes) would otherwise be
+            // part of every inference's future, batched or not, and that is
+            // copied into each layer above it.
+            Some(batcher) => match Box::pin(batcher.predict(request)).await {
                 Ok(result) => return Ok(result?),
                 Err(unbatchable) => unbatchable,
             },

@@ -1,5 +1,7 @@
 //! REST handlers: thin adapters between HTTP and the [`DataPlane`].
 
+use std::future::Future;
+
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -188,31 +190,23 @@ pub(crate) async fn model_version_openapi_document(
 }
 
 // Inference handlers take the whole request rather than a `HeaderMap`
-// extractor, which would copy every header.
-pub(crate) async fn infer(
+// extractor, which would copy every header. They are plain functions
+// giving `decode_infer_encode`'s future: each async fn layer would hold
+// its arguments and a copy of the future below it, which is large.
+pub(crate) fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
     request: Request,
-) -> ApiResult<Response> {
-    infer_response(state, name, None, request).await
+) -> impl Future<Output = ApiResult<Response>> {
+    decode_infer_encode(state, name, None, request)
 }
 
-pub(crate) async fn infer_version(
+pub(crate) fn infer_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     request: Request,
-) -> ApiResult<Response> {
-    infer_response(state, name, Some(version), request).await
-}
-
-async fn infer_response(
-    state: AppState,
-    name: String,
-    version: Option<String>,
-    request: Request,
-) -> ApiResult<Response> {
-    let (parts, body) = request.into_parts();
-    decode_infer_encode(state, &name, version.as_deref(), parts.headers, body).await
+) -> impl Future<Output = ApiResult<Response>> {
+    decode_infer_encode(state, name, Some(version), request)
 }
 
 /// The request of an inference call, decoded as JSON, the binary extension
@@ -273,12 +267,13 @@ async fn decode_request(
 
 async fn decode_infer_encode(
     state: AppState,
-    name: &str,
-    version: Option<&str>,
-    headers: HeaderMap,
-    body: Body,
+    name: String,
+    version: Option<String>,
+    request: Request,
 ) -> ApiResult<Response> {
-    let (request, format) = decode_request(&state, name, version, headers, body).await?;
+    let (name, version) = (name.as_str(), version.as_deref());
+    let (parts, body) = request.into_parts();
+    let (request, format) = decode_request(&state, name, version, parts.headers, body).await?;
     let mut response = state.dataplane.infer(name, version, request, None).await?;
     let headers = extract_headers(&mut response);
     let encoded = binary::encode_response(&response, &format).map_err(|e| {
