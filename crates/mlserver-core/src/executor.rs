@@ -17,6 +17,8 @@
 //! average under [`INLINE_BELOW`] runs on the request's own task: it cannot
 //! stall anything for longer than that. A model starts on the pool until it
 //! has been measured, and moves back to it as soon as its average grows.
+//! A model whose `predict` only awaits work done elsewhere (a Python worker
+//! process: `MLModel::predicts_elsewhere`) always runs on the request's task.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -160,7 +162,11 @@ impl Executor {
                 panic_message(payload)
             ))
         };
-        let Some(pool) = self.pool.as_ref().filter(|_| !cost.cheap()) else {
+        let Some(pool) = self
+            .pool
+            .as_ref()
+            .filter(|_| !cost.cheap() && !runtime.predicts_elsewhere())
+        else {
             let started = Instant::now();
             let result = AssertUnwindSafe(runtime.predict(request))
                 .catch_unwind()
@@ -239,6 +245,7 @@ impl Executor {
         requests: RequestStream,
     ) -> ResponseStream {
         let name = model_name.to_owned();
+        let elsewhere = runtime.predicts_elsewhere();
         let panicked = move |payload: Box<dyn std::any::Any + Send>| {
             MLServerError::internal(format!(
                 "model {name} panicked during a stream: {}",
@@ -264,7 +271,7 @@ impl Executor {
                 Err(p) => futures::stream::once(async move { Err(panicked(p)) }).boxed(),
             }
         };
-        let Some(pool) = self.pool.as_ref() else {
+        let Some(pool) = self.pool.as_ref().filter(|_| !elsewhere) else {
             return futures::stream::once(produce).flatten().boxed();
         };
         // On the pool: a task drives the stream, a small channel carries
@@ -424,6 +431,48 @@ mod tests {
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 7);
         assert!(!cost.cheap());
         drop(executor);
+    }
+
+    /// Answers with the name of the thread its `predict` ran on.
+    struct ThreadName {
+        elsewhere: bool,
+    }
+
+    #[async_trait]
+    impl MLModel for ThreadName {
+        async fn load(_: ModelContext) -> Result<Self, MLServerError> {
+            unreachable!()
+        }
+        async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+            Ok(InferenceResponse {
+                model_name: std::thread::current().name().unwrap_or("").to_owned(),
+                ..Default::default()
+            })
+        }
+        fn predicts_elsewhere(&self) -> bool {
+            self.elsewhere
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn models_predicting_elsewhere_stay_off_the_pool() {
+        let executor = Executor::new(1, None).unwrap();
+        let here = std::thread::current().name().unwrap_or("").to_owned();
+        for (elsewhere, expected) in [(false, "mlserver-worker"), (true, here.as_str())] {
+            let runtime: DynModel = Arc::new(ThreadName { elsewhere });
+            // Unmeasured, then slow: a model the pool would take.
+            let cost = Arc::new(PredictCost::default());
+            for round in 0..2 {
+                let response = executor
+                    .predict("m", &runtime, &cost, InferenceRequest::default())
+                    .await
+                    .unwrap();
+                assert_eq!(response.model_name, expected, "elsewhere: {elsewhere}");
+                if round == 0 {
+                    cost.record(Duration::from_secs(1));
+                }
+            }
+        }
     }
 
     #[test]

@@ -464,6 +464,12 @@ impl MLModel for PythonModel {
         true
     }
 
+    /// `predict` encodes the request, sends it to a worker process and
+    /// decodes the reply: no Python runs here.
+    fn predicts_elsewhere(&self) -> bool {
+        true
+    }
+
     fn custom_routes(&self) -> Vec<CustomRoute> {
         self.custom.iter().map(|(route, _)| route.clone()).collect()
     }

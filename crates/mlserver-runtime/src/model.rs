@@ -277,6 +277,17 @@ pub trait MLModel: Send + Sync + 'static {
         false
     }
 
+    /// Whether `predict` only hands the request to work done outside this
+    /// process (a worker process, a remote service) and awaits the answer.
+    /// Such a model runs on the request's own task whatever
+    /// `parallel_workers` is: the worker pool keeps runtimes that compute
+    /// inside `predict` off the threads that accept connections, and a
+    /// prediction sent through it costs two more cross-thread wake-ups.
+    /// Python models say `true`.
+    fn predicts_elsewhere(&self) -> bool {
+        false
+    }
+
     /// REST endpoints the model serves beside the V2 API while it is loaded
     /// (MLServer's `@custom_handler`). A route that clashes with the V2 API
     /// or with another model's fails the load.
