@@ -475,6 +475,9 @@ fn worker_fast_paths_match_mlserver() {
         &[script_dir.to_str().unwrap()],
     );
     eprint!("{out}");
+    for check in ["requests:", "replies:", "framing:", "writer:"] {
+        assert!(out.contains(check), "the {check} check did not run: {out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

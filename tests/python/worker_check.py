@@ -8,6 +8,11 @@ worker script's folder as its argument:
   on a corpus of responses (datatypes, shapes, parameters of every kind,
   ids, versions, BYTES); what the direct writer refuses, the converter must
   be the one to take;
+- gRPC requests read by the fast path (`_request_from_pb`) are the very
+  objects MLServer's `ModelInferRequestConverter.to_types` builds (fields,
+  fields set, extras, types, in order), on a corpus of requests (raw and
+  typed contents, mixed, BYTES, parameters of every kind, outputs), and
+  the requests it cannot read fail with the converter's own error;
 - frames are cut from the socket's bytes however they are split;
 - replies held during a batch reach the socket whole and in order, behind
   anything the transport already had queued.
@@ -24,7 +29,10 @@ import mlserver_rs_worker as worker  # noqa: E402
 from mlserver import types  # noqa: E402
 from mlserver.codecs import NumpyCodec, StringCodec  # noqa: E402
 from mlserver.grpc import dataplane_pb2 as pb  # noqa: E402
-from mlserver.grpc.converters import ModelInferResponseConverter  # noqa: E402
+from mlserver.grpc.converters import (  # noqa: E402
+    ModelInferRequestConverter,
+    ModelInferResponseConverter,
+)
 import numpy as np  # noqa: E402
 
 
@@ -89,6 +97,140 @@ def responses():
         parameters=P(huge=2**70),
         outputs=[out(name="o", datatype="FP32", shape=[1], data=[1.0])],
     )
+
+
+def pb_requests():
+    """(request, why) pairs: what a gRPC client can send."""
+
+    def request(**fields):
+        return pb.ModelInferRequest(**fields)
+
+    def tensor(name, datatype, shape, **fields):
+        return pb.ModelInferRequest.InferInputTensor(
+            name=name, datatype=datatype, shape=shape, **fields
+        )
+
+    raw16 = np.arange(16, dtype=np.float32).tobytes()
+    yield request(
+        model_name="m", inputs=[tensor("input", "FP32", [1, 16])], raw_input_contents=[raw16]
+    ), "raw FP32"
+    yield request(
+        model_name="m",
+        model_version="v2",
+        id="abc",
+        parameters={
+            "content_type": pb.InferParameter(string_param="np"),
+            "flag": pb.InferParameter(bool_param=True),
+            "n": pb.InferParameter(int64_param=-3),
+        },
+        inputs=[
+            tensor(
+                "a",
+                "INT64",
+                [2, 2],
+                parameters={"content_type": pb.InferParameter(string_param="np")},
+            ),
+            tensor("b", "BOOL", [3]),
+            tensor("c", "BYTES", [2]),
+            tensor("d", "UINT8", [0]),
+            tensor("e", "FP16", [2]),
+        ],
+        outputs=[
+            pb.ModelInferRequest.InferRequestedOutputTensor(name="o"),
+            pb.ModelInferRequest.InferRequestedOutputTensor(
+                name="p", parameters={"binary_data": pb.InferParameter(bool_param=False)}
+            ),
+        ],
+        raw_input_contents=[
+            np.array([1, -2, 3, 2**62], dtype=np.int64).tobytes(),
+            np.array([True, False, True]).tobytes(),
+            b"\x05\x00\x00\x00hello\x00\x00\x00\x00",
+            b"",
+            np.array([0.5, -1.0], dtype=np.float16).tobytes(),
+        ],
+    ), "raw of every kind, parameters, outputs"
+    yield request(
+        model_name="m",
+        inputs=[
+            tensor("t", "FP32", [2], contents=pb.InferTensorContents(fp32_contents=[1.5, 2.5])),
+            tensor("s", "BYTES", [1], contents=pb.InferTensorContents(bytes_contents=[b"x"])),
+            tensor("i", "INT32", [3], contents=pb.InferTensorContents(int_contents=[1, 2, 3])),
+        ],
+    ), "typed contents"
+    yield request(
+        model_name="m",
+        inputs=[
+            tensor("typed", "FP64", [1], contents=pb.InferTensorContents(fp64_contents=[1.0])),
+            tensor("raw", "INT16", [2]),
+        ],
+        raw_input_contents=[np.array([7, -7], dtype=np.int16).tobytes()],
+    ), "typed then raw"
+    yield request(model_name="m", inputs=[]), "no inputs"
+    big = np.arange(3 * 70000, dtype=np.float64)
+    yield request(
+        model_name="m",
+        inputs=[tensor("big", "FP64", [3, 70000])],
+        raw_input_contents=[big.tobytes()],
+    ), "big raw"
+    # What neither reads.
+    yield request(
+        model_name="m", inputs=[tensor("short", "FP32", [1, 16])], raw_input_contents=[raw16[:8]]
+    ), "raw shorter than its shape"
+    yield request(
+        model_name="m",
+        inputs=[tensor("a", "FP32", [1]), tensor("b", "FP32", [1])],
+        raw_input_contents=[raw16[:4]],
+    ), "fewer raw entries than inputs"
+    yield request(
+        model_name="m", inputs=[tensor("odd", "FP128", [1])], raw_input_contents=[raw16[:4]]
+    ), "raw of an unknown datatype"
+
+
+def dump(value):
+    """A pydantic object as everything that tells two apart: class, fields
+    in order, fields set, extras, private attributes; recursively."""
+    if hasattr(value, "__pydantic_fields_set__"):
+        return (
+            type(value).__name__,
+            [(k, dump(v)) for k, v in value.__dict__.items()],
+            sorted(value.__pydantic_fields_set__),
+            dump(getattr(value, "__pydantic_extra__", None)),
+            getattr(value, "__pydantic_private__", None),
+        )
+    if isinstance(value, (list, tuple)):
+        return [type(value).__name__, [dump(v) for v in value]]
+    if isinstance(value, dict):
+        return ["dict", [(k, dump(v)) for k, v in value.items()]]
+    if isinstance(value, float) and value != value:
+        return ("nan",)
+    return (type(value).__name__, value)
+
+
+def check_requests():
+    import warnings
+
+    checked = 0
+    for message, why in pb_requests():
+        message = pb.ModelInferRequest.FromString(message.SerializeToString())
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                theirs = ("ok", dump(ModelInferRequestConverter.to_types(message)))
+        except Exception as e:
+            theirs = ("error", type(e).__name__, str(e))
+        try:
+            ours = ("ok", dump(worker._request_from_pb(message)))
+        except Exception as e:
+            ours = ("error", type(e).__name__, str(e))
+        assert ours == theirs, f"{why}:\n ours   {ours}\n theirs {theirs}"
+        checked += 1
+    # The fast path itself ran (not only its fallback) where it can.
+    ok = pb.ModelInferRequest(model_name="m")
+    ok.inputs.add(name="i", datatype="FP32", shape=[1])
+    ok.raw_input_contents.append(b"\x00\x00\x80?")
+    worker._request_from_pb_fast(ok, worker._mlserver())
+    assert all(plan is not None for plan in worker._CONSTRUCT_PLANS.values()), worker._CONSTRUCT_PLANS
+    print(f"requests: {checked} read as MLServer's converter reads them")
 
 
 def check_replies():
@@ -205,6 +347,7 @@ async def check_writer():
 
 
 async def main():
+    check_requests()
     check_replies()
     check_framing(asyncio.get_running_loop())
     await check_writer()
