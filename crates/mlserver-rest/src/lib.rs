@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::handler::Handler;
+use axum::handler::{Handler, HandlerService};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
@@ -112,17 +112,24 @@ struct Endpoints<'a> {
 
 impl Endpoints<'_> {
     fn get<H: Handler<T, AppState>, T: 'static>(&self, handler: H) -> MethodRouter<AppState> {
-        get_service(RestMetrics::new(
-            self.metrics,
-            handler.with_state(self.state.clone()),
-        ))
+        self.with_405(get_service(self.metered(handler)))
     }
 
     fn post<H: Handler<T, AppState>, T: 'static>(&self, handler: H) -> MethodRouter<AppState> {
-        post_service(RestMetrics::new(
-            self.metrics,
-            handler.with_state(self.state.clone()),
-        ))
+        self.with_405(post_service(self.metered(handler)))
+    }
+
+    fn metered<H: Handler<T, AppState>, T: 'static>(
+        &self,
+        handler: H,
+    ) -> RestMetrics<HandlerService<H, T, AppState>> {
+        RestMetrics::new(self.metrics, handler.with_state(self.state.clone()))
+    }
+
+    /// Other methods on the route: a 405, counted in the route's series
+    /// (as starlette_exporter counts them under MLServer).
+    fn with_405(&self, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+        route.fallback_service(self.metered(method_not_allowed))
     }
 }
 
@@ -174,7 +181,6 @@ pub fn router(state: AppState, options: RestOptions) -> RestService {
         .fallback(move |State(state): State<AppState>, request: Request| {
             not_found(state, request, prefix.clone())
         })
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let router = if options.trace {
         router.route_layer(TraceLayer::enabled())
