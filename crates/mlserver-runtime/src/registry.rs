@@ -81,6 +81,11 @@ impl RuntimeRegistry {
             .or_else(|| self.fallback.as_ref().and_then(|f| f(implementation)))
     }
 
+    /// Whether `implementation` is registered (not left to the fallback).
+    pub fn is_registered(&self, implementation: &str) -> bool {
+        self.factories.contains_key(implementation)
+    }
+
     /// Registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.factories.keys().map(String::as_str)
