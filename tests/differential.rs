@@ -731,6 +731,7 @@ async fn mlserver_and_ours_answer_alike() {
             stop_timeout: Duration::from_secs(5),
             rust_runtimes: Vec::new(),
             debug: false,
+            busy_poll: Duration::from_micros(300),
         },
     );
     let ours_server =

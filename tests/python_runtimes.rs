@@ -34,6 +34,7 @@ async fn start(dir: &Path, python: &Path, workers: usize) -> TestServer {
             stop_timeout: Duration::from_secs(5),
             rust_runtimes: Vec::new(),
             debug: false,
+            busy_poll: Duration::from_micros(300),
         },
     );
     let s = TestServer::start_with_env(dir, runtimes, EnvSource::empty(), |settings| {
@@ -475,7 +476,7 @@ fn worker_fast_paths_match_mlserver() {
         &[script_dir.to_str().unwrap()],
     );
     eprint!("{out}");
-    for check in ["requests:", "replies:", "framing:", "writer:"] {
+    for check in ["requests:", "replies:", "framing:", "writer:", "busy poll:"] {
         assert!(out.contains(check), "the {check} check did not run: {out}");
     }
 }

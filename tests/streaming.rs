@@ -204,6 +204,7 @@ async fn rest_stream_of_a_python_generator() {
             stop_timeout: Duration::from_secs(5),
             rust_runtimes: Vec::new(),
             debug: false,
+            busy_poll: Duration::from_micros(300),
         },
     );
     let s = TestServer::start_with_env(dir.path(), runtimes, EnvSource::empty(), |settings| {

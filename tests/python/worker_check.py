@@ -15,7 +15,11 @@ worker script's folder as its argument:
   the requests it cannot read fail with the converter's own error;
 - frames are cut from the socket's bytes however they are split;
 - replies held during a batch reach the socket whole and in order, behind
-  anything the transport already had queued.
+  anything the transport already had queued;
+- busy polling: a frame that comes while the worker polls after answering
+  is answered without the event loop, polling starts only once frames come
+  close together, stops after a poll that catches nothing, and the end of
+  the stream still reaches the event loop.
 """
 
 import asyncio
@@ -346,11 +350,70 @@ async def check_writer():
     print(f"writer: {len(want)} bytes in order")
 
 
+async def check_busy_poll():
+    import threading
+    import time
+
+    loop = asyncio.get_running_loop()
+    worker._BUSY_POLL, worker._BUSY_POLL_TURN = 0.05, 1.0
+    ours, theirs = socket.socketpair()
+    closed = loop.create_future()
+    calls = []
+
+    class Counting(worker._Connection):
+        """Counts the event loop's calls: each is a wake-up."""
+
+        def data_received(self, data):
+            calls.append(len(data))
+            super().data_received(data)
+
+    _, conn = await loop.connect_accepted_socket(lambda: Counting(closed), ours)
+    ping = worker.HEADER.pack(9, worker.PING, 7)
+    reply = worker.HEADER.pack(9, worker.OK, 7)
+
+    async def answered(n):
+        theirs.setblocking(False)
+        got = b""
+        deadline = time.monotonic() + 5
+        while len(got) < n * len(reply):
+            assert time.monotonic() < deadline, f"{len(got)} bytes of {n} replies"
+            try:
+                got += theirs.recv(1 << 16)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        assert got == reply * n, got
+
+    # The first frame: no gap known yet, no poll.
+    theirs.send(ping)
+    await answered(1)
+    assert len(calls) == 1 and conn.gap == float("inf"), (calls, conn.gap)
+    # A second one right after: a short gap, so the worker polls, and a
+    # third sent while it polls is answered inside the same call.
+    theirs.send(ping)
+    threading.Timer(0.01, lambda: theirs.send(ping)).start()
+    await answered(2)
+    assert len(calls) == 2, f"the third frame woke the event loop: {calls}"
+    # The poll then caught nothing for its window: it counts as a long gap,
+    # and a frame after a long pause is answered without polling.
+    assert conn.gap >= worker._BUSY_POLL, conn.gap
+    await asyncio.sleep(4 * worker._BUSY_POLL)
+    started = time.monotonic()
+    theirs.send(ping)
+    await answered(1)
+    assert len(calls) == 3 and time.monotonic() - started < worker._BUSY_POLL, calls
+    # The end of the stream reaches the event loop.
+    theirs.shutdown(socket.SHUT_WR)
+    await asyncio.wait_for(closed, 5)
+    theirs.close()
+    print(f"busy poll: {len(calls)} wake-ups for 4 frames")
+
+
 async def main():
     check_requests()
     check_replies()
     check_framing(asyncio.get_running_loop())
     await check_writer()
+    await check_busy_poll()
 
 
 if __name__ == "__main__":

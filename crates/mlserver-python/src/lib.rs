@@ -68,6 +68,10 @@ pub struct PythonConfig {
     pub rust_runtimes: Vec<String>,
     /// The `mlserver` logger logs at DEBUG in the workers (`debug`).
     pub debug: bool,
+    /// How long a worker goes on reading its socket after answering, when
+    /// requests arrive closer together than that (`worker_busy_poll_us`;
+    /// zero: never).
+    pub busy_poll: Duration,
 }
 
 impl PythonConfig {
@@ -93,6 +97,7 @@ impl PythonConfig {
             stop_timeout: Duration::from_secs(settings.parallel_workers_timeout.max(1)),
             rust_runtimes: Vec::new(),
             debug: settings.debug,
+            busy_poll: Duration::from_micros(settings.worker_busy_poll_us),
         }
     }
 
@@ -277,6 +282,7 @@ impl Pools {
                     python_path,
                     start_timeout: self.config.start_timeout,
                     debug: self.config.debug,
+                    busy_poll: self.config.busy_poll,
                 };
                 if let Some(group) = &key.group {
                     info!(python = %key.python.display(), group, workers = key.workers, "starting a dedicated Python worker pool");

@@ -35,6 +35,8 @@ pub(crate) struct Spawn {
     pub start_timeout: Duration,
     /// The `mlserver` logger at DEBUG rather than INFO.
     pub debug: bool,
+    /// See `PythonConfig::busy_poll`.
+    pub busy_poll: Duration,
 }
 
 type Reply = Result<Bytes, MLServerError>;
@@ -118,6 +120,10 @@ impl Worker {
             .env(
                 "MLSERVER_RS_LOG_LEVEL",
                 if spec.debug { "DEBUG" } else { "INFO" },
+            )
+            .env(
+                "MLSERVER_RS_BUSY_POLL_US",
+                spec.busy_poll.as_micros().to_string(),
             )
             .stdin(Stdio::null())
             .kill_on_drop(true);

@@ -116,6 +116,11 @@ pub struct Settings {
     /// no request open yet, so a shorter `http_keep_alive_timeout` cuts it
     /// off first.
     pub http_header_timeout: f64,
+    /// Not MLServer's: microseconds a Python worker goes on reading its
+    /// socket after answering, when requests have been arriving closer
+    /// together than that, rather than sleeping until the next one (a
+    /// wake-up costs 40-80 µs on a VM); 300 by default; 0: never.
+    pub worker_busy_poll_us: u64,
     /// Not MLServer's: seconds a REST request body may send nothing before
     /// the request fails, 60 by default; 0: no limit.
     pub http_body_timeout: f64,
@@ -238,6 +243,7 @@ impl Default for Settings {
             max_connections: 4096,
             http_keep_alive_timeout: 5.0,
             http_header_timeout: 10.0,
+            worker_busy_poll_us: 300,
             http_body_timeout: 60.0,
             http2_idle_timeout: 60.0,
             http2_keepalive_interval: 30.0,
@@ -286,6 +292,7 @@ pub(crate) const SETTINGS_FIELDS: &[Field] = &[
     field("max_connections", Kind::Int),
     field("http_keep_alive_timeout", Kind::Float),
     field("http_header_timeout", Kind::Float),
+    field("worker_busy_poll_us", Kind::Int),
     field("http_body_timeout", Kind::Float),
     field("http2_idle_timeout", Kind::Float),
     field("http2_keepalive_interval", Kind::Float),
