@@ -19,14 +19,14 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
         .with_context(|| format!("invalid settings in {}", folder.display()))?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().thread_name("mlserver");
-    let python_workers = python_only(&folder, &env, &runtimes).then_some(settings.parallel_workers);
-    let mut python_threads = None;
-    if let (Some(python_workers), None) = (python_workers, std::env::var_os("TOKIO_WORKER_THREADS"))
-    {
+    let python_threads = (std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+        && python_only(&folder, &env, &runtimes))
+    .then(|| {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = async_threads(cpus, python_workers);
+        async_threads(cpus, settings.parallel_workers)
+    });
+    if let Some(threads) = python_threads {
         builder.worker_threads(threads);
-        python_threads = Some(threads);
     }
     #[cfg(feature = "mimalloc")]
     {
@@ -201,8 +201,8 @@ mod tests {
 
     #[test]
     fn only_a_folder_of_python_classes_is_python_only() {
-        let dir =
-            std::env::temp_dir().join(format!("mlserver-rs-python-only-{}", std::process::id()));
+        let folder = tempfile::tempdir().unwrap();
+        let dir = folder.path();
         let write = |name: &str, implementation: &str| {
             std::fs::create_dir_all(dir.join(name)).unwrap();
             std::fs::write(
@@ -214,12 +214,11 @@ mod tests {
         let mut runtimes = RuntimeRegistry::new();
         runtimes.register::<mlserver_examples::SumModel>("native.Sum");
         let env = EnvSource::empty();
-        assert!(!python_only(&dir, &env, &runtimes), "no models");
+        assert!(!python_only(dir, &env, &runtimes), "no models");
         write("a", "my_models.Python");
-        assert_eq!(python_only(&dir, &env, &runtimes), cfg!(feature = "python"));
+        assert_eq!(python_only(dir, &env, &runtimes), cfg!(feature = "python"));
         write("b", "native.Sum");
-        assert!(!python_only(&dir, &env, &runtimes), "a native model too");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!python_only(dir, &env, &runtimes), "a native model too");
     }
 
     #[test]

@@ -1012,7 +1012,7 @@ class _Connection(asyncio.Protocol):
         """Reads the socket without sleeping until no frame has come for
         `_BUSY_POLL`: a client sending its next request right after our
         answer finds us awake. Only while nothing else needs the event loop
-        (no call suspended, nothing queued to write) and for at most
+        (no call suspended, no stream open, nothing queued to write) and for at most
         `_BUSY_POLL_TURN` in all. A poll that catches nothing counts as a
         long gap, so polling stops until requests come close again: an idle
         or slow stream of requests costs at most one poll."""
@@ -1026,6 +1026,7 @@ class _Connection(asyncio.Protocol):
             if (
                 now - started >= _BUSY_POLL_TURN
                 or self.worker.calls
+                or self.worker.streams
                 or self.transport.get_write_buffer_size()
                 or self.pending
             ):

@@ -209,12 +209,13 @@ fn connection_builder(
 /// hyper's header read timeout, unless the idle close already bounds it.
 /// A request whose head is still arriving is not open (its service has not
 /// been called), so an HTTP/1 connection sending a head for the keep-alive
-/// timeout is idle (see [`Activity::idle`]) and is closed then, before a
-/// longer header timeout would fire. hyper's timer costs a boxed sleep
-/// and a timer-wheel entry per request (about 1,000 instructions).
+/// timeout is idle (see [`Activity::idle`]), and it is dropped one more
+/// keep-alive timeout later: with the defaults (5 s, 10 s) that is the
+/// header timeout. hyper's timer costs a boxed sleep and a timer-wheel
+/// entry per request (about 1,000 instructions).
 fn header_read_timeout(limits: &ConnectionLimits) -> Option<Duration> {
     match (limits.header_read, limits.http1_keep_alive) {
-        (Some(header), Some(idle)) if idle <= header => None,
+        (Some(header), Some(idle)) if idle * 2 <= header => None,
         (header, _) => header,
     }
 }
@@ -262,6 +263,9 @@ async fn serve_connection<S, B, ReqBody>(
     let idle = activity.idle(&limits);
     tokio::pin!(idle);
     let mut closing = false;
+    // After an idle HTTP/1 connection is asked to close: when it is dropped
+    // if it has not closed by then.
+    let mut cut: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -272,16 +276,23 @@ async fn serve_connection<S, B, ReqBody>(
             }
             () = &mut idle, if !closing => {
                 debug!("closing the idle connection from {peer}");
-                if !activity.http2.load(Ordering::Relaxed) {
-                    // No request is open, so none is cut. hyper's graceful
-                    // shutdown would go on reading a head that is arriving
-                    // (on a connection's first request it does), and the
-                    // idle close is what bounds a slow head (see
-                    // `header_read_timeout`).
-                    return;
-                }
                 closing = true;
                 connection.as_mut().graceful_shutdown();
+                // hyper closes an HTTP/1 connection at once when it waits
+                // for a head, finishes writing an answer a client is slow
+                // to read, and goes on reading a head that is arriving (on
+                // a connection's first request it does): a slow head is
+                // cut one keep-alive timeout later (see
+                // `header_read_timeout`), and so is a reader that stalls.
+                if let (false, Some(grace)) =
+                    (activity.http2.load(Ordering::Relaxed), limits.http1_keep_alive)
+                {
+                    cut = Some(Box::pin(tokio::time::sleep(grace)));
+                }
+            }
+            () = async { cut.as_mut().expect("armed").await }, if cut.is_some() => {
+                debug!("dropping the connection from {peer}: it did not close when idle");
+                return;
             }
             _ = stop.wait_for(|s| *s), if !closing => {
                 closing = true;
@@ -625,7 +636,8 @@ mod tests {
         };
         let secs = |s| Some(Duration::from_secs(s));
         assert_eq!(header_read_timeout(&limits(Some(5), Some(10))), None);
-        assert_eq!(header_read_timeout(&limits(Some(10), Some(10))), None);
+        assert_eq!(header_read_timeout(&limits(Some(6), Some(10))), secs(10));
+        assert_eq!(header_read_timeout(&limits(Some(10), Some(10))), secs(10));
         assert_eq!(header_read_timeout(&limits(Some(30), Some(10))), secs(10));
         assert_eq!(header_read_timeout(&limits(None, Some(10))), secs(10));
         assert_eq!(header_read_timeout(&limits(Some(5), None)), None);

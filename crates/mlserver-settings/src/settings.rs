@@ -113,8 +113,9 @@ pub struct Settings {
     pub http_keep_alive_timeout: f64,
     /// Not MLServer's: seconds a client has to send a request's headers,
     /// 10 by default; 0: no limit. An HTTP/1 connection sending a head has
-    /// no request open yet, so a shorter `http_keep_alive_timeout` cuts it
-    /// off first.
+    /// no request open yet, so it is idle: when twice
+    /// `http_keep_alive_timeout` is no longer, it is dropped one keep-alive
+    /// timeout after it went idle.
     pub http_header_timeout: f64,
     /// Not MLServer's: microseconds a Python worker goes on reading its
     /// socket after answering, when requests have been arriving closer
