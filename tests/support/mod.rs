@@ -2,6 +2,7 @@
 //! folders written on the fly, and the runtimes tests need.
 
 pub mod debian;
+pub mod kserve;
 pub mod perf_analyzer;
 pub mod python;
 pub mod runtimes;

@@ -1,9 +1,9 @@
 //! The stock `-py` image (the root Dockerfile's `py` target, built for
 //! real) started the way each `deploy/` manifest's container would be: its
 //! env, its command and args (none: the image's CMD), its security context;
-//! KServe's defaulting for an InferenceService with a storageUri
-//! (`MLSERVER_MODEL_NAME`, `MLSERVER_MODEL_URI=/mnt/models`, no
-//! model-settings.json) and the `modelClass` label; ModelMesh's adapter
+//! for KServe, the container as `mlserver_tests::kserve` renders it from
+//! the runtime and an InferenceService (defaulting, `modelClass`,
+//! `/mnt/models` read-only or a modelcar's symlink); ModelMesh's adapter
 //! writing `_mlserver_models/<id>/model-settings.json` and driving gRPC. The
 //! containers have no network but their own loopback, so the manifests'
 //! ports are used as written; the clients run inside them.
@@ -11,6 +11,8 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
+
+use mlserver_tests::kserve::{render, InferenceService, ModelVolume, Runtime, MODEL_DIR};
 
 use crate::fixture::*;
 
@@ -153,37 +155,72 @@ fn python_image_stock_py_serves_mlservers_runtimes_through_the_deploy_manifests(
             .to_string()
     };
 
-    // KServe: one InferenceService per format, by the ClusterServingRuntime.
-    let kserve = container_spec("kserve/clusterservingruntime.yaml");
-    assert!(
-        kserve.command.is_empty(),
-        "the image's CMD starts the server"
-    );
-    for (format, class, input) in [
-        ("sklearn", "mlserver_sklearn.SKLearnModel", "input-0"),
-        ("xgboost", "mlserver_xgboost.XGBoostModel", "input-0"),
-        ("lightgbm", "mlserver_lightgbm.LightGBMModel", "input-0"),
-        ("mlflow", "mlserver_mlflow.MLflowRuntime", "input-0"),
+    // KServe: one InferenceService per format on the side-by-side runtime,
+    // and one auto-selected onto the takeover runtime from a modelcar,
+    // each container rendered as KServe renders it.
+    let beside =
+        Runtime::from_file(&workspace().join("deploy/kserve/kserve-mlserver-rs.yaml")).unwrap();
+    let takeover =
+        Runtime::from_file(&workspace().join("deploy/kserve/kserve-mlserver.yaml")).unwrap();
+    let mut cluster = Runtime::stock();
+    cluster.retain(|r| r.name != takeover.name);
+    cluster.extend([beside, takeover]);
+    for (format, runtime, uri) in [
+        ("sklearn", Some("kserve-mlserver-rs"), "gs://models/sklearn"),
+        ("xgboost", Some("kserve-mlserver-rs"), "gs://models/xgboost"),
+        (
+            "lightgbm",
+            Some("kserve-mlserver-rs"),
+            "gs://models/lightgbm",
+        ),
+        ("mlflow", Some("kserve-mlserver-rs"), "gs://models/mlflow"),
+        ("sklearn", None, "oci://registry/sklearn:1"),
     ] {
-        let isvc = format!("{format}-iris");
-        let mut env: Vec<(String, String)> = kserve
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.replace("{{.Labels.modelClass}}", class)))
-            .collect();
-        // SetMlServerDefaults, for a predictor with a storageUri.
-        env.push(("MLSERVER_MODEL_NAME".into(), isvc.clone()));
-        env.push(("MLSERVER_MODEL_URI".into(), "/mnt/models".into()));
-        let mount = format!("{}:/mnt/models:ro", models.path().join(format).display());
-        let args = run_args(&kserve, &env, &[mount]);
+        let isvc_name = format!("{format}-iris");
+        let mut isvc = InferenceService::new(&isvc_name, format, Some(uri));
+        isvc.runtime = runtime.map(str::to_owned);
+        isvc.protocol = Some("v2".into());
+        let rendered = render(&isvc, &cluster).unwrap();
+        assert!(
+            rendered.command.is_empty() && rendered.args.is_empty(),
+            "the image's CMD starts the server"
+        );
+        let spec = ContainerSpec {
+            env: rendered.env.clone(),
+            command: Vec::new(),
+            drops_all_capabilities: rendered.drops_all_capabilities,
+            no_privilege_escalation: rendered.no_privilege_escalation,
+        };
+        let folder = models.path().join(format);
+        let mnt = tempfile::tempdir().unwrap();
+        let mounts = match rendered.model_volume.unwrap() {
+            ModelVolume::Copied { read_only } => {
+                assert!(read_only);
+                vec![format!("{}:{MODEL_DIR}:ro", folder.display())]
+            }
+            // The modelcar's symlink: /mnt/models -> the model image's
+            // files (here a read-only mount elsewhere).
+            ModelVolume::Symlink => {
+                chmod_open(mnt.path());
+                std::os::unix::fs::symlink("/modelcar/models", mnt.path().join("models")).unwrap();
+                vec![
+                    format!("{}:/mnt", mnt.path().display()),
+                    format!("{}:/modelcar/models:ro", folder.display()),
+                ]
+            }
+            ModelVolume::Image => unreachable!("no oci+native model here"),
+        };
+        let args = run_args(&spec, &spec.env, &mounts);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let container = docker.start_container(&args, py, &[]);
         for (transport, port) in [("rest", "8080"), ("grpc", "9000")] {
-            let response =
-                container.python("v2_client.py", &[transport, port, &isvc, &request(input)]);
+            let response = container.python(
+                "v2_client.py",
+                &[transport, port, &isvc_name, &request("input-0")],
+            );
             assert!(
                 response["status"] == 200 || response["status"] == "OK",
-                "{format} over {transport}: {response}\n{}",
+                "{format} ({uri}) over {transport}: {response}\n{}",
                 container.logs()
             );
             // `predict` (MLServer's runtimes) or `output-1` (MLflow's signature).
@@ -197,18 +234,21 @@ fn python_image_stock_py_serves_mlservers_runtimes_through_the_deploy_manifests(
     }
 
     // MLSERVER_ENV_TARBALL, as MLServer's image activates it.
-    let mut env: Vec<(String, String)> = kserve
-        .env
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.replace("{{.Labels.modelClass}}", "marker_model.MarkerModel"),
-            )
-        })
-        .collect();
-    env.push(("MLSERVER_MODEL_NAME".into(), "marker".into()));
-    env.push(("MLSERVER_MODEL_URI".into(), "/mnt/models".into()));
+    // (A custom class: the InferenceService sets the implementation itself.)
+    let mut isvc = InferenceService::new("marker", "sklearn", Some("gs://models/marker"));
+    isvc.runtime = Some("kserve-mlserver-rs".into());
+    isvc.env.push((
+        "MLSERVER_MODEL_IMPLEMENTATION".into(),
+        "marker_model.MarkerModel".into(),
+    ));
+    let rendered = render(&isvc, &cluster).unwrap();
+    let kserve = ContainerSpec {
+        env: rendered.env.clone(),
+        command: Vec::new(),
+        drops_all_capabilities: rendered.drops_all_capabilities,
+        no_privilege_escalation: rendered.no_privilege_escalation,
+    };
+    let env = rendered.env;
     let mount = format!(
         "{}:/mnt/models:ro",
         models.path().join("envmodel").display()
