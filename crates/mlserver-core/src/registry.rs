@@ -424,6 +424,24 @@ impl ModelRegistry {
         })
     }
 
+    /// Removes `version` of `name` if its last load failed (and no instance
+    /// serves it); whether it did.
+    pub(crate) fn forget_failed(&self, name: &str, version: &Version) -> bool {
+        let failed = {
+            let models = self.models.read().expect("registry lock");
+            models
+                .get(name)
+                .and_then(|v| v.get(version))
+                .is_some_and(|slot| {
+                    matches!(slot.state, SlotState::Failed(_)) && slot.model.is_none()
+                })
+        };
+        if failed {
+            self.remove(name, version);
+        }
+        failed
+    }
+
     /// Marks a version as unloading (it stops serving at once).
     pub(crate) fn begin_unload(&self, name: &str, version: &Version) -> Option<Arc<LoadedModel>> {
         let mut models = self.models.write().expect("registry lock");

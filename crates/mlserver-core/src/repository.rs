@@ -19,7 +19,7 @@ use crate::cache::ResponseCache;
 use crate::cloudevents::CloudEvents;
 use crate::executor::{Executor, PredictCost};
 use crate::metrics::ServerMetrics;
-use crate::registry::{LoadedModel, ModelRegistry, Version};
+use crate::registry::{LoadedModel, ModelRegistry, SlotState, Version};
 use crate::statistics::Statistics;
 
 /// How loaded models are served: shared by every model of a server.
@@ -167,6 +167,10 @@ impl ModelRepository {
         let found: Vec<ModelSettings> =
             scan.models.into_iter().filter(|m| m.name == name).collect();
         if found.is_empty() {
+            // A failed load of it, whose files are gone since, goes too.
+            for version in self.registry.versions(name) {
+                self.registry.forget_failed(name, &version);
+            }
             return Err(ServingError::ModelNotFound(name.to_owned()));
         }
         let on_disk: Vec<Version> = found
@@ -394,9 +398,33 @@ impl ModelRepository {
         join_all(names.iter().map(|n| self.unload(n))).await;
     }
 
+    /// Forgets the failed loads whose settings are no longer on disk, as
+    /// MLServer does (its index lists what is on disk): an agent that
+    /// deletes a model's folder after a failed load (Seldon Core's, KServe's
+    /// TrainedModel agent) leaves nothing behind, and the server is ready
+    /// again. A name being loaded or unloaded right now is left alone.
+    fn forget_failed_gone(&self, on_disk: &[ModelSettings]) {
+        for (name, version, slot) in self.registry.snapshot() {
+            let gone = !on_disk
+                .iter()
+                .any(|m| m.name == name && m.version() == version.as_deref());
+            if !gone || !matches!(slot.state, SlotState::Failed(_)) {
+                continue;
+            }
+            let lock = self.name_lock(&name);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            if self.registry.forget_failed(&name, &version) {
+                info!(model = %name, "forgetting the failed load of {name}: its settings are gone");
+            }
+        }
+    }
+
     /// The repository index: every model on disk or registered, with state.
     pub async fn index(&self, ready_only: bool) -> Vec<RepositoryIndexItem> {
         let scan = self.scan().await;
+        self.forget_failed_gone(&scan.models);
         let mut items: BTreeMap<(String, Version), (ModelState, String)> = BTreeMap::new();
         for m in &scan.models {
             items.insert(

@@ -130,6 +130,13 @@ impl Worker {
         if let Some(path) = path_with_environment(&spec.python) {
             command.env("PATH", path);
         }
+        // Bytecode of the models' own modules goes beside the sockets, not
+        // next to the modules: models folders are read-only in Kubernetes
+        // (KServe's storage volume, Seldon's agent folder, image volumes)
+        // and belong to whoever put the model there.
+        if std::env::var_os("PYTHONPYCACHEPREFIX").is_none() {
+            command.env("PYTHONPYCACHEPREFIX", spec.socket_dir.join("pycache"));
+        }
         let mut child = command.spawn().map_err(|e| {
             MLServerError::internal(format!(
                 "cannot start the Python interpreter {}: {e} (set MLSERVER_PYTHON to the python of an environment with `mlserver` installed)",
