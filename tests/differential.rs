@@ -732,6 +732,7 @@ async fn mlserver_and_ours_answer_alike() {
             rust_runtimes: Vec::new(),
             debug: false,
             busy_poll: Duration::from_micros(300),
+            production: false,
         },
     );
     let ours_server =

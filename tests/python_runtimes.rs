@@ -4,6 +4,7 @@
 //! with the real `mlserver` from PyPI is made by the test setup.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlserver_proto::inference::model_infer_request::InferInputTensor;
@@ -35,6 +36,7 @@ async fn start(dir: &Path, python: &Path, workers: usize) -> TestServer {
             rust_runtimes: Vec::new(),
             debug: false,
             busy_poll: Duration::from_micros(300),
+            production: false,
         },
     );
     let s = TestServer::start_with_env(dir, runtimes, EnvSource::empty(), |settings| {
@@ -842,4 +844,110 @@ async fn custom_handlers_are_served_while_loaded() {
     assert_eq!(unload.status(), 200);
     assert_eq!(s.get("/ping").await.status(), 404, "gone with the model");
     s.stop().await;
+}
+
+/// The ODH fork's production mode: with an allowlist, only its classes
+/// load, a model's own folder is not on `sys.path` (a class shipped beside
+/// the model does not import even when allowlisted), custom environments
+/// and unnamed CORS origins are refused; other models keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_mode_loads_only_allowlisted_classes() {
+    let Some(python) = mlserver_python() else {
+        return;
+    };
+    let dir = ModelsDir::new();
+    let sk = dir.path().join("iris");
+    mlserver_tests::python::run_script(&python, "make_sklearn_model.py", &[sk.to_str().unwrap()]);
+    dir.model(
+        "iris",
+        json!({"name": "iris", "implementation": "mlserver_sklearn.sklearn.SKLearnModel",
+               "parameters": {"uri": "./model.joblib"}}),
+    );
+    dir.model(
+        "iris-env",
+        json!({"name": "iris-env", "implementation": "mlserver_sklearn.SKLearnModel",
+               "parameters": {"uri": "../iris/model.joblib", "environment_tarball": "./env.tar.gz"}}),
+    );
+    custom_model(&dir);
+    faulty_model(&dir);
+    dir.model("sum", json!({"name": "sum", "implementation": "sum"}));
+    let allowlist = dir.path().join("trusted-runtimes.json");
+    std::fs::write(
+        &allowlist,
+        r#"["mlserver_sklearn.SKLearnModel", "custom_model.CustomMLModel"]"#,
+    )
+    .unwrap();
+    let security = mlserver_settings::RuntimeSecurity::from_file(&allowlist).unwrap();
+    assert!(security
+        .describe()
+        .starts_with("Runtime security: PRODUCTION - 2 model"));
+
+    let server = |security: mlserver_settings::RuntimeSecurity, cors: Option<Value>| {
+        let mut runtimes = test_runtimes();
+        let mut config = PythonConfig::from_settings(&Default::default(), &EnvSource::empty());
+        config.python = python.clone();
+        config.models_root = dir.path().to_owned();
+        config.environments_dir = dir.path().join(".envs");
+        config.production = security.is_production();
+        mlserver_python::install(&mut runtimes, config);
+        let env = Arc::new(EnvSource::empty());
+        let mut settings = mlserver_settings::load_settings(dir.path(), &env).unwrap();
+        settings.cors_settings = cors.map(|c| serde_json::from_value(c).unwrap());
+        mlserver_server::Server::with_security(settings, runtimes, env, security)
+    };
+    for cors in [
+        json!({"allow_origins": ["*"]}),
+        json!({"allow_origin_regex": "https://.*"}),
+    ] {
+        let refused = server(security.clone(), Some(cors))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            refused.contains("not allowed in PRODUCTION mode"),
+            "{refused}"
+        );
+    }
+    let named = json!({"allow_origins": ["https://app.example"]});
+    let s = TestServer::serve(server(security, Some(named)).unwrap()).await;
+    s.wait_started().await;
+
+    let request = json!({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                                     "data": [5.1, 3.5, 1.4, 0.2]}]});
+    let (status, response, _) = infer(&s, "iris", &request).await;
+    assert_eq!(status, 200, "{response}");
+    let index: Value = s
+        .post_json("/v2/repository/index", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reason = |name: &str| {
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| format!("{} {}", m["state"], m["reason"]))
+            .unwrap_or_else(|| panic!("{name} not in {index}"))
+    };
+    assert!(reason("iris").starts_with("\"READY\""));
+    assert!(
+        reason("faulty").contains(
+            "Model implementation 'faulty.FaultyModel' is not included in the trusted runtimes allowlist configuration."
+        ),
+        "{index}"
+    );
+    assert!(reason("sum").contains("'sum' is not included"), "{index}");
+    assert!(
+        reason("iris-env").contains("environment_tarball is not allowed in PRODUCTION mode"),
+        "{index}"
+    );
+    // Allowlisted, but only importable from its own folder.
+    assert!(
+        reason("custom").contains("No module named 'custom_model'"),
+        "{index}"
+    );
+    let (status, _, _) = infer(&s, "faulty", &request).await;
+    assert_ne!(status, 200);
 }

@@ -205,6 +205,7 @@ async fn rest_stream_of_a_python_generator() {
             rust_runtimes: Vec::new(),
             debug: false,
             busy_poll: Duration::from_micros(300),
+            production: false,
         },
     );
     let s = TestServer::start_with_env(dir.path(), runtimes, EnvSource::empty(), |settings| {

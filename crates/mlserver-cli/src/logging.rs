@@ -114,7 +114,16 @@ fn otel_layer(
 
 /// The `EnvFilter` directives for `settings`.
 fn directives(settings: &Settings) -> anyhow::Result<String> {
-    let level = if settings.debug { "debug" } else { "info" };
+    let level = if settings.debug {
+        "debug"
+    } else {
+        match settings.log_level_name() {
+            Some("DEBUG") => "debug",
+            Some("WARNING") => "warn",
+            Some("ERROR") | Some("CRITICAL") => "error",
+            _ => "info",
+        }
+    };
     // Dependencies stay at info even in debug mode: their debug output
     // (hyper's connection chatter) drowns the server's own.
     let mut levels: BTreeMap<String, String> = BTreeMap::new();
@@ -124,7 +133,12 @@ fn directives(settings: &Settings) -> anyhow::Result<String> {
     }
     levels.insert(
         ACCESS_TARGET.into(),
-        if settings.debug { "info" } else { "off" }.into(),
+        if settings.access_log_enabled() {
+            "info"
+        } else {
+            "off"
+        }
+        .into(),
     );
     if let Some(config) = &settings.logging_settings {
         for (logger, level) in logger_levels(config)? {
@@ -257,6 +271,29 @@ fn targets_of(logger: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn log_level_and_access_log_as_the_odh_fork_reads_them() {
+        let mut settings = Settings {
+            log_level: " warning ".into(),
+            access_log: Some(true),
+            ..Settings::default()
+        };
+        let d = directives(&settings).unwrap();
+        assert!(
+            d.contains("mlserver_access=info") && d.contains("mlserver_server=warn"),
+            "{d}"
+        );
+        settings.log_level = "loud".into();
+        settings.access_log = Some(false);
+        settings.debug = true;
+        let d = directives(&settings).unwrap();
+        assert!(
+            d.contains("mlserver_access=off") && d.contains("mlserver_server=debug"),
+            "{d}"
+        );
+        assert!(settings.ignored()[0].contains("Unrecognised log_level 'loud'"));
+    }
 
     #[test]
     fn debug_turns_on_the_access_log() {

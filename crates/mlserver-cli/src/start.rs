@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use mlserver_runtime::RuntimeRegistry;
 use mlserver_server::Server;
-use mlserver_settings::EnvSource;
+use mlserver_settings::{EnvSource, RuntimeSecurity};
 use tracing::{info, warn};
 
 pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<()> {
@@ -66,8 +66,12 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
             folder.display()
         );
     }
+    // The ODH fork's production mode: a malformed allowlist stops the start.
+    let security = RuntimeSecurity::of_image()
+        .context("Server startup aborted: invalid trusted runtimes allowlist configuration")?;
+    info!("{}", security.describe());
     #[cfg(feature = "python")]
-    let runtimes = with_python(runtimes, &settings, &env)?;
+    let runtimes = with_python(runtimes, &settings, &env, &security)?;
     info!(
         "mlserver {} starting: models folder {}, runtimes: {}",
         env!("CARGO_PKG_VERSION"),
@@ -78,7 +82,7 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     #[cfg(feature = "mimalloc")]
     crate::allocator::spawn_purge();
     let result = runtime.block_on(async move {
-        let server = Server::new(settings, runtimes, env)?;
+        let server = Server::with_security(settings, runtimes, env, security)?;
         let listeners = server.bind().await?;
         server.serve(listeners, shutdown_signal()).await?;
         info!("mlserver stopped");
@@ -133,12 +137,21 @@ fn with_python(
     mut runtimes: RuntimeRegistry,
     settings: &mlserver_settings::Settings,
     env: &EnvSource,
+    security: &RuntimeSecurity,
 ) -> anyhow::Result<RuntimeRegistry> {
     if runtimes.has_fallback() {
         return Ok(runtimes);
     }
     let mut python = mlserver_python::PythonConfig::from_settings(settings, env);
-    if let Some(interpreter) = python.activate_env_tarball(env)? {
+    python.production = security.is_production();
+    if python.production {
+        if env
+            .get("MLSERVER_ENV_TARBALL")
+            .is_some_and(|t| Path::new(t).is_file())
+        {
+            warn!("MLSERVER_ENV_TARBALL is not used in PRODUCTION mode: all dependencies must be pre-installed in the container image");
+        }
+    } else if let Some(interpreter) = python.activate_env_tarball(env)? {
         info!(
             "MLSERVER_ENV_TARBALL activated: Python models run with {}",
             interpreter.display()

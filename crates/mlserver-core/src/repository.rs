@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use futures::FutureExt;
 use mlserver_runtime::{metadata_from_settings, panic_message, ModelContext, RuntimeRegistry};
-use mlserver_settings::{EnvSource, ModelSettings};
+use mlserver_settings::{EnvSource, ModelSettings, RuntimeSecurity};
 use mlserver_types::{ModelState, RepositoryIndexItem};
 use tracing::{error, info, warn};
 
@@ -38,6 +38,8 @@ pub struct Serving {
     /// `inference_timeout`: how long an inference may take, unless the
     /// model's settings say otherwise (`None`: as long as it takes).
     pub inference_timeout: Option<Duration>,
+    /// Which implementations may load (the ODH fork's production mode).
+    pub security: Arc<RuntimeSecurity>,
 }
 
 impl Default for Serving {
@@ -50,6 +52,7 @@ impl Default for Serving {
             strict_inputs: false,
             metrics: None,
             inference_timeout: None,
+            security: Arc::default(),
         }
     }
 }
@@ -256,6 +259,18 @@ impl ModelRepository {
                 settings.name
             ))
         })?;
+        let parameters = settings.parameters.as_ref();
+        self.serving
+            .security
+            .check_model(
+                &implementation,
+                parameters.and_then(|p| p.environment_tarball.as_deref()),
+                parameters.and_then(|p| p.environment_path.as_deref()),
+            )
+            .map_err(|e| {
+                warn!(model = %settings.name, "Rejected untrusted model implementation '{implementation}'.");
+                ServingError::bad_request(e.to_string())
+            })?;
         let factory = self.runtimes.resolve(&implementation).ok_or_else(|| {
             let known: Vec<&str> = self.runtimes.names().collect();
             ServingError::bad_request(format!(

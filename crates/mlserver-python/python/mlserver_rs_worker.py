@@ -47,6 +47,10 @@ LOG = 15
 # A call of a model's @custom_handler endpoint.
 CUSTOM = 16
 
+# The ODH fork's production mode: model classes come from the environment
+# only, never from a model's folder put on sys.path.
+PRODUCTION = os.environ.get("MLSERVER_RS_PRODUCTION") == "1"
+
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
 
@@ -729,7 +733,14 @@ class Worker:
         if message.get("source"):
             settings["_source"] = message["source"]
         model_settings = ModelSettings.model_validate(settings)
-        model_class = model_settings.implementation
+        if PRODUCTION:
+            # MLServer's `implementation` property puts the model's folder
+            # on sys.path first; its import without it (the same function).
+            from pydantic._internal._validators import import_string
+
+            model_class = import_string(model_settings.implementation_)
+        else:
+            model_class = model_settings.implementation
         # MLServer's model context, so mlserver.register()/log() work.
         with model_context(model_settings):
             model = model_class(model_settings)

@@ -72,6 +72,12 @@ pub struct PythonConfig {
     /// requests arrive closer together than that (`worker_busy_poll_us`;
     /// zero: never).
     pub busy_poll: Duration,
+    /// The ODH fork's production mode: the models folder and the working
+    /// directory are not put on the workers' `sys.path`, and a model's
+    /// folder is not added when its class is imported (MLServer's
+    /// `ModelSettings.implementation` adds it): classes come from the
+    /// image's environment only.
+    pub production: bool,
 }
 
 impl PythonConfig {
@@ -98,6 +104,7 @@ impl PythonConfig {
             rust_runtimes: Vec::new(),
             debug: settings.debug,
             busy_poll: Duration::from_micros(settings.worker_busy_poll_us),
+            production: false,
         }
     }
 
@@ -271,9 +278,12 @@ impl Pools {
         let started = cell
             .get_or_try_init(|| async {
                 let dir = self.runtime_dir()?;
-                let mut python_path = vec![self.config.models_root.clone()];
-                if let Ok(cwd) = std::env::current_dir() {
-                    python_path.push(cwd);
+                let mut python_path = Vec::new();
+                if !self.config.production {
+                    python_path.push(self.config.models_root.clone());
+                    if let Ok(cwd) = std::env::current_dir() {
+                        python_path.push(cwd);
+                    }
                 }
                 let spec = worker::Spawn {
                     python: key.python.clone(),
@@ -283,6 +293,7 @@ impl Pools {
                     start_timeout: self.config.start_timeout,
                     debug: self.config.debug,
                     busy_poll: self.config.busy_poll,
+                    production: self.config.production,
                 };
                 if let Some(group) = &key.group {
                     info!(python = %key.python.display(), group, workers = key.workers, "starting a dedicated Python worker pool");

@@ -37,6 +37,8 @@ pub(crate) struct Spawn {
     pub debug: bool,
     /// See `PythonConfig::busy_poll`.
     pub busy_poll: Duration,
+    /// See `PythonConfig::production`.
+    pub production: bool,
 }
 
 type Reply = Result<Bytes, MLServerError>;
@@ -127,6 +129,9 @@ impl Worker {
             )
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        if spec.production {
+            command.env("MLSERVER_RS_PRODUCTION", "1");
+        }
         if let Some(path) = path_with_environment(&spec.python) {
             command.env("PATH", path);
         }

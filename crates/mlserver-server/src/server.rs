@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlserver_runtime::RuntimeRegistry;
-use mlserver_settings::{EnvSource, Settings};
+use mlserver_settings::{EnvSource, RuntimeSecurity, Settings};
 use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
@@ -30,6 +30,9 @@ pub enum ServerError {
     /// A metric family that clashes.
     #[error("metrics: {0}")]
     Metrics(#[from] mlserver_metrics::MetricsError),
+    /// Settings the ODH fork's production mode refuses.
+    #[error("{0}")]
+    Security(String),
     /// The inference thread pool did not start.
     #[error("could not start {0} inference worker threads: {1}")]
     Workers(usize, std::io::Error),
@@ -54,6 +57,24 @@ impl Server {
         runtimes: RuntimeRegistry,
         env: Arc<EnvSource>,
     ) -> Result<Self, ServerError> {
+        Self::with_security(settings, runtimes, env, RuntimeSecurity::Development)
+    }
+
+    /// [`Server::new`] in the given runtime security mode (`mlserver start`
+    /// reads it from the image: [`RuntimeSecurity::of_image`]). In
+    /// production mode CORS origins must be named, and only allowlisted
+    /// implementations load.
+    pub fn with_security(
+        settings: Settings,
+        runtimes: RuntimeRegistry,
+        env: Arc<EnvSource>,
+        security: RuntimeSecurity,
+    ) -> Result<Self, ServerError> {
+        if let Some(cors) = &settings.cors_settings {
+            security
+                .check_cors(&cors.allow_origins, cors.allow_origin_regex.as_deref())
+                .map_err(ServerError::Security)?;
+        }
         let metrics = match settings.metrics_endpoint {
             Some(_) => Some(Arc::new(ServerMetrics::new()?)),
             None => None,
@@ -83,6 +104,7 @@ impl Server {
             cloudevents: Some(Arc::new(CloudEvents::new(&settings.server_name))),
             strict_inputs: settings.strict_inputs,
             inference_timeout: settings.inference_timeout.and_then(seconds),
+            security: Arc::new(security),
         };
         let cors = settings
             .cors_settings

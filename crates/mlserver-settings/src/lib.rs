@@ -50,6 +50,7 @@ mod layer;
 mod model;
 mod scan;
 mod settings;
+mod trusted;
 mod uri;
 
 pub use embedded::embedded_dotenv;
@@ -58,4 +59,8 @@ pub use error::{InvalidModelUri, SettingsError};
 pub use model::{load_model_settings, ModelParameters, ModelSettings, MODEL_SETTINGS_FILENAME};
 pub use scan::{find_models, scan_models, ScanResult};
 pub use settings::{load_settings, CorsSettings, Settings, SETTINGS_FILENAME};
+pub use trusted::{
+    canonical_implementation, RuntimeSecurity, TrustedRuntimesError, UntrustedModel,
+    TRUSTED_RUNTIMES_PATH,
+};
 pub use uri::{get_model_uri, ModelUri};

@@ -23,6 +23,15 @@ pub const SETTINGS_FILENAME: &str = "settings.json";
 pub struct Settings {
     /// Tracebacks in 500s, access logs, DEBUG log level.
     pub debug: bool,
+    /// The ODH fork's `log_level` (`MLSERVER_LOG_LEVEL`): DEBUG, INFO,
+    /// WARNING, ERROR or CRITICAL (any case), INFO by default and for
+    /// anything else (with a warning at start); `debug` forces DEBUG, and
+    /// `logging_settings` applies over it.
+    pub log_level: String,
+    /// The ODH fork's `access_log` (`MLSERVER_ACCESS_LOG`): one line per
+    /// request whatever `debug` says. Unset, the access log follows `debug`,
+    /// as in MLServer 1.7.1 (the fork turns it on by default).
+    pub access_log: Option<bool>,
     /// Inference worker processes; 0 means inference in the main process.
     pub parallel_workers: usize,
     /// Seconds to wait for a worker to stop at shutdown before killing it.
@@ -210,6 +219,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             debug: false,
+            log_level: "INFO".to_owned(),
+            access_log: None,
             parallel_workers: 1,
             parallel_workers_timeout: 5,
             environments_dir: cwd_join(".envs"),
@@ -259,6 +270,8 @@ impl Default for Settings {
 
 pub(crate) const SETTINGS_FIELDS: &[Field] = &[
     field("debug", Kind::Bool),
+    field("log_level", Kind::Str),
+    field("access_log", Kind::Bool),
     field("parallel_workers", Kind::Int),
     field("parallel_workers_timeout", Kind::Int),
     field("environments_dir", Kind::Str),
@@ -328,6 +341,20 @@ const CORS: Section = Section {
 };
 
 impl Settings {
+    /// `log_level` as the fork reads it: trimmed, upper-cased, one of
+    /// Python's level names; `None` when it is not one (INFO applies).
+    pub fn log_level_name(&self) -> Option<&'static str> {
+        let level = self.log_level.trim().to_ascii_uppercase();
+        ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+            .into_iter()
+            .find(|l| *l == level)
+    }
+
+    /// Whether requests are logged one line each.
+    pub fn access_log_enabled(&self) -> bool {
+        self.access_log.unwrap_or(self.debug)
+    }
+
     /// One warning per MLServer setting given a value this server does not
     /// act on, naming it and saying what happens instead. `mlserver start`
     /// logs them once: a setting must either work or say that it does not.
@@ -343,6 +370,12 @@ impl Settings {
                 "model_repository_implementation_args is ignored: there is no custom repository class"
                     .to_owned(),
             );
+        }
+        if self.log_level_name().is_none() {
+            out.push(format!(
+                "Unrecognised log_level '{}'; defaulting to 'INFO'",
+                self.log_level
+            ));
         }
         if self.kafka_enabled {
             out.push(format!(
