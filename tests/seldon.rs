@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use mlserver_proto::inference::*;
 use mlserver_python::PythonConfig;
 use mlserver_settings::EnvSource;
-use mlserver_tests::{runtimes::test_runtimes, workspace_root, InferenceClient, TestServer};
+use mlserver_tests::{
+    runtimes::test_runtimes, tree_snapshot, workspace_root, InferenceClient, TestServer,
+};
 use serde_json::{json, Map, Value};
 use tonic::{Code, Request, Status};
 
@@ -45,17 +47,7 @@ fn server_config_env() -> Vec<(String, String)> {
                 && m["readOnly"].as_bool() == Some(true)),
         "the models folder is mounted read-only"
     );
-    container["env"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    mlserver_tests::kserve::env_pairs(&container["env"])
 }
 
 /// The agent's rewrite of model-settings.json (`repository/mlserver`): the
@@ -91,24 +83,6 @@ fn rewrite_settings(original: &Value, versioned_name: &str) -> Value {
     parameters.insert("version".into(), json!("1"));
     out.insert("parameters".into(), Value::Object(parameters));
     Value::Object(out)
-}
-
-/// Every file under `dir` with size and modification time.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let meta = std::fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            }
-            out.push((e.path(), meta.len(), meta.modified().unwrap()));
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Seldon's agent, as far as the server sees it.
@@ -382,7 +356,7 @@ async fn seldon_agent_call_sequence() {
     // Version 1 of each model; OK means ready: inference at once.
     let sum_1 = agent.place(&sum, "sum", 1);
     let custom_1 = agent.place(&custom, "custom", 1);
-    let written = snapshot(&models);
+    let written = tree_snapshot(&models);
     agent.load(&sum_1).await.unwrap();
     agent.load(&custom_1).await.unwrap();
     let r = agent
@@ -503,7 +477,7 @@ async fn seldon_agent_call_sequence() {
     // there is what the agent put there.
     let mut expected = written;
     expected.retain(|(p, _, _)| !p.starts_with(models.join(&sum_1)));
-    let now: Vec<_> = snapshot(&models)
+    let now: Vec<_> = tree_snapshot(&models)
         .into_iter()
         .filter(|(p, _, _)| !p.starts_with(models.join(&sum_2)))
         .collect();

@@ -424,7 +424,9 @@ impl InferenceService {
     }
 }
 
-fn env_pairs(v: &Value) -> Vec<(String, String)> {
+/// A container's `env` as (name, value) pairs (`valueFrom` entries as
+/// empty values).
+pub fn env_pairs(v: &Value) -> Vec<(String, String)> {
     v.as_sequence()
         .into_iter()
         .flatten()

@@ -278,3 +278,23 @@ impl Default for ModelsDir {
         Self::new()
     }
 }
+
+/// Every file and folder under `dir` with its size and modification time,
+/// sorted: what a server that writes nothing there leaves as it found
+/// (models folders are read-only in Kubernetes).
+pub fn tree_snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let e = e.expect("entry");
+            let meta = std::fs::symlink_metadata(e.path()).expect("metadata");
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path(), meta.len(), meta.modified().expect("mtime")));
+        }
+    }
+    out.sort();
+    out
+}

@@ -15,6 +15,7 @@ use common::Running;
 use mlserver_tests::kserve::{
     admit_runtime, render, InferenceService, ModelVolume, Rendered, Runtime, MODEL_DIR,
 };
+use mlserver_tests::tree_snapshot;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlserver");
@@ -185,25 +186,6 @@ fn the_inferenceservice_renders_the_env_the_server_needs() {
     assert_eq!(r.env("MLSERVER_MODEL_URI"), None);
 }
 
-/// Every file under `dir` with its size and modification time: what a
-/// server that writes nothing there leaves as it found.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let meta = std::fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            }
-            out.push((e.path(), meta.len(), meta.modified().unwrap()));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `mlserver start $MLSERVER_MODELS_DIR` (the image's CMD) with `rendered`'s
 /// env, `/mnt/models` standing at `mnt` and the ports free.
 fn start_rendered(rendered: &Rendered, mnt: &Path, python: &Path) -> Running {
@@ -292,7 +274,7 @@ fn kserves_rendered_containers_serve_the_model_and_write_nothing_there() {
         };
         std::fs::create_dir_all(&storage).unwrap();
         std::fs::copy(&joblib, storage.join("model.joblib")).unwrap();
-        let before = snapshot(&storage);
+        let before = tree_snapshot(&storage);
 
         let mut server = start_rendered(&rendered, &mnt, &python);
         let addr = server.http.clone();
@@ -313,7 +295,7 @@ fn kserves_rendered_containers_serve_the_model_and_write_nothing_there() {
         assert_eq!(predict["data"], labels, "{uri}");
         drop(server);
         assert_eq!(
-            snapshot(&storage),
+            tree_snapshot(&storage),
             before,
             "{uri}: the server wrote into /mnt/models"
         );

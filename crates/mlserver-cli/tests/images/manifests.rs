@@ -36,17 +36,7 @@ fn container_spec(manifest: &str) -> ContainerSpec {
             .map(|s| s.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
             .unwrap_or_default()
     };
-    let env = container["env"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let env = mlserver_tests::kserve::env_pairs(&container["env"]);
     let mut command = strings(&container["command"]);
     command.extend(strings(&container["args"]));
     let security = &container["securityContext"];
