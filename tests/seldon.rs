@@ -130,13 +130,7 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let index = self
-            .grpc
-            .repository_index(RepositoryIndexRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
-        for model in index.models {
+        for model in self.index().await.models {
             if model.name.is_empty() {
                 continue;
             }
@@ -148,6 +142,16 @@ impl Agent {
             }
             let _ = std::fs::remove_dir_all(self.models.join(&model.name));
         }
+    }
+
+    /// RepositoryIndex, as the agent asks it (no repository, not only
+    /// ready models).
+    async fn index(&mut self) -> RepositoryIndexResponse {
+        self.grpc
+            .repository_index(RepositoryIndexRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     /// RepositoryModelLoad, retried on UNAVAILABLE / RESOURCE_EXHAUSTED as
@@ -240,6 +244,11 @@ impl Agent {
         }
         unreachable!()
     }
+}
+
+/// A REST body for the Python model (`x @ [1, 10, 100] + 0.5`).
+fn custom_body(x: [i64; 3]) -> Value {
+    json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": x}]})
 }
 
 fn sum_request(values: &[f32]) -> ModelInferRequest {
@@ -345,12 +354,7 @@ async fn seldon_agent_call_sequence() {
     agent.load(&leftover).await.unwrap();
 
     agent.start().await;
-    let index = agent
-        .grpc
-        .repository_index(RepositoryIndexRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let index = agent.index().await;
     assert!(index.models.is_empty(), "{index:?}");
 
     // Version 1 of each model; OK means ready: inference at once.
@@ -368,11 +372,7 @@ async fn seldon_agent_call_sequence() {
         ("sum_1", vec![3.0])
     );
     let (status, body) = agent
-        .infer_rest(
-            "custom",
-            &custom_1,
-            &json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 1, 1]}]}),
-        )
+        .infer_rest("custom", &custom_1, &custom_body([1, 1, 1]))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model_name"], "custom_1");
@@ -420,11 +420,7 @@ async fn seldon_agent_call_sequence() {
         .exists());
     agent.load(&custom_1).await.unwrap();
     let (status, body) = agent
-        .infer_rest(
-            "custom",
-            &custom_1,
-            &json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [0, 0, 1]}]}),
-        )
+        .infer_rest("custom", &custom_1, &custom_body([0, 0, 1]))
         .await;
     assert_eq!(
         (status, &body["outputs"][0]["data"]),
@@ -440,11 +436,7 @@ async fn seldon_agent_call_sequence() {
     assert_eq!(fp_outputs(&r), vec![2.0]);
     agent.unload(&custom_1).await.unwrap();
     let (status, _) = agent
-        .infer_rest(
-            "custom",
-            &custom_1,
-            &json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [0, 0, 1]}]}),
-        )
+        .infer_rest("custom", &custom_1, &custom_body([0, 0, 1]))
         .await;
     assert_eq!(status, 200);
     assert_eq!(agent.lazy_reloads, 2);
@@ -462,12 +454,7 @@ async fn seldon_agent_call_sequence() {
         .unwrap();
     assert_eq!(fp_outputs(&r), vec![4.0]);
     std::fs::remove_dir_all(models.join(&broken_1)).unwrap();
-    let index = agent
-        .grpc
-        .repository_index(RepositoryIndexRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let index = agent.index().await;
     let names: Vec<&str> = index.models.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["custom_1", "sum_2"], "{index:?}");
     assert!(index.models.iter().all(|m| m.state == "READY"), "{index:?}");
