@@ -48,6 +48,20 @@ const MLSERVER: Venv = Venv {
     imports: "import mlserver, mlserver_sklearn, sklearn, joblib",
 };
 
+/// maturin, which builds the server's Python wheel.
+const MATURIN: Venv = Venv {
+    dir: "py-maturin",
+    packages: &["maturin>=1.5,<2"],
+    imports: "import maturin",
+};
+
+/// The python of a venv with maturin (its `maturin` command beside it), or
+/// `None` (after printing why) when PyPI is unreachable.
+pub fn maturin_python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON.get_or_init(|| make_venv(&MATURIN)).clone()
+}
+
 /// The client venv's python, or `None` (after printing why) when PyPI is
 /// unreachable.
 pub fn client_python() -> Option<PathBuf> {
@@ -84,26 +98,7 @@ fn make_venv(spec: &Venv) -> Option<PathBuf> {
         "could not create a venv with {base}: {}",
         stderr(&out)
     );
-    let out = run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(spec.packages));
-    if !out.status.success() {
-        let err = stderr(&out);
-        if is_network_failure(&err) {
-            super::missing_real_part(
-                &format!("tests that need {:?}", spec.packages),
-                &format!("PyPI cannot be reached:\n{err}"),
-            );
-            return None;
-        }
-        panic!("pip install {:?} failed: {err}", spec.packages);
-    }
+    pip_install(&python, spec.packages)?;
     assert!(
         imports_ok(&python, spec.imports),
         "{:?} installed but `{}` fails",
@@ -111,6 +106,33 @@ fn make_venv(spec: &Venv) -> Option<PathBuf> {
         spec.imports
     );
     Some(python)
+}
+
+/// `pip install` of `packages` (names, or paths of wheels) with `python`;
+/// `None` (after saying so, a failure under `MLSERVER_TEST_STRICT`) when
+/// PyPI cannot be reached. Any other failure panics.
+pub fn pip_install(python: &Path, packages: &[&str]) -> Option<()> {
+    let out = run(Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(packages));
+    if !out.status.success() {
+        let err = stderr(&out);
+        if is_network_failure(&err) {
+            super::missing_real_part(
+                &format!("tests that need {packages:?}"),
+                &format!("PyPI cannot be reached:\n{err}"),
+            );
+            return None;
+        }
+        panic!("pip install {packages:?} failed: {err}");
+    }
+    Some(())
 }
 
 fn imports_ok(python: &Path, imports: &str) -> bool {

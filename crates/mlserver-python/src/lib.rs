@@ -82,7 +82,10 @@ pub struct PythonConfig {
 
 impl PythonConfig {
     /// From server settings; the interpreter is `MLSERVER_PYTHON`, else the
-    /// active virtualenv's or conda environment's `python`, else `python3`.
+    /// active virtualenv's or conda environment's `python`, else the
+    /// `python` beside the server's own executable (the wheel installs it
+    /// into a venv's `bin/`: `venv/bin/mlserver-rs` serves that venv's models
+    /// without the venv being activated), else `python3`.
     pub fn from_settings(settings: &Settings, env: &EnvSource) -> Self {
         let python = env
             .get("MLSERVER_PYTHON")
@@ -93,6 +96,7 @@ impl PythonConfig {
             .or_else(|| {
                 std::env::var_os("CONDA_PREFIX").map(|v| PathBuf::from(v).join("bin/python"))
             })
+            .or_else(python_beside_executable)
             .unwrap_or_else(|| PathBuf::from("python3"));
         PythonConfig {
             python,
@@ -134,6 +138,13 @@ impl PythonConfig {
         self.python = python.clone();
         Ok(Some(python))
     }
+}
+
+/// `python` in the folder of the running executable, if there is one.
+fn python_beside_executable() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let python = exe.parent()?.join("python");
+    python.is_file().then_some(python)
 }
 
 /// Serves Python import paths from `runtimes`' fallback: registered Rust
