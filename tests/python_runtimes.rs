@@ -950,4 +950,27 @@ async fn production_mode_loads_only_allowlisted_classes() {
     );
     let (status, _, _) = infer(&s, "faulty", &request).await;
     assert_ne!(status, 200);
+
+    // The fork's report of the mode, over REST and gRPC.
+    let runtimes: Value = s.get("/v2/runtimes").await.json().await.unwrap();
+    assert_eq!(
+        runtimes,
+        json!({"mode": "PRODUCTION", "allowed_model_implementations":
+               ["custom_model.CustomMLModel", "mlserver_sklearn.SKLearnModel"]})
+    );
+    let reply = s
+        .grpc()
+        .await
+        .runtime_security(mlserver_proto::inference::RuntimeSecurityRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.mode, "PRODUCTION");
+    assert_eq!(
+        reply.allowed_model_implementations.unwrap().items,
+        [
+            "custom_model.CustomMLModel",
+            "mlserver_sklearn.SKLearnModel"
+        ]
+    );
 }

@@ -901,3 +901,30 @@ async fn slow_headers_are_cut_off() {
         s.stop().await;
     }
 }
+
+/// The ODH fork's runtime security report, in development mode (no
+/// allowlist): `{"mode": "DEVELOPMENT"}` without the list, over REST and
+/// gRPC, and the extension in server metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_security_in_development_mode() {
+    let s = TestServer::start_ready(&examples_models()).await;
+    let (status, v) = body(s.get("/v2/runtimes").await).await;
+    assert_eq!((status, v), (200, json!({"mode": "DEVELOPMENT"})));
+    let (_, meta) = body(s.get("/v2").await).await;
+    assert!(
+        meta["extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("runtime_security")),
+        "{meta}"
+    );
+    let reply = s
+        .grpc()
+        .await
+        .runtime_security(mlserver_proto::inference::RuntimeSecurityRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.mode, "DEVELOPMENT");
+    assert!(reply.allowed_model_implementations.is_none());
+}

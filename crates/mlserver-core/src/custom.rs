@@ -38,6 +38,7 @@ pub const V2_ROUTES: &[&str] = &[
     "/v2/models/{name}/docs/dataplane.json",
     "/v2/models/{name}/versions/{version}/docs",
     "/v2/models/{name}/versions/{version}/docs/dataplane.json",
+    "/v2/runtimes",
 ];
 
 /// Whether two templates can match one path (a `{param}` matches any

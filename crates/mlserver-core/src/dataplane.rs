@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use mlserver_runtime::{MLServerError, RequestStream};
+use mlserver_settings::RuntimeSecurity;
 use mlserver_types::{
     InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse,
 };
@@ -18,11 +19,13 @@ use crate::registry::{LoadedModel, ModelRegistry};
 
 /// Extensions this server implements, reported in server metadata on top of
 /// the ones configured in settings.
-pub const BUILTIN_EXTENSIONS: [&str; 4] = [
+pub const BUILTIN_EXTENSIONS: [&str; 5] = [
     "binary_tensor_data",
     "model_repository",
     "model_configuration",
     "statistics",
+    // The ODH fork's: `GET /v2/runtimes`, gRPC `RuntimeSecurity`.
+    "runtime_security",
 ];
 
 /// The data plane of the V2 protocol, below any transport: health,
@@ -37,6 +40,8 @@ pub struct DataPlane {
     /// running are answered with a 503 and open streams end, so they
     /// release their models and the unload can go on.
     cutting: tokio::sync::watch::Sender<bool>,
+    /// Which implementations may load (the ODH fork's production mode).
+    security: Arc<RuntimeSecurity>,
 }
 
 impl DataPlane {
@@ -65,7 +70,20 @@ impl DataPlane {
             startup_complete: AtomicBool::new(false),
             metrics,
             cutting: tokio::sync::watch::channel(false).0,
+            security: Arc::default(),
         }
+    }
+
+    /// The same data plane reporting `security` (the repository enforces it).
+    pub fn with_security(mut self, security: Arc<RuntimeSecurity>) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The runtime security mode and its allowlist (the ODH fork's
+    /// `GET /v2/runtimes`).
+    pub fn runtime_security(&self) -> &RuntimeSecurity {
+        &self.security
     }
 
     /// The server's metrics, unless `metrics_endpoint` is null.

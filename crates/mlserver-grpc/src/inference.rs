@@ -208,6 +208,19 @@ impl GrpcInferenceService for InferenceService {
         }))
     }
 
+    async fn runtime_security(
+        &self,
+        _: Request<RuntimeSecurityRequest>,
+    ) -> GrpcResult<RuntimeSecurityResponse> {
+        let security = self.state.dataplane.runtime_security();
+        Ok(Response::new(RuntimeSecurityResponse {
+            mode: security.mode_name().to_owned(),
+            allowed_model_implementations: security
+                .allowed()
+                .map(|items| AllowedModelImplementations { items }),
+        }))
+    }
+
     async fn model_metadata(
         &self,
         request: Request<ModelMetadataRequest>,

@@ -75,6 +75,17 @@ pub(crate) async fn server_metadata(State(state): State<AppState>) -> Response {
     Json(state.dataplane.server_metadata()).into_response()
 }
 
+/// The ODH fork's `GET /v2/runtimes`: the security mode, and in production
+/// mode the allowlist (absent, not null, in development mode).
+pub(crate) async fn runtimes(State(state): State<AppState>) -> Response {
+    let security = state.dataplane.runtime_security();
+    let mut body = serde_json::json!({"mode": security.mode_name()});
+    if let Some(allowed) = security.allowed() {
+        body["allowed_model_implementations"] = allowed.into();
+    }
+    Json(body).into_response()
+}
+
 pub(crate) async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,

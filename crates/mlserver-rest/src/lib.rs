@@ -171,7 +171,8 @@ pub fn router(state: AppState, options: RestOptions) -> RestService {
         .route(ROUTES[25], e.get(model_docs))
         .route(ROUTES[26], e.get(model_openapi_document))
         .route(ROUTES[27], e.get(model_version_docs))
-        .route(ROUTES[28], e.get(model_version_openapi_document));
+        .route(ROUTES[28], e.get(model_version_openapi_document))
+        .route(ROUTES[29], e.get(runtimes));
     let prefix = root_prefix(&options.root_path);
     let routes = match &prefix {
         Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),

@@ -40,6 +40,13 @@ enum Response {
 
 const ROUTES: &[Route] = &[
     Route {
+        path: "/v2/runtimes",
+        method: "get",
+        summary: "The runtime security mode and its allowlist (the ODH fork's)",
+        request: None,
+        response: Response::Json("RuntimeSecurityResponse"),
+    },
+    Route {
         path: "/v2/health/live",
         method: "get",
         summary: "Whether the server is live",
@@ -526,6 +533,14 @@ fn schemas(model: Option<&MetadataModelResponse>) -> Value {
                 "name": {"type": "string"},
                 "version": {"type": "string"},
                 "extensions": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "RuntimeSecurityResponse": {
+            "type": "object",
+            "required": ["mode"],
+            "properties": {
+                "mode": {"type": "string", "enum": ["PRODUCTION", "DEVELOPMENT"]},
+                "allowed_model_implementations": {"type": "array", "items": {"type": "string"}},
             },
         },
         "MetadataTensor": tensor_metadata,

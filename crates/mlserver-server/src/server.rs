@@ -70,6 +70,7 @@ impl Server {
         env: Arc<EnvSource>,
         security: RuntimeSecurity,
     ) -> Result<Self, ServerError> {
+        let security = Arc::new(security);
         if let Some(cors) = &settings.cors_settings {
             security
                 .check_cors(&cors.allow_origins, cors.allow_origin_regex.as_deref())
@@ -104,7 +105,7 @@ impl Server {
             cloudevents: Some(Arc::new(CloudEvents::new(&settings.server_name))),
             strict_inputs: settings.strict_inputs,
             inference_timeout: settings.inference_timeout.and_then(seconds),
-            security: Arc::new(security),
+            security: security.clone(),
         };
         let cors = settings
             .cors_settings
@@ -120,13 +121,16 @@ impl Server {
             registry.clone(),
             serving,
         ));
-        let dataplane = Arc::new(DataPlane::new(
-            registry,
-            settings.server_name.clone(),
-            settings.server_version.clone(),
-            &settings.extensions,
-            metrics,
-        ));
+        let dataplane = Arc::new(
+            DataPlane::new(
+                registry,
+                settings.server_name.clone(),
+                settings.server_version.clone(),
+                &settings.extensions,
+                metrics,
+            )
+            .with_security(security),
+        );
         Ok(Server {
             settings: Arc::new(settings),
             max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES,

@@ -138,6 +138,22 @@ impl RuntimeSecurity {
         Self::from_file(Path::new(TRUSTED_RUNTIMES_PATH))
     }
 
+    /// `"PRODUCTION"` or `"DEVELOPMENT"`, as the fork's `/v2/runtimes` says.
+    pub fn mode_name(&self) -> &'static str {
+        match self {
+            RuntimeSecurity::Development => "DEVELOPMENT",
+            RuntimeSecurity::Production(_) => "PRODUCTION",
+        }
+    }
+
+    /// The allowed implementations, sorted; `None` in development mode.
+    pub fn allowed(&self) -> Option<Vec<String>> {
+        match self {
+            RuntimeSecurity::Development => None,
+            RuntimeSecurity::Production(allowed) => Some(allowed.iter().cloned().collect()),
+        }
+    }
+
     /// Whether an allowlist is in force.
     pub fn is_production(&self) -> bool {
         matches!(self, RuntimeSecurity::Production(_))
