@@ -25,6 +25,8 @@ const OWN_TARGETS: [&str; 7] = [
 
 /// The per-request access log's target (uvicorn's access log in MLServer).
 const ACCESS_TARGET: &str = "mlserver_access";
+/// Where the access log puts successful health probes.
+const PROBE_TARGET: &str = "mlserver_access::probe";
 
 /// Sets up logging, and with `tracing_server` the export of request spans
 /// over OTLP/gRPC (MLServer's tracing setting): the returned provider must
@@ -139,6 +141,11 @@ fn directives(settings: &Settings) -> anyhow::Result<String> {
             "off"
         }
         .into(),
+    );
+    // Successful health probes: only with `debug` (the ODH fork's filter).
+    levels.insert(
+        PROBE_TARGET.into(),
+        if settings.debug { "info" } else { "off" }.into(),
     );
     if let Some(config) = &settings.logging_settings {
         for (logger, level) in logger_levels(config)? {
@@ -281,7 +288,9 @@ mod tests {
         };
         let d = directives(&settings).unwrap();
         assert!(
-            d.contains("mlserver_access=info") && d.contains("mlserver_server=warn"),
+            d.contains("mlserver_access=info")
+                && d.contains("mlserver_access::probe=off")
+                && d.contains("mlserver_server=warn"),
             "{d}"
         );
         settings.log_level = "loud".into();
@@ -289,7 +298,9 @@ mod tests {
         settings.debug = true;
         let d = directives(&settings).unwrap();
         assert!(
-            d.contains("mlserver_access=off") && d.contains("mlserver_server=debug"),
+            d.contains("mlserver_access=off")
+                && d.contains("mlserver_access::probe=info")
+                && d.contains("mlserver_server=debug"),
             "{d}"
         );
         assert!(settings.ignored()[0].contains("Unrecognised log_level 'loud'"));

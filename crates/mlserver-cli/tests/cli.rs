@@ -448,3 +448,35 @@ fn dotenv_refuses_an_implementation_that_cannot_load() {
     let (ok, err) = dotenv(r#"{"name": "m", "implementation": "sum"}"#);
     assert!(!ok && err.contains("http_port"), "{err}");
 }
+
+/// The ODH fork's `access_log` without `debug`: requests are logged, the
+/// health probes that succeed are not (the readiness polls of the start
+/// here).
+#[test]
+fn access_log_without_debug_leaves_out_successful_probes() {
+    let dir = models_on_free_port();
+    let mut server = common::Running::start(dir.path(), &[("MLSERVER_ACCESS_LOG", "true")], None);
+    let client = reqwest::blocking::Client::new();
+    let infer = client
+        .post(server.url("/v2/models/sum-model/infer"))
+        .json(&serde_json::json!({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}))
+        .send()
+        .unwrap();
+    assert_eq!(infer.status(), 200);
+    let missing = client
+        .get(server.url("/v2/models/nope/ready"))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = server.log_lines().join("\n");
+        if log.contains("/v2/models/nope/ready") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains("POST /v2/models/sum-model/infer 200"), "{log}");
+    assert!(log.contains("GET /v2/models/nope/ready 404"), "{log}");
+    assert!(!log.contains("GET /v2/health/ready 200"), "{log}");
+}

@@ -96,14 +96,19 @@ impl CallRecord {
     fn finish(self, code: Option<i32>) {
         let code_name = code.map_or("UNKNOWN", code_name);
         let elapsed = self.started.elapsed();
-        tracing::info!(
-            target: "mlserver_access",
-            "gRPC /{}/{} {} {:.3}ms",
-            self.service,
-            self.method,
-            code_name,
-            elapsed.as_secs_f64() * 1000.0
-        );
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let (service, method) = (self.service, self.method);
+        // Successful health probes apart (see the REST access log).
+        if code == Some(0)
+            && matches!(
+                method,
+                "ServerLive" | "ServerReady" | "ModelReady" | "Check"
+            )
+        {
+            tracing::info!(target: "mlserver_access::probe", "gRPC /{service}/{method} {code_name} {ms:.3}ms");
+        } else {
+            tracing::info!(target: "mlserver_access", "gRPC /{service}/{method} {code_name} {ms:.3}ms");
+        }
         if let Some(m) = &self.metrics {
             let labels = [self.grpc_type, self.service, self.method];
             m.handled

@@ -211,18 +211,35 @@ pub fn router(state: AppState, options: RestOptions) -> RestService {
 /// One line per request at target `mlserver_access`: method, path, status
 /// and latency (shown with `debug`, as MLServer shows uvicorn's access log,
 /// or with `RUST_LOG=mlserver_access=info`).
+///
+/// A health probe that succeeds (`GET /v2/health/live`, `.../ready`, a
+/// model's `ready`) logs at `mlserver_access::probe` instead, which the log
+/// setup turns off unless `debug` is on, as the ODH fork filters them: a
+/// kubelet probing every few seconds would drown the requests.
 async fn access_log(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
-    tracing::info!(
-        target: "mlserver_access",
-        "{method} {path} {} {:.3}ms",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    if method == axum::http::Method::GET && status < 400 && is_health_probe(&path) {
+        tracing::info!(target: "mlserver_access::probe", "{method} {path} {status} {elapsed:.3}ms");
+    } else {
+        tracing::info!(target: "mlserver_access", "{method} {path} {status} {elapsed:.3}ms");
+    }
     response
+}
+
+/// Whether `path` ends as a health or readiness route does.
+fn is_health_probe(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(5).collect();
+    match segments.as_slice() {
+        ["live" | "ready", "health", "v2", ..] => true,
+        ["ready", _, "models", "v2", ..] => true,
+        ["ready", _, "versions", _, "models", ..] => true,
+        _ => false,
+    }
 }
 
 /// `root_path` as a route prefix: `/prefix`, or `None` for none.
@@ -352,5 +369,21 @@ mod tests {
         assert_eq!(root_prefix("/api/"), Some("/api".into()));
         assert_eq!(root_prefix("/"), None);
         assert_eq!(root_prefix(""), None);
+    }
+
+    #[test]
+    fn health_probes_are_told_apart() {
+        for probe in [
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/v2/models/iris/ready",
+            "/v2/models/iris/versions/1/ready",
+            "/api/v2/health/ready/",
+        ] {
+            assert!(is_health_probe(probe), "{probe}");
+        }
+        for other in ["/v2/models/iris/infer", "/v2/models/ready", "/v2", "/ready"] {
+            assert!(!is_health_probe(other), "{other}");
+        }
     }
 }
