@@ -234,12 +234,12 @@ async fn access_log(request: Request, next: Next) -> Response {
 /// Whether `path` ends as a health or readiness route does.
 fn is_health_probe(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(5).collect();
-    match segments.as_slice() {
-        ["live" | "ready", "health", "v2", ..] => true,
-        ["ready", _, "models", "v2", ..] => true,
-        ["ready", _, "versions", _, "models", ..] => true,
-        _ => false,
-    }
+    matches!(
+        segments.as_slice(),
+        ["live" | "ready", "health", "v2", ..]
+            | ["ready", _, "models", "v2", ..]
+            | ["ready", _, "versions", _, "models", ..]
+    )
 }
 
 /// `root_path` as a route prefix: `/prefix`, or `None` for none.
