@@ -277,6 +277,13 @@ impl GrpcInferenceService for Grpc {
         Err(Status::unimplemented("yardstick"))
     }
 
+    async fn runtime_security(
+        &self,
+        _: Request<RuntimeSecurityRequest>,
+    ) -> GrpcResult<RuntimeSecurityResponse> {
+        Err(Status::unimplemented("yardstick"))
+    }
+
     type ModelStreamInferStream = tokio_stream::Empty<Result<ModelInferResponse, Status>>;
 
     async fn model_stream_infer(
