@@ -928,3 +928,41 @@ async fn runtime_security_in_development_mode() {
     assert_eq!(reply.mode, "DEVELOPMENT");
     assert!(reply.allowed_model_implementations.is_none());
 }
+
+/// The ODH fork's readiness settings: `strict_readiness: false` is ready
+/// with one model serving beside a failed one (the default is not), and
+/// `empty_registry_readiness: false` is not ready with no model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_settings() {
+    let dir = ModelsDir::new();
+    dir.model("good", json!({"name": "good", "implementation": "sum"}));
+    dir.model(
+        "bad",
+        json!({"name": "bad", "implementation": "test.Broken"}),
+    );
+    for (strict, status) in [(true, 503), (false, 200)] {
+        let s = TestServer::start_with(dir.path(), test_runtimes(), |settings| {
+            settings.strict_readiness = strict;
+        })
+        .await;
+        s.wait_started().await;
+        assert_eq!(
+            s.get("/v2/health/ready").await.status(),
+            status,
+            "strict {strict}"
+        );
+    }
+    let empty = ModelsDir::new();
+    for (empty_ready, status) in [(true, 200), (false, 503)] {
+        let s = TestServer::start_with(empty.path(), test_runtimes(), |settings| {
+            settings.empty_registry_readiness = empty_ready;
+        })
+        .await;
+        s.wait_started().await;
+        assert_eq!(
+            s.get("/v2/health/ready").await.status(),
+            status,
+            "empty {empty_ready}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use mlserver_types::{
 
 use crate::cache::ResponseCache;
 use crate::metrics::ServerMetrics;
-use crate::registry::{LoadedModel, ModelRegistry};
+use crate::registry::{LoadedModel, ModelRegistry, Readiness};
 
 /// Extensions this server implements, reported in server metadata on top of
 /// the ones configured in settings.
@@ -42,6 +42,8 @@ pub struct DataPlane {
     cutting: tokio::sync::watch::Sender<bool>,
     /// Which implementations may load (the ODH fork's production mode).
     security: Arc<RuntimeSecurity>,
+    /// When the server is ready.
+    readiness: Readiness,
 }
 
 impl DataPlane {
@@ -71,7 +73,14 @@ impl DataPlane {
             metrics,
             cutting: tokio::sync::watch::channel(false).0,
             security: Arc::default(),
+            readiness: Readiness::default(),
         }
+    }
+
+    /// The same data plane, ready by `readiness`'s terms.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// The same data plane reporting `security` (the repository enforces it).
@@ -211,7 +220,7 @@ impl DataPlane {
     /// Unlike MLServer, a model that failed to load keeps the server not
     /// ready (MLServer reports ready with an empty registry, #2056).
     pub fn ready(&self) -> bool {
-        self.startup_complete.load(Ordering::Acquire) && self.registry.all_ready()
+        self.startup_complete.load(Ordering::Acquire) && self.registry.ready_by(self.readiness)
     }
 
     /// Whether `name` (at `version`, else its default version) serves now.

@@ -30,7 +30,7 @@ pub use dataplane::{DataPlane, ServingStream, BUILTIN_EXTENSIONS};
 pub use error::ServingError;
 pub use executor::{configure_worker_runtime, Executor};
 pub use metrics::ServerMetrics;
-pub use registry::{LoadedModel, ModelRegistry, Slot, SlotState, Version};
+pub use registry::{LoadedModel, ModelRegistry, Readiness, Slot, SlotState, Version};
 pub use repository::{ModelRepository, Serving};
 
 /// The default limit on a request (a REST body, compressed or not; a gRPC

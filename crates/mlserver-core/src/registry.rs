@@ -251,6 +251,26 @@ impl Slot {
     }
 }
 
+/// When the server as a whole is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// Every model version must serve (and every settings file parse);
+    /// false: one serving model is enough (`strict_readiness`).
+    pub strict: bool,
+    /// Ready with no model registered (`empty_registry_readiness`).
+    pub empty_registry_ready: bool,
+}
+
+impl Default for Readiness {
+    /// MLServer's: every model, and ready when there are none.
+    fn default() -> Self {
+        Readiness {
+            strict: true,
+            empty_registry_ready: true,
+        }
+    }
+}
+
 /// `None` is the unversioned model.
 pub type Version = Option<String>;
 
@@ -333,18 +353,28 @@ impl ModelRegistry {
             .store(count, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether every registered model version can serve, and every settings
-    /// file of the last scan was valid.
-    pub(crate) fn all_ready(&self) -> bool {
-        if self
-            .invalid_settings
-            .load(std::sync::atomic::Ordering::Acquire)
-            > 0
-        {
-            return false;
-        }
+    /// Whether the server is ready by `rule`'s terms: by default, whether
+    /// every registered model version can serve and every settings file of
+    /// the last scan was valid (the ODH fork's
+    /// `strict_readiness` and `empty_registry_readiness`).
+    pub(crate) fn ready_by(&self, rule: Readiness) -> bool {
         let models = self.models.read().expect("registry lock");
-        models.values().flat_map(|v| v.values()).all(Slot::is_ready)
+        let mut slots = models.values().flat_map(|v| v.values()).peekable();
+        if slots.peek().is_none() {
+            return rule.empty_registry_ready
+                && self
+                    .invalid_settings
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    == 0;
+        }
+        if rule.strict {
+            self.invalid_settings
+                .load(std::sync::atomic::Ordering::Acquire)
+                == 0
+                && slots.all(Slot::is_ready)
+        } else {
+            slots.any(Slot::is_ready)
+        }
     }
 
     /// The slot for one version, if registered.
@@ -510,10 +540,17 @@ mod tests {
             r.get("m", Some("1")).err().unwrap().to_string(),
             "Model m is not ready yet."
         );
-        assert!(!r.all_ready());
+        let strict = Readiness::default();
+        let lenient = Readiness {
+            strict: false,
+            empty_registry_ready: false,
+        };
+        assert!(!r.ready_by(strict) && !r.ready_by(lenient));
         r.fail_load("m", &Some("1".into()), "boom".into());
         assert!(r.get("m", None).err().unwrap().to_string().contains("boom"));
+        assert!(!r.ready_by(strict) && !r.ready_by(lenient));
         r.remove("m", &Some("1".into()));
-        assert!(r.all_ready());
+        assert!(r.ready_by(strict));
+        assert!(!r.ready_by(lenient), "empty, and empty is not ready");
     }
 }

@@ -13,8 +13,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::connections::{self, ConnectionLimits, Protocols};
 use mlserver_core::{
-    CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, ResponseCache, ServerMetrics,
-    Serving,
+    CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, Readiness, ResponseCache,
+    ServerMetrics, Serving,
 };
 use mlserver_grpc::{self as grpc, GrpcMetricFamilies, GrpcObserveLayer, GrpcState};
 use mlserver_rest::{
@@ -129,7 +129,11 @@ impl Server {
                 &settings.extensions,
                 metrics,
             )
-            .with_security(security),
+            .with_security(security)
+            .with_readiness(Readiness {
+                strict: settings.strict_readiness,
+                empty_registry_ready: settings.empty_registry_readiness,
+            }),
         );
         Ok(Server {
             settings: Arc::new(settings),

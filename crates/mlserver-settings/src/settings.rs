@@ -32,6 +32,14 @@ pub struct Settings {
     /// request whatever `debug` says. Unset, the access log follows `debug`,
     /// as in MLServer 1.7.1 (the fork turns it on by default).
     pub access_log: Option<bool>,
+    /// The ODH fork's `strict_readiness` (`MLSERVER_STRICT_READINESS`): the
+    /// server is ready when every model is (true, the default, MLServer's
+    /// rule), or when any one is (false).
+    pub strict_readiness: bool,
+    /// The ODH fork's `empty_registry_readiness`
+    /// (`MLSERVER_EMPTY_REGISTRY_READINESS`): whether a server with no model
+    /// registered is ready (true by default, as MLServer).
+    pub empty_registry_readiness: bool,
     /// Inference worker processes; 0 means inference in the main process.
     pub parallel_workers: usize,
     /// Seconds to wait for a worker to stop at shutdown before killing it.
@@ -221,6 +229,8 @@ impl Default for Settings {
             debug: false,
             log_level: "INFO".to_owned(),
             access_log: None,
+            strict_readiness: true,
+            empty_registry_readiness: true,
             parallel_workers: 1,
             parallel_workers_timeout: 5,
             environments_dir: cwd_join(".envs"),
@@ -272,6 +282,8 @@ pub(crate) const SETTINGS_FIELDS: &[Field] = &[
     field("debug", Kind::Bool),
     field("log_level", Kind::Str),
     field("access_log", Kind::Bool),
+    field("strict_readiness", Kind::Bool),
+    field("empty_registry_readiness", Kind::Bool),
     field("parallel_workers", Kind::Int),
     field("parallel_workers_timeout", Kind::Int),
     field("environments_dir", Kind::Str),
