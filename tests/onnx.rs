@@ -303,3 +303,82 @@ async fn the_readme_curl_gets_the_prediction_it_shows() {
         assert!((g - w).abs() < 1e-4, "{got:?} vs README {want:?}");
     }
 }
+
+/// Under the ODH fork's name, `mlserver_onnx.OnnxModel` answers as the
+/// fork's runtime does: `predict` (the graph's first output) unless outputs
+/// are requested, requested outputs by `predict` or a graph output's name,
+/// anything else a 400 with the fork's message. Under `onnx`, every output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forks_implementation_name_answers_as_the_fork() {
+    let dir = mlserver_tests::ModelsDir::new();
+    for (folder, implementation) in [
+        ("fork", "mlserver_onnx.OnnxModel"),
+        ("fork-long", "mlserver_onnx.onnx.OnnxModel"),
+        ("ours", "onnx"),
+    ] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        std::fs::copy(
+            examples_models().join("iris-onnx/model.onnx"),
+            dir.path().join(folder).join("model.onnx"),
+        )
+        .unwrap();
+        dir.model(
+            folder,
+            json!({"name": folder, "implementation": implementation,
+                   "parameters": {"extra": {"providers": ["CPUExecutionProvider"]}}}),
+        );
+    }
+    let s = TestServer::start_ready(dir.path()).await;
+    let reference = reference("iris-onnx");
+    let rows = &reference.rows[10..12];
+    let names = |r: &Value| -> Vec<String> {
+        r["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for model in ["fork", "fork-long"] {
+        let (status, r) = body(
+            s.post_json(&format!("/v2/models/{model}/infer"), &infer_body(rows))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(
+            r["outputs"],
+            json!([{"name": "predict", "shape": [2], "datatype": "INT64", "data": reference.labels[10..12]}])
+        );
+        let mut request = infer_body(rows);
+        request["outputs"] = json!([{"name": "probabilities"}, {"name": "predict"}]);
+        let (status, r) = body(
+            s.post_json(&format!("/v2/models/{model}/infer"), &request)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(names(&r), ["probabilities", "predict"]);
+        request["outputs"] = json!([{"name": "proba"}]);
+        let (status, r) = body(
+            s.post_json(&format!("/v2/models/{model}/infer"), &request)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, r["error"].as_str().unwrap_or_default()),
+            (
+                400,
+                "OnnxModel only supports 'predict' or model outputs (proba was received)"
+            ),
+            "{r}"
+        );
+    }
+    let (status, r) = body(
+        s.post_json("/v2/models/ours/infer", &infer_body(rows))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(names(&r), ["label", "probabilities"]);
+}

@@ -38,14 +38,19 @@ use mlserver_runtime::RuntimeRegistry;
 
 /// The `implementation` name, shaped like MLServer's (`mlserver_sklearn.SKLearnModel`).
 pub const IMPLEMENTATION: &str = "mlserver_onnx.OnnxModel";
+/// The ODH fork's long import path of [`IMPLEMENTATION`].
+pub const LONG_IMPLEMENTATION: &str = "mlserver_onnx.onnx.OnnxModel";
 /// The short alias.
 pub const ALIAS: &str = "onnx";
 /// File names looked for when `parameters.uri` is a folder.
 pub const WELLKNOWN: &[&str] = &["model.onnx"];
 
-/// Registers [`OnnxModel`] under [`IMPLEMENTATION`] and [`ALIAS`].
+/// Registers [`OnnxModel`] under [`IMPLEMENTATION`] (and the fork's
+/// [`LONG_IMPLEMENTATION`]), which answer as the ODH fork's runtime, and
+/// [`ALIAS`], which answers every graph output.
 pub fn register(runtimes: &mut RuntimeRegistry) {
     runtimes.register::<OnnxModel>(IMPLEMENTATION);
+    runtimes.register::<OnnxModel>(LONG_IMPLEMENTATION);
     runtimes.register::<OnnxModel>(ALIAS);
 }
 

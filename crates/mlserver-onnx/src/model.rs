@@ -17,8 +17,9 @@ use crate::signature::Signature;
 use crate::{OnnxError, WELLKNOWN};
 
 /// Serves an ONNX graph. Register it with [`crate::register`]; point
-/// model-settings at it with `"implementation": "mlserver_onnx.OnnxModel"`
-/// (or `"onnx"`) and `parameters.uri` at the `.onnx` file or its folder.
+/// model-settings at it with `"implementation": "onnx"` (every output) or
+/// `"mlserver_onnx.OnnxModel"` (outputs as the ODH fork's runtime answers)
+/// and `parameters.uri` at the `.onnx` file or its folder.
 ///
 /// Options in `parameters.extra`: `engine` = `"auto"` (default), `"tract"`
 /// or `"onnxruntime"`.
@@ -27,7 +28,25 @@ pub struct OnnxModel {
     signature: Arc<Signature>,
     engine: Arc<dyn Engine>,
     metadata: MetadataModelResponse,
+    /// Named `mlserver_onnx.OnnxModel`, the ODH fork's runtime: outputs as
+    /// the fork answers them (see [`OnnxModel::requested_outputs`]).
+    /// Under `onnx`, every graph output under its own name.
+    answers_as_fork: bool,
 }
+
+/// The output name MLServer's runtimes answer by default: here the graph's
+/// first output.
+const PREDICT_OUTPUT: &str = "predict";
+
+/// `parameters.extra` keys of the ODH fork's onnxruntime settings, which
+/// this runtime does not act on.
+const FORK_EXTRA_KEYS: &[&str] = &[
+    "providers",
+    "provider_options",
+    "session_options",
+    "session_config_entries",
+    "run_options",
+];
 
 impl std::fmt::Debug for OnnxModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,12 +83,65 @@ impl OnnxModel {
             "loaded ONNX graph {}",
             path.display()
         );
+        let extra = settings.parameters.as_ref().map(|p| &p.extra);
+        for key in FORK_EXTRA_KEYS {
+            if extra.is_some_and(|e| e.get(*key).is_some()) {
+                tracing::warn!(
+                    model = %settings.name,
+                    "parameters.extra.{key} is ignored: it configures onnxruntime in the ODH fork's runtime; this one runs the graph with {}",
+                    engine.name()
+                );
+            }
+        }
         Ok(OnnxModel {
             name: settings.name.clone(),
             signature: Arc::new(signature),
             engine: Arc::from(engine),
             metadata,
+            answers_as_fork: matches!(
+                settings.implementation.as_deref(),
+                Some(crate::IMPLEMENTATION | crate::LONG_IMPLEMENTATION)
+            ),
         })
+    }
+
+    /// The outputs to answer, as (name in the response, index of the graph
+    /// output): under the fork's name, the requested outputs, `predict` (the
+    /// first graph output) when none is requested, and a 400 for a name that
+    /// is neither `predict` nor a graph output; otherwise every output.
+    fn requested_outputs(
+        &self,
+        request: &InferenceRequest,
+    ) -> Result<Vec<(String, usize)>, MLServerError> {
+        let graph = &self.signature.outputs;
+        if !self.answers_as_fork {
+            return Ok(graph
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (o.name.clone(), i))
+                .collect());
+        }
+        let requested: Vec<&str> = match request.outputs.as_deref() {
+            Some(outputs) if !outputs.is_empty() => {
+                outputs.iter().map(|o| o.name.as_str()).collect()
+            }
+            _ => vec![PREDICT_OUTPUT],
+        };
+        requested
+            .into_iter()
+            .map(|name| {
+                let index = if name == PREDICT_OUTPUT {
+                    Some(0)
+                } else {
+                    graph.iter().position(|o| o.name == name)
+                };
+                index.map(|i| (name.to_owned(), i)).ok_or_else(|| {
+                    MLServerError::bad_request(format!(
+                        "OnnxModel only supports '{PREDICT_OUTPUT}' or model outputs ({name} was received)"
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The engine that runs this model (`"tract"` or `"onnxruntime"`).
@@ -185,6 +257,7 @@ impl MLModel for OnnxModel {
     }
 
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+        let answer = self.requested_outputs(&request)?;
         let bound = self.signature.bind(&request.inputs)?;
         // Graph order; a single input may come under any name.
         let inputs: Vec<Tensor> = bound.into_iter().cloned().collect();
@@ -198,14 +271,20 @@ impl MLModel for OnnxModel {
                 self.signature.outputs.len()
             )));
         }
-        let outputs = self
-            .signature
-            .outputs
-            .iter()
-            .zip(outputs)
-            .map(|(spec, out)| Tensor::new(spec.name.clone(), out.shape, out.data))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(InferenceResponse::new(outputs))
+        let mut outputs: Vec<Option<_>> = outputs.into_iter().map(Some).collect();
+        let mut answered = Vec::with_capacity(answer.len());
+        for (k, (name, index)) in answer.iter().enumerate() {
+            // The last request for an output takes it; earlier ones copy.
+            let again = answer[k + 1..].iter().any(|(_, i)| i == index);
+            let out = if again {
+                outputs[*index].clone()
+            } else {
+                outputs[*index].take()
+            }
+            .expect("each output is taken once");
+            answered.push(Tensor::new(name.clone(), out.shape, out.data)?);
+        }
+        Ok(InferenceResponse::new(answered))
     }
 
     async fn metadata(&self) -> Option<MetadataModelResponse> {

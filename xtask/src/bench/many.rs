@@ -257,7 +257,7 @@ fn write_folder(setup: Setup, n: usize, paths: &Paths, ports: [u16; 3]) -> Resul
         let settings = match setup {
             Setup::OursOnnx => {
                 fs::write(model.join("model.onnx"), &onnx)?;
-                json!({"name": format!("m{i}"), "implementation": "mlserver_onnx.OnnxModel",
+                json!({"name": format!("m{i}"), "implementation": "onnx",
                        "parameters": {"uri": "./model.onnx"}})
             }
             _ => json!({"name": format!("m{i}"), "implementation": "bench_models.SumModel"}),

@@ -231,7 +231,7 @@ fn write_folder(setup: Setup, paths: &Paths, files: &Path, ports: [u16; 3]) -> R
         let folder = dir.join(model);
         fs::create_dir_all(&folder)?;
         let (file, implementation) = if setup.is_onnx() {
-            ("model.onnx", "mlserver_onnx.OnnxModel")
+            ("model.onnx", "onnx")
         } else {
             ("model.joblib", "mlserver_sklearn.SKLearnModel")
         };
