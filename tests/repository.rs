@@ -345,3 +345,47 @@ async fn loading_models_are_visible_as_not_ready_and_reloads_keep_serving() {
     assert_eq!(reload.await.unwrap(), 200);
     s.stop().await;
 }
+
+/// A model's folder deleted while the model loads (an agent removing it, a
+/// volume going away): the load finishes with the settings it read, the
+/// model serves until it is unloaded, the unload succeeds, and then the
+/// model is gone from the index; the server and the other models are
+/// untouched throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_deleted_while_its_model_loads() {
+    let dir = ModelsDir::new();
+    dir.model("other", json!({"name": "other", "implementation": "sum"}));
+    let s = TestServer::start_ready(dir.path()).await;
+    dir.model(
+        "slow",
+        json!({"name": "slow", "implementation": "test.Slow", "parameters": {"extra": {"load_ms": 500}}}),
+    );
+    let load = {
+        let client = s.client.clone();
+        let url = s.url("/v2/repository/models/slow/load");
+        tokio::spawn(async move { client.post(url).send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    std::fs::remove_dir_all(dir.path().join("slow")).unwrap();
+    assert_eq!(load.await.unwrap(), 200);
+    let (status, _) = body(s.post_json("/v2/models/slow/infer", &x_request()).await).await;
+    assert_eq!(status, 200);
+    let (status, _) = body(s.post_json("/v2/models/other/infer", &x_request()).await).await;
+    assert_eq!(status, 200);
+    let unload = s
+        .client
+        .post(s.url("/v2/repository/models/slow/unload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unload.status(), 200);
+    let (_, index) = body(s.post_json("/v2/repository/index", &json!({})).await).await;
+    let names: Vec<&str> = index
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["other"]);
+    assert_eq!(s.get("/v2/health/ready").await.status(), 200);
+}
