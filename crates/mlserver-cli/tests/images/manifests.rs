@@ -267,6 +267,117 @@ fn python_image_stock_py_serves_mlservers_runtimes_through_the_deploy_manifests(
     );
     drop(container);
 
+    // The ODH fork's production mode, from an allowlist baked at its path
+    // (here mounted there): a malformed one stops the start; a valid one
+    // serves the runtimes it names and refuses the rest.
+    let allowlists = tempfile::tempdir().unwrap();
+    chmod_open(allowlists.path());
+    write(
+        allowlists.path(),
+        "bad.json",
+        r#"{"trusted": ["mlserver_sklearn.SKLearnModel"]}"#,
+    );
+    write(
+        allowlists.path(),
+        "good.json",
+        r#"["mlserver_sklearn.SKLearnModel"]"#,
+    );
+    let baked = |file: &str| {
+        format!(
+            "{}:/etc/mlserver/trusted-runtimes.json:ro",
+            allowlists.path().join(file).display()
+        )
+    };
+    let sklearn_mount = format!("{}:{MODEL_DIR}:ro", models.path().join("sklearn").display());
+    let sklearn_env = {
+        let mut isvc =
+            InferenceService::new("sklearn-iris", "sklearn", Some("gs://models/sklearn"));
+        isvc.runtime = Some("kserve-mlserver-rs".into());
+        render(&isvc, &cluster).unwrap().env
+    };
+    let args = run_args(
+        &kserve,
+        &sklearn_env,
+        &[sklearn_mount.clone(), baked("bad.json")],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let aborted = docker.start_container(&args, py, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let exit_code = loop {
+        let state = docker.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.ExitCode}}",
+            &aborted.name,
+        ]);
+        match state.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["false", code] => break code.parse::<i32>().unwrap(),
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "a malformed allowlist did not stop the start:\n{}",
+                aborted.logs()
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let log = aborted.logs();
+    assert_ne!(exit_code, 0, "{log}");
+    assert!(
+        log.contains("Server startup aborted: invalid trusted runtimes allowlist configuration")
+            && log.contains("must be a JSON list of import paths"),
+        "{log}"
+    );
+    drop(aborted);
+
+    let args = run_args(&kserve, &sklearn_env, &[sklearn_mount, baked("good.json")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let production = docker.start_container(&args, py, &[]);
+    let response = production.python(
+        "v2_client.py",
+        &["rest", "8080", "sklearn-iris", &request("input-0")],
+    );
+    assert_eq!(response["status"], 200, "{response}\n{}", production.logs());
+    let runtimes = production.python("v2_client.py", &["raw", "8080", "GET", "/v2/runtimes"]);
+    assert_eq!(
+        runtimes["body"]
+            .as_str()
+            .map(|b| serde_json::from_str::<Value>(b).unwrap()),
+        Some(
+            json!({"mode": "PRODUCTION", "allowed_model_implementations": ["mlserver_sklearn.SKLearnModel"]})
+        ),
+        "{runtimes}"
+    );
+    assert!(
+        production
+            .logs()
+            .contains("Runtime security: PRODUCTION - 1 model"),
+        "{}",
+        production.logs()
+    );
+    drop(production);
+    // A class not in the allowlist, from the models folder, with its
+    // environment tarball: neither is used.
+    let mount = format!(
+        "{}:{MODEL_DIR}:ro",
+        models.path().join("envmodel").display()
+    );
+    let args = run_args(&kserve, &env, &[mount, baked("good.json")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = docker.start_container(&args, py, &[]);
+    refused.wait_for("the refusal", std::time::Duration::from_secs(60), || {
+        refused
+            .logs()
+            .contains("is not included in the trusted runtimes allowlist configuration")
+    });
+    assert!(
+        refused
+            .logs()
+            .contains("MLSERVER_ENV_TARBALL is not used in PRODUCTION mode"),
+        "{}",
+        refused.logs()
+    );
+    drop(refused);
+
     // ModelMesh: the runtime starts with an empty models folder (the
     // adapter creates it); RuntimeStatus; then a placement: the puller's
     // copy, the adapter's folder with a symlink to it and its settings file,
