@@ -302,17 +302,7 @@ async fn seldon_agent_call_sequence() {
     )
     .unwrap();
     let custom = artifacts.join("custom");
-    std::fs::create_dir_all(&custom).unwrap();
-    std::fs::copy(
-        workspace_root().join("tests/python/models/custom_model.py"),
-        custom.join("custom_model.py"),
-    )
-    .unwrap();
-    std::fs::write(
-        custom.join("weights.json"),
-        r#"{"weights": [1.0, 10.0, 100.0], "bias": 0.5}"#,
-    )
-    .unwrap();
+    mlserver_tests::python::write_custom_model(&custom);
     std::fs::write(
         custom.join("model-settings.json"),
         r#"{"name": "custom", "implementation": "custom_model.CustomMLModel", "parameters": {"uri": "./weights.json"}}"#,

@@ -179,3 +179,21 @@ pub fn run_script(python: &Path, script: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// Writes the seed's `CustomMLModel` into `folder`: `custom_model.py`
+/// (tests/python/models) and the `weights.json` it loads, so that it
+/// answers `x @ [1, 10, 100] + 0.5` per row. The caller writes the
+/// model-settings.json it needs.
+pub fn write_custom_model(folder: &Path) {
+    std::fs::create_dir_all(folder).expect("model folder");
+    std::fs::copy(
+        workspace_root().join("tests/python/models/custom_model.py"),
+        folder.join("custom_model.py"),
+    )
+    .expect("custom_model.py");
+    std::fs::write(
+        folder.join("weights.json"),
+        r#"{"weights": [1.0, 10.0, 100.0], "bias": 0.5}"#,
+    )
+    .expect("weights.json");
+}

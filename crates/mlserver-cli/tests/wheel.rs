@@ -80,17 +80,7 @@ fn the_wheel_installs_beside_mlserver_and_serves_the_venvs_python_models() {
     // activated venv).
     let models = dir.path().join("models");
     let model = models.join("custom");
-    std::fs::create_dir_all(&model).unwrap();
-    std::fs::copy(
-        workspace_root().join("tests/python/models/custom_model.py"),
-        model.join("custom_model.py"),
-    )
-    .unwrap();
-    std::fs::write(
-        model.join("weights.json"),
-        r#"{"weights": [1.0, 10.0, 100.0], "bias": 0.5}"#,
-    )
-    .unwrap();
+    mlserver_tests::python::write_custom_model(&model);
     std::fs::write(
         model.join("model-settings.json"),
         r#"{"name": "custom", "implementation": "custom_model.CustomMLModel"}"#,
