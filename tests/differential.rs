@@ -148,6 +148,15 @@ fn models() -> ModelsDir {
     model("describe", json!({"implementation": "parity.Describe"}));
     model("nan", json!({"implementation": "parity.NotANumber"}));
     model("metered", json!({"implementation": "parity.Metered"}));
+    model(
+        "as-received",
+        json!({"implementation": "parity.AsReceived"}),
+    );
+    model("codecs", json!({"implementation": "parity.Codecs"}));
+    model(
+        "every-parameter",
+        json!({"implementation": "parity.EveryParameter"}),
+    );
     for version in ["v1", "v2"] {
         model(
             &format!("versioned/{version}"),
@@ -719,36 +728,10 @@ async fn mlserver_and_ours_answer_alike() {
         );
     }
     let mlserver = Mlserver::start(&python, theirs_dir.path()).await;
-    let mut runtimes = test_runtimes();
-    mlserver_python::install(
-        &mut runtimes,
-        PythonConfig {
-            python: python.clone(),
-            workers: 1,
-            models_root: ours_dir.path().to_owned(),
-            environments_dir: ours_dir.path().join(".envs"),
-            start_timeout: Duration::from_secs(120),
-            stop_timeout: Duration::from_secs(5),
-            rust_runtimes: Vec::new(),
-            debug: false,
-            busy_poll: Duration::from_micros(300),
-            production: false,
-        },
-    );
-    let ours_server =
-        TestServer::start_with_env(ours_dir.path(), runtimes, EnvSource::empty(), |_| {}).await;
-    ours_server.wait_started().await;
-
     let mut theirs = Target::new(
         format!("http://127.0.0.1:{}", mlserver.http),
         format!("http://127.0.0.1:{}/metrics", mlserver.metrics),
         mlserver.grpc,
-    )
-    .await;
-    let mut ours = Target::new(
-        format!("http://{}", ours_server.addr),
-        format!("http://{}/metrics", ours_server.metrics_addr.unwrap()),
-        ours_server.grpc_addr.port(),
     )
     .await;
     // No redirects followed: a 307 is an answer.
@@ -757,36 +740,100 @@ async fn mlserver_and_ours_answer_alike() {
         .build()
         .unwrap();
 
+    // Ours twice, with the Python workers' fast paths on and off: both
+    // must answer as MLServer does, and as each other.
     let mut differences = Vec::new();
-    for case in &corpus {
-        let a = ask(&mut ours, &client, case).await;
-        let b = ask(&mut theirs, &client, case).await;
-        for ((transport, ours), (_, theirs)) in a.iter().zip(&b) {
-            compare(&case.name, transport, ours, theirs, &mut differences);
+    let mut answers_by_mode = Vec::new();
+    let mut theirs_answers = Vec::new();
+    for fast_paths in [true, false] {
+        let mode = if fast_paths { "fast" } else { "exact" };
+        let mut runtimes = test_runtimes();
+        mlserver_python::install(
+            &mut runtimes,
+            PythonConfig {
+                python: python.clone(),
+                workers: 1,
+                models_root: ours_dir.path().to_owned(),
+                environments_dir: ours_dir.path().join(".envs"),
+                start_timeout: Duration::from_secs(120),
+                stop_timeout: Duration::from_secs(5),
+                rust_runtimes: Vec::new(),
+                debug: false,
+                busy_poll: Duration::from_micros(300),
+                production: false,
+                fast_paths,
+            },
+        );
+        let ours_server =
+            TestServer::start_with_env(ours_dir.path(), runtimes, EnvSource::empty(), |_| {}).await;
+        ours_server.wait_started().await;
+        let mut ours = Target::new(
+            format!("http://{}", ours_server.addr),
+            format!("http://{}/metrics", ours_server.metrics_addr.unwrap()),
+            ours_server.grpc_addr.port(),
+        )
+        .await;
+
+        let mut answers = Vec::new();
+        for case in &corpus {
+            let a = ask(&mut ours, &client, case).await;
+            if fast_paths {
+                theirs_answers.push(ask(&mut theirs, &client, case).await);
+            }
+            let b = &theirs_answers[answers.len()];
+            for ((transport, ours), (_, theirs)) in a.iter().zip(b) {
+                compare(&case.name, transport, ours, theirs, &mut differences);
+            }
+            answers.push(a);
         }
+        answers_by_mode.push(answers);
+
+        // Custom metrics (`mlserver.register` / `mlserver.log`) reach /metrics.
+        let scrape = |url: String| {
+            let client = client.clone();
+            async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+        };
+        let (a, b) = (
+            scrape(ours.metrics.clone()).await,
+            scrape(theirs.metrics.clone()).await,
+        );
+        for family in ["parity_custom_metric", "parity_prometheus_client_total"] {
+            let (ours_series, theirs_series) = (series(&a, family), series(&b, family));
+            if ours_series != theirs_series {
+                differences.push(Difference {
+                    case: format!("metrics:{family}"),
+                    transport: format!("metrics ({mode})"),
+                    aspect: "metrics".into(),
+                    ours: json!(ours_series),
+                    theirs: json!(theirs_series),
+                });
+            }
+        }
+        drop(ours_server);
     }
 
-    // Custom metrics (`mlserver.register` / `mlserver.log`) reach /metrics.
-    let scrape = |url: String| {
-        let client = client.clone();
-        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
-    };
-    let (a, b) = (
-        scrape(ours.metrics.clone()).await,
-        scrape(theirs.metrics.clone()).await,
-    );
-    for family in ["parity_custom_metric", "parity_prometheus_client_total"] {
-        let (ours_series, theirs_series) = (series(&a, family), series(&b, family));
-        if ours_series != theirs_series {
-            differences.push(Difference {
-                case: format!("metrics:{family}"),
-                transport: "metrics".into(),
-                aspect: "metrics".into(),
-                ours: json!(ours_series),
-                theirs: json!(theirs_series),
-            });
+    // The fast paths change nothing a client sees.
+    let mut modes_differ = Vec::new();
+    for (case, (fast, exact)) in corpus
+        .iter()
+        .zip(answers_by_mode[0].iter().zip(&answers_by_mode[1]))
+    {
+        for ((transport, fast), (_, exact)) in fast.iter().zip(exact) {
+            let mut found = Vec::new();
+            compare(&case.name, transport, fast, exact, &mut found);
+            modes_differ.extend(found.into_iter().map(|d| {
+                format!(
+                    "{} [{}] {}:\n    fast:  {}\n    exact: {}",
+                    d.case, d.transport, d.aspect, d.ours, d.theirs
+                )
+            }));
         }
     }
+    assert!(
+        modes_differ.is_empty(),
+        "the Python workers answer differently with MLSERVER_RS_FAST_PATHS=0:\n{}",
+        modes_differ.join("\n")
+    );
 
     let mut unexplained = Vec::new();
     for d in &differences {
@@ -825,5 +872,4 @@ async fn mlserver_and_ours_answer_alike() {
         unused.is_empty(),
         "deliberate.json lists differences that no longer happen: {unused:?}"
     );
-    drop(ours_server);
 }

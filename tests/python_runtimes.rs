@@ -37,6 +37,7 @@ async fn start(dir: &Path, python: &Path, workers: usize) -> TestServer {
             debug: false,
             busy_poll: Duration::from_micros(300),
             production: false,
+            fast_paths: true,
         },
     );
     let s = TestServer::start_with_env(dir, runtimes, EnvSource::empty(), |settings| {

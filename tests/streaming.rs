@@ -206,6 +206,7 @@ async fn rest_stream_of_a_python_generator() {
             debug: false,
             busy_poll: Duration::from_micros(300),
             production: false,
+            fast_paths: true,
         },
     );
     let s = TestServer::start_with_env(dir.path(), runtimes, EnvSource::empty(), |settings| {

@@ -1,7 +1,7 @@
 """Checks the Python worker's own fast paths against what they stand in for.
 
 Run by `tests/python_runtimes.rs` with the MLServer venv's python and the
-worker script's folder as its argument:
+worker package's folder as its argument:
 
 - replies written directly (`_response_to_pb`) parse to the very message
   MLServer's `ModelInferResponseConverter.from_types(use_raw=True)` builds,
@@ -29,7 +29,7 @@ import sys
 
 sys.path.insert(0, sys.argv[1])
 
-import mlserver_rs_worker as worker  # noqa: E402
+from mlserver_rs_worker import connection, fast, mlserver_api, wire  # noqa: E402
 from mlserver import types  # noqa: E402
 from mlserver.codecs import NumpyCodec, StringCodec  # noqa: E402
 from mlserver.grpc import dataplane_pb2 as pb  # noqa: E402
@@ -223,7 +223,7 @@ def check_requests():
         except Exception as e:
             theirs = ("error", type(e).__name__, str(e))
         try:
-            ours = ("ok", dump(worker._request_from_pb(message)))
+            ours = ("ok", dump(fast.request_from_pb(message)))
         except Exception as e:
             ours = ("error", type(e).__name__, str(e))
         assert ours == theirs, f"{why}:\n ours   {ours}\n theirs {theirs}"
@@ -232,8 +232,8 @@ def check_requests():
     ok = pb.ModelInferRequest(model_name="m")
     ok.inputs.add(name="i", datatype="FP32", shape=[1])
     ok.raw_input_contents.append(b"\x00\x00\x80?")
-    worker._request_from_pb_fast(ok, worker._mlserver())
-    assert all(plan is not None for plan in worker._CONSTRUCT_PLANS.values()), worker._CONSTRUCT_PLANS
+    fast._request_from_pb_fast(ok, mlserver_api.names())
+    assert all(plan is not None for plan in fast._CONSTRUCT_PLANS.values()), fast._CONSTRUCT_PLANS
     print(f"requests: {checked} read as MLServer's converter reads them")
 
 
@@ -248,7 +248,7 @@ def check_replies():
         except Exception as error:  # noqa: BLE001 - compared below
             expected = error
         try:
-            direct = worker._response_to_pb(response.model_copy(deep=True))
+            direct = fast._response_to_pb(response.model_copy(deep=True))
         except Exception:  # noqa: BLE001 - the converter's turn
             direct = None
         if direct is None:
@@ -299,18 +299,18 @@ def check_framing(loop):
             )
             for _ in range(rnd.randint(1, 8))
         ]
-        stream = b"".join(worker.HEADER.pack(len(b) + 9, k, c) + b for k, c, b in frames)
-        connection = worker._Connection(loop.create_future())
-        connection.worker = Recorder()
-        connection.worker.writer = NoWrites()
+        stream = b"".join(wire.HEADER.pack(len(b) + 9, k, c) + b for k, c, b in frames)
+        conn = connection._Connection(loop.create_future())
+        conn.worker = Recorder()
+        conn.worker.writer = NoWrites()
         i = 0
         while i < len(stream):
             n = rnd.choice([1, 2, 7, 13, 100, 5000, 100000])
-            connection.data_received(stream[i : i + n])
+            conn.data_received(stream[i : i + n])
             i += n
-        assert connection.worker.frames == frames, f"trial {trial}"
-        assert not connection.pending
-        assert all(type(b) is bytes for _, _, b in connection.worker.frames)
+        assert conn.worker.frames == frames, f"trial {trial}"
+        assert not conn.pending
+        assert all(type(b) is bytes for _, _, b in conn.worker.frames)
     print("framing: 300 random splits cut right")
 
 
@@ -318,7 +318,7 @@ async def check_writer():
     loop = asyncio.get_running_loop()
     ours, theirs = socket.socketpair()
     transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
-    writer = worker._Writer(transport)
+    writer = connection._Writer(transport)
     expected = []
     # Something already queued in the transport, then held replies (small
     # ones flushed every few, a large one at once), then more.
@@ -331,7 +331,7 @@ async def check_writer():
         writer.write(body)
         expected.append(body)
         writer.frames += 1
-        if writer.frames >= worker._FLUSH_FRAMES or writer.held_bytes >= worker._FLUSH_BYTES:
+        if writer.frames >= connection._FLUSH_FRAMES or writer.held_bytes >= connection._FLUSH_BYTES:
             writer.flush()
     writer.release()
     writer.write(b"after")
@@ -355,12 +355,12 @@ async def check_busy_poll():
     import time
 
     loop = asyncio.get_running_loop()
-    worker._BUSY_POLL, worker._BUSY_POLL_TURN = 0.05, 1.0
+    connection._BUSY_POLL, connection._BUSY_POLL_TURN = 0.05, 1.0
     ours, theirs = socket.socketpair()
     closed = loop.create_future()
     calls = []
 
-    class Counting(worker._Connection):
+    class Counting(connection._Connection):
         """Counts the event loop's calls: each is a wake-up."""
 
         def data_received(self, data):
@@ -368,8 +368,8 @@ async def check_busy_poll():
             super().data_received(data)
 
     _, conn = await loop.connect_accepted_socket(lambda: Counting(closed), ours)
-    ping = worker.HEADER.pack(9, worker.PING, 7)
-    reply = worker.HEADER.pack(9, worker.OK, 7)
+    ping = wire.HEADER.pack(9, wire.PING, 7)
+    reply = wire.HEADER.pack(9, wire.OK, 7)
 
     async def answered(n):
         theirs.setblocking(False)
@@ -395,12 +395,12 @@ async def check_busy_poll():
     assert len(calls) == 2, f"the third frame woke the event loop: {calls}"
     # The poll then caught nothing for its window: it counts as a long gap,
     # and a frame after a long pause is answered without polling.
-    assert conn.gap >= worker._BUSY_POLL, conn.gap
-    await asyncio.sleep(4 * worker._BUSY_POLL)
+    assert conn.gap >= connection._BUSY_POLL, conn.gap
+    await asyncio.sleep(4 * connection._BUSY_POLL)
     started = time.monotonic()
     theirs.send(ping)
     await answered(1)
-    assert len(calls) == 3 and time.monotonic() - started < worker._BUSY_POLL, calls
+    assert len(calls) == 3 and time.monotonic() - started < connection._BUSY_POLL, calls
     # The end of the stream reaches the event loop.
     theirs.shutdown(socket.SHUT_WR)
     await asyncio.wait_for(closed, 5)

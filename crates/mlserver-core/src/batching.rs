@@ -414,6 +414,7 @@ fn split(
             parameters: response.parameters.clone(),
             outputs,
             transport_headers: http::HeaderMap::new(),
+            json: None,
         })
         .collect())
 }

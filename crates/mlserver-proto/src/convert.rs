@@ -127,6 +127,7 @@ pub fn encode_infer_response(response: InferenceResponse, raw: bool) -> ModelInf
         parameters,
         outputs,
         transport_headers: _,
+        json: _,
     } = response;
     let (outputs, raw_output_contents) = encode_tensors(outputs, raw);
     let outputs = outputs.into_iter().map(InferOutputTensor::from).collect();
@@ -206,6 +207,7 @@ pub fn decode_infer_response(
         parameters: parameters_from_proto(parameters)?,
         outputs,
         transport_headers: Default::default(),
+        json: None,
     })
 }
 

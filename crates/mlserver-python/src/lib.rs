@@ -6,10 +6,11 @@
 //! active environment (or `MLSERVER_PYTHON`, or the model's
 //! `parameters.environment_path` / `environment_tarball`): `parallel_workers`
 //! processes per environment, every model of an environment in each of them.
-//! The Python side (`python/mlserver_rs_worker.py`, embedded in the binary)
-//! uses the real `mlserver` package, so user code sees exactly the objects
-//! it sees under MLServer. Server and workers speak over a Unix socket with
-//! the V2 protobuf messages and raw tensor bytes; calls are multiplexed.
+//! The Python side (the package `python/mlserver_rs_worker/`, embedded in
+//! the binary) uses the real `mlserver` package, so user code sees exactly
+//! the objects it sees under MLServer. Server and workers speak over a Unix
+//! socket with the V2 protobuf messages and raw tensor bytes; calls are
+//! multiplexed.
 //!
 //! ```no_run
 //! # fn settings() -> mlserver_settings::Settings { unimplemented!() }
@@ -44,8 +45,38 @@ use tracing::info;
 
 use crate::pool::{ModelKey, Pool};
 
-/// The worker's source, written next to its sockets at first use.
-const WORKER_SCRIPT: &str = include_str!("../python/mlserver_rs_worker.py");
+/// The worker package's modules, written next to the sockets at first use.
+const WORKER_PACKAGE: &str = "mlserver_rs_worker";
+const WORKER_MODULES: &[(&str, &str)] = &[
+    (
+        "__init__.py",
+        include_str!("../python/mlserver_rs_worker/__init__.py"),
+    ),
+    (
+        "__main__.py",
+        include_str!("../python/mlserver_rs_worker/__main__.py"),
+    ),
+    (
+        "calls.py",
+        include_str!("../python/mlserver_rs_worker/calls.py"),
+    ),
+    (
+        "connection.py",
+        include_str!("../python/mlserver_rs_worker/connection.py"),
+    ),
+    (
+        "fast.py",
+        include_str!("../python/mlserver_rs_worker/fast.py"),
+    ),
+    (
+        "mlserver_api.py",
+        include_str!("../python/mlserver_rs_worker/mlserver_api.py"),
+    ),
+    (
+        "wire.py",
+        include_str!("../python/mlserver_rs_worker/wire.py"),
+    ),
+];
 
 /// How Python workers are started.
 #[derive(Debug, Clone)]
@@ -78,6 +109,11 @@ pub struct PythonConfig {
     /// `ModelSettings.implementation` adds it): classes come from the
     /// image's environment only.
     pub production: bool,
+    /// The workers' fast paths (see the worker's `fast.py`): on unless
+    /// `MLSERVER_RS_FAST_PATHS=0`, which leaves MLServer's own steps only
+    /// (and tensors inside the socket's frames), to rule the fast paths out
+    /// when an answer looks wrong.
+    pub fast_paths: bool,
 }
 
 impl PythonConfig {
@@ -109,6 +145,7 @@ impl PythonConfig {
             debug: settings.debug,
             busy_poll: Duration::from_micros(settings.worker_busy_poll_us),
             production: false,
+            fast_paths: env.get("MLSERVER_RS_FAST_PATHS") != Some("0"),
         }
     }
 
@@ -267,8 +304,14 @@ impl Pools {
                 .prefix("mlserver-rs-")
                 .tempdir()
                 .map_err(|e| format!("cannot create a folder for the Python workers: {e}"))?;
-            std::fs::write(dir.path().join("mlserver_rs_worker.py"), WORKER_SCRIPT)
-                .map_err(|e| format!("cannot write the Python worker script: {e}"))?;
+            let package = dir.path().join(WORKER_PACKAGE);
+            std::fs::create_dir(&package)
+                .and_then(|()| {
+                    WORKER_MODULES
+                        .iter()
+                        .try_for_each(|(name, source)| std::fs::write(package.join(name), source))
+                })
+                .map_err(|e| format!("cannot write the Python worker's modules: {e}"))?;
             Ok(dir)
         });
         dir.as_ref()
@@ -296,10 +339,14 @@ impl Pools {
                         python_path.push(cwd);
                     }
                 }
+                // The worker package's folder, first: `-m` finds it there
+                // whatever the models or the environment hold.
+                python_path.insert(0, dir.clone());
                 let spec = worker::Spawn {
                     python: key.python.clone(),
-                    script: dir.join("mlserver_rs_worker.py"),
+                    module: WORKER_PACKAGE,
                     socket_dir: dir,
+                    fast_paths: self.config.fast_paths,
                     python_path,
                     start_timeout: self.config.start_timeout,
                     debug: self.config.debug,
@@ -667,13 +714,45 @@ fn decode_reply(reply: bytes::Bytes) -> Result<InferenceResponse, MLServerError>
         MLServerError::internal(format!("unreadable reply from the Python worker: {e}"))
     };
     let (meta, message) = frame::split_infer_body(reply).map_err(|e| bad(&e))?;
-    let message = ModelInferResponse::decode(message).map_err(|e| bad(&e))?;
-    let mut response = decode_infer_response(message).map_err(|e| bad(&e))?;
-    if let Some(headers) = meta.and_then(|mut m| m.get_mut("headers").map(serde_json::Value::take))
-    {
+    let mut meta = meta.unwrap_or_default();
+    let mut response = if meta.get("json") == Some(&serde_json::Value::Bool(true)) {
+        // MLServer's REST answer, which the V2 types cannot hold as it is
+        // (see `InferenceResponse::json`): what can be read of it, and the
+        // text to send.
+        let mut response = serde_json::from_slice::<InferenceResponse>(&message)
+            .unwrap_or_else(|_| lenient_response(&message));
+        response.json = Some(message);
+        response
+    } else {
+        let message = ModelInferResponse::decode(message).map_err(|e| bad(&e))?;
+        decode_infer_response(message).map_err(|e| bad(&e))?
+    };
+    if let Some(headers) = meta.get_mut("headers").map(serde_json::Value::take) {
         response.parameters_mut().insert("headers", headers);
     }
     Ok(response)
+}
+
+/// The fields of a JSON answer other than its outputs, when its outputs do
+/// not read as V2 tensors.
+fn lenient_response(json: &[u8]) -> InferenceResponse {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        model_name: String,
+        #[serde(default)]
+        model_version: Option<String>,
+        #[serde(default)]
+        id: Option<String>,
+    }
+    let head: Option<Head> = serde_json::from_slice(json).ok();
+    head.map(|h| InferenceResponse {
+        model_name: h.model_name,
+        model_version: h.model_version,
+        id: h.id,
+        ..Default::default()
+    })
+    .unwrap_or_default()
 }
 
 /// An unbounded receiver as a stream.

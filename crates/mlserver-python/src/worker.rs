@@ -26,7 +26,8 @@ use crate::frame;
 #[derive(Debug, Clone)]
 pub(crate) struct Spawn {
     pub python: PathBuf,
-    pub script: PathBuf,
+    /// The worker package, run with `-m` (its folder leads `python_path`).
+    pub module: &'static str,
     /// Where the sockets go (short: Unix socket paths are limited).
     pub socket_dir: PathBuf,
     /// Prepended to `PYTHONPATH`: the models folder and the working
@@ -39,6 +40,8 @@ pub(crate) struct Spawn {
     pub busy_poll: Duration,
     /// See `PythonConfig::production`.
     pub production: bool,
+    /// See `PythonConfig::fast_paths`.
+    pub fast_paths: bool,
 }
 
 type Reply = Result<Bytes, MLServerError>;
@@ -115,7 +118,8 @@ impl Worker {
         })?;
         let mut command = Command::new(&spec.python);
         command
-            .arg(&spec.script)
+            .arg("-m")
+            .arg(spec.module)
             .arg(&socket)
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONPATH", python_path(&spec.python_path))
@@ -132,6 +136,10 @@ impl Worker {
         if spec.production {
             command.env("MLSERVER_RS_PRODUCTION", "1");
         }
+        command.env(
+            "MLSERVER_RS_FAST_PATHS",
+            if spec.fast_paths { "1" } else { "0" },
+        );
         if let Some(path) = path_with_environment(&spec.python) {
             command.env("PATH", path);
         }

@@ -287,11 +287,18 @@ async fn decode_infer_encode(
     let (request, format) = decode_request(&state, name, version, parts.headers, body).await?;
     let mut response = state.dataplane.infer(name, version, request, None).await?;
     let headers = extract_headers(&mut response);
-    let encoded = binary::encode_response(&response, &format).map_err(|e| {
-        ServingError::internal(format!(
-            "could not encode the response of model {name}: {e}"
-        ))
-    })?;
+    let encoded = match response.json.take() {
+        // The runtime's own MLServer answer (see `InferenceResponse::json`).
+        Some(json) => binary::EncodedBody {
+            body: json.into(),
+            header_len: None,
+        },
+        None => binary::encode_response(&response, &format).map_err(|e| {
+            ServingError::internal(format!(
+                "could not encode the response of model {name}: {e}"
+            ))
+        })?,
+    };
 
     let mut http = Response::new(Body::from(encoded.body));
     // The model's prepared map (room left for these, see

@@ -439,6 +439,15 @@ pub struct InferenceResponse {
     /// in one by one. Never serialised.
     #[serde(skip)]
     pub transport_headers: http::HeaderMap,
+    /// The whole answer as MLServer's REST server writes it, when a runtime
+    /// wrote it so because the V2 types cannot hold it: a Python model that
+    /// answers a JSON request with the request's nested `data` as it came,
+    /// or an output whose element count does not match its shape, which
+    /// MLServer sends as it is. REST sends this text instead of encoding
+    /// the response; `outputs` then holds what could be read of it (maybe
+    /// nothing). Never serialised.
+    #[serde(skip)]
+    pub json: Option<bytes::Bytes>,
 }
 
 impl InferenceResponse {

@@ -9,7 +9,14 @@ import numpy as np
 
 import mlserver
 from mlserver import MLModel, types
-from mlserver.codecs import NumpyCodec, NumpyRequestCodec, PandasCodec, StringCodec
+from mlserver.codecs import (
+    Base64Codec,
+    DatetimeCodec,
+    NumpyCodec,
+    NumpyRequestCodec,
+    PandasCodec,
+    StringCodec,
+)
 from mlserver.errors import InferenceError, MLServerError
 
 
@@ -192,4 +199,104 @@ class Metered(MLModel):
         self._calls.inc()
         return types.InferenceResponse(
             model_name=self.name, outputs=[NumpyCodec.encode_output("logged", np.array([value]))]
+        )
+
+
+class AsReceived(MLModel):
+    """Answers with its inputs' `data` as they came (MLServer's REST server
+    keeps JSON's nesting and literals), and what the model saw of them."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        outputs = [
+            types.ResponseOutput(
+                name=i.name,
+                shape=i.shape,
+                datatype=i.datatype,
+                parameters=i.parameters,
+                data=i.data,
+            )
+            for i in payload.inputs
+        ]
+        seen = [_describe(getattr(i.data, "root", i.data)) for i in payload.inputs]
+        outputs.append(StringCodec.encode_output("seen", [repr(seen)]))
+        return types.InferenceResponse(model_name=self.name, outputs=outputs)
+
+
+class Codecs(MLModel):
+    """Outputs built by each of MLServer's codecs; the first input's first
+    value picks which."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        import datetime
+
+        import pandas as pd
+
+        kind = int(NumpyCodec.decode_input(payload.inputs[0]).flat[0])
+        if kind == 0:
+            arrays = {
+                "f32": np.array([[0.1, 2.5], [-3.0, 4.25]], dtype=np.float32),
+                "f64": np.array([1e-300, 0.1], dtype=np.float64),
+                "i8": np.array([[-1], [2]], dtype=np.int8),
+                "u64": np.array([2**63], dtype=np.uint64),
+                "bools": np.array([True, False]),
+                "bytes": np.array([b"ab", b"c"]),
+                "objects": np.array([b"x", b"yz"], dtype=object),
+                "scalar": np.array(7),
+            }
+            outputs = [NumpyCodec.encode_output(k, v) for k, v in arrays.items()]
+            return types.InferenceResponse(model_name=self.name, outputs=outputs)
+        if kind == 1:
+            frame = pd.DataFrame(
+                {"a": [1, 2], "b": [0.5, 1.5], "s": ["x", "y"], "raw": [b"p", b"q"]}
+            )
+            return PandasCodec.encode_response(self.name, frame)
+        if kind == 2:
+            outputs = [
+                StringCodec.encode_output("text", ["hello", "wörld"]),
+                Base64Codec.encode_output("b64", [b"hello", b"\x00\xff"]),
+                DatetimeCodec.encode_output(
+                    "when", [datetime.datetime(2021, 1, 2, 3, 4, 5)]
+                ),
+            ]
+            return types.InferenceResponse(model_name=self.name, outputs=outputs)
+        return NumpyRequestCodec.encode_response(
+            self.name, np.array([[1.5, 2.5]], dtype=np.float32)
+        )
+
+
+class EveryParameter(MLModel):
+    """A response whose parameters hold a value of every JSON type."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        values = {
+            "f": 1.5,
+            "i": 3,
+            "big": 2**40,
+            "b": False,
+            "s": "text",
+            "l": [1, "a"],
+            "o": {"nested": [1, 2]},
+            "n": None,
+        }
+        return types.InferenceResponse(
+            model_name=self.name,
+            parameters=types.Parameters(**values),
+            outputs=[
+                types.ResponseOutput(
+                    name="x",
+                    shape=[1],
+                    datatype="INT64",
+                    parameters=types.Parameters(content_type="np", **values),
+                    data=[1],
+                )
+            ],
         )

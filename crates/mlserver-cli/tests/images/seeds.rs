@@ -106,7 +106,7 @@ fn python_image_option_b_dockerfile_serves_the_guides_custom_model() {
             // Anchored on the interpreter: this shell's own command line
             // names the worker script too.
             "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done \
-             | grep -c '^/opt/mlserver-env/bin/python [^ ]*/mlserver_rs_worker.py'",
+             | grep -c '^/opt/mlserver-env/bin/python -m mlserver_rs_worker '",
         ],
         "",
     );

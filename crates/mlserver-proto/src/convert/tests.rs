@@ -59,6 +59,7 @@ fn half_floats_force_raw() {
         parameters: None,
         outputs: vec![x],
         transport_headers: Default::default(),
+        json: None,
     };
     let wire = encode_infer_response(response.clone(), false);
     assert_eq!(wire.raw_output_contents.len(), 1);
@@ -317,6 +318,7 @@ proptest! {
             parameters: None,
             outputs,
             transport_headers: Default::default(),
+            json: None,
         };
         let back = decode_infer_response(encode_infer_response(response.clone(), raw)).unwrap();
         prop_assert_eq!(back, response);

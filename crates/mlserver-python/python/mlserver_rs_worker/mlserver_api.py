@@ -1,0 +1,323 @@
+"""Everything the worker asks of MLServer, done MLServer's own way: the
+models' lifecycle (`ModelSettings`, `MLModel`, the model context), requests
+read as its REST server and gRPC converter read them, replies written by its
+converter or as its REST server writes them, custom handlers, metrics.
+
+`fast.py` stands in for some of these steps on the hot path; with the fast
+paths off (`MLSERVER_RS_FAST_PATHS=0`) only these run.
+"""
+
+import inspect
+import json
+import math
+import os
+from types import SimpleNamespace
+
+from . import wire
+
+# The ODH fork's production mode: model classes come from the environment
+# only, never from a model's folder put on sys.path.
+PRODUCTION = os.environ.get("MLSERVER_RS_PRODUCTION") == "1"
+
+
+async def result(value):
+    """The value of an `MLModel` method, called sync or async: the custom
+    runtime guide writes `def load(self)` and `def predict(self, payload)`,
+    which MLServer 1.7.1 fails on (`object bool can't be used in 'await'
+    expression`)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+_NAMES = None
+
+
+def names():
+    """The `mlserver` names the inference path uses, imported once: a
+    `from package import name` in a function runs importlib's Python
+    `_handle_fromlist` on every call, a few microseconds per request."""
+    global _NAMES
+    if _NAMES is None:
+        from mlserver import raw, types
+        from mlserver.codecs.json import encode_to_json_bytes
+        from mlserver.context import model_context
+        from mlserver.grpc import converters
+        from mlserver.grpc import dataplane_pb2
+        from pydantic_core import from_json
+
+        _NAMES = SimpleNamespace(
+            types=types,
+            InferenceRequest=types.InferenceRequest,
+            InferenceResponse=types.InferenceResponse,
+            Parameters=types.Parameters,
+            model_context=model_context,
+            converters=converters,
+            pb=dataplane_pb2,
+            raw=raw,
+            encode_to_json_bytes=encode_to_json_bytes,
+            # The server's own JSON (frame headers): pydantic-core's parser,
+            # three times faster than `json.loads` on these small objects.
+            from_json=from_json,
+        )
+    return _NAMES
+
+
+# Requests and replies, MLServer's way.
+
+
+def request_from_json(payload):
+    """A REST request body as MLServer's REST server reads it: `json.loads`,
+    then `InferenceRequest.model_validate`."""
+    return names().InferenceRequest.model_validate(json.loads(payload))
+
+
+def request_from_pb(message):
+    """A gRPC request as MLServer's gRPC server reads it."""
+    return names().converters.ModelInferRequestConverter.to_types(message)
+
+
+def response_to_pb(response) -> bytes:
+    """A response as MLServer's gRPC server writes it (raw contents)."""
+    converter = names().converters.ModelInferResponseConverter
+    return converter.from_types(response, use_raw=True).SerializeToString()
+
+
+def response_to_rest_json(response) -> bytes:
+    """The body MLServer's REST server answers with: FastAPI's handling of
+    the returned `InferenceResponse` (dumped without unset and None fields,
+    validated again, dumped as JSON) and MLServer's `Response.render`."""
+    InferenceResponse = names().InferenceResponse
+    options = dict(by_alias=True, exclude_unset=True, exclude_none=True)
+    content = InferenceResponse.model_validate(response.model_dump(**options))
+    return names().encode_to_json_bytes(content.model_dump(mode="json", **options))
+
+
+def restore_nan(response) -> None:
+    """NumpyCodec writes NaN as None (JSON's null); the raw encoding needs
+    the float back."""
+    for output in response.outputs:
+        if output.datatype in ("FP16", "FP32", "FP64"):
+            data = getattr(output.data, "root", output.data)
+            if isinstance(data, list) and None in data:
+                output.data = [math.nan if v is None else v for v in data]
+
+
+_TYPED_PARAMETERS = (bool, str, int)
+
+
+def fits_v2_types(response) -> bool:
+    """Whether the server's V2 types hold the response as MLServer's REST
+    server would write it: every output's data flat, as many elements as
+    its shape says, parameters the protobuf message carries. A model may
+    return anything else (the request's nested `data` as it came, a shape
+    that does not match, float parameters), which MLServer's REST server
+    writes as it is: such a reply goes as MLServer's JSON."""
+    if not _plain_parameters(response.parameters):
+        return False
+    for output in response.outputs:
+        data = getattr(output.data, "root", output.data)
+        if not isinstance(data, list) or type(output.shape) is not list:
+            return False
+        size = 1
+        for dim in output.shape:
+            if type(dim) is not int:
+                return False
+            size *= dim
+        if len(data) != size or not _plain_parameters(output.parameters):
+            return False
+        if data and isinstance(data[0], (list, tuple)):
+            return False
+    return True
+
+
+def _plain_parameters(parameters) -> bool:
+    if parameters is None:
+        return True
+    for name, value in parameters.model_dump(by_alias=True).items():
+        if name != "headers" and value is not None and type(value) not in _TYPED_PARAMETERS:
+            return False
+    return True
+
+
+def pop_headers(response) -> dict:
+    """MLServer's `extract_headers`: the headers a model returns in
+    `parameters.headers` go out as HTTP headers, not in the body."""
+    if response.parameters is None or not response.parameters.headers:
+        return {}
+    headers = response.parameters.headers
+    response.parameters.headers = None
+    return headers
+
+
+# Models.
+
+
+class Models:
+    """The models loaded in this process, by `(name, version)`."""
+
+    def __init__(self):
+        self.models = {}
+
+    def get(self, name: str, version: str):
+        model = self.models.get((name, version or ""))
+        if model is None:
+            from mlserver.errors import ModelNotFound
+
+            raise ModelNotFound(name, version or None)
+        return model
+
+    async def load(self, message: dict) -> bytes:
+        from mlserver.context import model_context
+        from mlserver.settings import ModelSettings
+
+        settings = dict(message["settings"])
+        if message.get("source"):
+            settings["_source"] = message["source"]
+        model_settings = ModelSettings.model_validate(settings)
+        if PRODUCTION:
+            # MLServer's `implementation` property puts the model's folder
+            # on sys.path first; its import without it (the same function).
+            from pydantic._internal._validators import import_string
+
+            model_class = import_string(model_settings.implementation_)
+        else:
+            model_class = model_settings.implementation
+        # MLServer's model context, so mlserver.register()/log() work.
+        with model_context(model_settings):
+            model = model_class(model_settings)
+            ready = await result(model.load())
+        # MLServer's `load()` may return None in older custom runtimes.
+        model.ready = True if ready is None else bool(ready)
+        if not model.ready:
+            raise RuntimeError(f"model {model.name} load() returned False")
+        key = (model_settings.name, model_settings.version or "")
+        previous = self.models.get(key)
+        self.models[key] = model
+        if previous is not None and previous is not model:
+            with model_context(previous.settings):
+                await result(previous.unload())
+        from mlserver import MLModel
+
+        streams = type(model).predict_stream is not MLModel.predict_stream
+        from mlserver.handlers.custom import get_custom_handlers
+
+        custom = [
+            {"path": h.rest_path, "method": h.rest_method, "handler": method.__name__}
+            for h, method in get_custom_handlers(model)
+        ]
+        return json.dumps({"streams": streams, "custom": custom}).encode()
+
+    async def unload(self, message: dict) -> bytes:
+        key = (message["name"], message.get("version") or "")
+        model = self.models.pop(key, None)
+        if model is not None:
+            from mlserver.context import model_context
+
+            with model_context(model.settings):
+                await result(model.unload())
+        return b""
+
+    async def metadata(self, message: dict) -> bytes:
+        model = self.get(message["name"], message.get("version") or "")
+        metadata = await result(model.metadata())
+        return metadata.model_dump_json(exclude_none=True).encode()
+
+    async def custom(self, body: bytes) -> bytes:
+        """A call of a `@custom_handler` method, made as FastAPI makes it in
+        MLServer: a Starlette `Request` for a parameter annotated `Request`
+        (or unannotated), the path's `{name}` segments by name, a pydantic
+        model parsed from the JSON body; the result sent back as FastAPI
+        sends it (a `Response` as it is, anything else as JSON)."""
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from fastapi.encoders import jsonable_encoder
+        from mlserver.context import model_context
+        from pydantic import BaseModel
+
+        meta, payload = wire.split_body(body)
+        model = self.get(meta["name"], meta.get("version") or "")
+        handler = getattr(model, meta["handler"])
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": meta["method"],
+            "scheme": "http",
+            "path": meta["path"],
+            "raw_path": meta["path"].encode(),
+            "query_string": meta.get("query", "").encode(),
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in meta["headers"]],
+            "server": ("localhost", 80),
+            "client": None,
+            "path_params": dict(meta.get("path_params", [])),
+        }
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        request = Request(scope, receive)
+        path_params = dict(meta.get("path_params", []))
+        kwargs = {}
+        for name, param in inspect.signature(handler).parameters.items():
+            annotation = param.annotation
+            if name in path_params:
+                kwargs[name] = path_params[name]
+            elif inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+                kwargs[name] = annotation.model_validate(json.loads(payload or b"null"))
+            elif annotation is inspect.Parameter.empty or (
+                inspect.isclass(annotation) and issubclass(annotation, Request)
+            ):
+                kwargs[name] = request
+        with model_context(model.settings):
+            answer = await result(handler(**kwargs))
+        if isinstance(answer, Response):
+            status, headers, content = (
+                answer.status_code,
+                [(k.decode(), v.decode()) for k, v in answer.raw_headers],
+                bytes(answer.body),
+            )
+        else:
+            status = 200
+            headers = [("content-type", "application/json")]
+            content = json.dumps(jsonable_encoder(answer)).encode()
+        return wire.join_body({"status": status, "headers": headers}, content)
+
+
+def metrics() -> bytes:
+    """Families of prometheus_client's default registry (a model's own
+    metrics) and of MLServer's (`mlserver.register` / `mlserver.log`),
+    without the process and platform ones the server has itself."""
+    from prometheus_client import REGISTRY as DEFAULT
+    from mlserver.metrics.registry import REGISTRY as MLSERVER
+
+    families = []
+    for registry in (DEFAULT, MLSERVER):
+        for metric in registry.collect():
+            if metric.name.startswith(("process_", "python_")):
+                continue
+            samples = list(_samples(metric))
+            if samples:
+                families.append(
+                    {
+                        "name": metric.name,
+                        "type": metric.type,
+                        "help": metric.documentation,
+                        "samples": samples,
+                    }
+                )
+    return json.dumps(families).encode()
+
+
+
+def _samples(metric):
+    for sample in metric.samples:
+        # The multiprocess collector MLServer uses drops `_created`.
+        if sample.name.endswith("_created") or not math.isfinite(sample.value):
+            continue
+        yield [sample.name, dict(sample.labels), sample.value]
