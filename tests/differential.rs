@@ -153,6 +153,8 @@ fn models() -> ModelsDir {
         json!({"implementation": "parity.AsReceived"}),
     );
     model("codecs", json!({"implementation": "parity.Codecs"}));
+    model("mutating", json!({"implementation": "parity.Mutating"}));
+    model("returned", json!({"implementation": "parity.Returned"}));
     model(
         "every-parameter",
         json!({"implementation": "parity.EveryParameter"}),
@@ -762,6 +764,7 @@ async fn mlserver_and_ours_answer_alike() {
                 busy_poll: Duration::from_micros(300),
                 production: false,
                 fast_paths,
+                shared_memory: 64 << 20,
             },
         );
         let ours_server =

@@ -38,6 +38,7 @@ async fn start(dir: &Path, python: &Path, workers: usize) -> TestServer {
             busy_poll: Duration::from_micros(300),
             production: false,
             fast_paths: true,
+            shared_memory: 64 << 20,
         },
     );
     let s = TestServer::start_with_env(dir, runtimes, EnvSource::empty(), |settings| {

@@ -207,6 +207,7 @@ async fn rest_stream_of_a_python_generator() {
             busy_poll: Duration::from_micros(300),
             production: false,
             fast_paths: true,
+            shared_memory: 64 << 20,
         },
     );
     let s = TestServer::start_with_env(dir.path(), runtimes, EnvSource::empty(), |settings| {

@@ -192,8 +192,11 @@ def pb_requests():
 
 def dump(value):
     """A pydantic object as everything that tells two apart: class, fields
-    in order, fields set, extras, private attributes; recursively."""
+    in order, fields set, extras, private attributes; recursively (a lazy
+    `TensorData` read as a list first, as anything reading it does)."""
     if hasattr(value, "__pydantic_fields_set__"):
+        if type(value).__name__ == "TensorData" and "root" not in value.__dict__:
+            value.root  # noqa: B018 - built by reading it
         return (
             type(value).__name__,
             [(k, dump(v)) for k, v in value.__dict__.items()],
@@ -248,7 +251,7 @@ def check_replies():
         except Exception as error:  # noqa: BLE001 - compared below
             expected = error
         try:
-            direct = fast._response_to_pb(response.model_copy(deep=True))
+            direct, _ = fast._response_to_pb(response.model_copy(deep=True), None)
         except Exception:  # noqa: BLE001 - the converter's turn
             direct = None
         if direct is None:
@@ -408,9 +411,89 @@ async def check_busy_poll():
     print(f"busy poll: {len(calls)} wake-ups for 4 frames")
 
 
+def check_lazy():
+    """A lazy `TensorData` (tensors.py) behaves as MLServer's `TensorData`
+    of the list it stands for, in everything a model or MLServer does with
+    one; NumpyCodec through it gives what MLServer's gives."""
+    import copy
+    import pickle
+
+    import numpy as np
+    from mlserver.codecs import NumpyCodec
+    from mlserver.types import RequestInput, TensorData
+
+    from mlserver_rs_worker import tensors
+
+    tensors.install()
+    values = np.array([1.5, -2.0, 3.25, 0.0], dtype=np.float32)
+
+    def both():
+        lazy = tensors.lazy(values.copy())
+        plain = TensorData(values.tolist())
+        return lazy, plain
+
+    operations = {
+        "root": lambda d: d.root,
+        "len": len,
+        "iter": list,
+        "getitem": lambda d: d[1],
+        "eq-plain": lambda d: d == TensorData(values.tolist()),
+        "eq-reversed": lambda d: TensorData(values.tolist()) == d,
+        "eq-other": lambda d: d == TensorData([1]),
+        "repr": repr,
+        "str": str,
+        "dump": lambda d: d.model_dump(),
+        "dump-json": lambda d: d.model_dump_json(),
+        "copy": lambda d: tensors.fields(copy.copy(d)),
+        "deepcopy": lambda d: tensors.fields(copy.deepcopy(d)),
+        "model-copy": lambda d: tensors.fields(d.model_copy()),
+        "model-copy-deep": lambda d: tensors.fields(d.model_copy(deep=True)),
+        "pickle": lambda d: (type(pickle.loads(pickle.dumps(d))) is TensorData, pickle.loads(pickle.dumps(d)).root),
+        "isinstance": lambda d: isinstance(d, TensorData),
+        "fields": tensors.fields,
+        "in-input-json": lambda d: RequestInput(name="x", shape=[4], datatype="FP32", data=d).model_dump_json(),
+        "in-input-eq": lambda d: RequestInput.model_construct(name="x", shape=[4], datatype="FP32", data=d, parameters=None)
+        == RequestInput.model_construct(name="x", shape=[4], datatype="FP32", data=TensorData(values.tolist()), parameters=None),
+        "numpy-twice": lambda d: _decode_twice(d),
+        "mutate-root": lambda d: (d.root.append(9), d.root)[1],
+    }
+    for name, operation in operations.items():
+        lazy, plain = both()
+        ours, theirs = operation(lazy), operation(plain)
+        same = ours == theirs if not isinstance(ours, np.ndarray) else np.array_equal(ours, theirs)
+        assert same, f"lazy TensorData, {name}: {ours!r} != {theirs!r}"
+
+    # encode_output: MLServer's output, NaN as None in its list.
+    for dtype in ("float32", "float64", "int8", "uint64", "float16"):
+        payload = np.arange(6, dtype=dtype).reshape(2, 3)
+        if payload.dtype.kind == "f":
+            payload[0, 1] = np.nan
+        ours = NumpyCodec.encode_output("o", payload)
+        theirs = tensors._ORIGINAL["encode_output"](NumpyCodec, "o", payload)
+        assert tensors.fields(ours) == tensors.fields(theirs), dtype
+        assert ours.model_dump_json() == theirs.model_dump_json(), dtype
+    print(f"lazy: {len(operations)} operations as MLServer's TensorData, encode_output alike")
+
+
+def _decode_twice(data):
+    """Decodes, changes the array, decodes again: the second is untouched."""
+    from mlserver.codecs import NumpyCodec
+    from mlserver.types import RequestInput
+
+    request_input = RequestInput.model_construct(
+        name="x", shape=[2, 2], datatype="FP32", data=data, parameters=None
+    )
+    first = NumpyCodec.decode_input(request_input)
+    first *= 2
+    second = NumpyCodec.decode_input(request_input)
+    assert first.flags.writeable and second.flags.writeable
+    return [first.tolist(), second.tolist(), list(request_input.data)]
+
+
 async def main():
     check_requests()
     check_replies()
+    check_lazy()
     check_framing(asyncio.get_running_loop())
     await check_writer()
     await check_busy_poll()

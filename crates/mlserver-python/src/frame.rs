@@ -36,6 +36,9 @@ pub(crate) const CUSTOM: u8 = 16;
 /// deadline passed, its client went away, the server is shutting down);
 /// the worker cancels the call's task and sends no reply.
 pub(crate) const CANCEL: u8 = 17;
+/// Both ways, call id 0: regions of the receiver's shared area (`u64`
+/// offsets) the sender is done with (see `shm`).
+pub(crate) const RELEASE: u8 = 18;
 /// The items a stream's sender may have outstanding, each way.
 pub(crate) const STREAM_WINDOW: u32 = 16;
 

@@ -24,6 +24,7 @@ mod environment;
 mod frame;
 mod metrics;
 mod pool;
+mod shm;
 mod worker;
 
 use std::collections::HashMap;
@@ -44,38 +45,26 @@ use prost::Message;
 use tracing::info;
 
 use crate::pool::{ModelKey, Pool};
+use crate::worker::Lent;
 
 /// The worker package's modules, written next to the sockets at first use.
 const WORKER_PACKAGE: &str = "mlserver_rs_worker";
-const WORKER_MODULES: &[(&str, &str)] = &[
-    (
-        "__init__.py",
-        include_str!("../python/mlserver_rs_worker/__init__.py"),
-    ),
-    (
-        "__main__.py",
-        include_str!("../python/mlserver_rs_worker/__main__.py"),
-    ),
-    (
-        "calls.py",
-        include_str!("../python/mlserver_rs_worker/calls.py"),
-    ),
-    (
-        "connection.py",
-        include_str!("../python/mlserver_rs_worker/connection.py"),
-    ),
-    (
-        "fast.py",
-        include_str!("../python/mlserver_rs_worker/fast.py"),
-    ),
-    (
-        "mlserver_api.py",
-        include_str!("../python/mlserver_rs_worker/mlserver_api.py"),
-    ),
-    (
-        "wire.py",
-        include_str!("../python/mlserver_rs_worker/wire.py"),
-    ),
+/// `(file name, source)` of each of the package's modules.
+macro_rules! worker_modules {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../python/mlserver_rs_worker/", $name)))),*]
+    };
+}
+const WORKER_MODULES: &[(&str, &str)] = worker_modules![
+    "__init__.py",
+    "__main__.py",
+    "calls.py",
+    "connection.py",
+    "fast.py",
+    "mlserver_api.py",
+    "shm.py",
+    "tensors.py",
+    "wire.py",
 ];
 
 /// How Python workers are started.
@@ -114,6 +103,10 @@ pub struct PythonConfig {
     /// (and tensors inside the socket's frames), to rule the fast paths out
     /// when an answer looks wrong.
     pub fast_paths: bool,
+    /// Bytes of each of a worker's two shared memory areas (tensors to it,
+    /// tensors from it); 0: none, tensors go inside the socket's frames.
+    /// 64 MiB with [`PythonConfig::from_settings`]; backed only where used.
+    pub shared_memory: usize,
 }
 
 impl PythonConfig {
@@ -146,6 +139,7 @@ impl PythonConfig {
             busy_poll: Duration::from_micros(settings.worker_busy_poll_us),
             production: false,
             fast_paths: env.get("MLSERVER_RS_FAST_PATHS") != Some("0"),
+            shared_memory: 64 << 20,
         }
     }
 
@@ -347,6 +341,7 @@ impl Pools {
                     module: WORKER_PACKAGE,
                     socket_dir: dir,
                     fast_paths: self.config.fast_paths,
+                    shared_memory: self.config.shared_memory,
                     python_path,
                     start_timeout: self.config.start_timeout,
                     debug: self.config.debug,
@@ -523,9 +518,11 @@ impl MLModel for PythonModel {
     }
 
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
-        let body = infer_body(&self.key, request);
-        let reply = self.pool.call(&self.key, frame::INFER, &body).await?;
-        decode_reply(reply)
+        let worker = self.pool.pick(&self.key)?;
+        let mut lent = Lent::new(worker.shared());
+        let body = infer_body(&self.key, request, &mut lent);
+        let reply = worker.call_lending(frame::INFER, &body, lent).await?;
+        decode_reply(reply, Some(&worker))
     }
 
     /// Streaming when the class overrides `predict_stream`.
@@ -646,7 +643,7 @@ impl StreamingModel for PythonModel {
                     Ok(permit) => permit.forget(),
                     Err(_) => return, // the stream ended
                 }
-                let body = infer_body(&key, request);
+                let body = infer_body(&key, request, &mut Lent::new(None));
                 if sender.send(frame::STREAM_ITEM, call, &body).is_err() {
                     return;
                 }
@@ -660,7 +657,7 @@ impl StreamingModel for PythonModel {
                 // Taken: the worker may produce one more.
                 let _ = worker.send(frame::CREDIT, call, &frame::credit(1));
             }
-            reply.and_then(decode_reply)
+            reply.and_then(|r| decode_reply(r, Some(&worker)))
         });
         Ok(Box::pin(responses))
     }
@@ -686,8 +683,11 @@ impl Drop for CancelOnDrop {
 /// request that came as JSON goes as the client's own text, which the worker
 /// reads as MLServer's REST server does (`str`, `int`, `None` and nesting
 /// as written); any other as protobuf with raw tensor contents, which the
-/// worker reads with MLServer's gRPC converters.
-fn infer_body(key: &ModelKey, mut request: InferenceRequest) -> Vec<u8> {
+/// worker reads with MLServer's gRPC converters. Raw contents that `lent`
+/// takes go through shared memory: the header's `shm` lists, for each raw
+/// entry in order, its `[offset, length]` there, or `null` for one left in
+/// the message.
+fn infer_body(key: &ModelKey, mut request: InferenceRequest, lent: &mut Lent) -> Vec<u8> {
     let headers = request
         .parameters
         .as_mut()
@@ -702,14 +702,38 @@ fn infer_body(key: &ModelKey, mut request: InferenceRequest) -> Vec<u8> {
         });
         return frame::infer_body(Some(&meta), &json);
     }
-    let meta = headers.map(|h| serde_json::json!({ "headers": h }));
     let version = (!key.1.is_empty()).then_some(key.1.as_str());
-    let message = encode_infer_request(&key.0, version, request, true).encode_to_vec();
-    frame::infer_body(meta.as_ref(), &message)
+    let mut message = encode_infer_request(&key.0, version, request, true);
+    let mut shared = Vec::new();
+    let mut kept = Vec::new();
+    for raw in std::mem::take(&mut message.raw_input_contents) {
+        match lent.lend(&raw) {
+            Some(offset) => shared.push(serde_json::json!([offset, raw.len()])),
+            None => {
+                shared.push(serde_json::Value::Null);
+                kept.push(raw);
+            }
+        }
+    }
+    message.raw_input_contents = kept;
+    let mut meta = serde_json::Map::new();
+    if let Some(headers) = headers {
+        meta.insert("headers".into(), headers);
+    }
+    if shared.iter().any(|s| !s.is_null()) {
+        meta.insert("shm".into(), serde_json::Value::Array(shared));
+    }
+    let meta = (!meta.is_empty()).then_some(serde_json::Value::Object(meta));
+    frame::infer_body(meta.as_ref(), &message.encode_to_vec())
 }
 
-/// A worker's inference reply back to a response, headers included.
-fn decode_reply(reply: bytes::Bytes) -> Result<InferenceResponse, MLServerError> {
+/// A worker's inference reply back to a response, headers included. Raw
+/// contents in the worker's shared area (the header's `shm`, as in
+/// [`infer_body`]) are read from there and released once decoded.
+fn decode_reply(
+    reply: bytes::Bytes,
+    worker: Option<&Arc<worker::Worker>>,
+) -> Result<InferenceResponse, MLServerError> {
     let bad = |e: &dyn std::fmt::Display| {
         MLServerError::internal(format!("unreadable reply from the Python worker: {e}"))
     };
@@ -724,13 +748,85 @@ fn decode_reply(reply: bytes::Bytes) -> Result<InferenceResponse, MLServerError>
         response.json = Some(message);
         response
     } else {
-        let message = ModelInferResponse::decode(message).map_err(|e| bad(&e))?;
+        let mut message = ModelInferResponse::decode(message).map_err(|e| bad(&e))?;
+        if let Some(shared) = meta.get("shm").and_then(serde_json::Value::as_array) {
+            let regions = shared_regions(shared, worker).map_err(|e| bad(&e))?;
+            let mut inline = std::mem::take(&mut message.raw_output_contents).into_iter();
+            message.raw_output_contents = regions
+                .into_iter()
+                .map(|r| r.or_else(|| inline.next()).unwrap_or_default())
+                .collect();
+        }
         decode_infer_response(message).map_err(|e| bad(&e))?
     };
     if let Some(headers) = meta.get_mut("headers").map(serde_json::Value::take) {
         response.parameters_mut().insert("headers", headers);
     }
     Ok(response)
+}
+
+/// The reply's regions of the worker's area, as bytes that release their
+/// region when dropped (`None` where the entry is in the message).
+fn shared_regions(
+    shared: &[serde_json::Value],
+    worker: Option<&Arc<worker::Worker>>,
+) -> Result<Vec<Option<bytes::Bytes>>, String> {
+    let mut out = Vec::with_capacity(shared.len());
+    for entry in shared {
+        if entry.is_null() {
+            out.push(None);
+            continue;
+        }
+        let (offset, len) = match entry.as_array().map(Vec::as_slice) {
+            Some([o, l]) => (o.as_u64(), l.as_u64()),
+            _ => (None, None),
+        };
+        let region = match (offset, len, worker) {
+            (Some(offset), Some(len), Some(worker)) => SharedReply::new(worker, offset, len),
+            _ => None,
+        };
+        out.push(Some(bytes::Bytes::from_owner(
+            region.ok_or_else(|| format!("bad shared memory region {entry}"))?,
+        )));
+    }
+    Ok(out)
+}
+
+/// A region of a worker's reply area, handed back to it when dropped.
+struct SharedReply {
+    worker: Arc<worker::Worker>,
+    shared: Arc<worker::Shared>,
+    offset: usize,
+    len: usize,
+}
+
+impl SharedReply {
+    fn new(worker: &Arc<worker::Worker>, offset: u64, len: u64) -> Option<Self> {
+        let (offset, len) = (usize::try_from(offset).ok()?, usize::try_from(len).ok()?);
+        let shared = worker.shared()?;
+        shared.replies.slice(offset, len)?;
+        Some(SharedReply {
+            worker: worker.clone(),
+            shared,
+            offset,
+            len,
+        })
+    }
+}
+
+impl AsRef<[u8]> for SharedReply {
+    fn as_ref(&self) -> &[u8] {
+        self.shared
+            .replies
+            .slice(self.offset, self.len)
+            .expect("checked in SharedReply::new")
+    }
+}
+
+impl Drop for SharedReply {
+    fn drop(&mut self) {
+        self.worker.release_reply(self.offset);
+    }
 }
 
 /// The fields of a JSON answer other than its outputs, when its outputs do
@@ -765,6 +861,21 @@ fn tokio_stream_from<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_module_of_the_worker_package_is_embedded() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("python")
+            .join(WORKER_PACKAGE);
+        let mut on_disk: Vec<String> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<&str> = WORKER_MODULES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(on_disk, embedded);
+    }
 
     #[test]
     fn import_paths_are_dotted_identifiers() {

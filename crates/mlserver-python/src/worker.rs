@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use tracing::{debug, warn};
 
 use crate::frame;
+use crate::shm::{self, Area};
 
 /// How to start a worker.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub(crate) struct Spawn {
     pub production: bool,
     /// See `PythonConfig::fast_paths`.
     pub fast_paths: bool,
+    /// See `PythonConfig::shared_memory`.
+    pub shared_memory: usize,
 }
 
 type Reply = Result<Bytes, MLServerError>;
@@ -100,6 +103,92 @@ pub(crate) struct Worker {
     loaded: Mutex<HashSet<(String, String)>>,
     exited: watch::Receiver<bool>,
     child: tokio::sync::Mutex<Option<Child>>,
+    /// Tensor contents to and from the worker (see [`shm`]); `None` with
+    /// the fast paths off, where `memfd` is not available, and once the
+    /// process is gone (replies still being read keep their area).
+    shared: Mutex<Option<Arc<Shared>>>,
+}
+
+/// The two areas of a worker: requests (the server writes) and replies
+/// (the worker writes).
+pub(crate) struct Shared {
+    pub requests: Area,
+    pub replies: Area,
+}
+
+impl Shared {
+    /// Two areas of `bytes` each: room for the tensors of many calls in
+    /// flight (one that does not fit travels inside its frame).
+    fn new(n: u64, bytes: usize) -> Option<Shared> {
+        let made = Area::new(&format!("mlserver-rs-w{n}-requests"), bytes).and_then(|requests| {
+            Ok(Shared {
+                requests,
+                replies: Area::new(&format!("mlserver-rs-w{n}-replies"), bytes)?,
+            })
+        });
+        match made {
+            Ok(shared) => Some(shared),
+            Err(e) => {
+                warn!(
+                    "no shared memory for the Python worker ({e}): tensors go through its socket"
+                );
+                None
+            }
+        }
+    }
+
+    /// The worker's `MLSERVER_RS_SHM`: each area's descriptor and length.
+    fn describe(&self) -> String {
+        format!(
+            "{}:{},{}:{}",
+            self.requests.fd(),
+            self.requests.len(),
+            self.replies.fd(),
+            self.replies.len()
+        )
+    }
+}
+
+/// Regions of the request area written for one call, freed if the call is
+/// never sent (the worker releases those it received).
+pub(crate) struct Lent {
+    shared: Option<Arc<Shared>>,
+    offsets: Vec<usize>,
+}
+
+impl Lent {
+    pub(crate) fn new(shared: Option<Arc<Shared>>) -> Self {
+        Lent {
+            shared,
+            offsets: Vec::new(),
+        }
+    }
+
+    /// Copies `bytes` into a new region; its offset, or `None` (no area,
+    /// too small to be worth it, or no room).
+    pub(crate) fn lend(&mut self, bytes: &[u8]) -> Option<usize> {
+        let shared = self
+            .shared
+            .as_ref()
+            .filter(|_| bytes.len() >= shm::MIN_SHARED)?;
+        let area = &shared.requests;
+        let offset = area.alloc(bytes.len())?;
+        area.write(offset, bytes);
+        self.offsets.push(offset);
+        Some(offset)
+    }
+
+    fn sent(mut self) {
+        self.offsets.clear();
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            self.offsets.iter().for_each(|&o| shared.requests.free(o));
+        }
+    }
 }
 
 static SOCKETS: AtomicU64 = AtomicU64::new(0);
@@ -109,6 +198,11 @@ impl Worker {
     pub(crate) async fn spawn(spec: &Spawn) -> Result<Arc<Worker>, MLServerError> {
         let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
         let socket = spec.socket_dir.join(format!("w{n}.sock"));
+        let shared = if spec.fast_paths && spec.shared_memory > 0 {
+            Shared::new(n, spec.shared_memory)
+        } else {
+            None
+        };
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).map_err(|e| {
             MLServerError::internal(format!(
@@ -140,6 +234,24 @@ impl Worker {
             "MLSERVER_RS_FAST_PATHS",
             if spec.fast_paths { "1" } else { "0" },
         );
+        if let Some(shared) = &shared {
+            command.env("MLSERVER_RS_SHM", shared.describe());
+            let fds = [shared.requests.fd(), shared.replies.fd()];
+            // SAFETY: runs in the child between fork and exec, and only
+            // calls `fcntl`, which is async-signal-safe: the two areas'
+            // descriptors (close-on-exec in this process, so no other
+            // child inherits them) stay open in the worker.
+            unsafe {
+                command.pre_exec(move || {
+                    for fd in fds {
+                        if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         if let Some(path) = path_with_environment(&spec.python) {
             command.env("PATH", path);
         }
@@ -204,10 +316,28 @@ impl Worker {
             loaded: Mutex::default(),
             exited,
             child: tokio::sync::Mutex::new(Some(child)),
+            shared: Mutex::new(shared.map(Arc::new)),
         });
         debug!(pid, "Python worker connected");
         tokio::spawn(read_replies(worker.clone(), reader, exited_tx));
         Ok(worker)
+    }
+
+    /// The shared areas, when this worker has them.
+    pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared.lock().expect("shared lock").clone()
+    }
+
+    /// Tells the worker it may reuse a region of its reply area.
+    pub(crate) fn release_reply(&self, offset: usize) {
+        let outbox = self.outbox.lock().expect("outbox lock");
+        if let Some(tx) = outbox.as_ref() {
+            let _ = tx.send(frame::encode(
+                frame::RELEASE,
+                0,
+                &(offset as u64).to_le_bytes(),
+            ));
+        }
     }
 
     pub(crate) fn alive(&self) -> bool {
@@ -288,6 +418,17 @@ impl Worker {
 
     /// One call: sends `body` as a `kind` frame and waits for the reply.
     pub(crate) async fn call(&self, kind: u8, body: &[u8]) -> Result<Bytes, MLServerError> {
+        self.call_lending(kind, body, Lent::new(None)).await
+    }
+
+    /// [`Worker::call`] for a body that refers to regions of the request
+    /// area (`lent`), which the worker releases once done with them.
+    pub(crate) async fn call_lending(
+        &self,
+        kind: u8,
+        body: &[u8],
+        lent: Lent,
+    ) -> Result<Bytes, MLServerError> {
         let (tx, rx) = oneshot::channel();
         let call = self.register(Waiter::Once(tx))?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -296,6 +437,7 @@ impl Worker {
         // work running in the worker.
         let _forget = Forget { worker: self, call };
         self.send(kind, call, body)?;
+        lent.sent();
         rx.await
             .unwrap_or_else(|_| Err(self.lost("it exited during the call")))
     }
@@ -436,6 +578,14 @@ async fn read_replies(
                 }
             }
             Ok(Some(f)) if f.kind == frame::LOG => log_record(worker.pid, &f.body),
+            Ok(Some(f)) if f.kind == frame::RELEASE => {
+                if let Some(shared) = worker.shared() {
+                    f.body
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
+                        .for_each(|offset| shared.requests.free(offset));
+                }
+            }
             Ok(Some(f)) if f.kind == frame::CREDIT => {
                 let pending = worker.pending.lock().expect("pending lock");
                 if let (Some(Waiter::Stream { credits, .. }), Some(n)) =
@@ -465,6 +615,8 @@ async fn read_replies(
         }
     };
     worker.alive.store(false, Ordering::Release);
+    // The process is gone: its areas go once nothing reads them.
+    worker.shared.lock().expect("shared lock").take();
     // How it ended, for the error every pending call gets.
     let status = {
         let mut child = worker.child.lock().await;

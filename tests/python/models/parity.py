@@ -300,3 +300,55 @@ class EveryParameter(MLModel):
                 )
             ],
         )
+
+
+class Mutating(MLModel):
+    """Changes what it was given and decodes again: each decode must see
+    the request as it then is, as under MLServer (no array shared between
+    two decodes, no array standing in for a list that changed), and an
+    output's list changed after encoding is what goes out."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        first = payload.inputs[0]
+        a = NumpyCodec.decode_input(first)
+        a *= 2
+        b = NumpyCodec.decode_input(first)
+        first.data.root[0] = 100
+        c = NumpyCodec.decode_input(first)
+        d = NumpyCodec.encode_output("d", b)
+        d.data.root[-1] = -1
+        return types.InferenceResponse(
+            model_name=self.name,
+            outputs=[
+                NumpyCodec.encode_output("a", a),
+                NumpyCodec.encode_output("b", b),
+                NumpyCodec.encode_output("c", c),
+                d,
+            ],
+        )
+
+
+class Returned(MLModel):
+    """Outputs whose `data` the model sets itself, in the forms models use;
+    the first input's first value picks the form."""
+
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: types.InferenceRequest) -> types.InferenceResponse:
+        first = payload.inputs[0]
+        kind = int(NumpyCodec.decode_input(first).flat[0])
+        forms = {
+            0: ("FP32", [2], np.array([1.5, 2.5], dtype=np.float32)),
+            1: ("BYTES", [2], [b"ab", b"c\xc3\xa9"]),
+            2: ("BYTES", [2], ["ab", "cd"]),
+            3: ("INT64", [3], (1, 2, 3)),
+            4: ("FP64", [2, 2], np.array([[0.5, 1.0], [2.0, 4.0]])),
+            5: ("INT32", [3], [1, 2.0, True]),
+        }
+        datatype, shape, data = forms[kind]
+        output = types.ResponseOutput(name="out", shape=shape, datatype=datatype, data=data)
+        return types.InferenceResponse(model_name=self.name, outputs=[output])

@@ -8,7 +8,7 @@ import json
 import sys
 import traceback
 
-from . import fast, mlserver_api, wire
+from . import fast, mlserver_api, tensors, wire
 from .mlserver_api import result
 
 # A task's context can be chosen from Python 3.11 on; before, calls run in
@@ -52,8 +52,10 @@ async def _finish(rest):
 
 
 class Calls:
-    def __init__(self, writer):
+    def __init__(self, writer, areas=None):
         self.writer = writer
+        # Shared memory with the server (`shm.Areas`), or None.
+        self.areas = areas
         self.models = mlserver_api.Models()
         # Open streams: call id -> (queue of requests (None ends it), task,
         # semaphore of the items we may still send).
@@ -62,10 +64,25 @@ class Calls:
         self.calls = {}
 
     def send(self, kind: int, call: int, body: bytes) -> None:
+        if len(body) > wire.MAX_BODY:
+            # The server would take the frame for a broken stream and give
+            # up on the whole worker: this call's error instead.
+            error = ValueError(
+                f"the model's answer takes {len(body)} bytes, more than the "
+                f"{wire.MAX_BODY} a reply from a Python worker may"
+            )
+            kind, body = wire.ERROR, wire.error_body(error)
         self.writer.write(wire.frame(kind, call, body))
 
     def send_error(self, call: int, error: BaseException) -> None:
         self.send(wire.ERROR, call, wire.error_body(error))
+
+    def send_released(self) -> None:
+        """Hands the server back the request regions done with."""
+        if self.areas is not None:
+            released = self.areas.take_released()
+            if released is not None:
+                self.writer.write(released)
 
     def dispatch(self, kind: int, call: int, body: bytes) -> None:
         """One frame from the server, in the order they came."""
@@ -82,6 +99,10 @@ class Calls:
             task = self.calls.get(call)
             if task is not None:
                 task.cancel()
+        elif kind == wire.RELEASE:
+            if self.areas is not None:
+                for offset in wire.offsets_of(body):
+                    self.areas.release(offset)
         else:
             self.start(kind, call, body)
 
@@ -112,6 +133,7 @@ class Calls:
             if kind == wire.INFER:
                 reply = await self.infer(body)
             elif kind == wire.LOAD:
+                tensors.install()
                 reply = await self.models.load(json.loads(body))
             elif kind == wire.UNLOAD:
                 reply = await self.models.unload(json.loads(body))
@@ -136,6 +158,8 @@ class Calls:
             self.send_error(call, error)
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
+        finally:
+            self.send_released()
 
     async def infer(self, body: bytes) -> bytes:
         model, request, as_json = self.decode_request(body)
@@ -151,7 +175,9 @@ class Calls:
         as MLServer's REST server reads it (FastAPI: `json.loads`, then the
         pydantic model), so the model sees what it would under MLServer;
         anything else comes as protobuf, read as MLServer's gRPC converter
-        reads it.
+        reads it, its large raw contents from shared memory (the header's
+        `shm`: per raw entry, `[offset, length]` or null for one left in
+        the message).
         """
         m = mlserver_api.names()
         meta, payload = wire.split_body(body, m.from_json)
@@ -164,7 +190,8 @@ class Calls:
         else:
             message = m.pb.ModelInferRequest.FromString(payload)
             model = self.models.get(message.model_name, message.model_version)
-            request = fast.request_from_pb(message)
+            raw = self.shared_raw(meta.get("shm"), message)
+            request = fast.request_from_pb(message, raw)
         headers = meta.get("headers")
         if headers:
             if request.parameters is None:
@@ -172,6 +199,18 @@ class Calls:
             else:
                 request.parameters.headers = headers
         return model, request, as_json
+
+    def shared_raw(self, shared, message):
+        """The raw entries, when some are in shared memory, else None."""
+        if not shared:
+            return None
+        if self.areas is None:
+            raise RuntimeError("a request in shared memory, and none is mapped")
+        inline = iter(message.raw_input_contents)
+        return [
+            next(inline) if entry is None else tensors.Region(self.areas, *entry)
+            for entry in shared
+        ]
 
     def encode_response(self, response, json_id=None) -> bytes:
         """An InferenceResponse to an inference reply body, headers apart.
@@ -186,14 +225,39 @@ class Calls:
         if headers:
             reply_meta["headers"] = headers
         if json_id is not None and not mlserver_api.fits_v2_types(response):
-            # As MLServer's data plane and response middleware leave it.
-            response.id = json_id
-            if response.parameters is None:
-                response.parameters = mlserver_api.names().Parameters()
-            reply_meta["json"] = True
-            return wire.join_body(reply_meta, mlserver_api.response_to_rest_json(response))
-        mlserver_api.restore_nan(response)
-        return wire.join_body(reply_meta, fast.response_to_pb(response))
+            return self.rest_json(response, json_id, reply_meta)
+        try:
+            message, shared = self.to_pb(response)
+        except Exception:
+            if json_id is None:
+                raise
+            # What no raw encoding takes (an INT32 output holding a float),
+            # MLServer's REST server writes as it is.
+            return self.rest_json(response, json_id, reply_meta)
+        if shared is not None:
+            reply_meta["shm"] = shared
+        return wire.join_body(reply_meta, message)
+
+    def to_pb(self, response):
+        try:
+            return fast.response_to_pb(response, self.areas)
+        except Exception:
+            # NumpyCodec writes NaN as None (JSON's null), which no raw
+            # encoding takes: the float back, and again (looking for None
+            # first would cost a comparison per element of every reply).
+            if not mlserver_api.restore_nan(response):
+                raise
+            return fast.response_to_pb(response, self.areas)
+
+    @staticmethod
+    def rest_json(response, json_id, reply_meta) -> bytes:
+        """The reply as MLServer's REST server writes it (after its data
+        plane and response middleware set the id and the parameters)."""
+        response.id = json_id
+        if response.parameters is None:
+            response.parameters = mlserver_api.names().Parameters()
+        reply_meta["json"] = True
+        return wire.join_body(reply_meta, mlserver_api.response_to_rest_json(response))
 
     def stream_frame(self, kind: int, call: int, body: bytes) -> None:
         try:

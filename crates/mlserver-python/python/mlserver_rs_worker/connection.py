@@ -10,7 +10,7 @@ import os
 import struct
 import time
 
-from . import wire
+from . import fast, shm, wire
 from .calls import Calls
 
 HEADER, LENGTH = wire.HEADER, wire.LENGTH
@@ -142,7 +142,7 @@ class _Connection(asyncio.Protocol):
         self.gap = math.inf
 
     def connection_made(self, transport):
-        self.worker = Calls(_Writer(transport))
+        self.worker = Calls(_Writer(transport), shm.from_environment() if fast.ENABLED else None)
         self.transport = transport
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else None

@@ -8,7 +8,7 @@ for, and the differential test runs with them on and off):
 
 - pydantic's model internals: `__pydantic_fields__`, `__pydantic_fields_set__`,
   `__pydantic_extra__`, `__pydantic_private__`, `model_config["extra"]`
-  (`_construct`, checked against `model_construct` once per class);
+  (`construct`, checked against `model_construct` once per class);
 - `mlserver.grpc.converters._get_value` and `mlserver.raw._DatatypeToCtype`
   (reading gRPC requests; without them, the converter runs);
 - the field numbers of `proto/dataplane.proto` (`_response_to_pb`).
@@ -21,7 +21,7 @@ import os
 import struct
 from types import SimpleNamespace
 
-from . import mlserver_api
+from . import mlserver_api, tensors
 
 ENABLED = os.environ.get("MLSERVER_RS_FAST_PATHS", "1") != "0"
 
@@ -43,29 +43,39 @@ def request_from_json(payload):
     return mlserver_api.request_from_json(payload)
 
 
-def request_from_pb(message):
+def request_from_pb(message, raw=None):
     """`ModelInferRequestConverter.to_types`: the fast reading below, and
-    on any error the converter, which raises what MLServer raises."""
+    on any error the converter, which raises what MLServer raises.
+
+    `raw`: the raw entries, when some are in shared memory (`tensors.Region`)
+    rather than in the message."""
     m = mlserver_api.names()
     if ENABLED and getattr(m.converters, "_get_value", None) is not None:
         try:
-            return _request_from_pb_fast(message, m)
+            return _request_from_pb_fast(message, m, raw)
         except Exception:
             pass
+    if raw is not None:
+        del message.raw_input_contents[:]
+        message.raw_input_contents.extend(
+            entry.to_bytes() if isinstance(entry, tensors.Region) else entry for entry in raw
+        )
     return mlserver_api.request_from_pb(message)
 
 
-def response_to_pb(response) -> bytes:
+def response_to_pb(response, areas=None):
     """`ModelInferResponseConverter.from_types(response, use_raw=True)`,
     serialised: written directly, or by the converter where the direct
     writer does not take the response (the converter then takes or refuses
-    it, with its own error)."""
+    it, with its own error). With `areas`, large raw outputs go to the
+    shared reply area: then also, per raw entry, `(offset, length)` there
+    or None for one left in the message (else None)."""
     if ENABLED:
         try:
-            return _response_to_pb(response)
+            return _response_to_pb(response, areas)
         except Exception:
             pass
-    return mlserver_api.response_to_pb(response)
+    return mlserver_api.response_to_pb(response), None
 
 
 _RAW_CTYPES = None
@@ -83,37 +93,47 @@ def _raw_ctypes(m):
     return _RAW_CTYPES
 
 
-def _request_from_pb_fast(message, m):
+def _request_from_pb_fast(message, m, shared_raw=None):
     """The objects `_request_from_pb_exact` builds, built directly: each
-    model from a prepared field dictionary (`_construct`, a quarter of
+    model from a prepared field dictionary (`construct`, a quarter of
     `model_construct`'s cost), raw contents unpacked with a cached
     `struct.Struct` of `mlserver.raw`'s format, straight into the input."""
     types = m.types
     _get_value = m.converters._get_value
     parameters = m.converters.ParametersConverter.to_types
     TensorData, RequestInput = types.TensorData, types.RequestInput
-    raw = message.raw_input_contents
+    raw = message.raw_input_contents if shared_raw is None else shared_raw
     raw_at = 0
     inputs = []
     for tensor in message.inputs:
         shape = list(tensor.shape)
         data = list(_get_value(tensor.contents, []))
+        tensor_data = None
         if not data and raw:
             # `inject_raw`: an input without contents takes the next raw
             # entry (IndexError past the last, as there).
-            data = _unpack_raw(m, tensor.datatype, shape, raw[raw_at])
+            entry = raw[raw_at]
             raw_at += 1
+            tensor_data = tensors.unpack_lazy(tensor.datatype, shape, entry)
+            if tensor_data is None:
+                if isinstance(entry, tensors.Region):
+                    entry = entry.to_bytes()
+                data = _unpack_raw(m, tensor.datatype, shape, entry)
+        if tensor_data is None:
+            # What `TensorData(data)` builds, without validating every
+            # element again (which copies the list).
+            tensor_data = TensorData.model_construct(root=data)
         inputs.append(
-            _construct(
+            construct(
                 RequestInput,
                 name=tensor.name,
                 shape=shape,
                 datatype=tensor.datatype,
                 parameters=parameters(tensor.parameters),
-                data=TensorData(data),
+                data=tensor_data,
             )
         )
-    request = _construct(
+    request = construct(
         types.InferenceRequest,
         id=message.id,
         parameters=parameters(message.parameters),
@@ -123,7 +143,7 @@ def _request_from_pb_fast(message, m):
         # Set after construction, as the converter does: `outputs` joins the
         # fields set.
         request.outputs = [
-            _construct(
+            construct(
                 types.RequestOutput,
                 name=output.name,
                 parameters=parameters(output.parameters),
@@ -154,13 +174,13 @@ def _unpack_raw(m, datatype, shape, raw):
     return list(unpacker.unpack(raw))
 
 
-# How `_construct` builds each model class (or `None`: through
+# How `construct` builds each model class (or `None`: through
 # `model_construct`).
 _CONSTRUCT_PLANS = {}
 _object_setattr = object.__setattr__
 
 
-def _construct(cls, **values):
+def construct(cls, **values):
     """`cls.model_construct(**values)`, for values that are all fields by
     name. pydantic's walks the class's fields on every call; here that walk
     is done once per class (`_construct_plan`), which checks that both ways
@@ -206,7 +226,7 @@ def _construct_plan(cls):
         probe = {name: object() for name in required}
         theirs = cls.model_construct(**probe)
         _CONSTRUCT_PLANS[cls] = plan
-        ours = _construct(cls, **probe)
+        ours = construct(cls, **probe)
         same = all(
             getattr(ours, attr, None) == getattr(theirs, attr, None)
             for attr in (
@@ -310,29 +330,49 @@ def _parameters(number: int, parameters) -> bytes:
 _RAW_FORMATS = {}
 
 
-def _pack(output) -> bytes:
-    """`mlserver.raw.pack(output)`: for a numeric tensor, its data packed
-    with the format `raw._tensor_format` writes (the element count, then the
-    datatype's native struct code), by a cached `struct.Struct`."""
-    m = mlserver_api.names()
-    datatype = output.datatype
-    ctype = _raw_ctypes(m).get(datatype) if datatype != "BYTES" else None
+def raw_packer(datatype, size):
+    """The `struct.Struct` `raw._tensor_format` builds for a numeric tensor
+    of `size` elements (the element count, then the datatype's native
+    struct code), cached; None for a datatype only `raw.pack` packs."""
+    ctype = _raw_ctypes(mlserver_api.names()).get(datatype) if datatype != "BYTES" else None
     if ctype is None:
-        return m.raw.pack(output)
-    size = 1
-    for dim in output.shape:
-        size *= dim
+        return None
     tensor_format = f"{size}{ctype}"
     packer = _RAW_FORMATS.get(tensor_format)
     if packer is None:
         if len(_RAW_FORMATS) >= 256:
             _RAW_FORMATS.clear()
         packer = _RAW_FORMATS[tensor_format] = struct.Struct(tensor_format)
+    return packer
+
+
+def _pack(output) -> bytes:
+    """`mlserver.raw.pack(output)`: from a lazy output's array, or by a
+    cached `struct.Struct` for a numeric tensor."""
+    packed = tensors.raw_bytes(output)
+    if packed is not None:
+        return packed
+    size = 1
+    for dim in output.shape:
+        size *= dim
+    packer = raw_packer(output.datatype, size)
+    if packer is None:
+        return mlserver_api.names().raw.pack(output)
     data = output.data
     return packer.pack(*getattr(data, "root", data))
 
 
-def _response_to_pb(response) -> bytes:
+def _response_to_pb(response, areas):
+    lent = []
+    try:
+        return _write_response(response, areas, lent)
+    except BaseException:
+        for offset, _ in lent:
+            areas.release(offset)
+        raise
+
+
+def _write_response(response, areas, lent):
     out = []
     if response.model_name:
         out.append(_field(1, _text(response.model_name)))
@@ -345,6 +385,7 @@ def _response_to_pb(response) -> bytes:
     if response.parameters:
         out.append(_parameters(4, response.parameters))
     raw = []
+    shared = []
     for output in response.outputs:
         datatype = output.datatype
         if type(datatype) is not str or datatype not in _DATATYPES:
@@ -366,8 +407,14 @@ def _response_to_pb(response) -> bytes:
         # The contents message is set, and empty: the data is in raw.
         tensor.append(b"\x2a\x00")
         out.append(_field(5, b"".join(tensor)))
-        raw.append(_field(6, _pack(output)))
-    return b"".join(out) + b"".join(raw)
+        region = tensors.pack_shared(output, areas) if areas is not None else None
+        if region is None:
+            raw.append(_field(6, _pack(output)))
+        else:
+            lent.append(region)
+        shared.append(region)
+    message = b"".join(out) + b"".join(raw)
+    return message, (shared if lent else None)
 
 
 _DATATYPES = frozenset(

@@ -93,14 +93,17 @@ def response_to_rest_json(response) -> bytes:
     return names().encode_to_json_bytes(content.model_dump(mode="json", **options))
 
 
-def restore_nan(response) -> None:
+def restore_nan(response) -> bool:
     """NumpyCodec writes NaN as None (JSON's null); the raw encoding needs
-    the float back."""
+    the float back. Whether there was any."""
+    restored = False
     for output in response.outputs:
         if output.datatype in ("FP16", "FP32", "FP64"):
             data = getattr(output.data, "root", output.data)
             if isinstance(data, list) and None in data:
                 output.data = [math.nan if v is None else v for v in data]
+                restored = True
+    return restored
 
 
 _TYPED_PARAMETERS = (bool, str, int)
@@ -113,11 +116,15 @@ def fits_v2_types(response) -> bool:
     return anything else (the request's nested `data` as it came, a shape
     that does not match, float parameters), which MLServer's REST server
     writes as it is: such a reply goes as MLServer's JSON."""
+    from . import tensors
+
     if not _plain_parameters(response.parameters):
         return False
     for output in response.outputs:
-        data = getattr(output.data, "root", output.data)
-        if not isinstance(data, list) or type(output.shape) is not list:
+        array = tensors.pending(output.data)
+        # A lazy tensor's list (not built) is its flat array's elements.
+        data = array if array is not None else getattr(output.data, "root", output.data)
+        if (array is None and not isinstance(data, list)) or type(output.shape) is not list:
             return False
         size = 1
         for dim in output.shape:
@@ -126,7 +133,7 @@ def fits_v2_types(response) -> bool:
             size *= dim
         if len(data) != size or not _plain_parameters(output.parameters):
             return False
-        if data and isinstance(data[0], (list, tuple)):
+        if array is None and data and isinstance(data[0], (list, tuple)):
             return False
     return True
 

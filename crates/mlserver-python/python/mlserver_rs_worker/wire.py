@@ -34,6 +34,8 @@ CANCEL = 17
 
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
+# The largest body the server reads (`frame::MAX_BODY`).
+MAX_BODY = 1 << 30
 
 
 def frame(kind: int, call: int, body: bytes) -> bytes:
@@ -62,3 +64,17 @@ def error_body(error: BaseException) -> bytes:
     kind = type(error)
     message = f"{kind.__module__}.{kind.__name__}: {error}"
     return json.dumps({"status": status, "message": message}).encode()
+
+
+# Both ways, call id 0: regions of the receiver's shared area (u64 offsets)
+# the sender is done with.
+RELEASE = 18
+_OFFSET = struct.Struct("<Q")
+
+
+def offsets(values) -> bytes:
+    return b"".join(_OFFSET.pack(v) for v in values)
+
+
+def offsets_of(body: bytes):
+    return [v for (v,) in _OFFSET.iter_unpack(body)]
