@@ -686,20 +686,25 @@ impl Drop for CancelOnDrop {
 /// worker reads with MLServer's gRPC converters. Raw contents that `lent`
 /// takes go through shared memory: the header's `shm` lists, for each raw
 /// entry in order, its `[offset, length]` there, or `null` for one left in
-/// the message.
+/// the message; a JSON text it takes is at `json_shm`.
 fn infer_body(key: &ModelKey, mut request: InferenceRequest, lent: &mut Lent) -> Vec<u8> {
     let headers = request
         .parameters
         .as_mut()
         .and_then(|p| p.remove("headers"));
     if let Some(json) = request.json.take() {
-        let meta = serde_json::json!({
+        let mut meta = serde_json::json!({
             "json": true,
             "name": key.0,
             "version": key.1,
             "headers": headers,
             "id": request.id,
         });
+        // A large text goes through shared memory too (`json_shm`).
+        if let Some(offset) = lent.lend(&json) {
+            meta["json_shm"] = serde_json::json!([offset, json.len()]);
+            return frame::infer_body(Some(&meta), b"");
+        }
         return frame::infer_body(Some(&meta), &json);
     }
     let version = (!key.1.is_empty()).then_some(key.1.as_str());

@@ -180,10 +180,17 @@ class Calls:
         the message).
         """
         m = mlserver_api.names()
-        meta, payload = wire.split_body(body, m.from_json)
+        meta, payload = wire.split_body(body, m.from_json, view=True)
         as_json = bool(meta.get("json"))
         if as_json:
-            request = fast.request_from_json(payload)
+            shared = meta.get("json_shm")
+            if shared is not None:
+                if self.areas is None:
+                    raise RuntimeError("a request in shared memory, and none is mapped")
+                with self.areas.request_view(*shared) as text:
+                    request = mlserver_api.request_from_json(text)
+            else:
+                request = mlserver_api.request_from_json(payload)
             if request.id is None:
                 request.id = meta.get("id")
             model = self.models.get(meta["name"], meta.get("version") or "")

@@ -26,23 +26,6 @@ from . import mlserver_api, tensors
 ENABLED = os.environ.get("MLSERVER_RS_FAST_PATHS", "1") != "0"
 
 
-def request_from_json(payload):
-    """A REST request body as MLServer's REST server reads it
-    (`mlserver_api.request_from_json`).
-
-    pydantic's own JSON parser builds the same model from the bytes in one
-    pass, at 60% of the cost; the two differ only where the text is odd (a
-    lone surrogate escape, which pydantic refuses), so on any error the
-    request is read again MLServer's way, which raises what MLServer raises.
-    """
-    if ENABLED:
-        try:
-            return mlserver_api.names().InferenceRequest.model_validate_json(payload)
-        except Exception:
-            pass
-    return mlserver_api.request_from_json(payload)
-
-
 def request_from_pb(message, raw=None):
     """`ModelInferRequestConverter.to_types`: the fast reading below, and
     on any error the converter, which raises what MLServer raises.

@@ -9,6 +9,7 @@ array built over it, once that array is gone. A reply's region comes back
 to us the same way once the server has read it.
 """
 
+import contextlib
 import mmap
 import os
 import weakref
@@ -42,6 +43,17 @@ class Areas:
         array = numpy.frombuffer(self.requests, dtype, count, offset)
         weakref.finalize(array, self.released.append, offset)
         return array
+
+    @contextlib.contextmanager
+    def request_view(self, offset: int, length: int):
+        """A request region, read in place for the `with` block; the region
+        is done with after it."""
+        view = memoryview(self.requests)[offset : offset + length]
+        try:
+            yield view
+        finally:
+            view.release()
+            self.released.append(offset)
 
     def request_bytes(self, offset: int, length: int) -> bytes:
         """A request region's bytes, copied; the region is done with."""

@@ -42,11 +42,12 @@ def frame(kind: int, call: int, body: bytes) -> bytes:
     return HEADER.pack(len(body) + 9, kind, call) + body
 
 
-def split_body(body, from_json=json.loads):
-    """An inference body's JSON header (a dict, empty if none) and message."""
+def split_body(body, from_json=json.loads, view=False):
+    """An inference body's JSON header (a dict, empty if none) and message
+    (with `view`, a memoryview of it: no copy of a large body)."""
     (meta_length,) = LENGTH.unpack_from(body)
     meta = from_json(body[4 : 4 + meta_length]) if meta_length else {}
-    return meta, body[4 + meta_length :]
+    return meta, (memoryview(body) if view else body)[4 + meta_length :]
 
 
 def join_body(meta: dict, message: bytes) -> bytes:
