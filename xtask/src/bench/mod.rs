@@ -38,7 +38,8 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
                      (default 30; 0: not at all): when it is back within 2x of idle
   --only SERVERS     comma-separated: mlserver (both configurations), mlserver-fast,
                      mlserver-default, ours (defaults), ours-fast (parallel_workers=0, metrics
-                     off), yardstick (default: all)
+                     off), ours-python (MLServer's Python models in our workers), triton-python
+                     (Triton 2.51.0, Python backend), yardstick (default: all)
   --scenario NAMES   comma-separated substrings of scenario names, e.g. sum16,grpc-raw
                      (scenarios: sum16-rest-json-c1, sum16-rest-json-c32, sum16-grpc-raw-c1,
                      sum16-grpc-raw-c32, echo64k-rest-json-c8, echo64k-rest-binary-c8,
@@ -66,7 +67,9 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
                      mlserver-default), ours-python with the same runtime, and ours on the
                      models exported to ONNX (ours); --repeat, --warmup, --duration apply
 
-The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv.";
+The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv, Triton's
+(nvidia-pytriton==0.7.0, which ships tritonserver 2.51.0, and numpy) under
+target/bench/triton-venv.";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -169,7 +172,11 @@ impl Options {
             if !only {
                 o.servers = vec![Kind::Ours, Kind::Yardstick];
             }
-            if let Some(k) = o.servers.iter().find(|k| k.needs_venv()) {
+            if let Some(k) = o
+                .servers
+                .iter()
+                .find(|k| !k.is_built_here() || k.needs_venv())
+            {
                 bail!(
                     "--callgrind counts our binaries and the yardstick only, not {}",
                     k.id()
@@ -207,7 +214,7 @@ pub fn run(opts: Options) -> Result<()> {
     if scenarios.is_empty() {
         bail!("no scenario matches {:?}", opts.scenario_filter);
     }
-    if opts.build && opts.servers.iter().any(|k| !k.is_mlserver()) {
+    if opts.build && opts.servers.iter().any(|k| k.is_built_here()) {
         servers::build_release(&paths)?;
     }
     if let Some(n) = opts.many_models {
@@ -236,6 +243,12 @@ pub fn run(opts: Options) -> Result<()> {
     } else {
         None
     };
+    // Triton's venv: if it cannot be made, Triton's rows say why and the
+    // other servers still run.
+    let triton = opts
+        .servers
+        .contains(&Kind::TritonPython)
+        .then(|| servers::triton_venv(&paths).map_err(|e| format!("{e:#}")));
     // Before pinning, which hides the other CPUs.
     let machine = procfs::machine();
     // After the build: only what is measured runs on the pinned CPUs.
@@ -264,6 +277,7 @@ pub fn run(opts: Options) -> Result<()> {
                 &scenarios,
                 &paths,
                 venv.as_deref(),
+                triton.as_ref(),
             )));
         }
         rounds.push(results);
@@ -366,6 +380,7 @@ async fn bench_server(
     scenarios: &[Scenario],
     paths: &Paths,
     venv: Option<&std::path::Path>,
+    triton: Option<&Result<servers::Triton, String>>,
 ) -> ServerResult {
     let mut result = ServerResult {
         kind,
@@ -374,18 +389,28 @@ async fn bench_server(
         outcomes: Vec::new(),
         error: None,
     };
+    let triton = match triton {
+        Some(Err(e)) if kind == Kind::TritonPython => {
+            eprintln!("!!! {}: {e}", kind.id());
+            result.error = Some(format!("could not install Triton: {e}"));
+            return result;
+        }
+        Some(Ok(t)) => Some(t),
+        _ => None,
+    };
     tokio::task::block_in_place(|| wait_until_quiet(kind.id()));
     let callgrind_dir = opts
         .callgrind
         .then(|| paths.work.join("callgrind").join(kind.id()));
-    let mut running = match servers::start(kind, paths, venv, callgrind_dir.as_deref()).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("!!! {}: {e:#}", kind.id());
-            result.error = Some(format!("{e:#}"));
-            return result;
-        }
-    };
+    let mut running =
+        match servers::start(kind, paths, venv, triton, callgrind_dir.as_deref()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("!!! {}: {e:#}", kind.id());
+                result.error = Some(format!("{e:#}"));
+                return result;
+            }
+        };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = running.usage();
     result.startup = Some(Startup {
@@ -401,7 +426,7 @@ async fn bench_server(
         running.log.display()
     );
     for sc in scenarios {
-        if kind.needs_venv() && sc.transport == Transport::RestBinary {
+        if !kind.serves(sc.transport) {
             continue; // MLServer has no binary extension (MLServer#324).
         }
         let measured = match &callgrind_dir {
@@ -505,6 +530,14 @@ mod tests {
         assert_eq!(o.servers, [Kind::Ours, Kind::Yardstick]);
         assert!(Options::parse(&args("--repeat 0")).is_err());
         assert!(Options::parse(&args("--callgrind --only mlserver")).is_err());
+        assert!(Options::parse(&args("--callgrind --only triton-python")).is_err());
+        let o = Options::parse(&args("--only triton-python,ours-python")).unwrap();
+        // In Kind::ALL's order, whatever the order given.
+        assert_eq!(o.servers, [Kind::OursPython, Kind::TritonPython]);
+        assert!(Options::parse(&[])
+            .unwrap()
+            .servers
+            .contains(&Kind::TritonPython));
         let o =
             Options::parse(&args("--quick --only ours,mlserver --scenario sum16,typed")).unwrap();
         assert_eq!(o.duration, Duration::from_secs(2));

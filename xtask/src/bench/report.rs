@@ -192,7 +192,9 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
          server's whole process tree over the measured window, divided by requests. \
          Ratios are ours (mlserver-rs with its defaults) ÷ theirs: above 1 is better for req/s, below 1 is better for \
          latency and CPU. \"MLServer best\" takes the better of its two configurations \
-         in each column.\n",
+         in each column. The Python rows compare our Python workers (MLServer's Python \
+         models) with MLServer and with Triton's Python backend running the same \
+         computation.\n",
         meta.machine,
         meta.when,
         meta.warmup.as_secs_f64(),
@@ -224,6 +226,7 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
     }
     let ours = servers.iter().find(|s| s.kind == Kind::Ours);
     let ours_python = servers.iter().find(|s| s.kind == Kind::OursPython);
+    let triton_python = servers.iter().find(|s| s.kind == Kind::TritonPython);
     let yardstick = servers.iter().find(|s| s.kind == Kind::Yardstick);
     for sc in scenarios {
         let _ = writeln!(md, "## {}\n\n{}\n", sc.name, sc.describe());
@@ -281,6 +284,19 @@ pub fn render(meta: &Meta, servers: &[ServerResult], scenarios: &[Scenario]) -> 
                 "ours (Python models) ÷ MLServer best",
                 figures(py),
                 best,
+            );
+        }
+        // Python code under both: our Python workers against Triton's
+        // Python backend.
+        if let (Some(py), Some(triton)) = (
+            ours_python.and_then(|s| s.outcome(sc.name)),
+            triton_python.and_then(|s| s.outcome(sc.name)),
+        ) {
+            ratio_row(
+                &mut md,
+                "ours (Python models) ÷ Triton (Python backend)",
+                figures(py),
+                figures(triton),
             );
         }
         md.push('\n');
@@ -487,6 +503,62 @@ mod tests {
         );
         assert!(
             md.contains("| MLServer 1.7.1, defaults | failed: did not start | | | |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn compares_our_python_workers_with_triton() {
+        let sc = scenarios();
+        let server = |kind, rps: f64, cpu: f64| ServerResult {
+            kind,
+            settled: None,
+            startup: Some(Startup {
+                ready_after: Duration::from_millis(900),
+                idle_rss: 100 << 20,
+                processes: 3,
+            }),
+            outcomes: vec![(
+                sc[0].name,
+                Outcome {
+                    requests: 10,
+                    rps,
+                    p50: Duration::from_micros(400),
+                    p99: Duration::from_micros(800),
+                    cpu_us_per_req: cpu,
+                    ..Default::default()
+                },
+            )],
+            error: None,
+        };
+        let meta = Meta {
+            machine: "2 CPUs".into(),
+            when: "now".into(),
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(2),
+            rounds: 1,
+            floor: None,
+        };
+        let servers = [
+            server(Kind::OursPython, 3000.0, 300.0),
+            server(Kind::TritonPython, 2000.0, 600.0),
+        ];
+        let md = render(&meta, &servers, &sc[..2]);
+        assert!(
+            md.contains("| Triton 2.51.0, Python backend | 2000 | 0.400 | 0.800 | 600 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| *ours (Python models) ÷ Triton (Python backend)* | 1.50x | 1.00x | 1.00x | 0.50x | |"
+            ),
+            "{md}"
+        );
+        // Only where both ran, and no MLServer ratio without MLServer.
+        assert_eq!(md.matches("÷ Triton").count(), 1, "{md}");
+        assert!(!md.contains("÷ MLServer best"), "{md}");
+        assert!(
+            md.contains("| Triton 2.51.0, Python backend | 900 | 3 | 100.0 |"),
             "{md}"
         );
     }
