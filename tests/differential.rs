@@ -20,7 +20,7 @@ use mlserver_proto::convert::{decode_infer_response, encode_infer_request};
 use mlserver_proto::inference::*;
 use mlserver_python::PythonConfig;
 use mlserver_settings::EnvSource;
-use mlserver_tests::python::{mlserver_python, run_script};
+use mlserver_tests::python::{mlserver_python, run_script, worker_config};
 use mlserver_tests::runtimes::test_runtimes;
 use mlserver_tests::{workspace_root, InferenceClient, ModelsDir, TestServer};
 use mlserver_types::InferenceRequest;
@@ -753,18 +753,8 @@ async fn mlserver_and_ours_answer_alike() {
         mlserver_python::install(
             &mut runtimes,
             PythonConfig {
-                python: python.clone(),
-                workers: 1,
-                models_root: ours_dir.path().to_owned(),
-                environments_dir: ours_dir.path().join(".envs"),
-                start_timeout: Duration::from_secs(120),
-                stop_timeout: Duration::from_secs(5),
-                rust_runtimes: Vec::new(),
-                debug: false,
-                busy_poll: Duration::from_micros(300),
-                production: false,
                 fast_paths,
-                shared_memory: 64 << 20,
+                ..worker_config(&python, ours_dir.path())
             },
         );
         let ours_server =

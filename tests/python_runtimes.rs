@@ -11,7 +11,7 @@ use mlserver_proto::inference::model_infer_request::InferInputTensor;
 use mlserver_proto::inference::{InferTensorContents, ModelInferRequest};
 use mlserver_python::PythonConfig;
 use mlserver_settings::EnvSource;
-use mlserver_tests::python::mlserver_python;
+use mlserver_tests::python::{mlserver_python, worker_config};
 use mlserver_tests::runtimes::test_runtimes;
 use mlserver_tests::{workspace_root, ModelsDir, TestServer};
 use serde_json::{json, Value};
@@ -27,18 +27,8 @@ async fn start(dir: &Path, python: &Path, workers: usize) -> TestServer {
     mlserver_python::install(
         &mut runtimes,
         PythonConfig {
-            python: python.to_owned(),
             workers,
-            models_root: dir.to_owned(),
-            environments_dir: dir.join(".envs"),
-            start_timeout: Duration::from_secs(120),
-            stop_timeout: Duration::from_secs(5),
-            rust_runtimes: Vec::new(),
-            debug: false,
-            busy_poll: Duration::from_micros(300),
-            production: false,
-            fast_paths: true,
-            shared_memory: 64 << 20,
+            ..worker_config(python, dir)
         },
     );
     let s = TestServer::start_with_env(dir, runtimes, EnvSource::empty(), |settings| {

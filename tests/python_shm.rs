@@ -8,7 +8,7 @@ use mlserver_proto::inference::model_infer_request::InferInputTensor;
 use mlserver_proto::inference::ModelInferRequest;
 use mlserver_python::PythonConfig;
 use mlserver_settings::EnvSource;
-use mlserver_tests::python::mlserver_python;
+use mlserver_tests::python::{mlserver_python, worker_config};
 use mlserver_tests::runtimes::test_runtimes;
 use mlserver_tests::{workspace_root, ModelsDir, TestServer};
 use serde_json::json;
@@ -105,19 +105,10 @@ async fn shared_memory_falls_back_and_outlives_no_worker() {
     mlserver_python::install(
         &mut runtimes,
         PythonConfig {
-            python: python.clone(),
-            workers: 1,
-            models_root: dir.path().to_owned(),
-            environments_dir: dir.path().join(".envs"),
-            start_timeout: Duration::from_secs(120),
-            stop_timeout: Duration::from_secs(5),
-            rust_runtimes: Vec::new(),
-            debug: false,
             busy_poll: Duration::ZERO,
-            production: false,
-            fast_paths: true,
             // Room for a few 64Ki FP32 tensors, not for 512Ki.
             shared_memory: 1 << 20,
+            ..worker_config(&python, dir.path())
         },
     );
     let s = TestServer::start_with_env(dir.path(), runtimes, EnvSource::empty(), |_| {}).await;

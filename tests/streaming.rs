@@ -10,7 +10,7 @@ use futures::StreamExt;
 use mlserver_proto::convert::{decode_infer_response, encode_infer_request};
 use mlserver_python::PythonConfig;
 use mlserver_settings::EnvSource;
-use mlserver_tests::python::mlserver_python;
+use mlserver_tests::python::{mlserver_python, worker_config};
 use mlserver_tests::runtimes::{test_runtimes, CountingModel};
 use mlserver_tests::{workspace_root, ModelsDir, TestServer};
 use mlserver_types::{InferenceRequest, Tensor};
@@ -196,18 +196,8 @@ async fn rest_stream_of_a_python_generator() {
     mlserver_python::install(
         &mut runtimes,
         PythonConfig {
-            python: python.clone(),
             workers: 2,
-            models_root: dir.path().to_owned(),
-            environments_dir: dir.path().join(".envs"),
-            start_timeout: Duration::from_secs(120),
-            stop_timeout: Duration::from_secs(5),
-            rust_runtimes: Vec::new(),
-            debug: false,
-            busy_poll: Duration::from_micros(300),
-            production: false,
-            fast_paths: true,
-            shared_memory: 64 << 20,
+            ..worker_config(&python, dir.path())
         },
     );
     let s = TestServer::start_with_env(dir.path(), runtimes, EnvSource::empty(), |settings| {

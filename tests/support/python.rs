@@ -197,3 +197,23 @@ pub fn write_custom_model(folder: &Path) {
     )
     .expect("weights.json");
 }
+
+/// How the tests start Python workers: `python` (the MLServer venv's), one
+/// worker unless changed, `models` first on their path, the fast paths on,
+/// busy polling on (300 µs, so it stays exercised) and 64 MiB areas.
+pub fn worker_config(python: &Path, models: &Path) -> mlserver_python::PythonConfig {
+    mlserver_python::PythonConfig {
+        python: python.to_owned(),
+        workers: 1,
+        models_root: models.to_owned(),
+        environments_dir: models.join(".envs"),
+        start_timeout: std::time::Duration::from_secs(120),
+        stop_timeout: std::time::Duration::from_secs(5),
+        rust_runtimes: Vec::new(),
+        debug: false,
+        busy_poll: std::time::Duration::from_micros(300),
+        production: false,
+        fast_paths: true,
+        shared_memory: 64 << 20,
+    }
+}

@@ -150,6 +150,22 @@ pub fn build_release(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
+/// Makes (or remakes) the venv at `venv` from `$PYTHON` (else `python3`)
+/// and installs `packages` (pip arguments) into it.
+fn new_venv(venv: &Path, packages: &[&str]) -> Result<()> {
+    eprintln!("==> creating {} with {packages:?} (once)", venv.display());
+    let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = Command::new(&base)
+        .args(["-m", "venv", "--clear"])
+        .arg(venv)
+        .status()
+        .with_context(|| format!("running {base}"))?;
+    if !status.success() {
+        bail!("{base} -m venv failed");
+    }
+    pip_install(&venv.join("bin").join("python"), packages)
+}
+
 /// The venv with the real MLServer, made on first use under `target/bench`.
 pub fn mlserver_venv(paths: &Paths) -> Result<PathBuf> {
     let venv = paths.work.join("venv");
@@ -165,20 +181,7 @@ pub fn mlserver_venv(paths: &Paths) -> Result<PathBuf> {
     if python.exists() && ok(&python) {
         return Ok(venv);
     }
-    eprintln!(
-        "==> creating {} with {PIP_PACKAGES:?} (once)",
-        venv.display()
-    );
-    let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let status = Command::new(&base)
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv)
-        .status()
-        .with_context(|| format!("running {base}"))?;
-    if !status.success() {
-        bail!("{base} -m venv failed");
-    }
-    pip_install(&python, PIP_PACKAGES)?;
+    new_venv(&venv, PIP_PACKAGES)?;
     if !ok(&python) {
         bail!("could not install {PIP_PACKAGES:?} into {}", venv.display());
     }
@@ -294,20 +297,7 @@ pub fn triton_venv(paths: &Paths) -> Result<Triton> {
             }
         }
     }
-    eprintln!(
-        "==> creating {} with {TRITON_PIP_ARGS:?} (once)",
-        venv.display()
-    );
-    let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let status = Command::new(&base)
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv)
-        .status()
-        .with_context(|| format!("running {base}"))?;
-    if !status.success() {
-        bail!("{base} -m venv failed");
-    }
-    pip_install(&python, TRITON_PIP_ARGS)?;
+    new_venv(&venv, TRITON_PIP_ARGS)?;
     let info = describe()?;
     let t = triton(info.clone());
     let stubs = t.home.join("python_backend_stubs");
