@@ -883,6 +883,17 @@ mod tests {
     }
 
     #[test]
+    fn one_variable_turns_the_fast_paths_off() {
+        let settings = Settings::default();
+        let config = |env: EnvSource| PythonConfig::from_settings(&settings, &env);
+        let on = config(EnvSource::empty());
+        assert!(on.fast_paths);
+        assert_eq!(on.shared_memory, 64 << 20);
+        assert!(!config(EnvSource::empty().with_var("MLSERVER_RS_FAST_PATHS", "0")).fast_paths);
+        assert!(config(EnvSource::empty().with_var("MLSERVER_RS_FAST_PATHS", "1")).fast_paths);
+    }
+
+    #[test]
     fn import_paths_are_dotted_identifiers() {
         for ok in ["models.MyModel", "mlserver_sklearn.SKLearnModel", "a.b.C"] {
             assert!(is_import_path(ok), "{ok}");
