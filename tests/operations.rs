@@ -363,35 +363,36 @@ async fn metrics_move_as_requests_succeed_and_fail() {
     );
     assert_eq!(
         m(
-            r#"rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{name}/infer",status_code="200"}"#
+            r#"rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{model_name}/infer",status_code="200"}"#
         ),
         3.0
     );
     assert_eq!(
         m(
-            r#"rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{name}/infer",status_code="404"}"#
+            r#"rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{model_name}/infer",status_code="404"}"#
         ),
         1.0
     );
-    assert!(text.contains("rest_server_request_duration_seconds_bucket{app_name=\"mlserver\",method=\"POST\",path=\"/v2/models/{name}/infer\",status_code=\"200\",le=\"+Inf\"} 3"));
+    assert!(text.contains("rest_server_request_duration_seconds_bucket{app_name=\"mlserver\",le=\"+Inf\",method=\"POST\",path=\"/v2/models/{model_name}/infer\",status_code=\"200\"} 3.0\n"));
     assert_eq!(
         m(r#"rest_server_requests_in_progress{app_name="mlserver",method="POST"}"#),
         0.0
     );
-    let grpc_labels = r#"grpc_type="unary",grpc_service="inference.GRPCInferenceService",grpc_method="ModelInfer""#;
+    // Sorted by name, as MLServer's multiprocess collector writes them.
+    let grpc_labels = r#"grpc_method="ModelInfer",grpc_service="inference.GRPCInferenceService",grpc_type="UNARY""#;
     assert_eq!(
         m(&format!("grpc_server_started_total{{{grpc_labels}}}")),
         2.0
     );
     assert_eq!(
         m(&format!(
-            "grpc_server_handled_total{{{grpc_labels},grpc_code=\"OK\"}}"
+            "grpc_server_handled_total{{grpc_code=\"OK\",{grpc_labels}}}"
         )),
         1.0
     );
     assert_eq!(
         m(&format!(
-            "grpc_server_handled_total{{{grpc_labels},grpc_code=\"NOT_FOUND\"}}"
+            "grpc_server_handled_total{{grpc_code=\"NOT_FOUND\",{grpc_labels}}}"
         )),
         1.0
     );
@@ -715,7 +716,7 @@ async fn the_exposition_parses_in_both_formats_with_process_and_stream_families(
     );
     assert!(text.contains("# TYPE model_infer_request_success_total counter\n"));
 
-    let stream = r#"grpc_service="inference.GRPCInferenceService",grpc_method="ModelStreamInfer""#;
+    let stream = r#"grpc_method="ModelStreamInfer",grpc_service="inference.GRPCInferenceService""#;
     for series in [
         "grpc_server_msg_received_total",
         "grpc_server_msg_sent_total",
@@ -723,14 +724,14 @@ async fn the_exposition_parses_in_both_formats_with_process_and_stream_families(
         assert_eq!(
             metric_value(
                 &text,
-                &format!("{series}{{grpc_type=\"bidi_stream\",{stream}}}")
+                &format!("{series}{{{stream},grpc_type=\"BIDI_STREAMING\"}}")
             ),
             3.0,
             "{series}"
         );
         // Unary calls' messages are not stream messages.
         assert!(
-            !text.contains(&format!("{series}{{grpc_type=\"unary\"")),
+            !text.contains(&format!("{series}{{grpc_method=\"ModelInfer\"")),
             "{text}"
         );
     }
@@ -808,5 +809,63 @@ async fn statistics_and_config_follow_adaptive_batching() {
     );
     assert_eq!(s.get("/v2/models/missing/stats").await.status(), 404);
     assert_eq!(s.get("/v2/models/missing/config").await.status(), 404);
+    s.stop().await;
+}
+
+/// As MLServer's multiprocess collector exposes them: a labelled family
+/// appears with its first sample (no `# HELP` before), and a histogram's
+/// child is its `_sum`, its buckets, then its `_count` (the last sample,
+/// which MLServer's own tests read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn families_appear_with_their_first_sample_and_histograms_end_with_count() {
+    let dir = ModelsDir::new();
+    dir.model("echo", json!({"implementation": "echo"}));
+    let s = TestServer::start_ready(dir.path()).await;
+    // Nothing has called gRPC or inferred yet (readiness was polled over
+    // REST, whose families are there with that call's samples).
+    let before = s.scrape().await;
+    for family in [
+        "grpc_server_started_total",
+        "grpc_server_handled_total",
+        "grpc_server_handling_seconds",
+        "model_infer_request_success_total",
+        "model_infer_request_duration",
+    ] {
+        assert!(
+            !before.contains(family),
+            "{family} before any request:\n{before}"
+        );
+    }
+    let request =
+        json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]});
+    let r = s
+        .client
+        .post(s.url("/v2/models/echo/infer"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let after = s.scrape().await;
+    assert!(
+        after.contains("# TYPE rest_server_requests_total counter\n")
+            && after.contains("\nrest_server_requests_total{app_name=\"mlserver\",method=\"POST\",path=\"/v2/models/{model_name}/infer\",status_code=\"200\"} 1.0\n"),
+        "{after}"
+    );
+    let durations: Vec<&str> = after
+        .lines()
+        .filter(|l| l.starts_with("rest_server_request_duration_seconds_"))
+        .collect();
+    assert!(durations
+        .first()
+        .unwrap()
+        .starts_with("rest_server_request_duration_seconds_sum{"));
+    assert!(
+        durations
+            .last()
+            .unwrap()
+            .starts_with("rest_server_request_duration_seconds_count{"),
+        "{durations:?}"
+    );
     s.stop().await;
 }

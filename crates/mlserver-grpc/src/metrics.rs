@@ -198,14 +198,15 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (service, method) = call_labels(request.uri().path());
+        // py-grpc-prometheus' names, which MLServer's series carry.
         let grpc_type = match method {
-            "ModelStreamInfer" | "ServerReflectionInfo" => "bidi_stream",
-            "Watch" => "server_stream",
-            _ => "unary",
+            "ModelStreamInfer" | "ServerReflectionInfo" => "BIDI_STREAMING",
+            "Watch" => "SERVER_STREAMING",
+            _ => "UNARY",
         };
         let (request_streams, response_streams) = match grpc_type {
-            "bidi_stream" => (true, true),
-            "server_stream" => (false, true),
+            "BIDI_STREAMING" => (true, true),
+            "SERVER_STREAMING" => (false, true),
             _ => (false, false),
         };
         let counter = |streams: bool, family: fn(&GrpcMetricFamilies) -> &Family<Counter>| {

@@ -76,11 +76,43 @@ pub fn merge(families: Vec<ExternalFamily>, taken: &BTreeSet<String>) -> Vec<Ext
     merged
 }
 
+/// A histogram's samples as MLServer's multiprocess collector orders them:
+/// per label set (in order of appearance), its `_sum`, its buckets, then
+/// its `_count`; other families' as they are.
+fn in_exposition_order(family: &ExternalFamily) -> Vec<&ExternalSample> {
+    if family.kind != "histogram" {
+        return family.samples.iter().collect();
+    }
+    // (labels without `le`, the samples of that label set)
+    type Group<'a> = (Vec<&'a (String, String)>, Vec<&'a ExternalSample>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for sample in &family.samples {
+        let key: Vec<&(String, String)> = sample.labels.iter().filter(|(k, _)| k != "le").collect();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(sample),
+            None => groups.push((key, vec![sample])),
+        }
+    }
+    let rank = |s: &ExternalSample| match s.name.rsplit('_').next() {
+        Some("sum") => 0,
+        Some("bucket") => 1,
+        Some("count") => 2,
+        _ => 3,
+    };
+    groups
+        .into_iter()
+        .flat_map(|(_, mut group)| {
+            group.sort_by_key(|s| rank(s));
+            group
+        })
+        .collect()
+}
+
 /// The exposition of `families`, in `format`.
 pub fn render(out: &mut String, families: &[ExternalFamily], format: Format) {
     for family in families {
         format.header(out, &family.name, &family.kind, &family.help);
-        for sample in &family.samples {
+        for sample in in_exposition_order(family) {
             out.push_str(&sample.name);
             if !sample.labels.is_empty() {
                 out.push('{');
@@ -118,6 +150,29 @@ mod tests {
     }
 
     #[test]
+    fn histograms_are_sum_buckets_count_per_label_set() {
+        let le = |b: &'static str| [("le", b), ("m", "x")];
+        let family = ExternalFamily {
+            name: "h".into(),
+            kind: "histogram".into(),
+            help: "H".into(),
+            samples: vec![
+                sample("h_bucket", &le("1.0"), 1.0),
+                sample("h_bucket", &le("+Inf"), 2.0),
+                sample("h_count", &[("m", "x")], 2.0),
+                sample("h_sum", &[("m", "x")], 3.5),
+            ],
+        };
+        let mut text = String::new();
+        render(&mut text, &[family], Format::Prometheus);
+        assert_eq!(
+            text,
+            "# HELP h H\n# TYPE h histogram\nh_sum{m=\"x\"} 3.5\nh_bucket{le=\"1.0\",m=\"x\"} 1.0\n\
+             h_bucket{le=\"+Inf\",m=\"x\"} 2.0\nh_count{m=\"x\"} 2.0\n"
+        );
+    }
+
+    #[test]
     fn processes_are_summed_and_the_servers_names_win() {
         let worker = |n: f64| ExternalFamily {
             name: "calls".into(),
@@ -140,7 +195,7 @@ mod tests {
         render(&mut text, &merged, Format::Prometheus);
         assert_eq!(
             text,
-            "# HELP calls_total Calls\n# TYPE calls_total counter\ncalls_total{a=\"1\",b=\"2\"} 5\n"
+            "# HELP calls_total Calls\n# TYPE calls_total counter\ncalls_total{a=\"1\",b=\"2\"} 5.0\n"
         );
     }
 }

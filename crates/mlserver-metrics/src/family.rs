@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 /// foldhash: children are looked up on every request, and SipHash was most
 /// of a lookup's cost. Its per-process random seed keeps label values sent
 /// by clients (model names) from being chosen to collide.
-type ChildMap<M> = HashMap<String, Child<M>, foldhash::fast::RandomState>;
+type ChildMap<M> = HashMap<String, Kept<M>, foldhash::fast::RandomState>;
 
 /// Label values joined by a byte that cannot appear in them unescaped in
 /// practice; used as the children map's key so a lookup needs one string.
@@ -46,10 +46,15 @@ thread_local! {
 /// A child's label values and its value.
 type Child<M> = (Vec<String>, Arc<M>);
 
+/// A child as kept: also when it was made, for the exposition's order.
+type Kept<M> = (Vec<String>, Arc<M>, u64);
+
 pub(crate) struct FamilyInner<M> {
     pub(crate) label_names: Vec<String>,
     make: Box<dyn Fn() -> M + Send + Sync>,
     children: RwLock<ChildMap<M>>,
+    /// Children made so far (the next one's place in the exposition).
+    made: std::sync::atomic::AtomicU64,
 }
 
 impl<M> Clone for Family<M> {
@@ -70,6 +75,7 @@ impl<M: Send + Sync + 'static> Family<M> {
                 label_names,
                 make: Box::new(make),
                 children: RwLock::new(ChildMap::default()),
+                made: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -92,7 +98,9 @@ impl<M: Send + Sync + 'static> Family<M> {
             key.clear();
             write_key(key, values);
             let children = self.inner.children.read().expect("metric lock");
-            let found = children.get(key.as_str()).map(|(_, child)| child.clone());
+            let found = children
+                .get(key.as_str())
+                .map(|(_, child, _)| child.clone());
             if key.capacity() > 4096 {
                 // A client's odd, long model name is not kept per thread.
                 *key = String::new();
@@ -106,9 +114,14 @@ impl<M: Send + Sync + 'static> Family<M> {
         children
             .entry(child_key(values))
             .or_insert_with(|| {
+                let place = self
+                    .inner
+                    .made
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (
                     values.iter().map(|v| v.to_string()).collect(),
                     Arc::new((self.inner.make)()),
+                    place,
                 )
             })
             .1
@@ -133,11 +146,14 @@ impl<M> Family<M> {
 }
 
 impl<M> FamilyInner<M> {
-    /// Children sorted by label values, for stable output.
+    /// Children in the order they were made, as Python's client (and
+    /// MLServer's multiprocess collector) lists them.
     pub(crate) fn children(&self) -> Vec<Child<M>> {
         let children = self.children.read().expect("metric lock");
         let mut all: Vec<_> = children.values().cloned().collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        all.sort_by_key(|(_, _, place)| *place);
+        all.into_iter()
+            .map(|(values, child, _)| (values, child))
+            .collect()
     }
 }

@@ -16,8 +16,8 @@
 //!     .unwrap();
 //! latency.with(&["iris"]).observe(0.004);
 //! let text = registry.render();
-//! assert!(text.contains("requests_total{model=\"iris\"} 1\n"));
-//! assert!(text.contains("latency_seconds_bucket{model=\"iris\",le=\"0.005\"} 1\n"));
+//! assert!(text.contains("requests_total{model=\"iris\"} 1.0\n"));
+//! assert!(text.contains("latency_seconds_bucket{le=\"0.005\",model=\"iris\"} 1.0\n"));
 //! ```
 
 pub mod external;

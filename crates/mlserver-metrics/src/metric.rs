@@ -21,12 +21,49 @@ pub(crate) fn fmt_value(out: &mut String, v: f64) {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v.is_nan() {
         out.push_str("NaN");
-    } else if v == v.trunc() && v.abs() < 1e15 {
-        // Whole numbers print without a fraction ("1", where the Python
-        // client prints "1.0"; Prometheus parses both the same).
-        let _ = write!(out, "{}", v as i64);
     } else {
-        let _ = write!(out, "{v}");
+        go_float(out, v);
+    }
+}
+
+/// A finite float as Python's `prometheus_client` writes values and bucket
+/// bounds (`floatToGoString`): Python's `repr` (the shortest digits that
+/// read back, in fixed notation from 1e-4 up to 1e16, else `1.5e-05`), and
+/// positive values of 1e6 and more in exponent form, as Go writes them
+/// (`1234567.0` is `1.234567e+06`).
+pub(crate) fn go_float(out: &mut String, v: f64) {
+    // `{:e}`: the shortest round-trip digits, `d.ddde<exp>`.
+    let sci = format!("{:e}", v.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} writes an exponent");
+    let exp: i32 = exp.parse().expect("an integer exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if v.is_sign_negative() && v != 0.0 {
+        out.push('-');
+    }
+    let go_exponent = v > 0.0 && exp >= 6;
+    if go_exponent || !(-4..16).contains(&exp) {
+        out.push_str(&digits[..1]);
+        let rest = digits[1..].trim_end_matches('0');
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    } else if exp < 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-exp - 1) as usize));
+        out.push_str(&digits);
+    } else {
+        let int_len = exp as usize + 1;
+        if digits.len() <= int_len {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', int_len - digits.len()));
+            out.push_str(".0");
+        } else {
+            out.push_str(&digits[..int_len]);
+            out.push('.');
+            out.push_str(&digits[int_len..]);
+        }
     }
 }
 
@@ -164,6 +201,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn floats_print_as_prometheus_client_prints_them() {
+        for (v, python) in [
+            (0.0, "0.0"),
+            (1.0, "1.0"),
+            (-2.0, "-2.0"),
+            (0.5, "0.5"),
+            (2.4246999601018615e-05, "2.4246999601018615e-05"),
+            (0.0001, "0.0001"),
+            (1e-5, "1e-05"),
+            (123.25, "123.25"),
+            (999999.0, "999999.0"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (-1234567.0, "-1234567.0"),
+            (1e16, "1e+16"),
+            (0.004829225999856135, "0.004829225999856135"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            let mut out = String::new();
+            fmt_value(&mut out, v);
+            assert_eq!(out, python, "{v}");
+        }
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative_and_upper_inclusive() {
         let h = Histogram::new(&[1.0, 2.0]);
         for v in [0.5, 1.0, 1.5, 3.0] {
@@ -204,6 +267,6 @@ mod tests {
             fmt_value(&mut out, v);
             out.push(' ');
         }
-        assert_eq!(out, "1 0.25 +Inf 0 ");
+        assert_eq!(out, "1.0 0.25 +Inf 0.0 ");
     }
 }

@@ -2,7 +2,6 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 
 use crate::external::{self, ExternalSource};
@@ -202,31 +201,42 @@ impl Registry {
         out
     }
 
+    /// Every family with at least one child, as MLServer's multiprocess
+    /// collector exposes them: a labelled family nothing has recorded into
+    /// yet is left out (no `# HELP` without samples), a child's labels are
+    /// sorted by name (`le` among them), and a histogram's child is its
+    /// `_sum`, its buckets, then its `_count`.
     fn render_families(&self, format: Format) -> String {
         let families = self.families.read().expect("registry lock");
         let mut out = String::with_capacity(4096);
+        let mut samples = String::with_capacity(1024);
         for (name, entry) in families.iter() {
-            format.header(&mut out, name, entry.kind.as_str(), &entry.help);
+            samples.clear();
+            let body = &mut samples;
             match entry.kind {
-                Kind::Counter => render_each(&mut out, entry, |out, labels, c: &Counter| {
+                Kind::Counter => render_each(body, entry, |out, labels, c: &Counter| {
                     sample(out, name, "_total", labels, None, c.get());
                 }),
-                Kind::Gauge => render_each(&mut out, entry, |out, labels, g: &Gauge| {
+                Kind::Gauge => render_each(body, entry, |out, labels, g: &Gauge| {
                     sample(out, name, "", labels, None, g.get() as f64);
                 }),
-                Kind::Summary => render_each(&mut out, entry, |out, labels, s: &Summary| {
+                Kind::Summary => render_each(body, entry, |out, labels, s: &Summary| {
                     sample(out, name, "_count", labels, None, s.count() as f64);
                     sample(out, name, "_sum", labels, None, s.sum());
                 }),
-                Kind::Histogram => render_each(&mut out, entry, |out, labels, h: &Histogram| {
+                Kind::Histogram => render_each(body, entry, |out, labels, h: &Histogram| {
+                    sample(out, name, "_sum", labels, None, h.sum());
                     for (le, count) in h.buckets() {
                         let mut bound = String::new();
                         fmt_bound(&mut bound, le);
                         sample(out, name, "_bucket", labels, Some(&bound), count as f64);
                     }
                     sample(out, name, "_count", labels, None, h.count() as f64);
-                    sample(out, name, "_sum", labels, None, h.sum());
                 }),
+            }
+            if !samples.is_empty() {
+                format.header(&mut out, name, entry.kind.as_str(), &entry.help);
+                out.push_str(&samples);
             }
         }
         out
@@ -284,12 +294,13 @@ fn render_each<M: 'static>(
         .expect("family type matches its kind");
     let inner: &Arc<FamilyInner<M>> = family.inner();
     for (values, child) in inner.children() {
-        let labels: Vec<(&str, &str)> = inner
+        let mut labels: Vec<(&str, &str)> = inner
             .label_names
             .iter()
             .map(String::as_str)
             .zip(values.iter().map(String::as_str))
             .collect();
+        labels.sort_unstable_by_key(|(name, _)| *name);
         each(out, &labels, &child);
     }
 }
@@ -307,7 +318,16 @@ fn sample(
     if !labels.is_empty() || le.is_some() {
         out.push('{');
         let mut first = true;
-        for (k, v) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
+        // `le` in its place by name, as the other labels are sorted.
+        let at = labels.partition_point(|(k, _)| *k < "le");
+        let le = le.map(|le| ("le", le));
+        let (before, after) = labels.split_at(at);
+        for (k, v) in before
+            .iter()
+            .copied()
+            .chain(le)
+            .chain(after.iter().copied())
+        {
             if !first {
                 out.push(',');
             }
@@ -327,13 +347,7 @@ fn sample(
 /// Bucket bounds print as floats ("1.0", "+Inf"), as Python's client does,
 /// so `le` label values match MLServer's series exactly.
 fn fmt_bound(out: &mut String, le: f64) {
-    if le.is_infinite() {
-        out.push_str("+Inf");
-    } else if le == le.trunc() {
-        let _ = write!(out, "{le:.1}");
-    } else {
-        let _ = write!(out, "{le}");
-    }
+    fmt_value(out, le);
 }
 
 pub(crate) fn escape_label(out: &mut String, v: &str) {
@@ -364,12 +378,25 @@ mod tests {
         g.with(&[]).set(3);
         assert_eq!(
             r.render(),
-            "# HELP hits_total Hits.\n# TYPE hits_total counter\nhits_total{model=\"a\\\"b\",version=\"1\"} 1\n\
-             # HELP size Sizes\n# TYPE size histogram\n\
-             size_bucket{m=\"x\",le=\"1.0\"} 0\nsize_bucket{m=\"x\",le=\"2.5\"} 1\nsize_bucket{m=\"x\",le=\"+Inf\"} 1\n\
-             size_count{m=\"x\"} 1\nsize_sum{m=\"x\"} 2\n\
-             # HELP took Time taken\n# TYPE took summary\ntook_count 1\ntook_sum 0.5\n\
-             # HELP up Up\n# TYPE up gauge\nup 3\n"
+            "# HELP hits_total Hits.\n# TYPE hits_total counter\nhits_total{model=\"a\\\"b\",version=\"1\"} 1.0\n\
+             # HELP size Sizes\n# TYPE size histogram\nsize_sum{m=\"x\"} 2.0\n\
+             size_bucket{le=\"1.0\",m=\"x\"} 0.0\nsize_bucket{le=\"2.5\",m=\"x\"} 1.0\nsize_bucket{le=\"+Inf\",m=\"x\"} 1.0\n\
+             size_count{m=\"x\"} 1.0\n\
+             # HELP took Time taken\n# TYPE took summary\ntook_count 1.0\ntook_sum 0.5\n\
+             # HELP up Up\n# TYPE up gauge\nup 3.0\n"
+        );
+    }
+
+    #[test]
+    fn families_nothing_recorded_into_are_left_out() {
+        let r = Registry::new();
+        let requests = r.counter("requests", "Requests", &["path"]).unwrap();
+        r.histogram("took", "Took", &["path"], &[1.0]).unwrap();
+        assert_eq!(r.render(), "", "no # HELP without samples");
+        requests.with(&["/x"]).inc();
+        assert_eq!(
+            r.render(),
+            "# HELP requests_total Requests\n# TYPE requests_total counter\nrequests_total{path=\"/x\"} 1.0\n"
         );
     }
 
@@ -396,10 +423,13 @@ mod tests {
         }));
         let om = block_on(r.render_all_as(Format::OpenMetrics));
         assert!(
-            om.starts_with("# HELP hits Hits.\n# TYPE hits counter\nhits_total{m=\"x\"} 1\n"),
+            om.starts_with("# HELP hits Hits.\n# TYPE hits counter\nhits_total{m=\"x\"} 1.0\n"),
             "{om}"
         );
-        assert!(om.contains("# TYPE calls counter\ncalls_total 2\n"), "{om}");
+        assert!(
+            om.contains("# TYPE calls counter\ncalls_total 2.0\n"),
+            "{om}"
+        );
         assert!(
             om.contains("# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total "),
             "{om}"

@@ -31,7 +31,11 @@ impl RestMetricFamilies {
     pub fn new(registry: &Registry, prefix: &str) -> Result<Self, MetricsError> {
         let rest = ["app_name", "method", "path", "status_code"];
         Ok(RestMetricFamilies {
-            requests: registry.counter(&format!("{prefix}_requests"), "HTTP requests", &rest)?,
+            requests: registry.counter(
+                &format!("{prefix}_requests"),
+                "Total HTTP requests",
+                &rest,
+            )?,
             duration: registry.histogram(
                 &format!("{prefix}_request_duration_seconds"),
                 "HTTP request duration, in seconds",
@@ -158,7 +162,8 @@ impl RouteSeries {
             s.duration.observe(secs);
             return;
         }
-        let labels = [APP_NAME, method, path.as_str(), status.as_str()];
+        let template = mlserver_template(path.as_str());
+        let labels = [APP_NAME, method, &template, status.as_str()];
         let found = FoundSeries {
             path: path.clone(),
             method,
@@ -301,6 +306,19 @@ impl Drop for InProgress {
     }
 }
 
+/// A V2 route's template as MLServer's FastAPI routes name their
+/// parameters (`/v2/models/{model_name}/versions/{model_version}/infer`),
+/// so `path` labels (and the dashboards keyed on them) match MLServer's.
+fn mlserver_template(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.contains("/v2/") && path.contains("{name}") {
+        path.replace("{name}", "{model_name}")
+            .replace("{version}", "{model_version}")
+            .into()
+    } else {
+        path.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +326,12 @@ mod tests {
     #[test]
     fn families_use_starlette_exporters_names() {
         let registry = Registry::new();
-        RestMetricFamilies::new(&registry, "rest_server").unwrap();
+        let families = RestMetricFamilies::new(&registry, "rest_server").unwrap();
+        // Families appear with their first sample.
+        assert_eq!(registry.render(), "");
+        let labels = ["mlserver", "POST", "/v2/models/{model_name}/infer", "200"];
+        families.requests.with(&labels).inc();
+        families.duration.with(&labels).observe(0.01);
         let text = registry.render();
         assert!(
             text.contains("# TYPE rest_server_request_duration_seconds histogram"),
@@ -318,5 +341,24 @@ mod tests {
             text.contains("# TYPE rest_server_requests_total counter"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn path_labels_name_parameters_as_mlserver_does() {
+        for (ours, theirs) in [
+            ("/v2/models/{name}/infer", "/v2/models/{model_name}/infer"),
+            (
+                "/v2/models/{name}/versions/{version}/infer",
+                "/v2/models/{model_name}/versions/{model_version}/infer",
+            ),
+            (
+                "/prefix/v2/repository/models/{name}/load",
+                "/prefix/v2/repository/models/{model_name}/load",
+            ),
+            ("/v2", "/v2"),
+            ("/my/{name}/handler", "/my/{name}/handler"),
+        ] {
+            assert_eq!(mlserver_template(ours), theirs);
+        }
     }
 }
