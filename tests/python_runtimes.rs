@@ -908,12 +908,7 @@ async fn production_mode_loads_only_allowlisted_classes() {
                                      "data": [5.1, 3.5, 1.4, 0.2]}]});
     let (status, response, _) = infer(&s, "iris", &request).await;
     assert_eq!(status, 200, "{response}");
-    let index: Value = s
-        .post_json("/v2/repository/index", &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let index: Value = s.index().await;
     let reason = |name: &str| {
         index
             .as_array()

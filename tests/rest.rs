@@ -784,12 +784,7 @@ async fn custom_endpoints_live_and_die_with_their_model() {
     );
     let s = TestServer::start(dir.path()).await;
     s.wait_started().await;
-    let index: Value = s
-        .post_json("/v2/repository/index", &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let index: Value = s.index().await;
     let state = |name: &str| {
         index
             .as_array()

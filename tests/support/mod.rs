@@ -222,6 +222,15 @@ impl TestServer {
             .expect("POST")
     }
 
+    /// The repository index (`POST /v2/repository/index`, every model).
+    pub async fn index(&self) -> serde_json::Value {
+        self.post_json("/v2/repository/index", &serde_json::json!({}))
+            .await
+            .json()
+            .await
+            .expect("index JSON")
+    }
+
     /// Stops the server and waits for it to finish (graceful shutdown).
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
