@@ -829,6 +829,44 @@ async fn custom_handlers_are_served_while_loaded() {
     assert_eq!(ping.text().await.unwrap(), "\"\\n\"");
     // A method the route does not have.
     assert_eq!(s.get("/invocations").await.status(), 405);
+    // Parameters resolved as FastAPI does, from a gzip body too (inflated
+    // once: the handler's MLServer `Request` must not inflate it again).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, br#"{"a": [1, 2]}"#).unwrap();
+    let r = s
+        .client
+        .post(s.url("/echo-body?times=3"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"payload": {"a": [1, 2]}, "times": 3}));
+    // What does not validate is FastAPI's 422, never a 500.
+    let r = s
+        .client
+        .post(s.url("/echo-body?times=many"))
+        .header("content-type", "application/json")
+        .body("[1, 2]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    let locations: Vec<&Value> = v["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["loc"])
+        .collect();
+    assert_eq!(
+        locations,
+        [&json!(["query", "times"]), &json!(["body"])],
+        "{v}"
+    );
 
     let unload = s
         .post_json("/v2/repository/models/handlers/unload", &json!({}))

@@ -346,6 +346,39 @@ async fn loading_models_are_visible_as_not_ready_and_reloads_keep_serving() {
     s.stop().await;
 }
 
+/// The start-up race: the moment the server answers at all, every model
+/// in the folder is known, so a client that finds it live and asks for a
+/// model the scan reaches last hears "not ready yet" (which clients retry),
+/// never "not found". The folder is made slow to scan (thousands of
+/// folders before the model) so that a scan running beside the listeners
+/// would be caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_on_disk_are_known_before_the_server_answers() {
+    let dir = ModelsDir::new();
+    for i in 0..4000 {
+        std::fs::create_dir_all(dir.path().join(format!("aa-filler/{i:04}"))).unwrap();
+    }
+    dir.model(
+        "zz-last",
+        json!({"implementation": "test.Slow", "parameters": {"extra": {"load_ms": 300}}}),
+    );
+    let s = TestServer::start(dir.path()).await;
+    let live = loop {
+        if let Ok(r) = s.client.get(s.url("/v2/health/live")).send().await {
+            break r.status();
+        }
+    };
+    assert_eq!(live, 200);
+    let (status, ready) = body(s.get("/v2/models/zz-last/ready").await).await;
+    assert!(
+        status == 503 || status == 200,
+        "a model on disk is not ready yet or ready, never unknown: {status} {ready}"
+    );
+    s.wait_started().await;
+    assert_eq!(body(s.get("/v2/models/zz-last/ready").await).await.0, 200);
+    s.stop().await;
+}
+
 /// A model's folder deleted while the model loads (an agent removing it, a
 /// volume going away): the load finishes with the settings it read, the
 /// model serves until it is unloaded, the unload succeeds, and then the

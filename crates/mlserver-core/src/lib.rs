@@ -31,7 +31,7 @@ pub use error::ServingError;
 pub use executor::{configure_worker_runtime, Executor};
 pub use metrics::ServerMetrics;
 pub use registry::{LoadedModel, ModelRegistry, Readiness, Slot, SlotState, Version};
-pub use repository::{ModelRepository, Serving};
+pub use repository::{FoundModels, ModelRepository, Serving};
 
 /// The default limit on a request (a REST body, compressed or not; a gRPC
 /// message each way): large enough for real tensors, where gRPC's own 4

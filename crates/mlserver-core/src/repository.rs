@@ -88,6 +88,11 @@ pub struct ModelRepository {
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// The models a scan found, by name, registered as loading
+/// ([`ModelRepository::find_all`]).
+#[derive(Debug, Default)]
+pub struct FoundModels(BTreeMap<String, Vec<ModelSettings>>);
+
 impl ModelRepository {
     /// A repository loading `settings`' models from its models folder into
     /// `registry`, with `runtimes` and how models are served.
@@ -134,21 +139,33 @@ impl ModelRepository {
         scan
     }
 
-    /// Loads every model found on disk, concurrently. Failures are logged and
-    /// recorded per model; they do not stop the others.
-    pub async fn load_all(&self) -> Vec<ServingError> {
+    /// Every model on disk, each registered as loading: from then on a
+    /// client asking for one hears that it is not ready yet (400, which
+    /// clients retry, as from MLServer, whose start lists the models before
+    /// it listens), never that it does not exist. The server calls this
+    /// before it answers anyone, and [`ModelRepository::load_found`] after.
+    pub async fn find_all(&self) -> FoundModels {
         let scan = self.scan().await;
         for (path, reason) in &scan.errors {
             error!("skipping {}: {reason}", path.display());
         }
         let mut by_name: BTreeMap<String, Vec<ModelSettings>> = BTreeMap::new();
         for settings in scan.models {
+            let version = settings.version().map(str::to_owned);
+            self.registry.begin_load(&settings.name, &version);
             by_name
                 .entry(settings.name.clone())
                 .or_default()
                 .push(settings);
         }
-        let loads = by_name.into_iter().map(|(name, versions)| async move {
+        FoundModels(by_name)
+    }
+
+    /// Loads the models [`ModelRepository::find_all`] found, concurrently.
+    /// Failures are logged and recorded per model; they do not stop the
+    /// others.
+    pub async fn load_found(&self, found: FoundModels) -> Vec<ServingError> {
+        let loads = found.0.into_iter().map(|(name, versions)| async move {
             let lock = self.name_lock(&name);
             let _guard = lock.lock().await;
             self.load_versions(versions).await
@@ -158,6 +175,13 @@ impl ModelRepository {
             .into_iter()
             .filter_map(Result::err)
             .collect()
+    }
+
+    /// Loads every model found on disk ([`ModelRepository::find_all`], then
+    /// [`ModelRepository::load_found`]).
+    pub async fn load_all(&self) -> Vec<ServingError> {
+        let found = self.find_all().await;
+        self.load_found(found).await
     }
 
     /// (Re)loads every version of `name` found on disk and unloads versions

@@ -60,6 +60,7 @@ const WORKER_MODULES: &[(&str, &str)] = worker_modules![
     "__main__.py",
     "calls.py",
     "connection.py",
+    "custom.py",
     "fast.py",
     "mlserver_api.py",
     "shm.py",

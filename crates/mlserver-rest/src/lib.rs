@@ -318,10 +318,21 @@ async fn custom_endpoint(
         Ok(b) => b,
         Err(e) => return crate::error::ApiError(e).into_response(),
     };
+    // The body goes on inflated: its headers say so, or MLServer's
+    // `Request.body()` in the handler would inflate it again.
+    let inflated = parts.headers.contains_key(http::header::CONTENT_ENCODING);
     let headers = parts
         .headers
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .filter(|(k, _)| !inflated || *k != http::header::CONTENT_ENCODING)
+        .filter_map(|(k, v)| {
+            let v = if inflated && k == http::header::CONTENT_LENGTH {
+                body.len().to_string()
+            } else {
+                v.to_str().ok()?.to_owned()
+            };
+            Some((k.as_str().to_owned(), v))
+        })
         .collect();
     let query = parts.uri.query().unwrap_or_default();
     let Some(result) = state

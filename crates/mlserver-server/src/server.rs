@@ -314,13 +314,20 @@ impl Server {
             _ => None,
         };
 
+        // The models on disk are registered before any connection is
+        // served (the listeners' futures have not been polled yet): a
+        // client that finds the server live and asks for one of them hears
+        // "not ready yet", not "not found".
+        let found = match self.settings.load_models_at_startup {
+            true => Some(self.repository.find_all().await),
+            false => None,
+        };
         let loader = {
             let repository = self.repository.clone();
             let dataplane = self.dataplane.clone();
-            let load = self.settings.load_models_at_startup;
             tokio::spawn(async move {
-                if load {
-                    let failures = repository.load_all().await;
+                if let Some(found) = found {
+                    let failures = repository.load_found(found).await;
                     if !failures.is_empty() {
                         error!(
                             "{} model(s) failed to load; the server stays up but reports not ready",

@@ -1,11 +1,12 @@
 """A model with custom REST endpoints, written as mlserver-mlflow writes its
 `/invocations` and `/ping`: `@custom_handler` methods taking FastAPI's
-`Request`, returning a `Response` or a plain value."""
+`Request`, returning a `Response` or a plain value; and one whose
+parameters FastAPI resolves (a `Body(...)` and a typed query)."""
 
 import json
 import os
 
-from fastapi import Request, Response
+from fastapi import Body, Request, Response
 
 from mlserver import MLModel, types
 from mlserver.handlers import custom_handler
@@ -32,3 +33,7 @@ class WithHandlers(MLModel):
     @custom_handler(rest_path="/ping", rest_method="GET")
     async def ping(self, request: Request) -> str:
         return "\n"
+
+    @custom_handler(rest_path="/echo-body")
+    async def echo_body(self, payload: dict = Body(...), times: int = 1) -> dict:
+        return {"payload": payload, "times": times}

@@ -13,7 +13,7 @@ import math
 import os
 from types import SimpleNamespace
 
-from . import wire
+from . import custom, wire
 
 # The ODH fork's production mode: model classes come from the environment
 # only, never from a model's folder put on sys.path.
@@ -179,6 +179,7 @@ class Models:
 
     def __init__(self):
         self.models = {}
+        self.endpoints = custom.Endpoints()
 
     def get(self, name: str, version: str):
         model = self.models.get((name, version or ""))
@@ -216,6 +217,7 @@ class Models:
         previous = self.models.get(key)
         self.models[key] = model
         if previous is not None and previous is not model:
+            self.endpoints.forget(previous)
             with model_context(previous.settings):
                 await result(previous.unload())
         from mlserver import MLModel
@@ -233,6 +235,7 @@ class Models:
         key = (message["name"], message.get("version") or "")
         model = self.models.pop(key, None)
         if model is not None:
+            self.endpoints.forget(model)
             from mlserver.context import model_context
 
             with model_context(model.settings):
@@ -245,69 +248,10 @@ class Models:
         return metadata.model_dump_json(exclude_none=True).encode()
 
     async def custom(self, body: bytes) -> bytes:
-        """A call of a `@custom_handler` method, made as FastAPI makes it in
-        MLServer: a Starlette `Request` for a parameter annotated `Request`
-        (or unannotated), the path's `{name}` segments by name, a pydantic
-        model parsed from the JSON body; the result sent back as FastAPI
-        sends it (a `Response` as it is, anything else as JSON)."""
-        from starlette.requests import Request
-        from starlette.responses import Response
-        from fastapi.encoders import jsonable_encoder
-        from mlserver.context import model_context
-        from pydantic import BaseModel
-
+        """A call of one of a model's `@custom_handler` endpoints."""
         meta, payload = wire.split_body(body)
         model = self.get(meta["name"], meta.get("version") or "")
-        handler = getattr(model, meta["handler"])
-        scope = {
-            "type": "http",
-            "http_version": "1.1",
-            "method": meta["method"],
-            "scheme": "http",
-            "path": meta["path"],
-            "raw_path": meta["path"].encode(),
-            "query_string": meta.get("query", "").encode(),
-            "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in meta["headers"]],
-            "server": ("localhost", 80),
-            "client": None,
-            "path_params": dict(meta.get("path_params", [])),
-        }
-        sent = False
-
-        async def receive():
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        request = Request(scope, receive)
-        path_params = dict(meta.get("path_params", []))
-        kwargs = {}
-        for name, param in inspect.signature(handler).parameters.items():
-            annotation = param.annotation
-            if name in path_params:
-                kwargs[name] = path_params[name]
-            elif inspect.isclass(annotation) and issubclass(annotation, BaseModel):
-                kwargs[name] = annotation.model_validate(json.loads(payload or b"null"))
-            elif annotation is inspect.Parameter.empty or (
-                inspect.isclass(annotation) and issubclass(annotation, Request)
-            ):
-                kwargs[name] = request
-        with model_context(model.settings):
-            answer = await result(handler(**kwargs))
-        if isinstance(answer, Response):
-            status, headers, content = (
-                answer.status_code,
-                [(k.decode(), v.decode()) for k, v in answer.raw_headers],
-                bytes(answer.body),
-            )
-        else:
-            status = 200
-            headers = [("content-type", "application/json")]
-            content = json.dumps(jsonable_encoder(answer)).encode()
-        return wire.join_body({"status": status, "headers": headers}, content)
+        return await self.endpoints.call(model, meta, payload)
 
 
 def metrics() -> bytes:
