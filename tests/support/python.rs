@@ -215,5 +215,6 @@ pub fn worker_config(python: &Path, models: &Path) -> mlserver_python::PythonCon
         production: false,
         fast_paths: true,
         shared_memory: 64 << 20,
+        metrics_dir: None,
     }
 }

@@ -300,8 +300,9 @@ fn access_log_and_levels_follow_logging_settings() {
 /// MLServer's Python observability APIs in our workers, with two of them:
 /// `mlserver.register`/`log` and a model's own `prometheus_client` metrics
 /// appear on `/metrics` summed over the workers (MLServer loses them with
-/// `parallel_workers: 0`, #1151), and Python log records reach the server's
-/// log.
+/// `parallel_workers: 0`, #1151), Python log records reach the server's
+/// log, and `metrics_dir` holds the workers' `prometheus_client` files while
+/// they run, as MLServer's does (gone once they stop).
 #[test]
 fn python_metrics_and_logs_reach_the_server() {
     let Some(python) = mlserver_tests::python::mlserver_python() else {
@@ -320,11 +321,13 @@ fn python_metrics_and_logs_reach_the_server() {
         r#"{"name": "observed", "implementation": "observed.Observed"}"#,
     )
     .unwrap();
+    let metrics_dir = dir.path().join("metrics-files");
     let (mut child, addr, log) = start(
         dir.path(),
         &[
             ("MLSERVER_PYTHON", python.to_str().unwrap()),
             ("MLSERVER_PARALLEL_WORKERS", "2"),
+            ("MLSERVER_METRICS_DIR", metrics_dir.to_str().unwrap()),
         ],
     );
     let client = reqwest::blocking::Client::new();
@@ -349,8 +352,26 @@ fn python_metrics_and_logs_reach_the_server() {
         .unwrap()
         .text()
         .unwrap();
+    let db_files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&metrics_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".db"))
+            .collect();
+        names.sort();
+        names
+    };
+    let files = db_files();
+    // The model's counter, made at load: one file per worker process.
+    let counters = files.iter().filter(|n| n.starts_with("counter_")).count();
+    assert_eq!(counters, 2, "{files:?}");
+    assert!(
+        files.iter().any(|n| n.starts_with("histogram_")),
+        "{files:?}"
+    );
     signal(&child, "TERM");
     wait_exit(&mut child);
+    assert_eq!(db_files(), Vec::<String>::new(), "removed with the workers");
     let lines: Vec<String> = lines.into_iter().chain(log.try_iter()).collect();
     for expected in [
         "# TYPE observed_value histogram",

@@ -108,6 +108,12 @@ pub struct PythonConfig {
     /// tensors from it); 0: none, tensors go inside the socket's frames.
     /// 64 MiB with [`PythonConfig::from_settings`]; backed only where used.
     pub shared_memory: usize,
+    /// MLServer's `metrics_dir` with `parallel_workers` above 0 (as
+    /// MLServer uses it): the workers' `prometheus_client` runs in
+    /// multiprocess mode and writes its `*_{pid}.db` files there, removed
+    /// when the worker is gone. `/metrics` still asks the workers
+    /// themselves; the files are for what reads them beside the server.
+    pub metrics_dir: Option<PathBuf>,
 }
 
 impl PythonConfig {
@@ -141,6 +147,7 @@ impl PythonConfig {
             production: false,
             fast_paths: env.get("MLSERVER_RS_FAST_PATHS") != Some("0"),
             shared_memory: 64 << 20,
+            metrics_dir: (settings.parallel_workers > 0).then(|| settings.metrics_dir.clone()),
         }
     }
 
@@ -348,6 +355,7 @@ impl Pools {
                     debug: self.config.debug,
                     busy_poll: self.config.busy_poll,
                     production: self.config.production,
+                    metrics_dir: self.config.metrics_dir.clone(),
                 };
                 if let Some(group) = &key.group {
                     info!(python = %key.python.display(), group, workers = key.workers, "starting a dedicated Python worker pool");

@@ -45,6 +45,8 @@ pub(crate) struct Spawn {
     pub fast_paths: bool,
     /// See `PythonConfig::shared_memory`.
     pub shared_memory: usize,
+    /// See `PythonConfig::metrics_dir`.
+    pub metrics_dir: Option<PathBuf>,
 }
 
 type Reply = Result<Bytes, MLServerError>;
@@ -107,6 +109,8 @@ pub(crate) struct Worker {
     /// the fast paths off, where `memfd` is not available, and once the
     /// process is gone (replies still being read keep their area).
     shared: Mutex<Option<Arc<Shared>>>,
+    /// Where its `prometheus_client` files are (`PythonConfig::metrics_dir`).
+    metrics_dir: Option<PathBuf>,
 }
 
 /// The two areas of a worker: requests (the server writes) and replies
@@ -252,6 +256,22 @@ impl Worker {
                 });
             }
         }
+        // MLServer's `configure_metrics`: the folder made, then named to
+        // prometheus_client. A folder that cannot be made (a read-only
+        // working directory) costs the files, not the worker.
+        let metrics_dir = spec.metrics_dir.as_ref().filter(|dir| {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| {
+                    warn!(
+                        "metrics_dir {}: {e}; the Python workers keep their metrics in memory",
+                        dir.display()
+                    )
+                })
+                .is_ok()
+        });
+        if let Some(dir) = metrics_dir {
+            command.env("PROMETHEUS_MULTIPROC_DIR", dir);
+        }
         if let Some(path) = path_with_environment(&spec.python) {
             command.env("PATH", path);
         }
@@ -317,6 +337,7 @@ impl Worker {
             exited,
             child: tokio::sync::Mutex::new(Some(child)),
             shared: Mutex::new(shared.map(Arc::new)),
+            metrics_dir: metrics_dir.cloned(),
         });
         debug!(pid, "Python worker connected");
         tokio::spawn(read_replies(worker.clone(), reader, exited_tx));
@@ -481,6 +502,30 @@ impl Worker {
                         "Python worker did not stop in {timeout:?}; killing it"
                     );
                     let _ = child.kill().await;
+                }
+            }
+        }
+        self.remove_metric_files();
+    }
+
+    /// MLServer's `stop_metrics`: the process's `*_{pid}.db` files go with
+    /// it (a later worker with the same pid must not add to its counts).
+    fn remove_metric_files(&self) {
+        let Some(dir) = &self.metrics_dir else {
+            return;
+        };
+        let suffix = format!("_{}.db", self.pid);
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(&suffix) {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    warn!(
+                        pid = self.pid,
+                        "cannot remove {}: {e}",
+                        entry.path().display()
+                    );
                 }
             }
         }
@@ -649,6 +694,7 @@ async fn read_replies(
             worker.pid
         ))));
     }
+    worker.remove_metric_files();
     let _ = exited.send(true);
 }
 

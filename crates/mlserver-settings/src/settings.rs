@@ -373,7 +373,6 @@ impl Settings {
     /// act on, naming it and saying what happens instead. `mlserver start`
     /// logs them once: a setting must either work or say that it does not.
     pub fn ignored(&self) -> Vec<String> {
-        let defaults = Settings::default();
         let mut out = Vec::new();
         if let Some(implementation) = &self.model_repository_implementation {
             out.push(format!(
@@ -395,12 +394,6 @@ impl Settings {
             out.push(format!(
                 "kafka_enabled is ignored: the Kafka server is not implemented (topics {} / {} on {} are not consumed)",
                 self.kafka_topic_input, self.kafka_topic_output, self.kafka_servers
-            ));
-        }
-        if self.metrics_dir != defaults.metrics_dir {
-            out.push(format!(
-                "metrics_dir ({}) is not used: the Python workers' metrics reach /metrics over their socket, no files are kept",
-                self.metrics_dir.display()
             ));
         }
         out
@@ -484,16 +477,11 @@ mod tests {
         let s = Settings {
             kafka_enabled: true,
             model_repository_implementation: Some("my.Repo".into()),
-            metrics_dir: "/tmp/m".into(),
             ..Settings::default()
         };
         let warnings = s.ignored();
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
-        for name in [
-            "kafka_enabled",
-            "model_repository_implementation",
-            "metrics_dir",
-        ] {
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        for name in ["kafka_enabled", "model_repository_implementation"] {
             assert!(
                 warnings.iter().any(|w| w.starts_with(name)),
                 "{name}: {warnings:?}"
