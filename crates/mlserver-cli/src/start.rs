@@ -71,7 +71,13 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
         .context("Server startup aborted: invalid trusted runtimes allowlist configuration")?;
     info!("{}", security.describe());
     #[cfg(feature = "python")]
-    let runtimes = with_python(runtimes, &settings, &env, &security)?;
+    let (runtimes, python) = with_python(runtimes, &settings, &env, &security)?;
+    #[cfg(feature = "python")]
+    let source = custom_repository(python.as_ref(), &settings, &env);
+    #[cfg(not(feature = "python"))]
+    if let Some(implementation) = &settings.model_repository_implementation {
+        warn!("model_repository_implementation ({implementation}) is ignored: this build has no Python support; models come from the folder");
+    }
     info!(
         "mlserver {} starting: models folder {}, runtimes: {}",
         env!("CARGO_PKG_VERSION"),
@@ -83,6 +89,10 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     crate::allocator::spawn_purge();
     let result = runtime.block_on(async move {
         let server = Server::with_security(settings, runtimes, env, security)?;
+        #[cfg(feature = "python")]
+        if let Some(source) = source {
+            server.repository().use_source(source)?;
+        }
         let listeners = server.bind().await?;
         server.serve(listeners, shutdown_signal()).await?;
         info!("mlserver stopped");
@@ -131,16 +141,16 @@ fn async_threads(cpus: usize, python_workers: usize) -> usize {
 
 /// Import paths no Rust runtime claims are Python MLModel classes, served by
 /// worker processes (with `MLSERVER_ENV_TARBALL` activated, as MLServer's
-/// image does).
+/// image does). The Python side, unless the caller installed its own.
 #[cfg(feature = "python")]
 fn with_python(
     mut runtimes: RuntimeRegistry,
     settings: &mlserver_settings::Settings,
     env: &EnvSource,
     security: &RuntimeSecurity,
-) -> anyhow::Result<RuntimeRegistry> {
+) -> anyhow::Result<(RuntimeRegistry, Option<mlserver_python::Python>)> {
     if runtimes.has_fallback() {
-        return Ok(runtimes);
+        return Ok((runtimes, None));
     }
     let mut python = mlserver_python::PythonConfig::from_settings(settings, env);
     python.production = security.is_production();
@@ -157,8 +167,30 @@ fn with_python(
             interpreter.display()
         );
     }
-    mlserver_python::install(&mut runtimes, python);
-    Ok(runtimes)
+    let python = mlserver_python::install(&mut runtimes, python);
+    Ok((runtimes, Some(python)))
+}
+
+/// `model_repository_implementation`: the user's repository class, in a
+/// Python worker, as the source of the models.
+#[cfg(feature = "python")]
+fn custom_repository(
+    python: Option<&mlserver_python::Python>,
+    settings: &mlserver_settings::Settings,
+    env: &Arc<EnvSource>,
+) -> Option<Arc<dyn mlserver_runtime::ModelSource>> {
+    let implementation = settings.model_repository_implementation.as_deref()?;
+    let Some(python) = python else {
+        warn!("model_repository_implementation ({implementation}) is ignored: the Python side is the embedder's; models come from the folder");
+        return None;
+    };
+    info!("models come from the repository class {implementation}");
+    Some(python.model_source(
+        implementation,
+        settings.model_repository_implementation_args.clone(),
+        &settings.model_repository_root,
+        env.clone(),
+    ))
 }
 
 /// The folder argument with `$VAR` / `${VAR}` expanded, and what it was

@@ -429,6 +429,152 @@ fn python_metrics_and_logs_reach_the_server() {
     );
 }
 
+/// `model_repository_implementation`: the user's `ModelRepository` class
+/// (MLServer's `ModelRepositoryFactory`: `cls(root=..., **args)`) is where
+/// the models come from, at start, in the index and for load/unload, not
+/// the folder's files. A class that fails leaves the server up: the index
+/// answers with its error, and answers again once it lists.
+#[test]
+fn a_custom_model_repository_class_is_the_source_of_models() {
+    let Some(python) = mlserver_tests::python::mlserver_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/models");
+    for file in ["listed_repo.py", "observed.py"] {
+        std::fs::copy(models.join(file), dir.path().join(file)).unwrap();
+    }
+    // Listed by the class, from outside the folder.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let listed = elsewhere.path().join("listed.json");
+    std::fs::write(
+        &listed,
+        r#"{"name": "listed", "implementation": "observed.Observed"}"#,
+    )
+    .unwrap();
+    // In the folder, not listed: never loaded.
+    std::fs::create_dir_all(dir.path().join("decoy")).unwrap();
+    std::fs::write(
+        dir.path().join("decoy/model-settings.json"),
+        r#"{"name": "decoy", "implementation": "observed.Observed"}"#,
+    )
+    .unwrap();
+    let args = serde_json::json!({"files": [listed]}).to_string();
+    let (mut child, addr, _log) = start(
+        dir.path(),
+        &[
+            ("MLSERVER_PYTHON", python.to_str().unwrap()),
+            (
+                "MLSERVER_MODEL_REPOSITORY_IMPLEMENTATION",
+                "listed_repo.ListedRepository",
+            ),
+            ("MLSERVER_MODEL_REPOSITORY_IMPLEMENTATION_ARGS", &args),
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let ready = |model: &str| {
+        client
+            .get(url(&format!("/v2/models/{model}/ready")))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ready("listed") != 200 {
+        assert!(std::time::Instant::now() < deadline, "listed never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ready("decoy"), 404, "the folder's files are not the source");
+    let index = || {
+        let r = client
+            .post(url("/v2/repository/index"))
+            .body("{}")
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+    };
+    let (status, listing) = index();
+    assert_eq!(status, 200);
+    let names: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["listed"], "{listing}");
+    let r = client
+        .post(url("/v2/models/listed/infer"))
+        .json(&serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [2]}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    // Load asks the class's find(); its ModelNotFound is ours.
+    let load = |model: &str| {
+        let r = client
+            .post(url(&format!("/v2/repository/models/{model}/load")))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(load("listed").0, 200);
+    assert_eq!(
+        load("decoy"),
+        (404, r#"{"error":"Model decoy not found"}"#.to_owned())
+    );
+
+    // The class fails: the server stays up, the index says why.
+    std::fs::write(dir.path().join("broken"), "").unwrap();
+    let (status, error) = index();
+    assert_eq!(status, 500);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("builtins.RuntimeError: the listing backend is down"),
+        "{error}"
+    );
+    assert_eq!(ready("listed"), 200, "loaded models keep serving");
+    std::fs::remove_file(dir.path().join("broken")).unwrap();
+    assert_eq!(index().0, 200);
+    signal(&child, "TERM");
+    wait_exit(&mut child);
+
+    // A class that does not import: up, with the reason in the index.
+    let (mut child, addr, _log) = start(
+        dir.path(),
+        &[
+            ("MLSERVER_PYTHON", python.to_str().unwrap()),
+            (
+                "MLSERVER_MODEL_REPOSITORY_IMPLEMENTATION",
+                "nowhere_repo.Missing",
+            ),
+        ],
+    );
+    let live = client
+        .get(format!("http://{addr}/v2/health/live"))
+        .send()
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let r = client
+        .post(format!("http://{addr}/v2/repository/index"))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let error: serde_json::Value = r.json().unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("No module named 'nowhere_repo'"),
+        "{error}"
+    );
+    signal(&child, "TERM");
+    wait_exit(&mut child);
+}
+
 /// `mlserver dotenv` (a generated Dockerfile's step) refuses an embedded
 /// model whose implementation could never load, with the reason, so the
 /// image build fails there rather than the container at start.

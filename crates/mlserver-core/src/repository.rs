@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use futures::FutureExt;
-use mlserver_runtime::{metadata_from_settings, panic_message, ModelContext, RuntimeRegistry};
+use mlserver_runtime::{
+    metadata_from_settings, panic_message, MLServerError, ModelContext, ModelSource,
+    RuntimeRegistry,
+};
 use mlserver_settings::{EnvSource, ModelSettings, RuntimeSecurity};
 use mlserver_types::{ModelState, RepositoryIndexItem};
 use tracing::{error, info, warn};
@@ -86,6 +89,8 @@ pub struct ModelRepository {
     /// Serialises load/unload per model name, so a reload racing an unload
     /// cannot leave a half-registered model behind.
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set once, before serving: models come from it, not from the folder.
+    source: std::sync::OnceLock<Arc<dyn ModelSource>>,
 }
 
 /// The models a scan found, by name, registered as loading
@@ -110,7 +115,18 @@ impl ModelRepository {
             registry,
             serving,
             name_locks: Mutex::default(),
+            source: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Takes its models from `source` rather than from its folder (call it
+    /// before the server starts). A second source is refused.
+    pub fn use_source(&self, source: Arc<dyn ModelSource>) -> Result<(), ServingError> {
+        self.source.set(source).map_err(|_| {
+            ServingError::Runtime(MLServerError::internal(
+                "the model repository already has a source",
+            ))
+        })
     }
 
     /// The registry it loads into.
@@ -123,10 +139,16 @@ impl ModelRepository {
         locks.entry(name.to_owned()).or_default().clone()
     }
 
-    /// Everything on disk, scanned off the reactor. Settings files that do
-    /// not parse keep the server not ready until a scan finds them fixed
-    /// (or gone).
-    async fn scan(&self) -> mlserver_settings::ScanResult {
+    /// Every model there is: the source's list, else everything on disk,
+    /// scanned off the reactor. Settings files that do not parse keep the
+    /// server not ready until a scan finds them fixed (or gone).
+    async fn scan(&self) -> Result<mlserver_settings::ScanResult, ServingError> {
+        if let Some(source) = self.source.get() {
+            return Ok(mlserver_settings::ScanResult {
+                models: source.list().await?,
+                errors: Vec::new(),
+            });
+        }
         let root = self.root.clone();
         let env = self.env.clone();
         let scan = tokio::task::spawn_blocking(move || mlserver_settings::scan_models(&root, &env))
@@ -136,7 +158,7 @@ impl ModelRepository {
                 mlserver_settings::ScanResult::default()
             });
         self.registry.set_invalid_settings(scan.errors.len());
-        scan
+        Ok(scan)
     }
 
     /// Every model on disk, each registered as loading: from then on a
@@ -144,8 +166,15 @@ impl ModelRepository {
     /// clients retry, as from MLServer, whose start lists the models before
     /// it listens), never that it does not exist. The server calls this
     /// before it answers anyone, and [`ModelRepository::load_found`] after.
+    /// A source that fails leaves the server up with no models, logged.
     pub async fn find_all(&self) -> FoundModels {
-        let scan = self.scan().await;
+        let scan = match self.scan().await {
+            Ok(scan) => scan,
+            Err(e) => {
+                error!("the model repository could not list its models: {e}");
+                return FoundModels::default();
+            }
+        };
         for (path, reason) in &scan.errors {
             error!("skipping {}: {reason}", path.display());
         }
@@ -190,9 +219,16 @@ impl ModelRepository {
         check_model_name(name)?;
         let lock = self.name_lock(name);
         let _guard = lock.lock().await;
-        let scan = self.scan().await;
-        let found: Vec<ModelSettings> =
-            scan.models.into_iter().filter(|m| m.name == name).collect();
+        let found: Vec<ModelSettings> = match self.source.get() {
+            Some(source) => source.find(name).await?,
+            None => self
+                .scan()
+                .await?
+                .models
+                .into_iter()
+                .filter(|m| m.name == name)
+                .collect(),
+        };
         if found.is_empty() {
             // A failed load of it, whose files are gone since, goes too.
             for version in self.registry.versions(name) {
@@ -461,8 +497,9 @@ impl ModelRepository {
     }
 
     /// The repository index: every model on disk or registered, with state.
-    pub async fn index(&self, ready_only: bool) -> Vec<RepositoryIndexItem> {
-        let scan = self.scan().await;
+    /// Fails when the source does.
+    pub async fn index(&self, ready_only: bool) -> Result<Vec<RepositoryIndexItem>, ServingError> {
+        let scan = self.scan().await?;
         self.forget_failed_gone(&scan.models);
         let mut items: BTreeMap<(String, Version), (ModelState, String)> = BTreeMap::new();
         for m in &scan.models {
@@ -485,7 +522,7 @@ impl ModelRepository {
         for (name, version, slot) in self.registry.snapshot() {
             items.insert((name, version), slot.index_state());
         }
-        items
+        Ok(items
             .into_iter()
             .filter(|(_, (state, _))| !ready_only || *state == ModelState::Ready)
             .map(|((name, version), (state, reason))| RepositoryIndexItem {
@@ -494,7 +531,7 @@ impl ModelRepository {
                 state,
                 reason,
             })
-            .collect()
+            .collect())
     }
 }
 

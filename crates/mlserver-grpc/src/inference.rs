@@ -339,6 +339,7 @@ impl GrpcInferenceService for InferenceService {
             .repository
             .index(r.ready)
             .await
+            .map_err(to_status)?
             .into_iter()
             .map(convert::index_item_to_proto)
             .collect();

@@ -42,6 +42,7 @@ impl ModelRepositoryService for LegacyRepositoryService {
             .repository
             .index(request.into_inner().ready)
             .await
+            .map_err(to_status)?
             .into_iter()
             .map(|item| ModelIndex {
                 name: item.name,

@@ -39,6 +39,8 @@ pub(crate) const CANCEL: u8 = 17;
 /// Both ways, call id 0: regions of the receiver's shared area (`u64`
 /// offsets) the sender is done with (see `shm`).
 pub(crate) const RELEASE: u8 = 18;
+/// A call of the user's `model_repository_implementation` (see `repository`).
+pub(crate) const REPOSITORY: u8 = 19;
 /// The items a stream's sender may have outstanding, each way.
 pub(crate) const STREAM_WINDOW: u32 = 16;
 

@@ -24,6 +24,7 @@ mod environment;
 mod frame;
 mod metrics;
 mod pool;
+mod repository;
 mod shm;
 mod worker;
 
@@ -63,6 +64,7 @@ const WORKER_MODULES: &[(&str, &str)] = worker_modules![
     "custom.py",
     "fast.py",
     "mlserver_api.py",
+    "repository.py",
     "shm.py",
     "tensors.py",
     "wire.py",
@@ -188,9 +190,12 @@ fn python_beside_executable() -> Option<PathBuf> {
 
 /// Serves Python import paths from `runtimes`' fallback: registered Rust
 /// runtimes keep priority.
-pub fn install(runtimes: &mut RuntimeRegistry, mut config: PythonConfig) {
+pub fn install(runtimes: &mut RuntimeRegistry, mut config: PythonConfig) -> Python {
     config.rust_runtimes = runtimes.names().map(str::to_owned).collect();
     let pools = Arc::new(Pools::new(config));
+    let python = Python {
+        pools: pools.clone(),
+    };
     runtimes.set_fallback(Arc::new(move |implementation: &str| {
         if !is_import_path(implementation) {
             return None;
@@ -209,6 +214,35 @@ pub fn install(runtimes: &mut RuntimeRegistry, mut config: PythonConfig) {
         });
         Some(factory)
     }));
+    python
+}
+
+/// The Python side [`install`] set up, for what else runs in its workers.
+#[derive(Clone)]
+pub struct Python {
+    pools: Arc<Pools>,
+}
+
+impl Python {
+    /// MLServer's `model_repository_implementation`: the user's
+    /// `ModelRepository` class, made as MLServer's factory makes it
+    /// (`cls(root=model_repository_root, **model_repository_implementation_args)`)
+    /// in a worker process of its own, asked for the server's models.
+    pub fn model_source(
+        &self,
+        implementation: &str,
+        args: serde_json::Map<String, serde_json::Value>,
+        root: &std::path::Path,
+        env: Arc<EnvSource>,
+    ) -> Arc<dyn mlserver_runtime::ModelSource> {
+        Arc::new(repository::PythonRepository::new(
+            self.pools.clone(),
+            implementation,
+            args,
+            root,
+            env,
+        ))
+    }
 }
 
 /// `module.Class`, `package.module.Class`: dotted Python identifiers.
@@ -321,6 +355,34 @@ impl Pools {
             .map_err(|e| MLServerError::internal(e.clone()))
     }
 
+    /// How a worker of the interpreter `python` starts.
+    fn spawn_spec(&self, python: PathBuf) -> Result<worker::Spawn, MLServerError> {
+        let dir = self.runtime_dir()?;
+        let mut python_path = Vec::new();
+        if !self.config.production {
+            python_path.push(self.config.models_root.clone());
+            if let Ok(cwd) = std::env::current_dir() {
+                python_path.push(cwd);
+            }
+        }
+        // The worker package's folder, first: `-m` finds it there
+        // whatever the models or the environment hold.
+        python_path.insert(0, dir.clone());
+        Ok(worker::Spawn {
+            python,
+            module: WORKER_PACKAGE,
+            socket_dir: dir,
+            fast_paths: self.config.fast_paths,
+            shared_memory: self.config.shared_memory,
+            python_path,
+            start_timeout: self.config.start_timeout,
+            debug: self.config.debug,
+            busy_poll: self.config.busy_poll,
+            production: self.config.production,
+            metrics_dir: self.config.metrics_dir.clone(),
+        })
+    }
+
     /// The pool for `python`, started if needed; counted until released.
     /// Only the pool's own first users wait for it to start: the map is
     /// locked just to count, so other environments load meanwhile.
@@ -333,30 +395,7 @@ impl Pools {
         };
         let started = cell
             .get_or_try_init(|| async {
-                let dir = self.runtime_dir()?;
-                let mut python_path = Vec::new();
-                if !self.config.production {
-                    python_path.push(self.config.models_root.clone());
-                    if let Ok(cwd) = std::env::current_dir() {
-                        python_path.push(cwd);
-                    }
-                }
-                // The worker package's folder, first: `-m` finds it there
-                // whatever the models or the environment hold.
-                python_path.insert(0, dir.clone());
-                let spec = worker::Spawn {
-                    python: key.python.clone(),
-                    module: WORKER_PACKAGE,
-                    socket_dir: dir,
-                    fast_paths: self.config.fast_paths,
-                    shared_memory: self.config.shared_memory,
-                    python_path,
-                    start_timeout: self.config.start_timeout,
-                    debug: self.config.debug,
-                    busy_poll: self.config.busy_poll,
-                    production: self.config.production,
-                    metrics_dir: self.config.metrics_dir.clone(),
-                };
+                let spec = self.spawn_spec(key.python.clone())?;
                 if let Some(group) = &key.group {
                     info!(python = %key.python.display(), group, workers = key.workers, "starting a dedicated Python worker pool");
                 }

@@ -418,7 +418,10 @@ pub(crate) async fn repository_index(
     } else {
         parse_json(&body, "repository index request")?
     };
-    let items = state.repository.index(request.ready.unwrap_or(false)).await;
+    let items = state
+        .repository
+        .index(request.ready.unwrap_or(false))
+        .await?;
     Ok(Json(items).into_response())
 }
 

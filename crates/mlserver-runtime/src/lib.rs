@@ -8,6 +8,7 @@ mod custom;
 mod error;
 mod model;
 mod registry;
+mod source;
 
 pub use async_trait::async_trait;
 pub use blocking::blocking;
@@ -19,6 +20,7 @@ pub use model::{
     StreamingModel,
 };
 pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};
+pub use source::ModelSource;
 
 /// Settings types runtimes read, re-exported so a runtime crate needs no
 /// direct dependency on the settings crate.

@@ -145,6 +145,23 @@ impl ModelSettings {
         Ok(settings)
     }
 
+    /// Settings a user's repository class gave (`model_repository_implementation`):
+    /// its `ModelSettings` dumped as JSON, and the file it read them from,
+    /// if any. Read as a `model-settings.json` is (`MLSERVER_MODEL_*` as
+    /// defaults), without the folder defaults of [`load_model_settings`]:
+    /// the class made them as it wished, as under MLServer.
+    pub fn from_repository(
+        values: Map<String, Value>,
+        source: Option<&Path>,
+        env: &EnvSource,
+    ) -> Result<Self, SettingsError> {
+        let text = Value::Object(values.clone()).to_string();
+        let path = source.unwrap_or(Path::new("model_repository_implementation"));
+        let mut settings = Self::build(env, Some((path, &text, values)))?;
+        settings.source = source.map(Path::to_path_buf);
+        Ok(settings)
+    }
+
     fn build(
         env: &EnvSource,
         file: Option<(&Path, &str, Map<String, Value>)>,

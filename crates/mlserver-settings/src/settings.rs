@@ -374,11 +374,11 @@ impl Settings {
     /// logs them once: a setting must either work or say that it does not.
     pub fn ignored(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(implementation) = &self.model_repository_implementation {
-            out.push(format!(
-                "model_repository_implementation ({implementation}) is ignored: models come from the folder's model-settings.json files (and MLSERVER_MODEL_*), MLServer's default repository"
-            ));
-        } else if !self.model_repository_implementation_args.is_empty() {
+        // `model_repository_implementation` itself works where Python does
+        // (the server says so when it does not).
+        if self.model_repository_implementation.is_none()
+            && !self.model_repository_implementation_args.is_empty()
+        {
             out.push(
                 "model_repository_implementation_args is ignored: there is no custom repository class"
                     .to_owned(),
@@ -476,12 +476,12 @@ mod tests {
         assert!(Settings::default().ignored().is_empty());
         let s = Settings {
             kafka_enabled: true,
-            model_repository_implementation: Some("my.Repo".into()),
+            model_repository_implementation_args: Map::from_iter([("files".into(), Value::Null)]),
             ..Settings::default()
         };
         let warnings = s.ignored();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        for name in ["kafka_enabled", "model_repository_implementation"] {
+        for name in ["kafka_enabled", "model_repository_implementation_args"] {
             assert!(
                 warnings.iter().any(|w| w.starts_with(name)),
                 "{name}: {warnings:?}"

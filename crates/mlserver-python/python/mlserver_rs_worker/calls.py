@@ -8,7 +8,7 @@ import json
 import sys
 import traceback
 
-from . import fast, mlserver_api, tensors, wire
+from . import fast, mlserver_api, repository, tensors, wire
 from .mlserver_api import result
 
 # A task's context can be chosen from Python 3.11 on; before, calls run in
@@ -57,6 +57,7 @@ class Calls:
         # Shared memory with the server (`shm.Areas`), or None.
         self.areas = areas
         self.models = mlserver_api.Models()
+        self.repositories = repository.Repositories()
         # Open streams: call id -> (queue of requests (None ends it), task,
         # semaphore of the items we may still send).
         self.streams = {}
@@ -145,6 +146,8 @@ class Calls:
                 reply = mlserver_api.metrics()
             elif kind == wire.CUSTOM:
                 reply = await self.models.custom(body)
+            elif kind == wire.REPOSITORY:
+                reply = await self.repositories.call(json.loads(body))
             else:
                 raise ValueError(f"unknown frame kind {kind}")
             self.send(wire.OK, call, reply)

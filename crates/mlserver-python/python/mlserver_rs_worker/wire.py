@@ -31,6 +31,8 @@ LOG = 15
 CUSTOM = 16
 # A unary call the server gave up on (a deadline, a client gone, shutdown).
 CANCEL = 17
+# A call of the user's `model_repository_implementation` (`list` / `find`).
+REPOSITORY = 19
 
 HEADER = struct.Struct("<IBQ")
 LENGTH = struct.Struct("<I")
