@@ -807,7 +807,30 @@ async fn custom_handlers_are_served_while_loaded() {
         "handlers",
         json!({"name": "handlers", "implementation": "handlers.WithHandlers"}),
     );
+    dir.write("bad-handlers/handlers.py", &fixture("handlers.py"));
+    dir.model(
+        "bad-handlers",
+        json!({"name": "bad-handlers", "implementation": "handlers.BadSignature"}),
+    );
     let s = start(dir.path(), &python, 2).await;
+    // A signature FastAPI rejects fails that model's load, with FastAPI's
+    // reason; the other model serves.
+    let index: Value = s.index().await;
+    let bad = index
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "bad-handlers")
+        .unwrap();
+    assert_eq!(bad["state"], "UNAVAILABLE", "{index}");
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid args for response field"),
+        "{bad}"
+    );
+    assert_eq!(s.post_json("/bad", &json!({})).await.status(), 404);
     let r = s
         .client
         .post(s.url("/invocations?q=1"))

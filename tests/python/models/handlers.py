@@ -37,3 +37,19 @@ class WithHandlers(MLModel):
     @custom_handler(rest_path="/echo-body")
     async def echo_body(self, payload: dict = Body(...), times: int = 1) -> dict:
         return {"payload": payload, "times": times}
+
+
+class Thing:
+    """Not something FastAPI can read a parameter as."""
+
+
+class BadSignature(MLModel):
+    """A handler whose signature FastAPI rejects: its load fails, as adding
+    the route fails it under MLServer."""
+
+    async def load(self) -> bool:
+        return True
+
+    @custom_handler(rest_path="/bad")
+    async def bad(self, thing: Thing) -> dict:
+        return {}

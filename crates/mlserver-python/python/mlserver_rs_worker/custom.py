@@ -77,8 +77,8 @@ def _as_in_a_worker(method):
 
 
 class Endpoints:
-    """The apps of the loaded models' handlers, built on a model's first
-    call and dropped when the model goes."""
+    """The apps of the loaded models' handlers, built when a model loads
+    and dropped when it goes."""
 
     def __init__(self):
         self.apps = {}
@@ -86,14 +86,19 @@ class Endpoints:
     def forget(self, model):
         self.apps.pop(id(model), None)
 
-    async def call(self, model, meta: dict, payload: bytes) -> bytes:
-        from mlserver.context import model_context
-
+    def prepare(self, model):
+        """The model's app, made if it is not yet (FastAPI checks each
+        handler's signature as it adds its route)."""
         entry = self.apps.get(id(model))
         if entry is None or entry[0] is not model:
             entry = (model, _app(model))
             self.apps[id(model)] = entry
-        app = entry[1]
+        return entry[1]
+
+    async def call(self, model, meta: dict, payload: bytes) -> bytes:
+        from mlserver.context import model_context
+
+        app = self.prepare(model)
         path = meta["path"]
         scope = {
             "type": "http",

@@ -213,6 +213,21 @@ class Models:
         model.ready = True if ready is None else bool(ready)
         if not model.ready:
             raise RuntimeError(f"model {model.name} load() returned False")
+        from mlserver.handlers.custom import get_custom_handlers
+
+        custom = [
+            {"path": h.rest_path, "method": h.rest_method, "handler": method.__name__}
+            for h, method in get_custom_handlers(model)
+        ]
+        if custom:
+            # Its endpoints' routes, made now: a signature FastAPI rejects
+            # fails the load, as adding the routes fails it in MLServer.
+            try:
+                self.endpoints.prepare(model)
+            except BaseException:
+                with model_context(model_settings):
+                    await result(model.unload())
+                raise
         key = (model_settings.name, model_settings.version or "")
         previous = self.models.get(key)
         self.models[key] = model
@@ -223,12 +238,6 @@ class Models:
         from mlserver import MLModel
 
         streams = type(model).predict_stream is not MLModel.predict_stream
-        from mlserver.handlers.custom import get_custom_handlers
-
-        custom = [
-            {"path": h.rest_path, "method": h.rest_method, "handler": method.__name__}
-            for h, method in get_custom_handlers(model)
-        ]
         return json.dumps({"streams": streams, "custom": custom}).encode()
 
     async def unload(self, message: dict) -> bytes:
