@@ -713,6 +713,41 @@ fn series(scrape: &str, family: &str) -> Vec<String> {
     found
 }
 
+/// An exposition's families by name, each as its lines (HELP, TYPE,
+/// samples, in the order written), timings masked: durations' bucket
+/// counts and sums differ from run to run, their `_count` does not.
+fn families(scrape: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = String::new();
+    let mut timed = false;
+    for line in scrape.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+        {
+            let name = rest.split(' ').next().unwrap_or_default();
+            if name != current {
+                current = name.to_owned();
+                timed = name.contains("duration") || name.ends_with("_seconds");
+            }
+            out.entry(current.clone())
+                .or_default()
+                .push(line.to_owned());
+            continue;
+        }
+        let masked = match line.rsplit_once(' ') {
+            Some((series, _))
+                if timed && (series.contains("_bucket{") || series.contains("_sum")) =>
+            {
+                format!("{series} <timing>")
+            }
+            _ => line.to_owned(),
+        };
+        out.entry(current.clone()).or_default().push(masked);
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mlserver_and_ours_answer_alike() {
     let Some(python) = mlserver_python() else {
@@ -817,6 +852,7 @@ async fn mlserver_and_ours_answer_alike() {
                 });
             }
         }
+
         drop(ours_server);
     }
 
@@ -880,4 +916,186 @@ async fn mlserver_and_ours_answer_alike() {
         unused.is_empty(),
         "deliberate.json lists differences that no longer happen: {unused:?}"
     );
+}
+
+/// Families only this server has, with why (README: differences).
+const OURS_ONLY: &[(&str, &str)] = &[
+    ("loaded_models", "model lifecycle metrics MLServer does not have"),
+    ("model_load_success_total", "model lifecycle metrics MLServer does not have"),
+    ("model_load_failure_total", "model lifecycle metrics MLServer does not have"),
+    ("model_unload_total", "model lifecycle metrics MLServer does not have"),
+    ("process_", "the server process's own metrics, which MLServer's multiprocess registry (parallel_workers > 0) leaves out"),
+];
+
+/// Families whose values differ on purpose: their names, labels and order
+/// must still match.
+const VALUES_DIFFER: &[(&str, &str)] = &[(
+    "parallel_request_queue",
+    "inferences only: MLServer also counts its workers' load, unload, first metadata and custom-handler messages",
+)];
+
+/// The models of the metrics comparison: a few, so both servers start fast.
+fn metrics_models() -> ModelsDir {
+    let dir = ModelsDir::new();
+    let read = |file: &str| {
+        std::fs::read_to_string(workspace_root().join("tests/python/models").join(file))
+            .expect("model file")
+    };
+    dir.write("numpy-free/parity.py", &read("parity.py"));
+    dir.model("numpy-free", json!({"implementation": "parity.NumpyEcho"}));
+    for version in ["v1", "v2"] {
+        dir.write(
+            &format!("versioned/{version}/parity.py"),
+            &read("parity.py"),
+        );
+        dir.model(
+            &format!("versioned/{version}"),
+            json!({"name": "versioned", "implementation": "parity.Versioned",
+                   "parameters": {"version": version}}),
+        );
+    }
+    dir.write("handlers/parity_handlers.py", &read("parity_handlers.py"));
+    dir.model(
+        "handlers",
+        json!({"implementation": "parity_handlers.Handlers"}),
+    );
+    dir
+}
+
+/// `/metrics` after the same requests, answered alike by both servers
+/// (REST and gRPC inferences with and without versions, metadata, the
+/// repository index, custom endpoints, a FastAPI validation error): the
+/// exposition is prometheus_client's as MLServer writes it, family by
+/// family and line by line (HELP, TYPE, sample names, labels and their
+/// order, empty families left out, counts), durations' buckets and sums
+/// masked. Only the families listed above may differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expositions_match_after_the_same_requests() {
+    let Some(python) = mlserver_python() else {
+        return;
+    };
+    let theirs_dir = metrics_models();
+    let ours_dir = metrics_models();
+    let mlserver = Mlserver::start(&python, theirs_dir.path()).await;
+    let mut theirs = Target::new(
+        format!("http://127.0.0.1:{}", mlserver.http),
+        format!("http://127.0.0.1:{}/metrics", mlserver.metrics),
+        mlserver.grpc,
+    )
+    .await;
+    let mut runtimes = test_runtimes();
+    mlserver_python::install(&mut runtimes, worker_config(&python, ours_dir.path()));
+    let ours_server =
+        TestServer::start_with_env(ours_dir.path(), runtimes, EnvSource::empty(), |_| {}).await;
+    ours_server.wait_started().await;
+    let mut ours = Target::new(
+        format!("http://{}", ours_server.addr),
+        format!("http://{}/metrics", ours_server.metrics_addr.unwrap()),
+        ours_server.grpc_addr.port(),
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let x =
+        json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]});
+    let cases: Vec<Case> = serde_json::from_value(json!([
+        {"name": "infer", "call": "infer", "model": "numpy-free", "request": x},
+        {"name": "infer-again", "call": "infer", "model": "numpy-free", "request": x},
+        {"name": "infer-v1", "call": "infer", "model": "versioned", "version": "v1", "request": x},
+        {"name": "infer-default", "call": "infer", "model": "versioned", "request": x},
+        {"name": "metadata", "call": "rest", "method": "GET", "path": "/v2/models/numpy-free"},
+        {"name": "ready", "call": "rest", "method": "GET", "path": "/v2/models/numpy-free/ready"},
+        {"name": "index", "call": "rest", "method": "POST", "path": "/v2/repository/index", "body": "{}"},
+        {"name": "item", "call": "rest", "method": "GET", "path": "/parity/items/5?q=a"},
+        {"name": "item-invalid", "call": "rest", "method": "GET", "path": "/parity/items/five"},
+        {"name": "body", "call": "rest", "method": "POST", "path": "/parity/body", "body": "{\"a\": 1}",
+         "headers": {"content-type": "application/json"}},
+        {"name": "wrong-method", "call": "rest", "method": "GET", "path": "/v2/models/numpy-free/infer"},
+        {"name": "grpc-live", "call": "grpc", "method": "ServerLive"},
+        {"name": "grpc-metadata", "call": "grpc", "method": "ModelMetadata", "args": {"name": "numpy-free"}},
+    ]))
+    .expect("cases");
+    let mut differences = Vec::new();
+    for case in &cases {
+        let (a, b) = (
+            ask(&mut ours, &client, case).await,
+            ask(&mut theirs, &client, case).await,
+        );
+        for ((transport, ours), (_, theirs)) in a.iter().zip(&b) {
+            // Bodies differ where listed in deliberate.json (server
+            // metadata, health bodies); statuses must not, or the counts
+            // below could not match.
+            if ours.status != theirs.status {
+                differences.push(format!(
+                    "{} [{transport}] status: ours {} theirs {}",
+                    case.name, ours.status, theirs.status
+                ));
+            }
+        }
+    }
+    let scrape = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let (ours_text, theirs_text) = (
+        scrape(ours.metrics.clone()).await,
+        scrape(theirs.metrics.clone()).await,
+    );
+    // What the requests must have left, or the comparison proves nothing.
+    for expected in [
+        r#"model_infer_request_success_total{model="numpy-free",version=""} 4.0"#,
+        r#"model_infer_request_success_total{model="numpy-free",version="None"} 2.0"#,
+        r#"model_infer_request_success_total{model="versioned",version="v1"} 3.0"#,
+        r#"rest_server_requests_total{app_name="mlserver",method="GET",path="/parity/items/{item_id}",status_code="422"} 1.0"#,
+        r#"grpc_server_handled_total{grpc_code="OK",grpc_method="ModelInfer""#,
+        "parallel_request_queue_count",
+    ] {
+        assert!(
+            theirs_text.contains(expected),
+            "MLServer's /metrics lacks {expected}:\n{theirs_text}"
+        );
+    }
+    let (ours_families, theirs_families) = (families(&ours_text), families(&theirs_text));
+    let without_values = |lines: &Vec<String>| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| match l.rsplit_once(' ') {
+                Some((series, _)) if !l.starts_with('#') => series.to_owned(),
+                _ => l.clone(),
+            })
+            .collect()
+    };
+    let names: std::collections::BTreeSet<&String> =
+        ours_families.keys().chain(theirs_families.keys()).collect();
+    for name in names {
+        let (a, b) = (ours_families.get(name), theirs_families.get(name));
+        let listed_only = OURS_ONLY
+            .iter()
+            .any(|(family, _)| match family.strip_suffix('_') {
+                Some(prefix) if family.ends_with('_') => name.starts_with(&format!("{prefix}_")),
+                _ => name == family,
+            });
+        let same = match (a, b) {
+            (Some(_), None) if listed_only => true,
+            (Some(a), Some(b)) if VALUES_DIFFER.iter().any(|(f, _)| f == name) => {
+                without_values(a) == without_values(b)
+            }
+            (a, b) => a == b,
+        };
+        if !same {
+            differences.push(format!(
+                "family {name}:\n    ours:   {}\n    theirs: {}",
+                json!(a),
+                json!(b)
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "/metrics differs from MLServer 1.7.1's after the same requests:\n{}\n--- ours\n{ours_text}\n--- theirs\n{theirs_text}",
+        differences.join("\n")
+    );
+    drop(ours_server);
 }

@@ -171,7 +171,7 @@ async fn rest_and_grpc_streams_of_a_rust_runtime() {
     assert!(responses.iter().all(|r| r.model_name == "counting"));
     let metrics = s.scrape().await;
     assert!(
-        metrics.contains(r#"model_infer_request_success_total{model="counting",version="None"}"#),
+        metrics.contains(r#"model_infer_request_success_total{model="counting",version=""}"#),
         "streams are counted:\n{metrics}"
     );
     s.stop().await;

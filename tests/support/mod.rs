@@ -181,23 +181,17 @@ impl TestServer {
     pub async fn wait_started(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let index = self
-                .client
-                .post(self.url("/v2/repository/index"))
-                .json(&serde_json::json!({}))
-                .send()
-                .await;
-            let loading = match index {
-                Ok(r) => {
-                    let items: serde_json::Value = r.json().await.expect("index json");
-                    items
-                        .as_array()
-                        .expect("array")
-                        .iter()
-                        .any(|i| i["state"] == "LOADING")
-                }
-                Err(_) => true,
-            };
+            // Read from the registry, not over HTTP: a test's requests are
+            // the only ones its server sees (the metrics tests count them).
+            let loading = self
+                .server_dataplane
+                .registry()
+                .snapshot()
+                .iter()
+                .any(|(_, _, slot)| {
+                    matches!(slot.state, mlserver_server::SlotState::Loading)
+                        && slot.model.is_none()
+                });
             if !loading && self.server_dataplane.started() {
                 return;
             }

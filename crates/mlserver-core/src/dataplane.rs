@@ -262,6 +262,9 @@ impl DataPlane {
     /// It takes at most the model's `inference_timeout` or the caller's
     /// `deadline` (gRPC's `grpc-timeout`), whichever is shorter: then it
     /// is cancelled and answered with a 504 / DEADLINE_EXCEEDED.
+    ///
+    /// `version` as the request named it: `Some("")` is gRPC's unset field,
+    /// the default version as `None` is, labelled `""` as MLServer labels it.
     pub async fn infer(
         &self,
         name: &str,
@@ -270,7 +273,7 @@ impl DataPlane {
         deadline: Option<Duration>,
     ) -> Result<InferenceResponse, ServingError> {
         let started = Instant::now();
-        let model = match self.registry.get(name, version) {
+        let model = match self.registry.get(name, version.filter(|v| !v.is_empty())) {
             Ok(model) => model,
             Err(e) => {
                 self.observe_infer(name, version, started, Err(&e));
@@ -296,7 +299,7 @@ impl DataPlane {
         if let Some(m) = &self.metrics {
             if counted(result.as_ref().map(drop)) {
                 model
-                    .infer_series(version.is_some(), || m.infer_series(name, version))
+                    .infer_series(version, || m.infer_series(name, version))
                     .observe(started, result.is_ok());
             }
         }
@@ -370,7 +373,8 @@ impl DataPlane {
     /// that [`streams`](DataPlane::streams) gets the whole stream, run on the
     /// executor; any other answers each request through the unary pipeline,
     /// in order. A panic ends only this stream, with an error. The stream
-    /// counts as one inference in the metrics, recorded when it ends.
+    /// counts as one inference in the metrics, recorded when it ends
+    /// (`version` as in [`DataPlane::infer`]).
     pub async fn infer_stream(
         self: &Arc<Self>,
         name: &str,
@@ -379,7 +383,7 @@ impl DataPlane {
         rest: RequestStream,
     ) -> Result<ServingStream, ServingError> {
         let started = Instant::now();
-        let model = match self.registry.get(name, version) {
+        let model = match self.registry.get(name, version.filter(|v| !v.is_empty())) {
             Ok(m) => m,
             Err(e) => {
                 self.observe_infer(name, version, started, Err(&e));

@@ -167,6 +167,13 @@ impl Executor {
             .as_ref()
             .filter(|_| !cost.cheap() && !runtime.predicts_elsewhere())
         else {
+            // A prediction in another process (a Python worker) is still a
+            // call in flight, as MLServer's dispatcher counts its messages.
+            let _in_flight = self
+                .pool
+                .as_ref()
+                .filter(|_| runtime.predicts_elsewhere())
+                .map(Pool::dispatched);
             let started = Instant::now();
             let result = AssertUnwindSafe(runtime.predict(request))
                 .catch_unwind()
@@ -187,11 +194,7 @@ impl Executor {
                 )
             });
         };
-        let in_flight = pool.in_flight_now.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(h) = &pool.in_flight {
-            h.observe(in_flight as f64);
-        }
-        let done = InFlight(pool.in_flight_now.clone());
+        let done = pool.dispatched();
         let handle = pool
             .runtime
             .as_ref()
@@ -314,6 +317,18 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Counts a prediction out of the pool when its task ends, however it ends.
 struct InFlight(Arc<AtomicUsize>);
+
+impl Pool {
+    /// One more prediction in flight, observed in `parallel_request_queue`
+    /// (counting itself, as MLServer's dispatcher does) until dropped.
+    fn dispatched(&self) -> InFlight {
+        let in_flight = self.in_flight_now.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(h) = &self.in_flight {
+            h.observe(in_flight as f64);
+        }
+        InFlight(self.in_flight_now.clone())
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

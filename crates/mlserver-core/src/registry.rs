@@ -40,10 +40,10 @@ pub struct LoadedModel {
     timeout: Option<std::time::Duration>,
     /// Triton's statistics, since this instance was loaded.
     statistics: Arc<Statistics>,
-    /// Its inference metric series, found on first use: labelled `None`
-    /// for requests that named no version, and its own version for those
-    /// that named it (no other reaches this instance).
-    infer_series: [std::sync::OnceLock<crate::metrics::InferSeries>; 2],
+    /// Its inference metric series, found on first use, by the version as
+    /// the request named it: none (`None`, REST), empty (`""`, gRPC's
+    /// unset field), or its own (no other reaches this instance).
+    infer_series: [std::sync::OnceLock<crate::metrics::InferSeries>; 3],
 }
 
 static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -81,14 +81,19 @@ impl LoadedModel {
         }
     }
 
-    /// The inference series of requests that named a version
-    /// (`named_version`) or none, made by `make` the first time.
+    /// The inference series of requests that named the version as
+    /// `named` (see `infer_series`), made by `make` the first time.
     pub(crate) fn infer_series(
         &self,
-        named_version: bool,
+        named: Option<&str>,
         make: impl FnOnce() -> crate::metrics::InferSeries,
     ) -> &crate::metrics::InferSeries {
-        self.infer_series[usize::from(named_version)].get_or_init(make)
+        let slot = match named {
+            None => 0,
+            Some("") => 1,
+            Some(_) => 2,
+        };
+        self.infer_series[slot].get_or_init(make)
     }
 
     /// Records Triton's statistics into `statistics` (shared with the

@@ -74,7 +74,7 @@ async fn stream_to_model(
         .dataplane
         .infer_stream(
             &model_name,
-            model_version.as_deref(),
+            Some(named(&model_version)),
             first,
             Box::pin(later),
         )
@@ -107,6 +107,12 @@ type GrpcResult<T> = Result<Response<T>, Status>;
 
 fn version_of(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
+}
+
+/// The version as an inference names it over gRPC: an unset field is `""`
+/// (the default version, labelled `""` in the metrics, as by MLServer).
+fn named(version: &Option<String>) -> &str {
+    version.as_deref().unwrap_or("")
 }
 
 fn bad_request(e: mlserver_proto::ConvertError) -> Status {
@@ -159,7 +165,7 @@ async fn infer_one(
     mlserver_core::trace::inject(&mut request);
     let mut response = state
         .dataplane
-        .infer(&model_name, model_version.as_deref(), request, deadline)
+        .infer(&model_name, Some(named(&model_version)), request, deadline)
         .await
         .map_err(to_status)?;
     let out = extract_metadata(&mut response);

@@ -126,10 +126,10 @@ impl Endpoints<'_> {
         RestMetrics::new(self.metrics, handler.with_state(self.state.clone()))
     }
 
-    /// Other methods on the route: a 405, counted in the route's series
-    /// (as starlette_exporter counts them under MLServer).
+    /// Other methods on the route: a 405, not counted (starlette_exporter
+    /// counts only requests their route matched fully, under MLServer).
     fn with_405(&self, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-        route.fallback_service(self.metered(method_not_allowed))
+        route.fallback_service(method_not_allowed.with_state(self.state.clone()))
     }
 }
 
@@ -178,9 +178,10 @@ pub fn router(state: AppState, options: RestOptions) -> RestService {
         Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),
         None => routes,
     };
+    let metrics = options.metrics.clone();
     let router = routes
         .fallback(move |State(state): State<AppState>, request: Request| {
-            not_found(state, request, prefix.clone())
+            not_found(state, request, prefix.clone(), metrics.clone())
         })
         .with_state(state);
     let router = if options.trace {
@@ -268,7 +269,12 @@ fn is_route(path: &str, prefix: Option<&str>) -> bool {
 /// A path that is no V2 route: a loaded model's custom endpoint, else a
 /// 404, except a route with a trailing slash, which MLServer (Starlette's
 /// `redirect_slashes`) answers with a 307 to the route.
-async fn not_found(state: AppState, request: Request, prefix: Option<String>) -> Response {
+async fn not_found(
+    state: AppState,
+    request: Request,
+    prefix: Option<String>,
+    metrics: Option<Arc<RestMetricFamilies>>,
+) -> Response {
     let (parts, body) = request.into_parts();
     let uri = &parts.uri;
     let path = uri.path();
@@ -279,7 +285,16 @@ async fn not_found(state: AppState, request: Request, prefix: Option<String>) ->
         .unwrap_or(path);
     let custom = state.dataplane.registry().custom_routes();
     if custom.serves_path(custom_path) {
-        return custom_endpoint(&state, parts.method.as_str(), custom_path, &parts, body).await;
+        let method = parts.method.as_str();
+        let answer = custom_endpoint(&state, method, custom_path, &parts, body);
+        return match custom.find(method, custom_path) {
+            Some(target) => {
+                let template = target.route.path.clone();
+                metrics::record_unrouted(metrics.as_deref(), &parts.method, &template, answer).await
+            }
+            // A method the route does not have: a 405, not counted.
+            None => answer.await,
+        };
     }
     let trimmed = path.trim_end_matches('/');
     if trimmed.len() < path.len() && !trimmed.is_empty() && is_route(trimmed, prefix.as_deref()) {

@@ -51,6 +51,34 @@ impl RestMetricFamilies {
     }
 }
 
+/// A request answered outside the V2 routes (a model's custom endpoint),
+/// counted under its route's template as starlette_exporter counts a
+/// request its route matched. Templates come from loaded models, so a
+/// client cannot add series.
+pub(crate) async fn record_unrouted<F: Future<Output = Response>>(
+    metrics: Option<&RestMetricFamilies>,
+    method: &http::Method,
+    template: &str,
+    answer: F,
+) -> Response {
+    let Some(metrics) = metrics else {
+        return answer.await;
+    };
+    let method = METHODS[method_index(method)];
+    let started = Instant::now();
+    let in_progress = InProgress::start(metrics.in_progress.with(&[APP_NAME, method]));
+    let response = answer.await;
+    drop(in_progress);
+    let status = response.status();
+    let labels = [APP_NAME, method, template, status.as_str()];
+    metrics.requests.with(&labels).inc();
+    metrics
+        .duration
+        .with(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
 /// The metrics server's router: `GET {endpoint}`.
 pub fn metrics_router(metrics: Arc<ServerMetrics>, endpoint: &str) -> axum::Router {
     let endpoint = if endpoint.starts_with('/') {
