@@ -450,6 +450,60 @@ fn a_connection_flood_passes_and_the_server_recovers() {
     s.terminate(Duration::from_secs(60));
 }
 
+/// Connections to the gRPC port that never finish the HTTP/2 preface
+/// (silent, or a few bytes of it) are closed at the handshake timeout; a
+/// real client, which sends the preface at once, is not affected.
+#[test]
+fn grpc_connections_without_a_preface_are_closed() {
+    let mut s = Running::start(
+        &examples(),
+        &[("MLSERVER_CONNECTION_HANDSHAKE_TIMEOUT", "1")],
+        None,
+    );
+    let bound = Duration::from_secs(30);
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&s.grpc).unwrap())
+        .collect();
+    let mut partial = TcpStream::connect(&s.grpc).unwrap();
+    partial.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    assert!(
+        closed_within(&mut partial, bound),
+        "a partial preface kept open"
+    );
+    for (i, connection) in silent.iter_mut().enumerate() {
+        assert!(
+            closed_within(connection, bound),
+            "silent connection {i} kept open"
+        );
+    }
+    // A real gRPC client, after the timeout has passed for the others.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&s.grpc).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        // Past the handshake timeout: the preface went, the connection stays.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut client = client.ready().await.unwrap();
+        let request = http::Request::post(format!(
+            "http://{}/inference.GRPCInferenceService/ServerLive",
+            s.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(bytes::Bytes::from(grpc_frame(false, &[])), true)
+            .unwrap();
+        assert_eq!(response.await.unwrap().status(), 200);
+    });
+    s.terminate(Duration::from_secs(60));
+}
+
 /// Made-up HTTP methods add no label values: a method a route does not
 /// have is a 405 that is not counted (as under MLServer), and any method
 /// that is counted goes as `other` when it is not a standard one.

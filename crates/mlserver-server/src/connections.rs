@@ -44,6 +44,9 @@ pub struct ConnectionLimits {
     /// A client must send a request's headers within this time (hyper's
     /// header read timeout: slow-header clients are cut off).
     pub header_read: Option<Duration>,
+    /// An HTTP/2-only (gRPC) connection must send the connection preface
+    /// within this time (see [`HandshakeDeadline`]).
+    pub handshake: Option<Duration>,
     /// A REST request body that sends nothing for this long fails
     /// (408-like: the request ends with an error, the connection closes).
     pub request_body_idle: Option<Duration>,
@@ -64,6 +67,7 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             http1_keep_alive: Some(Duration::from_secs(5)),
             header_read: Some(Duration::from_secs(10)),
+            handshake: Some(Duration::from_secs(10)),
             request_body_idle: Some(Duration::from_secs(60)),
             http2_idle: Some(Duration::from_secs(60)),
             http2_keepalive_interval: Some(Duration::from_secs(30)),
@@ -258,6 +262,13 @@ async fn serve_connection<S, B, ReqBody>(
             }
         })
     };
+    // HTTP/1 heads have hyper's header timeout and the idle close; HTTP/2
+    // has no timer at all until its preface is read.
+    let handshake = match protocols {
+        Protocols::Http2Only => limits.handshake,
+        Protocols::Http1And2 => None,
+    };
+    let stream = HandshakeDeadline::new(stream, HTTP2_PREFACE_LEN, handshake);
     let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
     tokio::pin!(connection);
     let idle = activity.idle(&limits);
@@ -299,6 +310,88 @@ async fn serve_connection<S, B, ReqBody>(
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// The HTTP/2 client connection preface's length (`PRI * HTTP/2.0...`).
+const HTTP2_PREFACE_LEN: usize = 24;
+
+pin_project_lite::pin_project! {
+    /// A connection whose first `needed` bytes must arrive before a
+    /// deadline: reading fails with `TimedOut` past it, and hyper closes the
+    /// connection. Once they have arrived, it costs one branch per read.
+    struct HandshakeDeadline<T> {
+        #[pin]
+        inner: T,
+        needed: usize,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<T> HandshakeDeadline<T> {
+    fn new(inner: T, needed: usize, timeout: Option<Duration>) -> Self {
+        HandshakeDeadline {
+            inner,
+            needed,
+            deadline: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead> tokio::io::AsyncRead for HandshakeDeadline<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let Some(deadline) = this.deadline else {
+            return this.inner.poll_read(cx, buf);
+        };
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no connection preface within the handshake timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let read = std::task::ready!(this.inner.poll_read(cx, buf));
+        let got = buf.filled().len() - before;
+        *this.needed = this.needed.saturating_sub(got);
+        if *this.needed == 0 {
+            *this.deadline = None;
+        }
+        Poll::Ready(read)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for HandshakeDeadline<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

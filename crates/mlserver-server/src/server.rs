@@ -402,6 +402,7 @@ impl Server {
             },
             http1_keep_alive: seconds(s.http_keep_alive_timeout),
             header_read: seconds(s.http_header_timeout),
+            handshake: seconds(s.connection_handshake_timeout),
             request_body_idle: seconds(s.http_body_timeout),
             http2_idle: seconds(s.http2_idle_timeout),
             http2_keepalive_interval: seconds(s.http2_keepalive_interval),

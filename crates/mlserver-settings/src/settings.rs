@@ -134,6 +134,11 @@ pub struct Settings {
     /// `http_keep_alive_timeout` is no longer, it is dropped one keep-alive
     /// timeout after it went idle.
     pub http_header_timeout: f64,
+    /// Not MLServer's: seconds a client of the gRPC port has to send the
+    /// HTTP/2 connection preface, 10 by default; 0: no limit. Until it
+    /// has, no HTTP/2 timer runs, so a silent connection would hold its
+    /// descriptor and its `max_connections` slot for ever.
+    pub connection_handshake_timeout: f64,
     /// Not MLServer's: microseconds a Python worker goes on reading its
     /// socket after answering, when requests have been arriving closer
     /// together than that, rather than sleeping until the next one (a
@@ -267,6 +272,7 @@ impl Default for Settings {
             max_connections: 4096,
             http_keep_alive_timeout: 5.0,
             http_header_timeout: 10.0,
+            connection_handshake_timeout: 10.0,
             worker_busy_poll_us: 0,
             http_body_timeout: 60.0,
             http2_idle_timeout: 60.0,
@@ -320,6 +326,7 @@ pub(crate) const SETTINGS_FIELDS: &[Field] = &[
     field("max_connections", Kind::Int),
     field("http_keep_alive_timeout", Kind::Float),
     field("http_header_timeout", Kind::Float),
+    field("connection_handshake_timeout", Kind::Float),
     field("worker_busy_poll_us", Kind::Int),
     field("http_body_timeout", Kind::Float),
     field("http2_idle_timeout", Kind::Float),
