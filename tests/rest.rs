@@ -631,6 +631,30 @@ async fn oversized_bodies_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // A Content-Length above the limit: 413 from the head alone, the body
+    // never sent (the client waits for the answer first).
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 512];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read(&mut stream, &mut head),
+    )
+    .await
+    .expect("answered before the body")
+    .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(
+        head.contains("(Content-Length) exceeds the limit of 1024 bytes"),
+        "{head}"
+    );
     // Small requests still work.
     let small = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]});
     assert_eq!(
