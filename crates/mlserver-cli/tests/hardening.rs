@@ -504,6 +504,98 @@ fn grpc_connections_without_a_preface_are_closed() {
     s.terminate(Duration::from_secs(60));
 }
 
+/// Bodies that keep arriving, but too slowly: a REST body dripped a byte
+/// at a time (the silence rule never fires) is cut by the minimum rate; a
+/// unary gRPC call that sends its headers and no message, or half a
+/// message, ends with DEADLINE_EXCEEDED; the server serves on.
+#[test]
+fn trickled_bodies_and_messageless_grpc_calls_are_cut() {
+    let mut s = Running::start(
+        &examples(),
+        &[
+            ("MLSERVER_HTTP_BODY_TIMEOUT", "1"),
+            ("MLSERVER_HTTP_BODY_MIN_RATE", "1000"),
+        ],
+        None,
+    );
+    let bound = Duration::from_secs(30);
+    let mut drip = TcpStream::connect(&s.http).unwrap();
+    drip.write_all(
+        b"POST /v2/models/echo-model/infer HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+    )
+    .unwrap();
+    let dripping = std::thread::spawn({
+        let mut drip = drip.try_clone().unwrap();
+        move || {
+            for _ in 0..300 {
+                if drip.write_all(b" ").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    drip.set_read_timeout(Some(bound)).unwrap();
+    let _ = drip.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("slower than 1000 bytes/s"), "{answer}");
+    dripping.join().unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&s.grpc).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let call = |partial: Option<Vec<u8>>| {
+            let mut client = client.clone();
+            let url = format!(
+                "http://{}/inference.GRPCInferenceService/ServerLive",
+                s.grpc
+            );
+            async move {
+                let mut client = client.ready().await.unwrap();
+                let request = http::Request::post(url)
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(())
+                    .unwrap();
+                let (response, mut send) = client.send_request(request, false).unwrap();
+                if let Some(bytes) = partial {
+                    send.send_data(bytes::Bytes::from(bytes), false).unwrap();
+                }
+                let response = tokio::time::timeout(bound, response)
+                    .await
+                    .expect("answered within the bound")
+                    .unwrap();
+                let status = match response.headers().get("grpc-status") {
+                    Some(code) => code.to_str().unwrap().to_owned(),
+                    None => {
+                        let mut body = response.into_body();
+                        while body.data().await.is_some() {}
+                        let trailers = body.trailers().await.unwrap().unwrap();
+                        trailers["grpc-status"].to_str().unwrap().to_owned()
+                    }
+                };
+                drop(send);
+                status
+            }
+        };
+        // DEADLINE_EXCEEDED is 4.
+        assert_eq!(call(None).await, "4", "headers and no message");
+        let half = grpc_frame(false, &[0u8; 64])[..20].to_vec();
+        assert_eq!(call(Some(half)).await, "4", "half a message");
+    });
+    let r = reqwest::blocking::get(s.url("/v2/health/live")).unwrap();
+    assert_eq!(r.status(), 200);
+    s.terminate(Duration::from_secs(60));
+}
+
 /// Made-up HTTP methods add no label values: a method a route does not
 /// have is a 405 that is not counted (as under MLServer), and any method
 /// that is counted goes as `other` when it is not a standard one.

@@ -50,6 +50,10 @@ pub struct ConnectionLimits {
     /// A REST request body that sends nothing for this long fails
     /// (408-like: the request ends with an error, the connection closes).
     pub request_body_idle: Option<Duration>,
+    /// Once `request_body_idle` has passed, a request body must have
+    /// arrived at this many bytes a second on average (see
+    /// [`crate::body_deadline`]).
+    pub request_body_min_rate: Option<u64>,
     /// An HTTP/2 (gRPC) connection with no stream open for this long is
     /// closed with a GOAWAY; clients reconnect when they need to.
     pub http2_idle: Option<Duration>,
@@ -69,6 +73,7 @@ impl Default for ConnectionLimits {
             header_read: Some(Duration::from_secs(10)),
             handshake: Some(Duration::from_secs(10)),
             request_body_idle: Some(Duration::from_secs(60)),
+            request_body_min_rate: Some(64 * 1024),
             http2_idle: Some(Duration::from_secs(60)),
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             http2_keepalive_timeout: Duration::from_secs(10),
@@ -99,7 +104,7 @@ pub(crate) async fn serve<S, B, ReqBody>(
     protocols: Protocols,
     limits: Arc<ConnectionLimits>,
     service: S,
-    body: fn(Incoming, &ConnectionLimits) -> ReqBody,
+    body: fn(Incoming, &http::Uri, &ConnectionLimits) -> ReqBody,
     mut stop: watch::Receiver<bool>,
 ) where
     S: tower::Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>
@@ -234,7 +239,7 @@ async fn serve_connection<S, B, ReqBody>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnectionLimits>,
     service: S,
-    body: fn(Incoming, &ConnectionLimits) -> ReqBody,
+    body: fn(Incoming, &http::Uri, &ConnectionLimits) -> ReqBody,
     mut stop: watch::Receiver<bool>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) where
@@ -254,7 +259,9 @@ async fn serve_connection<S, B, ReqBody>(
         let limits = limits.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let open = activity.open(request.version() == http::Version::HTTP_2);
-            let request = request.map(|b| body(b, &limits));
+            let (parts, b) = request.into_parts();
+            let b = body(b, &parts.uri, &limits);
+            let request = Request::from_parts(parts, b);
             let mut service = service.clone();
             async move {
                 let response = tower::Service::call(&mut service, request).await?;
@@ -509,71 +516,6 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A request body that fails once it has sent nothing for `idle`
-    /// (`http_body_timeout`). The timer is armed only when the body has
-    /// nothing ready: a small body, already read with the headers, costs
-    /// no timer at all (tower-http's `TimeoutBody` arms one per read).
-    pub(crate) struct IdleTimeoutBody<B> {
-        #[pin]
-        body: B,
-        idle: Duration,
-        #[pin]
-        timer: Option<tokio::time::Sleep>,
-    }
-}
-
-impl<B> IdleTimeoutBody<B> {
-    pub(crate) fn new(idle: Duration, body: B) -> Self {
-        IdleTimeoutBody {
-            body,
-            idle,
-            timer: None,
-        }
-    }
-}
-
-/// A request body that went quiet for longer than `http_body_timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body sent nothing for {0:?}: timed out")]
-pub(crate) struct BodyTimedOut(Duration);
-
-impl<B> http_body::Body for IdleTimeoutBody<B>
-where
-    B: http_body::Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = B::Data;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
-            this.timer.set(None);
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
-        }
-        if this.timer.is_none() {
-            this.timer.set(Some(tokio::time::sleep(*this.idle)));
-        }
-        let timer = this.timer.as_pin_mut().expect("armed above");
-        match timer.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(*this.idle))))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
 /// Errors of one incoming connection (it was reset before we took it),
 /// not of the listener: the next accept is fine.
 fn is_per_connection(e: &std::io::Error) -> bool {
@@ -694,30 +636,6 @@ mod tests {
         log.last = Some(Instant::now() - Duration::from_secs(2));
         log.note(|n| lines.push(n));
         assert_eq!(lines, vec![1, 5]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_quiet_body_times_out_and_a_ready_one_never_arms_the_timer() {
-        use http_body_util::BodyExt;
-        let ready = IdleTimeoutBody::new(
-            Duration::from_secs(1),
-            http_body_util::Full::new(bytes::Bytes::from_static(b"abc")),
-        );
-        let ready = std::pin::pin!(ready);
-        assert_eq!(
-            ready.collect().await.unwrap().to_bytes(),
-            bytes::Bytes::from_static(b"abc")
-        );
-        let quiet = IdleTimeoutBody::new(
-            Duration::from_secs(1),
-            http_body_util::StreamBody::new(futures::stream::pending::<
-                Result<http_body::Frame<bytes::Bytes>, Infallible>,
-            >()),
-        );
-        let started = Instant::now();
-        let e = quiet.collect().await.unwrap_err();
-        assert!(e.to_string().contains("timed out"), "{e}");
-        assert!(started.elapsed() >= Duration::from_secs(1));
     }
 
     #[test]

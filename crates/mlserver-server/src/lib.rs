@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod body_deadline;
 mod connections;
 mod server;
 

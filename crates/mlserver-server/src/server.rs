@@ -11,6 +11,7 @@ use mlserver_settings::{EnvSource, RuntimeSecurity, Settings};
 use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
+use crate::body_deadline::{BodyRules, DeadlineBody, Protocol};
 use crate::connections::{self, ConnectionLimits, Protocols};
 use mlserver_core::{
     CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, Readiness, ResponseCache,
@@ -287,7 +288,7 @@ impl Server {
             Protocols::Http2Only,
             limits.clone(),
             grpc_service,
-            |body, _| body,
+            grpc_body,
             stop_rx.clone(),
         );
         info!("HTTP server running on http://{http_addr}");
@@ -306,7 +307,7 @@ impl Server {
                     Protocols::Http1And2,
                     limits.clone(),
                     router,
-                    |body, _| axum::body::Body::new(body),
+                    |body, _, _| axum::body::Body::new(body),
                     stop_rx.clone(),
                 )))
             }
@@ -404,6 +405,7 @@ impl Server {
             header_read: seconds(s.http_header_timeout),
             handshake: seconds(s.connection_handshake_timeout),
             request_body_idle: seconds(s.http_body_timeout),
+            request_body_min_rate: (s.http_body_min_rate > 0).then_some(s.http_body_min_rate),
             http2_idle: seconds(s.http2_idle_timeout),
             http2_keepalive_interval: seconds(s.http2_keepalive_interval),
             http2_keepalive_timeout: seconds(s.http2_keepalive_timeout)
@@ -419,12 +421,41 @@ fn seconds(value: f64) -> Option<Duration> {
     (value.is_finite() && value > 0.0).then(|| Duration::from_secs_f64(value))
 }
 
-/// A REST request body, with the idle timeout of `http_body_timeout`.
-fn rest_body(body: hyper::body::Incoming, limits: &ConnectionLimits) -> axum::body::Body {
-    match limits.request_body_idle {
-        Some(idle) => axum::body::Body::new(connections::IdleTimeoutBody::new(idle, body)),
-        None => axum::body::Body::new(body),
+/// The deadlines request bodies are held to (see [`crate::body_deadline`]).
+fn body_rules(limits: &ConnectionLimits) -> BodyRules {
+    BodyRules {
+        idle: limits.request_body_idle,
+        min_rate: limits.request_body_min_rate,
     }
+}
+
+/// A REST request body, held to `http_body_timeout` and
+/// `http_body_min_rate`.
+fn rest_body(
+    body: hyper::body::Incoming,
+    _: &http::Uri,
+    limits: &ConnectionLimits,
+) -> axum::body::Body {
+    let rules = body_rules(limits);
+    match rules.any() {
+        true => axum::body::Body::new(DeadlineBody::new(body, rules, Protocol::Rest)),
+        false => axum::body::Body::new(body),
+    }
+}
+
+/// A gRPC request body: a unary call's message is held to the REST
+/// body's deadlines (ending with DEADLINE_EXCEEDED); a stream's
+/// (`ModelStreamInfer`) is not, its requests come when the client has them.
+fn grpc_body(
+    body: hyper::body::Incoming,
+    uri: &http::Uri,
+    limits: &ConnectionLimits,
+) -> DeadlineBody<hyper::body::Incoming> {
+    let rules = match uri.path().ends_with("/ModelStreamInfer") {
+        true => BodyRules::default(),
+        false => body_rules(limits),
+    };
+    DeadlineBody::new(body, rules, Protocol::Grpc)
 }
 
 /// The part of `shutdown_timeout` kept for cutting requests and unloading

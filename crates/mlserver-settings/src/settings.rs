@@ -149,6 +149,12 @@ pub struct Settings {
     /// Not MLServer's: seconds a REST request body may send nothing before
     /// the request fails, 60 by default; 0: no limit.
     pub http_body_timeout: f64,
+    /// Not MLServer's: once `http_body_timeout` has passed, a request body
+    /// (REST, or a unary gRPC call's message) must have arrived at this
+    /// many bytes a second on average, 65536 by default; 0: no minimum. A
+    /// body of n bytes may take `http_body_timeout` plus n at this rate (a
+    /// 512 MiB body: 2.3 hours), one dripped at a byte a second is cut.
+    pub http_body_min_rate: u64,
     /// Not MLServer's: seconds an HTTP/2 or gRPC connection with no request
     /// open stays up, 60 by default (then a GOAWAY: clients reconnect when
     /// they need to); 0: never closed.
@@ -275,6 +281,7 @@ impl Default for Settings {
             connection_handshake_timeout: 10.0,
             worker_busy_poll_us: 0,
             http_body_timeout: 60.0,
+            http_body_min_rate: 65536,
             http2_idle_timeout: 60.0,
             http2_keepalive_interval: 30.0,
             http2_keepalive_timeout: 10.0,
@@ -329,6 +336,7 @@ pub(crate) const SETTINGS_FIELDS: &[Field] = &[
     field("connection_handshake_timeout", Kind::Float),
     field("worker_busy_poll_us", Kind::Int),
     field("http_body_timeout", Kind::Float),
+    field("http_body_min_rate", Kind::Int),
     field("http2_idle_timeout", Kind::Float),
     field("http2_keepalive_interval", Kind::Float),
     field("http2_keepalive_timeout", Kind::Float),
