@@ -553,7 +553,7 @@ fn trickled_bodies_and_messageless_grpc_calls_are_cut() {
         let (client, connection) = h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(connection);
         let call = |partial: Option<Vec<u8>>| {
-            let mut client = client.clone();
+            let client = client.clone();
             let url = format!(
                 "http://{}/inference.GRPCInferenceService/ServerLive",
                 s.grpc
