@@ -56,8 +56,10 @@ fn start(folder: &Path, envs: &[(&str, &str)]) -> (Child, String, mpsc::Receiver
     )
 }
 
+/// Waits for readiness; the bound is generous because the tests of this
+/// file run side by side, several starting Python workers at once.
 fn wait_ready(client: &reqwest::blocking::Client, addr: &str) {
-    for _ in 0..300 {
+    for _ in 0..3000 {
         if client
             .get(format!("http://{addr}/v2/health/ready"))
             .send()

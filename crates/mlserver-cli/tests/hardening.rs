@@ -104,6 +104,22 @@ fn grpc_raw(addr: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> 
 }
 
 /// A gRPC message's frame: the compressed flag, the length, the bytes.
+/// A raw HTTP/2 `ServerLive` call on `client`, its body left to the test
+/// (the response to come and the stream to send the body on).
+fn server_live(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    grpc: &str,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let request = http::Request::post(format!(
+        "http://{grpc}/inference.GRPCInferenceService/ServerLive"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    client.send_request(request, false).unwrap()
+}
+
 fn grpc_frame(compressed: bool, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![u8::from(compressed)];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -352,15 +368,7 @@ fn slow_and_idle_connections_are_closed() {
         let (client, connection) = h2::client::handshake(tcp).await.unwrap();
         let connection = tokio::spawn(connection);
         let mut client = client.ready().await.unwrap();
-        let request = http::Request::post(format!(
-            "http://{}/inference.GRPCInferenceService/ServerLive",
-            s.grpc
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
+        let (response, mut send) = server_live(&mut client, &s.grpc);
         send.send_data(bytes::Bytes::from(grpc_frame(false, &[])), true)
             .unwrap();
         let response = response.await.unwrap();
@@ -488,15 +496,7 @@ fn grpc_connections_without_a_preface_are_closed() {
         // Past the handshake timeout: the preface went, the connection stays.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let mut client = client.ready().await.unwrap();
-        let request = http::Request::post(format!(
-            "http://{}/inference.GRPCInferenceService/ServerLive",
-            s.grpc
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
+        let (response, mut send) = server_live(&mut client, &s.grpc);
         send.send_data(bytes::Bytes::from(grpc_frame(false, &[])), true)
             .unwrap();
         assert_eq!(response.await.unwrap().status(), 200);
@@ -554,18 +554,10 @@ fn trickled_bodies_and_messageless_grpc_calls_are_cut() {
         tokio::spawn(connection);
         let call = |partial: Option<Vec<u8>>| {
             let client = client.clone();
-            let url = format!(
-                "http://{}/inference.GRPCInferenceService/ServerLive",
-                s.grpc
-            );
+            let grpc = s.grpc.clone();
             async move {
                 let mut client = client.ready().await.unwrap();
-                let request = http::Request::post(url)
-                    .header("content-type", "application/grpc")
-                    .header("te", "trailers")
-                    .body(())
-                    .unwrap();
-                let (response, mut send) = client.send_request(request, false).unwrap();
+                let (response, mut send) = server_live(&mut client, &grpc);
                 if let Some(bytes) = partial {
                     send.send_data(bytes::Bytes::from(bytes), false).unwrap();
                 }
