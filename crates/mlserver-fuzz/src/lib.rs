@@ -47,7 +47,28 @@ pub const TARGETS: &[Target] = &[
         name: "dockerignore",
         run: dockerignore,
     },
+    Target {
+        name: "xgboost_model",
+        run: xgboost_model,
+    },
+    Target {
+        name: "lightgbm_model",
+        run: lightgbm_model,
+    },
 ];
+
+/// Rows a model that loaded predicts: missing, zero, and far out on both
+/// sides, for at most this many features (a file may declare 2^30; the
+/// readers bound what they allocate, predicting a row that wide is not
+/// theirs to refuse).
+const PREDICTED_FEATURES: usize = 1 << 16;
+
+fn probe_rows(features: usize) -> Vec<f64> {
+    [f64::NAN, 0.0, -1e30, 1e30]
+        .iter()
+        .flat_map(|&v| std::iter::repeat_n(v, features))
+        .collect()
+}
 
 /// Decodes every input of a request by its content type (what a runtime's
 /// `decode_request` does), and checks that a request that parsed writes
@@ -189,5 +210,47 @@ pub fn dockerignore(data: &[u8]) {
     for path in paths.lines().take(64) {
         let _ = ignore.is_excluded(path);
         let _ = ignore.may_contain_included(path);
+    }
+}
+
+/// An XGBoost model file (JSON, UBJSON, legacy binary or anything else
+/// `Model::from_bytes` must refuse). A model that loads predicts the probe
+/// rows, margins and transformed, with one value per row and column.
+pub fn xgboost_model(data: &[u8]) {
+    let Ok(model) = mlserver_trees::Model::from_bytes(data) else {
+        return;
+    };
+    let features = model.num_features();
+    if features > PREDICTED_FEATURES {
+        return;
+    }
+    let rows: Vec<f32> = probe_rows(features).iter().map(|&v| v as f32).collect();
+    for margin in [true, false] {
+        let predicted = match margin {
+            true => model.predict_margin(&rows, 4),
+            false => model.predict(&rows, 4),
+        };
+        if let Ok(values) = predicted {
+            assert_eq!(values.len(), 4 * model.output_columns(margin));
+        }
+    }
+}
+
+/// A LightGBM text model file. A model that loads predicts the probe rows,
+/// raw and transformed, with one value per row and output.
+pub fn lightgbm_model(data: &[u8]) {
+    let Ok(model) = mlserver_trees::lightgbm::Model::from_text(data) else {
+        return;
+    };
+    let features = model.num_features();
+    if features > PREDICTED_FEATURES {
+        return;
+    }
+    let rows = probe_rows(features);
+    for values in [model.predict_raw(&rows, 4), model.predict(&rows, 4)]
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(values.len(), 4 * model.num_outputs());
     }
 }

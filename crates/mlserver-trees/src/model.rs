@@ -11,6 +11,10 @@ use crate::value::Value;
 /// flag bits in the node layout.
 const MAX_FEATURES: usize = 1 << 30;
 
+/// The most outputs (classes, targets) a model may have: far past any real
+/// model, and a bound on what a forged count can make us allocate.
+const MAX_GROUPS: usize = 1 << 16;
+
 /// The gradient booster a model was trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Booster {
@@ -110,6 +114,13 @@ impl Model {
             ));
         }
         let n_groups = num_class.max(num_target).max(1);
+        // Outputs are allocated per group before any tree is read: a
+        // forged count must not decide an allocation (found by fuzzing).
+        if n_groups > MAX_GROUPS {
+            return Err(LoadError::Unsupported(format!(
+                "{n_groups} outputs (num_class / num_target) exceed {MAX_GROUPS}"
+            )));
+        }
         let base_score = read_base_score(params, n_groups)?;
         let base_margin: Vec<f32> = base_score.iter().map(|&b| objective.to_margin(b)).collect();
         if base_margin.iter().any(|m| !m.is_finite()) {
