@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use mlserver_proto::convert::{decode_infer_response, encode_infer_request};
 use mlserver_proto::inference::*;
 use mlserver_python::PythonConfig;
+use mlserver_runtime::RuntimeRegistry;
 use mlserver_settings::EnvSource;
 use mlserver_tests::python::{mlserver_python, run_script, worker_config};
 use mlserver_tests::runtimes::test_runtimes;
@@ -275,6 +276,29 @@ struct Target {
 }
 
 impl Target {
+    /// The real MLServer, on its ports.
+    async fn mlserver(mlserver: &Mlserver) -> Target {
+        Target::new(
+            format!("http://127.0.0.1:{}", mlserver.http),
+            format!("http://127.0.0.1:{}/metrics", mlserver.metrics),
+            mlserver.grpc,
+        )
+        .await
+    }
+
+    /// This server on `folder` with `runtimes`, started and loaded.
+    async fn ours(folder: &Path, runtimes: RuntimeRegistry) -> (TestServer, Target) {
+        let server = TestServer::start_with_env(folder, runtimes, EnvSource::empty(), |_| {}).await;
+        server.wait_started().await;
+        let target = Target::new(
+            format!("http://{}", server.addr),
+            format!("http://{}/metrics", server.metrics_addr.unwrap()),
+            server.grpc_addr.port(),
+        )
+        .await;
+        (server, target)
+    }
+
     async fn new(http: String, metrics: String, grpc_port: u16) -> Target {
         let channel =
             tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
@@ -778,12 +802,7 @@ async fn mlserver_and_ours_answer_alike() {
         );
     }
     let mlserver = Mlserver::start(&python, theirs_dir.path()).await;
-    let mut theirs = Target::new(
-        format!("http://127.0.0.1:{}", mlserver.http),
-        format!("http://127.0.0.1:{}/metrics", mlserver.metrics),
-        mlserver.grpc,
-    )
-    .await;
+    let mut theirs = Target::mlserver(&mlserver).await;
     // No redirects followed: a 307 is an answer.
     // A call left unanswered (MLServer hangs on some) is an answer too.
     let client = reqwest::Client::builder()
@@ -807,15 +826,7 @@ async fn mlserver_and_ours_answer_alike() {
                 ..worker_config(&python, ours_dir.path())
             },
         );
-        let ours_server =
-            TestServer::start_with_env(ours_dir.path(), runtimes, EnvSource::empty(), |_| {}).await;
-        ours_server.wait_started().await;
-        let mut ours = Target::new(
-            format!("http://{}", ours_server.addr),
-            format!("http://{}/metrics", ours_server.metrics_addr.unwrap()),
-            ours_server.grpc_addr.port(),
-        )
-        .await;
+        let (ours_server, mut ours) = Target::ours(ours_dir.path(), runtimes).await;
 
         let mut answers = Vec::new();
         for case in &corpus {
@@ -977,23 +988,10 @@ async fn metrics_expositions_match_after_the_same_requests() {
     let theirs_dir = metrics_models();
     let ours_dir = metrics_models();
     let mlserver = Mlserver::start(&python, theirs_dir.path()).await;
-    let mut theirs = Target::new(
-        format!("http://127.0.0.1:{}", mlserver.http),
-        format!("http://127.0.0.1:{}/metrics", mlserver.metrics),
-        mlserver.grpc,
-    )
-    .await;
+    let mut theirs = Target::mlserver(&mlserver).await;
     let mut runtimes = test_runtimes();
     mlserver_python::install(&mut runtimes, worker_config(&python, ours_dir.path()));
-    let ours_server =
-        TestServer::start_with_env(ours_dir.path(), runtimes, EnvSource::empty(), |_| {}).await;
-    ours_server.wait_started().await;
-    let mut ours = Target::new(
-        format!("http://{}", ours_server.addr),
-        format!("http://{}/metrics", ours_server.metrics_addr.unwrap()),
-        ours_server.grpc_addr.port(),
-    )
-    .await;
+    let (ours_server, mut ours) = Target::ours(ours_dir.path(), runtimes).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
