@@ -307,25 +307,23 @@ impl DataPlane {
     }
 
     /// A call to a loaded model's custom endpoint (`MLModel::custom_routes`),
-    /// or `None` when no model serves `method` `path`.
+    /// at `target`, which the transport found for the request's method and
+    /// `path` (`CustomRoutes::find`, through [`DataPlane::registry`]).
     pub async fn custom(
         &self,
-        method: &str,
+        target: crate::custom::CustomTarget,
         path: &str,
         query: &str,
         headers: Vec<(String, String)>,
         body: bytes::Bytes,
-    ) -> Option<Result<mlserver_runtime::CustomResponse, ServingError>> {
+    ) -> Result<mlserver_runtime::CustomResponse, ServingError> {
         let crate::custom::CustomTarget {
             route,
             model: name,
             version,
             path_params,
-        } = self.registry.custom_routes().find(method, path)?;
-        let model = match self.registry.get(&name, version.as_deref()) {
-            Ok(m) => m,
-            Err(e) => return Some(Err(e)),
-        };
+        } = target;
+        let model = self.registry.get(&name, version.as_deref())?;
         let request = mlserver_runtime::CustomRequest {
             route,
             path: path.to_owned(),
@@ -346,7 +344,7 @@ impl DataPlane {
                 mlserver_runtime::panic_message(&*p)
             )))
         });
-        Some(result.map_err(ServingError::from))
+        result.map_err(ServingError::from)
     }
 
     /// Whether the model serving `name`/`version` answers a stream of

@@ -285,15 +285,14 @@ async fn not_found(
         .unwrap_or(path);
     let custom = state.dataplane.registry().custom_routes();
     if custom.serves_path(custom_path) {
-        let method = parts.method.as_str();
-        let answer = custom_endpoint(&state, method, custom_path, &parts, body);
-        return match custom.find(method, custom_path) {
+        return match custom.find(parts.method.as_str(), custom_path) {
             Some(target) => {
                 let template = target.route.path.clone();
+                let answer = custom_endpoint(&state, target, custom_path, &parts, body);
                 metrics::record_unrouted(metrics.as_deref(), &parts.method, &template, answer).await
             }
             // A method the route does not have: a 405, not counted.
-            None => answer.await,
+            None => method_not_allowed().await,
         };
     }
     let trimmed = path.trim_end_matches('/');
@@ -324,7 +323,7 @@ async fn not_found(
 /// it gave it.
 async fn custom_endpoint(
     state: &AppState,
-    method: &str,
+    target: mlserver_core::CustomTarget,
     path: &str,
     parts: &http::request::Parts,
     body: axum::body::Body,
@@ -350,14 +349,11 @@ async fn custom_endpoint(
         })
         .collect();
     let query = parts.uri.query().unwrap_or_default();
-    let Some(result) = state
+    match state
         .dataplane
-        .custom(method, path, query, headers, body)
+        .custom(target, path, query, headers, body)
         .await
-    else {
-        return error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    };
-    match result {
+    {
         Ok(answer) => {
             let mut response = Response::new(axum::body::Body::from(answer.body));
             *response.status_mut() =
