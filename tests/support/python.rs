@@ -15,6 +15,9 @@ use super::workspace_root;
 struct Venv {
     dir: &'static str,
     packages: &'static [&'static str],
+    /// Installed after `packages` without their dependencies (which
+    /// `packages` already provide some other way).
+    no_deps: &'static [&'static str],
     imports: &'static str,
 }
 
@@ -29,13 +32,18 @@ const CLIENTS: Venv = Venv {
         "openapi-spec-validator",
         "schemathesis==4.*",
     ],
+    no_deps: &[],
     imports: "import tritonclient.http, tritonclient.grpc, numpy, grpc_reflection.v1alpha, \
               openapi_spec_validator, schemathesis",
 };
 
 /// The real MLServer (the version the Python runtimes target) with its
-/// scikit-learn runtime, for the Python worker tests. uvloop is pinned
-/// below 0.22, whose releases crash MLServer 1.7.1's workers.
+/// scikit-learn, XGBoost and LightGBM runtimes, for the Python worker and
+/// differential tests. uvloop is pinned below 0.22, whose releases crash
+/// MLServer 1.7.1's workers. `mlserver-xgboost` asks for `xgboost`, whose
+/// Linux wheels pull NVIDIA's NCCL (hundreds of MB); `xgboost-cpu` is the
+/// same library without it, so the runtime is installed without its
+/// dependencies, which this list provides.
 const MLSERVER: Venv = Venv {
     dir: "py-mlserver",
     packages: &[
@@ -44,14 +52,19 @@ const MLSERVER: Venv = Venv {
         "uvloop<0.22",
         "scikit-learn",
         "joblib",
+        "xgboost-cpu==3.2.*",
+        "lightgbm==4.7.*",
     ],
-    imports: "import mlserver, mlserver_sklearn, sklearn, joblib",
+    no_deps: &["mlserver-xgboost==1.7.1", "mlserver-lightgbm==1.7.1"],
+    imports: "import mlserver, mlserver_sklearn, sklearn, joblib, xgboost, lightgbm, \
+              mlserver_xgboost, mlserver_lightgbm",
 };
 
 /// maturin, which builds the server's Python wheel.
 const MATURIN: Venv = Venv {
     dir: "py-maturin",
     packages: &["maturin>=1.5,<2"],
+    no_deps: &[],
     imports: "import maturin",
 };
 
@@ -99,6 +112,11 @@ fn make_venv(spec: &Venv) -> Option<PathBuf> {
         stderr(&out)
     );
     pip_install(&python, spec.packages)?;
+    if !spec.no_deps.is_empty() {
+        let mut args = vec!["--no-deps"];
+        args.extend_from_slice(spec.no_deps);
+        pip_install(&python, &args)?;
+    }
     assert!(
         imports_ok(&python, spec.imports),
         "{:?} installed but `{}` fails",

@@ -25,14 +25,19 @@ use clap::{Parser, Subcommand};
 use mlserver_runtime::RuntimeRegistry;
 
 /// The runtimes the default binary serves: ONNX (`mlserver_onnx.OnnxModel`,
-/// alias `onnx`; feature `onnx`) and the example runtimes (`sum`, `echo`,
-/// `text`). A custom runtime binary that needs none of the optional parts
+/// alias `onnx`; feature `onnx`), MLServer's XGBoost and LightGBM runtimes
+/// natively (`mlserver_xgboost.XGBoostModel`,
+/// `mlserver_lightgbm.LightGBMModel`; feature `trees`; what they decline
+/// goes to the Python runtimes of the same names) and the example runtimes
+/// (`sum`, `echo`, `text`). A custom runtime binary that needs none of the optional parts
 /// (ONNX, Python workers, image builds) depends on this crate with
 /// `default-features = false` and compiles none of them.
 pub fn default_runtimes() -> RuntimeRegistry {
     let mut runtimes = RuntimeRegistry::new();
     #[cfg(feature = "onnx")]
     mlserver_onnx::register(&mut runtimes);
+    #[cfg(feature = "trees")]
+    mlserver_tree_runtimes::register(&mut runtimes);
     mlserver_examples::register(&mut runtimes);
     runtimes
 }

@@ -44,6 +44,8 @@ pub struct LoadedModel {
     /// the request named it: none (`None`, REST), empty (`""`, gRPC's
     /// unset field), or its own (no other reaches this instance).
     infer_series: [std::sync::OnceLock<crate::metrics::InferSeries>; 3],
+    /// The index's `reason` while ready (how the runtime serves it).
+    index_reason: String,
 }
 
 static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -78,6 +80,7 @@ impl LoadedModel {
             timeout: None,
             statistics: Arc::default(),
             infer_series: Default::default(),
+            index_reason: String::new(),
         }
     }
 
@@ -104,6 +107,11 @@ impl LoadedModel {
     }
 
     /// Bounds each inference by `timeout`.
+    pub(crate) fn with_index_reason(mut self, reason: &str) -> Self {
+        self.index_reason = reason.to_owned();
+        self
+    }
+
     pub(crate) fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.timeout = timeout;
         self
@@ -246,9 +254,15 @@ impl Slot {
 
     pub(crate) fn index_state(&self) -> (ModelState, String) {
         match &self.state {
+            SlotState::Ready | SlotState::Loading if self.model.is_some() => (
+                ModelState::Ready,
+                self.model
+                    .as_ref()
+                    .map(|m| m.index_reason.clone())
+                    .unwrap_or_default(),
+            ),
+            // (A reload keeps serving the old instance: still ready.)
             SlotState::Ready => (ModelState::Ready, String::new()),
-            // A reload keeps serving the old instance: still ready.
-            SlotState::Loading if self.model.is_some() => (ModelState::Ready, String::new()),
             SlotState::Loading => (ModelState::Loading, String::new()),
             SlotState::Unloading => (ModelState::Unloading, String::new()),
             SlotState::Failed(reason) => (ModelState::Unavailable, reason.clone()),

@@ -356,6 +356,7 @@ impl ModelRepository {
         if let Some(m) = &self.serving.metrics {
             ctx = ctx.with_metrics_registry(m.registry().clone());
         }
+        let load_ctx = ctx.clone();
         let runtime = AssertUnwindSafe(factory(ctx))
             .catch_unwind()
             .await
@@ -426,7 +427,8 @@ impl ModelRepository {
             self.serving.strict_inputs || runtime_checks,
             self.serving.cloudevents.clone(),
         )
-        .with_timeout(timeout))
+        .with_timeout(timeout)
+        .with_index_reason(load_ctx.index_reason().unwrap_or_default()))
     }
 
     fn update_loaded_gauge(&self) {

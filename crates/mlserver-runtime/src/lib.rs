@@ -7,6 +7,7 @@ mod blocking;
 mod custom;
 mod error;
 mod model;
+mod native;
 mod registry;
 mod source;
 
@@ -19,6 +20,7 @@ pub use model::{
     metadata_from_settings, MLModel, ModelContext, ModelMetrics, RequestStream, ResponseStream,
     StreamingModel,
 };
+pub use native::{Native, NativeModel};
 pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};
 pub use source::ModelSource;
 

@@ -16,6 +16,8 @@ use crate::MLServerError;
 pub struct ModelContext {
     settings: Arc<ModelSettings>,
     metrics: Registry,
+    /// What the repository index says of the model while it is ready.
+    index_reason: Arc<std::sync::OnceLock<String>>,
 }
 
 impl ModelContext {
@@ -25,6 +27,7 @@ impl ModelContext {
         ModelContext {
             settings,
             metrics: Registry::new(),
+            index_reason: Arc::default(),
         }
     }
 
@@ -60,6 +63,19 @@ impl ModelContext {
                 self.settings.version().unwrap_or_default().to_owned(),
             ],
         }
+    }
+
+    /// Sets the `reason` the repository index shows for the model once it is
+    /// ready (empty otherwise, as in MLServer): how it is served, when that
+    /// is not the obvious way. The first one set stays.
+    pub fn set_index_reason(&self, reason: impl Into<String>) {
+        let _ = self.index_reason.set(reason.into());
+    }
+
+    /// The reason set by [`ModelContext::set_index_reason`], if any (shared
+    /// by every clone of this context).
+    pub fn index_reason(&self) -> Option<&str> {
+        self.index_reason.get().map(String::as_str)
     }
 
     /// The model's `model-settings.json` (with env defaults applied).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use crate::native::{self, NativeFactory, NativeModel};
 use crate::{MLModel, MLServerError, ModelContext};
 
 /// A loaded runtime behind dynamic dispatch.
@@ -42,8 +43,18 @@ pub type FallbackResolver = Arc<dyn Fn(&str) -> Option<RuntimeFactory> + Send + 
 /// ```
 #[derive(Clone, Default)]
 pub struct RuntimeRegistry {
-    factories: BTreeMap<String, RuntimeFactory>,
+    factories: BTreeMap<String, Entry>,
     fallback: Option<FallbackResolver>,
+}
+
+/// How a registered name is served.
+#[derive(Clone)]
+enum Entry {
+    /// By this runtime alone.
+    Runtime(RuntimeFactory),
+    /// Natively where the native runtime can, else by what the fallback
+    /// resolver gives for the same name (see [`NativeModel`]).
+    Native(NativeFactory),
 }
 
 impl RuntimeRegistry {
@@ -57,7 +68,23 @@ impl RuntimeRegistry {
         let factory: RuntimeFactory = Arc::new(|ctx| {
             async move { M::load(ctx).await.map(|m| Arc::new(m) as DynModel) }.boxed()
         });
-        self.factories.insert(implementation.into(), factory);
+        self.factories
+            .insert(implementation.into(), Entry::Runtime(factory));
+        self
+    }
+
+    /// Registers `M` under `implementation` as a native stand-in for the
+    /// runtime the fallback resolver gives for that name (MLServer's Python
+    /// runtimes): `M` serves the models and requests it does not decline,
+    /// the fallback the rest (see [`NativeModel`]).
+    pub fn register_native<M: NativeModel>(
+        &mut self,
+        implementation: impl Into<String>,
+    ) -> &mut Self {
+        self.factories.insert(
+            implementation.into(),
+            Entry::Native(native::native_factory::<M>()),
+        );
         self
     }
 
@@ -75,10 +102,16 @@ impl RuntimeRegistry {
     /// The factory for `implementation`: registered runtimes first, then the
     /// fallback resolver.
     pub fn resolve(&self, implementation: &str) -> Option<RuntimeFactory> {
-        self.factories
-            .get(implementation)
-            .cloned()
-            .or_else(|| self.fallback.as_ref().and_then(|f| f(implementation)))
+        let fallback = || self.fallback.as_ref().and_then(|f| f(implementation));
+        match self.factories.get(implementation) {
+            Some(Entry::Runtime(factory)) => Some(factory.clone()),
+            Some(Entry::Native(native)) => Some(native::with_fallback(
+                implementation.to_owned(),
+                native.clone(),
+                fallback(),
+            )),
+            None => fallback(),
+        }
     }
 
     /// Whether `implementation` is registered (not left to the fallback).

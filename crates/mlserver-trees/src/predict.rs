@@ -5,6 +5,10 @@
 //! predictor's output buffer is `float`). DART scales each tree's output
 //! first, exactly as `Dart::PredictBatchImpl` does: the tree is predicted
 //! into a zeroed float buffer, multiplied by its float weight, then added.
+//! `inplace_predict` (what XGBoost's scikit-learn interface calls) does it
+//! differently for DART: each tree is predicted on top of the base margin,
+//! the base margin subtracted again, and that scaled and added; in float32
+//! the two differ in the last bits ([`PredictOptions::inplace`]).
 //! Rows are independent, so evaluating row by row changes nothing.
 
 use std::ops::Range;
@@ -22,6 +26,9 @@ pub struct PredictOptions {
     /// `None` uses all rounds. To apply early stopping, pass
     /// `0..best_iteration + 1`. The base score is always included.
     pub rounds: Option<Range<usize>>,
+    /// `Booster.inplace_predict`'s arithmetic instead of `Booster.predict`'s
+    /// on a `DMatrix`: they differ for DART models only.
+    pub inplace: bool,
 }
 
 impl Model {
@@ -35,6 +42,7 @@ impl Model {
             &PredictOptions {
                 output_margin: true,
                 rounds: None,
+                inplace: false,
             },
         )
     }
@@ -71,7 +79,7 @@ impl Model {
             });
         }
         let trees = self.tree_range(options.rounds.clone())?;
-        let mut out = self.margins(rows, n_rows, trees);
+        let mut out = self.margins(rows, n_rows, trees, options.inplace);
         if !options.output_margin {
             self.objective.transform(&mut out, self.n_groups);
         }
@@ -92,7 +100,7 @@ impl Model {
         Ok(self.iteration_indptr[start]..self.iteration_indptr[end])
     }
 
-    fn margins(&self, rows: &[f32], n_rows: usize, trees: Range<usize>) -> Vec<f32> {
+    fn margins(&self, rows: &[f32], n_rows: usize, trees: Range<usize>, inplace: bool) -> Vec<f32> {
         let groups = self.n_groups;
         let mut out = Vec::with_capacity(n_rows * groups);
         for _ in 0..n_rows {
@@ -102,7 +110,7 @@ impl Model {
             // No row data to index; every tree is a single leaf then.
             let empty: [f32; 0] = [];
             for cell in out.chunks_exact_mut(groups) {
-                self.add_trees(cell, &empty, trees.clone());
+                self.add_trees(cell, &empty, trees.clone(), inplace);
             }
             return out;
         }
@@ -110,17 +118,27 @@ impl Model {
             .chunks_exact_mut(groups)
             .zip(rows.chunks_exact(self.n_columns))
         {
-            self.add_trees(cell, row, trees.clone());
+            self.add_trees(cell, row, trees.clone(), inplace);
         }
         out
     }
 
     #[inline]
-    fn add_trees(&self, cell: &mut [f32], row: &[f32], trees: Range<usize>) {
+    fn add_trees(&self, cell: &mut [f32], row: &[f32], trees: Range<usize>, inplace: bool) {
         match self.booster {
             Booster::GbTree => {
                 for t in trees {
                     cell[self.tree_group[t] as usize] += self.forest.leaf_value(t, row);
+                }
+            }
+            Booster::Dart if inplace => {
+                for t in trees {
+                    // `Dart::InplacePredict`: the tree predicted on top of
+                    // the base margin, which is then taken off again.
+                    let group = self.tree_group[t] as usize;
+                    let base = self.base_margin[group];
+                    let alone = (base + self.forest.leaf_value(t, row)) - base;
+                    cell[group] += alone * self.weight_drop[t];
                 }
             }
             Booster::Dart => {

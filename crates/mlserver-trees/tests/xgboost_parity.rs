@@ -86,6 +86,21 @@ fn predictions_match_xgboost_bit_for_bit() {
             let got = model.predict(&rows, n_rows).expect("predicts");
             assert_bits(&format!("{what} predict"), &got, &pred);
             assert_eq!(got.len(), n_rows * model.output_columns(false), "{what}");
+            for (output_margin, key) in [(true, "inplace_margin"), (false, "inplace_pred")] {
+                let options = PredictOptions {
+                    output_margin,
+                    inplace: true,
+                    ..PredictOptions::default()
+                };
+                let got = model
+                    .predict_with(&rows, n_rows, &options)
+                    .expect("predicts");
+                assert_bits(
+                    &format!("{what} {key}"),
+                    &got,
+                    &floats(case, key).expect(key),
+                );
+            }
 
             assert_eq!(
                 model.best_iteration().map(|b| b as u64),
@@ -97,6 +112,7 @@ fn predictions_match_xgboost_bit_for_bit() {
                     let options = PredictOptions {
                         output_margin,
                         rounds: Some(0..best + 1),
+                        ..PredictOptions::default()
                     };
                     let got = model
                         .predict_with(&rows, n_rows, &options)
@@ -112,6 +128,7 @@ fn predictions_match_xgboost_bit_for_bit() {
                 let options = PredictOptions {
                     output_margin: true,
                     rounds: Some(1..3),
+                    ..PredictOptions::default()
                 };
                 let got = model
                     .predict_with(&rows, n_rows, &options)
@@ -158,6 +175,7 @@ fn iteration_range_is_checked() {
         let options = PredictOptions {
             output_margin: false,
             rounds: Some(rounds),
+            ..PredictOptions::default()
         };
         assert!(model.predict_with(&row, 1, &options).is_err());
     }
@@ -168,6 +186,7 @@ fn iteration_range_is_checked() {
     let options = PredictOptions {
         output_margin: true,
         rounds: Some(0..0),
+        ..PredictOptions::default()
     };
     let base = model.predict_with(&row, 1, &options).expect("predicts");
     assert_eq!(base, model.base_score());
