@@ -135,26 +135,35 @@ pub(crate) fn with_fallback(
 }
 
 /// The implementation's own runtime for the requests a native model
-/// declines, loaded on the first one.
+/// declines, loaded on the first one. A failed load is remembered: the
+/// requests that would need it are refused with its reason instead of
+/// starting a Python process each.
 struct Fallback {
     implementation: String,
     factory: RuntimeFactory,
     ctx: ModelContext,
-    model: OnceCell<DynModel>,
+    model: OnceCell<Result<DynModel, MLServerError>>,
 }
 
 impl Fallback {
     async fn model(&self, reason: &str) -> Result<&DynModel, MLServerError> {
-        self.model
-            .get_or_try_init(|| {
+        let loaded = self
+            .model
+            .get_or_init(|| async {
                 warn!(
                     model = %self.ctx.name(),
                     "loading {} with its Python runtime for requests served natively otherwise: {reason}",
                     self.implementation
                 );
-                (self.factory)(self.ctx.clone())
+                (self.factory)(self.ctx.clone()).await
             })
-            .await
+            .await;
+        loaded.as_ref().map_err(|e| {
+            MLServerError::bad_request(format!(
+                "{reason}: the native runtime does not answer this request, and {} could not be loaded to answer it: {e}",
+                self.implementation
+            ))
+        })
     }
 }
 
@@ -185,7 +194,7 @@ impl MLModel for WithFallback {
     }
 
     async fn unload(&self) -> Result<(), MLServerError> {
-        if let Some(m) = self.fallback.as_ref().and_then(|f| f.model.get()) {
+        if let Some(Ok(m)) = self.fallback.as_ref().and_then(|f| f.model.get()) {
             m.unload().await?;
         }
         self.model.unload().await
