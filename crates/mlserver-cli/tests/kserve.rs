@@ -47,9 +47,16 @@ fn manifests_are_admitted_beside_kserves_stock_runtimes() {
     let beside = runtime("kserve-mlserver-rs.yaml");
     admit_runtime(&takeover, &Runtime::stock()).unwrap();
     admit_runtime(&beside, &Runtime::stock()).unwrap();
-    // Both at once: the second is admitted beside the first.
+    // Both at once: the second is admitted beside the first; the native
+    // one (the Rust-only image for XGBoost and LightGBM) beside both.
     admit_runtime(&beside, &cluster_with(&[&takeover])).unwrap();
-    for r in [&takeover, &beside] {
+    let native = runtime("kserve-mlserver-rs-native.yaml");
+    admit_runtime(&native, &cluster_with(&[&takeover, &beside])).unwrap();
+    assert!(native
+        .formats
+        .iter()
+        .all(|f| f.name == "xgboost" || f.name == "lightgbm"));
+    for r in [&takeover, &beside, &native] {
         assert_eq!(
             r.annotations
                 .get("serving.kserve.io/server-type")

@@ -447,3 +447,197 @@ fn chmod_open(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
 }
+
+/// The rows of a fixture without missing values (JSON has no NaN) and the
+/// expected predictions for them: `(rows, expected)` as flat lists.
+fn finite_rows<F: Copy>(
+    rows: &[F],
+    expected: &[F],
+    n_features: usize,
+    n_outputs: usize,
+    finite: impl Fn(F) -> bool,
+) -> (Vec<F>, Vec<F>) {
+    let mut picked = (Vec::new(), Vec::new());
+    for (row, out) in rows
+        .chunks(n_features)
+        .zip(expected.chunks(n_outputs))
+        .filter(|(row, _)| row.iter().all(|v| finite(*v)))
+        .take(2)
+    {
+        picked.0.extend_from_slice(row);
+        picked.1.extend_from_slice(out);
+    }
+    picked
+}
+
+#[test]
+fn server_image_serves_xgboost_and_lightgbm_natively_through_kserve() {
+    let what = "the Rust-only image's tree models test";
+    let (Some(docker), Some(server)) = (docker(what), image(what, "mlserver-rs:test-server"))
+    else {
+        return;
+    };
+    let no_python = docker.try_run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        server,
+        "/bin/sh",
+        "-c",
+        "command -v python3 || command -v python",
+    ]);
+    assert!(
+        !no_python.status.success(),
+        "the server image has no Python"
+    );
+    let fixtures = workspace().join("crates/mlserver-trees/tests/fixtures");
+    let json_of = |path: std::path::PathBuf| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let u64s = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
+    };
+    let case = |doc: &Value, name: &str| -> Value {
+        doc["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    // XGBoost multiclass (softprob) and LightGBM multiclass, as their
+    // libraries saved them, with the predictions their libraries made.
+    let xgb = case(&json_of(fixtures.join("expected.json")), "softprob");
+    let (xgb_rows, xgb_expected) = finite_rows(
+        &u64s(&xgb["rows"])
+            .iter()
+            .map(|b| f32::from_bits(*b as u32))
+            .collect::<Vec<_>>(),
+        &u64s(&xgb["inplace_pred"])
+            .iter()
+            .map(|b| f32::from_bits(*b as u32))
+            .collect::<Vec<_>>(),
+        8,
+        3,
+        f32::is_finite,
+    );
+    let lgb_doc = json_of(fixtures.join("lightgbm/expected.json"));
+    let lgb = case(&lgb_doc, "multiclass");
+    let (lgb_rows, lgb_expected) = finite_rows(
+        &u64s(&lgb_doc["shared_rows"])
+            .iter()
+            .map(|b| f64::from_bits(*b))
+            .collect::<Vec<_>>(),
+        &u64s(&lgb["pred"])
+            .iter()
+            .map(|b| f64::from_bits(*b))
+            .collect::<Vec<_>>(),
+        8,
+        3,
+        f64::is_finite,
+    );
+    let models = tempfile::tempdir().unwrap();
+    chmod_open(models.path());
+    for (format, file) in [
+        ("xgboost", "softprob.ubj"),
+        ("lightgbm", "lightgbm/multiclass.txt"),
+    ] {
+        let folder = models.path().join(format);
+        std::fs::create_dir_all(&folder).unwrap();
+        // KServe's storage initializer copies the bucket's files as they are:
+        // MLServer's runtimes look for model.bst.
+        std::fs::copy(fixtures.join(file), folder.join("model.bst")).unwrap();
+        chmod_open(&folder);
+    }
+
+    let native =
+        Runtime::from_file(&workspace().join("deploy/kserve/kserve-mlserver-rs-native.yaml"))
+            .unwrap();
+    let mut cluster = Runtime::stock();
+    cluster.push(native);
+    for (format, rows, datatype) in [
+        ("xgboost", json!(xgb_rows), "FP32"),
+        ("lightgbm", json!(lgb_rows), "FP64"),
+    ] {
+        let name = format!("{format}-native");
+        let mut isvc = InferenceService::new(&name, format, Some(&format!("gs://models/{format}")));
+        isvc.runtime = Some("kserve-mlserver-rs-native".into());
+        let rendered = render(&isvc, &cluster).unwrap();
+        assert!(rendered.command.is_empty() && rendered.args.is_empty());
+        let env = rendered.env.clone();
+        assert!(
+            env.contains(&("MLSERVER_MODEL_URI".into(), MODEL_DIR.into())),
+            "{env:?}"
+        );
+        let spec = ContainerSpec {
+            env: Vec::new(),
+            command: Vec::new(),
+            drops_all_capabilities: rendered.drops_all_capabilities,
+            no_privilege_escalation: rendered.no_privilege_escalation,
+        };
+        // The manifest's env on the host network, with free ports instead of
+        // its 8080/9000.
+        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("_PORT"))
+            .collect();
+        env.extend([
+            ("MLSERVER_HOST".into(), "127.0.0.1".into()),
+            ("MLSERVER_HTTP_PORT".into(), http.to_string()),
+            ("MLSERVER_GRPC_PORT".into(), grpc.to_string()),
+            ("MLSERVER_METRICS_PORT".into(), metrics.to_string()),
+        ]);
+        let mount = format!("{}:{MODEL_DIR}:ro", models.path().join(format).display());
+        let mut args = run_args(&spec, &env, &[mount]);
+        args[1] = "host".into();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let container = docker.start_container(&args, server, &[]);
+        let base = format!("http://127.0.0.1:{http}");
+        container.wait_for(&name, std::time::Duration::from_secs(60), || {
+            get_status(&format!("{base}/v2/models/{name}/ready")) == 200
+        });
+        let response: Value = reqwest::blocking::Client::new()
+            .post(format!("{base}/v2/models/{name}/infer"))
+            .json(
+                &json!({"inputs": [{"name": "input-0", "shape": [2, 8], "datatype": datatype,
+                                      "data": rows}]}),
+            )
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let predict = &response["outputs"][0];
+        assert_eq!(predict["name"], "predict", "{response}");
+        assert_eq!(predict["shape"], json!([2, 3]), "{response}");
+        let got: Vec<f64> = predict["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        match format {
+            "xgboost" => {
+                let got: Vec<u32> = got.iter().map(|v| (*v as f32).to_bits()).collect();
+                let want: Vec<u32> = xgb_expected.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "XGBoost's own predictions, bit for bit");
+            }
+            _ => {
+                let got: Vec<u64> = got.iter().map(|v| v.to_bits()).collect();
+                let want: Vec<u64> = lgb_expected.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "LightGBM's own predictions, bit for bit");
+            }
+        }
+        assert!(
+            container.logs().contains("natively"),
+            "{}",
+            container.logs()
+        );
+    }
+}
