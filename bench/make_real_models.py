@@ -1,16 +1,22 @@
 """The real models of `cargo xtask bench --real-models`, trained and written
 for each way of serving them:  make_real_models.py OUTPUT_DIR
 
-Two scikit-learn models on 20 features, seeded:
-  lr   a logistic regression, 3 classes
-  gbm  a gradient boosting regressor, 100 trees of depth 3
-Each is saved as model.joblib (for mlserver_sklearn.SKLearnModel) and as
-model.onnx (skl2onnx, without ZipMap: the classifier's outputs are plain
-`label` and `probabilities` tensors; the regressor's is `variable`).
+Four models on 20 features, seeded:
+  lr   a scikit-learn logistic regression, 3 classes
+  gbm  a scikit-learn gradient boosting regressor, 100 trees of depth 3
+  xgb  an XGBoost classifier, 3 classes, 100 rounds of depth 6 (300 trees)
+  lgb  a LightGBM binary classifier, 100 trees of 31 leaves
+The scikit-learn models are saved as model.joblib (for
+mlserver_sklearn.SKLearnModel) and as model.onnx (skl2onnx, without ZipMap:
+the classifier's outputs are plain `label` and `probabilities` tensors; the
+regressor's is `variable`); the others as their libraries save them, for
+mlserver_xgboost.XGBoostModel (model.json) and mlserver_lightgbm.LightGBMModel
+(model.bst, LightGBM's text format).
 
-requests.json holds, per model, 64 rows of float32 inputs and scikit-learn's
-predictions on them (what every server must answer), and the ONNX output
-that carries the same values.
+requests.json holds, per model, 64 rows of float32 inputs and the library's
+predictions on them (what every server must answer: MLServer's runtimes
+answer `predict`), and the ONNX output that carries the same values (none
+for the tree libraries' own files).
 """
 
 import json
@@ -18,7 +24,9 @@ import os
 import sys
 
 import joblib
+import lightgbm
 import numpy as np
+import xgboost
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import make_classification, make_regression
@@ -67,6 +75,38 @@ def main():
         "rows": rows.tolist(),
         "predict": gbm.predict(rows).tolist(),
         "onnx_output": save(out, "gbm", gbm, "variable"),
+    }
+
+    x, y = make_classification(
+        n_samples=2000, n_features=FEATURES, n_informative=10, n_classes=3, random_state=1
+    )
+    x = x.astype(np.float32)
+    xgb = xgboost.XGBClassifier(n_estimators=100, max_depth=6, random_state=0, n_jobs=1).fit(x, y)
+    os.makedirs(os.path.join(out, "xgb"), exist_ok=True)
+    xgb.save_model(os.path.join(out, "xgb", "model.json"))
+    rows = x[:ROWS]
+    requests["xgb"] = {
+        "rows": rows.tolist(),
+        "predict": xgb.predict(rows).astype(float).tolist(),
+        "onnx_output": None,
+    }
+
+    x, y = make_classification(
+        n_samples=2000, n_features=FEATURES, n_informative=10, random_state=2
+    )
+    x = x.astype(np.float32)
+    lgb = lightgbm.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0},
+        lightgbm.Dataset(x, label=y),
+        100,
+    )
+    os.makedirs(os.path.join(out, "lgb"), exist_ok=True)
+    lgb.save_model(os.path.join(out, "lgb", "model.bst"))
+    rows = x[:ROWS]
+    requests["lgb"] = {
+        "rows": rows.tolist(),
+        "predict": lgb.predict(rows).tolist(),
+        "onnx_output": None,
     }
 
     with open(os.path.join(out, "requests.json"), "w") as f:

@@ -85,6 +85,9 @@ impl XGBoostModel {
             output_margin: false,
             rounds: model.best_iteration().map(|best| 0..best + 1),
             inplace: true,
+            // MLSERVER_RS_FAST_PATHS=0 turns the fast paths off, this one
+            // (eight trees walked in lockstep) too.
+            one_tree_at_a_time: std::env::var("MLSERVER_RS_FAST_PATHS").as_deref() == Ok("0"),
         };
         Ok(Native::Serves(XGBoostModel {
             ctx,

@@ -29,6 +29,10 @@ pub struct PredictOptions {
     /// `Booster.inplace_predict`'s arithmetic instead of `Booster.predict`'s
     /// on a `DMatrix`: they differ for DART models only.
     pub inplace: bool,
+    /// Walk one tree at a time instead of eight in lockstep: the same
+    /// leaves, the same sums, more slowly (the reference the lockstep walk
+    /// is tested against).
+    pub one_tree_at_a_time: bool,
 }
 
 impl Model {
@@ -42,7 +46,7 @@ impl Model {
             &PredictOptions {
                 output_margin: true,
                 rounds: None,
-                inplace: false,
+                ..PredictOptions::default()
             },
         )
     }
@@ -79,7 +83,7 @@ impl Model {
             });
         }
         let trees = self.tree_range(options.rounds.clone())?;
-        let mut out = self.margins(rows, n_rows, trees, options.inplace);
+        let mut out = self.margins(rows, n_rows, trees, options);
         if !options.output_margin {
             self.objective.transform(&mut out, self.n_groups);
         }
@@ -100,7 +104,13 @@ impl Model {
         Ok(self.iteration_indptr[start]..self.iteration_indptr[end])
     }
 
-    fn margins(&self, rows: &[f32], n_rows: usize, trees: Range<usize>, inplace: bool) -> Vec<f32> {
+    fn margins(
+        &self,
+        rows: &[f32],
+        n_rows: usize,
+        trees: Range<usize>,
+        options: &PredictOptions,
+    ) -> Vec<f32> {
         let groups = self.n_groups;
         let mut out = Vec::with_capacity(n_rows * groups);
         for _ in 0..n_rows {
@@ -110,7 +120,7 @@ impl Model {
             // No row data to index; every tree is a single leaf then.
             let empty: [f32; 0] = [];
             for cell in out.chunks_exact_mut(groups) {
-                self.add_trees(cell, &empty, trees.clone(), inplace);
+                self.add_trees(cell, &empty, trees.clone(), options);
             }
             return out;
         }
@@ -118,37 +128,41 @@ impl Model {
             .chunks_exact_mut(groups)
             .zip(rows.chunks_exact(self.n_columns))
         {
-            self.add_trees(cell, row, trees.clone(), inplace);
+            self.add_trees(cell, row, trees.clone(), options);
         }
         out
     }
 
+    /// Adds the trees' leaves to one row's outputs, in tree order.
     #[inline]
-    fn add_trees(&self, cell: &mut [f32], row: &[f32], trees: Range<usize>, inplace: bool) {
+    fn add_trees(
+        &self,
+        cell: &mut [f32],
+        row: &[f32],
+        trees: Range<usize>,
+        options: &PredictOptions,
+    ) {
+        let lockstep = !options.one_tree_at_a_time;
+        let groups = &self.tree_group;
         match self.booster {
-            Booster::GbTree => {
-                for t in trees {
-                    cell[self.tree_group[t] as usize] += self.forest.leaf_value(t, row);
-                }
-            }
-            Booster::Dart if inplace => {
-                for t in trees {
+            Booster::GbTree => self.forest.leaves(trees, row, lockstep, |t, leaf| {
+                cell[groups[t] as usize] += leaf;
+            }),
+            Booster::Dart if options.inplace => {
+                self.forest.leaves(trees, row, lockstep, |t, leaf| {
                     // `Dart::InplacePredict`: the tree predicted on top of
                     // the base margin, which is then taken off again.
-                    let group = self.tree_group[t] as usize;
+                    let group = groups[t] as usize;
                     let base = self.base_margin[group];
-                    let alone = (base + self.forest.leaf_value(t, row)) - base;
+                    let alone = (base + leaf) - base;
                     cell[group] += alone * self.weight_drop[t];
-                }
+                })
             }
-            Booster::Dart => {
-                for t in trees {
-                    // `0.0 +` is XGBoost's zero-filled scratch buffer; it
-                    // also turns a -0.0 leaf into +0.0, as there.
-                    let scaled = (0.0f32 + self.forest.leaf_value(t, row)) * self.weight_drop[t];
-                    cell[self.tree_group[t] as usize] += scaled;
-                }
-            }
+            Booster::Dart => self.forest.leaves(trees, row, lockstep, |t, leaf| {
+                // `0.0 +` is XGBoost's zero-filled scratch buffer; it also
+                // turns a -0.0 leaf into +0.0, as there.
+                cell[groups[t] as usize] += (0.0f32 + leaf) * self.weight_drop[t];
+            }),
         }
     }
 }

@@ -101,6 +101,27 @@ fn predictions_match_xgboost_bit_for_bit() {
                     &floats(case, key).expect(key),
                 );
             }
+            // The lockstep walk and the one-tree-at-a-time walk agree.
+            for inplace in [false, true] {
+                for output_margin in [false, true] {
+                    let options = PredictOptions {
+                        output_margin,
+                        inplace,
+                        ..PredictOptions::default()
+                    };
+                    let reference = PredictOptions {
+                        one_tree_at_a_time: true,
+                        ..options.clone()
+                    };
+                    let fast = model
+                        .predict_with(&rows, n_rows, &options)
+                        .expect("predicts");
+                    let slow = model
+                        .predict_with(&rows, n_rows, &reference)
+                        .expect("predicts");
+                    assert_bits(&format!("{what} lockstep {options:?}"), &fast, &slow);
+                }
+            }
 
             assert_eq!(
                 model.best_iteration().map(|b| b as u64),

@@ -4,8 +4,10 @@
 //! (and per model), the index's latency, an inference's on a random one of
 //! the N with all loaded, and RSS after those inferences.
 //!
-//! Three setups: ours on N copies of the bundled iris ONNX model (MLServer
-//! 1.7.1 has no ONNX runtime, so it cannot serve that folder); and, on one
+//! Four setups: ours on N copies of the bundled iris ONNX model (MLServer
+//! 1.7.1 has no ONNX runtime, so it cannot serve that folder), ours on N
+//! copies of an XGBoost model file (`mlserver_xgboost.XGBoostModel`, served
+//! natively; a 3-class, 3-round model of `mlserver-trees`' fixtures); and, on one
 //! folder of N Python `bench_models.SumModel`s, MLServer 1.7.1 at its fastest
 //! (`parallel_workers=0`, metrics off) and ours through its Python worker
 //! (defaults: one worker): the same Python code under both servers.
@@ -33,6 +35,7 @@ const INFER_CALLS: usize = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Setup {
     OursOnnx,
+    OursTrees,
     OursPython,
     Mlserver,
 }
@@ -41,6 +44,7 @@ impl Setup {
     fn label(self) -> &'static str {
         match self {
             Setup::OursOnnx => "**mlserver-rs**, iris ONNX models",
+            Setup::OursTrees => "**mlserver-rs**, XGBoost model files (native)",
             Setup::OursPython => "mlserver-rs, MLServer's Python models (one worker)",
             Setup::Mlserver => "MLServer 1.7.1, fastest, the same Python models",
         }
@@ -51,6 +55,8 @@ impl Setup {
         match self {
             Setup::OursOnnx => json!({"inputs": [{"name": "input", "shape": [1, 4],
                 "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}),
+            Setup::OursTrees => json!({"inputs": [{"name": "input", "shape": [1, 8],
+                "datatype": "FP32", "data": [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.25, 3.0]}]}),
             _ => json!({"inputs": [{"name": "input", "shape": [1, 16],
                 "datatype": "FP32", "data": (0..16).map(|i| i as f32).collect::<Vec<_>>()}]}),
         }
@@ -73,6 +79,7 @@ fn setups(servers: &[Kind]) -> Vec<Setup> {
     let mut out = Vec::new();
     if servers.contains(&Kind::Ours) {
         out.push(Setup::OursOnnx);
+        out.push(Setup::OursTrees);
     }
     if servers.contains(&Kind::OursPython) {
         out.push(Setup::OursPython);
@@ -85,7 +92,9 @@ fn setups(servers: &[Kind]) -> Vec<Setup> {
 
 /// Whether the setups for `servers` need the MLServer venv.
 pub fn needs_venv(servers: &[Kind]) -> bool {
-    setups(servers).iter().any(|s| *s != Setup::OursOnnx)
+    setups(servers)
+        .iter()
+        .any(|s| !matches!(s, Setup::OursOnnx | Setup::OursTrees))
 }
 
 /// Runs every setup `servers` asks for with `n` models; the markdown report.
@@ -114,7 +123,7 @@ async fn measure(setup: Setup, n: usize, paths: &Paths, venv: Option<&Path>) -> 
     let folder = write_folder(setup, n, paths, [http, grpc, metrics])?;
     let release = paths.target.join("release").join("mlserver");
     let mut cmd = match setup {
-        Setup::OursOnnx => ours_on(paths, &folder, [http, grpc, metrics]),
+        Setup::OursOnnx | Setup::OursTrees => ours_on(paths, &folder, [http, grpc, metrics]),
         Setup::OursPython => {
             let venv = venv.context("the Python models need the venv")?;
             let mut cmd = Command::new(&release);
@@ -251,6 +260,13 @@ fn write_folder(setup: Setup, n: usize, paths: &Paths, ports: [u16; 3]) -> Resul
             .join("model.onnx"),
     )
     .context("reading the bundled iris model")?;
+    let xgboost = fs::read(
+        paths
+            .root
+            .join("crates/mlserver-trees/tests/fixtures")
+            .join("softprob.ubj"),
+    )
+    .context("reading the XGBoost fixture")?;
     for i in 0..n {
         let model = dir.join(format!("m{i}"));
         fs::create_dir_all(&model)?;
@@ -260,11 +276,15 @@ fn write_folder(setup: Setup, n: usize, paths: &Paths, ports: [u16; 3]) -> Resul
                 json!({"name": format!("m{i}"), "implementation": "onnx",
                        "parameters": {"uri": "./model.onnx"}})
             }
+            Setup::OursTrees => {
+                fs::write(model.join("model.bst"), &xgboost)?;
+                json!({"name": format!("m{i}"), "implementation": "mlserver_xgboost.XGBoostModel"})
+            }
             _ => json!({"name": format!("m{i}"), "implementation": "bench_models.SumModel"}),
         };
         fs::write(model.join("model-settings.json"), settings.to_string())?;
     }
-    if setup != Setup::OursOnnx {
+    if !matches!(setup, Setup::OursOnnx | Setup::OursTrees) {
         write_python_settings(&dir, ports, setup == Setup::Mlserver)?;
     }
     Ok(dir)
@@ -347,9 +367,17 @@ mod tests {
     fn setups_follow_only() {
         assert_eq!(
             setups(&Kind::ALL),
-            vec![Setup::OursOnnx, Setup::OursPython, Setup::Mlserver]
+            vec![
+                Setup::OursOnnx,
+                Setup::OursTrees,
+                Setup::OursPython,
+                Setup::Mlserver
+            ]
         );
-        assert_eq!(setups(&[Kind::Ours]), vec![Setup::OursOnnx]);
+        assert_eq!(
+            setups(&[Kind::Ours]),
+            vec![Setup::OursOnnx, Setup::OursTrees]
+        );
         assert!(!needs_venv(&[Kind::Ours, Kind::Yardstick]));
         assert!(needs_venv(&[Kind::MlserverFast]));
     }

@@ -62,10 +62,12 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
                      Python SumModels
 
   --real-models       instead of the scenarios: a scikit-learn logistic regression and a
-                     100-tree gradient boosting regressor, batches of 1 and 64 rows, c=1
-                     and c=32, REST JSON: MLServer + mlserver-sklearn (mlserver-fast,
-                     mlserver-default), ours-python with the same runtime, and ours on the
-                     models exported to ONNX (ours); --repeat, --warmup, --duration apply
+                     100-tree gradient boosting regressor, an XGBoost multiclass classifier
+                     and a LightGBM binary classifier, batches of 1 and 64 rows, c=1 and
+                     c=32, REST JSON: MLServer with its runtimes (mlserver-fast,
+                     mlserver-default), ours-python with the same runtimes, and ours natively
+                     (scikit-learn exported to ONNX, the tree files as they are: ours);
+                     --repeat, --warmup, --duration apply
 
 The MLServer venv (mlserver==1.7.1) is made once under target/bench/venv, Triton's
 (nvidia-pytriton==0.7.0, which ships tritonserver 2.51.0, and numpy) under

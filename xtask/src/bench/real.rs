@@ -1,14 +1,19 @@
-//! `cargo xtask bench --real-models`: two scikit-learn models as users
-//! serve them, a logistic regression and a 100-tree gradient boosting
-//! regressor on 20 features, with batches of 1 and 64 rows at concurrency 1
-//! and 32, over REST JSON.
+//! `cargo xtask bench --real-models`: models as users serve them, with
+//! batches of 1 and 64 rows at concurrency 1 and 32, over REST JSON: two
+//! scikit-learn models (a logistic regression and a 100-tree gradient
+//! boosting regressor), an XGBoost multiclass classifier and a LightGBM
+//! binary classifier, on 20 features.
 //!
-//! Served three ways: by MLServer 1.7.1 with `mlserver_sklearn.SKLearnModel`
-//! (its fastest and its default configuration), by ours through its Python
-//! worker with the same runtime and files (defaults), and by ours natively
-//! on the same models exported to ONNX (defaults; the trees run on our own
-//! `TreeEnsembleRegressor`). Every server must answer scikit-learn's own
-//! predictions (checked on a sample of replies).
+//! Served three ways: by MLServer 1.7.1 with its runtimes
+//! (`mlserver_sklearn.SKLearnModel`, `mlserver_xgboost.XGBoostModel`,
+//! `mlserver_lightgbm.LightGBMModel`; its fastest and its default
+//! configuration), by ours through its Python worker with the same runtimes
+//! and files (defaults; the tree models with `parameters.extra.native:
+//! false`), and by ours natively (defaults): the scikit-learn models
+//! exported to ONNX (the trees run on our own `TreeEnsembleRegressor`), the
+//! XGBoost and LightGBM files as they are, under the same implementation
+//! names. Every server must answer the library's own predictions (checked
+//! on a sample of replies).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -26,14 +31,24 @@ use super::servers::{
 };
 use super::{stats, Options};
 
-/// What the venv needs on top of MLServer: its scikit-learn runtime, and
-/// skl2onnx (pinned as the bundled iris models) for the ONNX exports.
+/// What the venv needs on top of MLServer: its scikit-learn runtime,
+/// skl2onnx (pinned as the bundled iris models) for the ONNX exports, and
+/// the tree libraries (`xgboost-cpu`: `xgboost` without NVIDIA's NCCL).
 const PACKAGES: &[&str] = &[
     "mlserver-sklearn==1.7.1",
     "skl2onnx==1.20.0",
     "onnx==1.23.2",
+    "xgboost-cpu==3.2.*",
+    "lightgbm==4.7.*",
 ];
-const MODELS: [&str; 2] = ["lr", "gbm"];
+/// MLServer's tree runtimes, without their dependencies (which would add
+/// `xgboost` and NCCL beside `xgboost-cpu`).
+const NO_DEPS: &[&str] = &[
+    "--no-deps",
+    "mlserver-xgboost==1.7.1",
+    "mlserver-lightgbm==1.7.1",
+];
+const MODELS: [&str; 4] = ["lr", "gbm", "xgb", "lgb"];
 const BATCHES: [usize; 2] = [1, 64];
 const CONCURRENCY: [usize; 2] = [1, 32];
 
@@ -52,7 +67,7 @@ impl Setup {
             Setup::MlserverFast => "MLServer 1.7.1 + mlserver-sklearn, fastest",
             Setup::MlserverDefault => "MLServer 1.7.1 + mlserver-sklearn, defaults",
             Setup::OursPython => "mlserver-rs, Python worker + mlserver-sklearn",
-            Setup::OursOnnx => "**mlserver-rs**, ONNX (native)",
+            Setup::OursOnnx => "**mlserver-rs**, native (ONNX; XGBoost/LightGBM files)",
         }
     }
 
@@ -105,12 +120,33 @@ impl Case {
     }
 }
 
-/// A model's rows and scikit-learn's predictions, from `make_real_models.py`.
+/// A model's rows and its library's predictions, from `make_real_models.py`.
 #[derive(Debug)]
 struct Reference {
     rows: Vec<Vec<f32>>,
     predict: Vec<f64>,
-    onnx_output: String,
+    /// The ONNX export's output holding the predictions; `None` for the
+    /// tree libraries' own files, which every setup serves as they are.
+    onnx_output: Option<String>,
+}
+
+/// The file and implementation `model` is served with by `setup`, and
+/// whether the native tree runtimes are turned off for it.
+fn served_as(model: &str, setup: Setup) -> (&'static str, &'static str, bool) {
+    match model {
+        "xgb" => (
+            "model.json",
+            "mlserver_xgboost.XGBoostModel",
+            setup == Setup::OursPython,
+        ),
+        "lgb" => (
+            "model.bst",
+            "mlserver_lightgbm.LightGBMModel",
+            setup == Setup::OursPython,
+        ),
+        _ if setup.is_onnx() => ("model.onnx", "onnx", false),
+        _ => ("model.joblib", "mlserver_sklearn.SKLearnModel", false),
+    }
 }
 
 /// The request of `case` for `setup`, and the values it must answer.
@@ -122,11 +158,12 @@ fn payload(case: Case, setup: Setup, reference: &Reference) -> Payload {
                                       "datatype": "FP32", "data": data}]});
     // MLServer's runtime answers `predict`; the ONNX export names the same
     // values its own way, next to others (the classifier's probabilities).
-    let output = if setup.is_onnx() {
-        body["outputs"] = json!([{"name": reference.onnx_output}]);
-        reference.onnx_output.as_str()
-    } else {
-        "predict"
+    let output = match &reference.onnx_output {
+        Some(onnx_output) if setup.is_onnx() => {
+            body["outputs"] = json!([{ "name": onnx_output }]);
+            onnx_output.as_str()
+        }
+        _ => "predict",
     };
     let expected = reference.predict[..case.batch]
         .iter()
@@ -166,12 +203,14 @@ pub async fn run(opts: &Options, paths: &Paths, venv: &Path) -> Result<String> {
                 .map(|r| Some(numbers(r)?.into_iter().map(|x| x as f32).collect()))
                 .collect::<Option<Vec<Vec<f32>>>>()
         });
-        match (rows, numbers(&v["predict"]), v["onnx_output"].as_str()) {
-            (Some(rows), Some(predict), Some(output)) => Ok(Reference {
-                rows,
-                predict,
-                onnx_output: output.to_owned(),
-            }),
+        match (rows, numbers(&v["predict"]), &v["onnx_output"]) {
+            (Some(rows), Some(predict), output @ (Value::String(_) | Value::Null)) => {
+                Ok(Reference {
+                    rows,
+                    predict,
+                    onnx_output: output.as_str().map(str::to_owned),
+                })
+            }
             _ => bail!("{model} in requests.json lacks rows, predict or onnx_output"),
         }
     };
@@ -202,12 +241,17 @@ pub async fn run(opts: &Options, paths: &Paths, venv: &Path) -> Result<String> {
 fn prepare(paths: &Paths, venv: &Path) -> Result<PathBuf> {
     let python = venv.join("bin").join("python");
     let has = Command::new(&python)
-        .args(["-c", "import mlserver_sklearn, sklearn, skl2onnx, joblib"])
+        .args([
+            "-c",
+            "import mlserver_sklearn, sklearn, skl2onnx, joblib, xgboost, lightgbm, \
+             mlserver_xgboost, mlserver_lightgbm",
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if !has {
         eprintln!("==> installing {PACKAGES:?} into {} (once)", venv.display());
         pip_install(&python, PACKAGES)?;
+        pip_install(&python, NO_DEPS)?;
     }
     let files = paths.work.join("real-models").join("files");
     let _ = fs::remove_dir_all(&files);
@@ -230,14 +274,13 @@ fn write_folder(setup: Setup, paths: &Paths, files: &Path, ports: [u16; 3]) -> R
     for model in MODELS {
         let folder = dir.join(model);
         fs::create_dir_all(&folder)?;
-        let (file, implementation) = if setup.is_onnx() {
-            ("model.onnx", "onnx")
-        } else {
-            ("model.joblib", "mlserver_sklearn.SKLearnModel")
-        };
+        let (file, implementation, python_only) = served_as(model, setup);
         fs::copy(files.join(model).join(file), folder.join(file))?;
-        let settings = json!({"name": model, "implementation": implementation,
-                              "parameters": {"uri": format!("./{file}")}});
+        let mut settings = json!({"name": model, "implementation": implementation,
+                                  "parameters": {"uri": format!("./{file}")}});
+        if python_only {
+            settings["parameters"]["extra"] = json!({"native": false});
+        }
         fs::write(folder.join("model-settings.json"), settings.to_string())?;
     }
     if !setup.is_onnx() {
@@ -366,12 +409,14 @@ fn render(
 ) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut md = format!(
-        "## Real models\n\n{}; {}. scikit-learn models from `bench/make_real_models.py` on 20 \
-         FP32 features: `lr` a logistic regression (3 classes), `gbm` a gradient boosting \
-         regressor (100 trees of depth 3); \
+        "## Real models\n\n{}; {}. Models from `bench/make_real_models.py` on 20 FP32 \
+         features: `lr` a scikit-learn logistic regression (3 classes), `gbm` a scikit-learn \
+         gradient boosting regressor (100 trees of depth 3), `xgb` an XGBoost classifier \
+         (3 classes, 100 rounds of depth 6) from its `model.json`, `lgb` a LightGBM binary \
+         classifier (100 trees of 31 leaves) from its text `model.bst`; \
          REST JSON, batch b rows, concurrency c; {} s warm-up, {} s measured, median of {} \
          round(s). CPU: the server's process tree (workers included) per request. Every \
-         server answers scikit-learn's predictions (a sample of replies is checked).\n\n",
+         server answers the library's predictions (a sample of replies is checked).\n\n",
         super::procfs::machine(),
         super::now(),
         opts.warmup.as_secs_f64(),
@@ -471,13 +516,13 @@ mod tests {
         Reference {
             rows: (0..64).map(|r| vec![r as f32; 20]).collect(),
             predict: (0..64).map(f64::from).collect(),
-            onnx_output: "label".into(),
+            onnx_output: Some("label".into()),
         }
     }
 
     #[test]
     fn cases_and_setups() {
-        assert_eq!(Case::all().len(), 8);
+        assert_eq!(Case::all().len(), 16);
         assert_eq!(Case::all()[0].name(), "lr-b1-c1");
         assert_eq!(
             setups(&Kind::ALL),
