@@ -588,6 +588,44 @@ fn trickled_bodies_and_messageless_grpc_calls_are_cut() {
     s.terminate(Duration::from_secs(60));
 }
 
+/// A unary call carries one message: a second one ends the call with
+/// INTERNAL (tonic would decode and drop it, grpcio ignores it); one
+/// message, split across frames or not, is answered; a stream takes many.
+#[test]
+fn a_second_message_on_a_unary_call_is_refused() {
+    let mut s = Running::start(&examples(), &[], None);
+    let live = "/inference.GRPCInferenceService/ServerLive";
+    let one = grpc_frame(false, &[]);
+    assert_eq!(grpc_raw(&s.grpc, live, &[], one.clone()).0, "0");
+    let mut two = one.clone();
+    two.extend(grpc_frame(false, &[]));
+    let (status, message) = grpc_raw(&s.grpc, live, &[], two);
+    // INTERNAL is 13.
+    assert_eq!(status, "13", "{message}");
+    // grpc-message is percent-encoded.
+    assert!(
+        message.replace("%20", " ").contains("one request message"),
+        "{message}"
+    );
+    // The same on ModelInfer, with a real request first.
+    let request = mlserver_proto::inference::ModelInferRequest {
+        model_name: "sum-model".into(),
+        ..Default::default()
+    };
+    let mut body = grpc_frame(false, &prost::Message::encode_to_vec(&request));
+    body.extend(grpc_frame(false, &prost::Message::encode_to_vec(&request)));
+    let (status, _) = grpc_raw(
+        &s.grpc,
+        "/inference.GRPCInferenceService/ModelInfer",
+        &[],
+        body,
+    );
+    assert_eq!(status, "13");
+    let r = reqwest::blocking::get(s.url("/v2/health/live")).unwrap();
+    assert_eq!(r.status(), 200);
+    s.terminate(Duration::from_secs(60));
+}
+
 /// Made-up HTTP methods add no label values: a method a route does not
 /// have is a 405 that is not counted (as under MLServer), and any method
 /// that is counted goes as `other` when it is not a standard one.

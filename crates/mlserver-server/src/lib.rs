@@ -20,6 +20,7 @@
 mod body_deadline;
 mod connections;
 mod server;
+mod unary_body;
 
 pub use connections::ConnectionLimits;
 pub use mlserver_core::trace::TARGET as TRACE_TARGET;

@@ -13,6 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::body_deadline::{BodyRules, DeadlineBody, Protocol};
 use crate::connections::{self, ConnectionLimits, Protocols};
+use crate::unary_body::UnaryBody;
 use mlserver_core::{
     CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, Readiness, ResponseCache,
     ServerMetrics, Serving,
@@ -444,18 +445,23 @@ fn rest_body(
 }
 
 /// A gRPC request body: a unary call's message is held to the REST
-/// body's deadlines (ending with DEADLINE_EXCEEDED); a stream's
-/// (`ModelStreamInfer`) is not, its requests come when the client has them.
+/// body's deadlines (ending with DEADLINE_EXCEEDED) and to being the only
+/// one (see [`crate::unary_body`]). `ModelStreamInfer`'s is held to
+/// neither, its requests come when the client has them; server
+/// reflection's stream to the deadlines only.
 fn grpc_body(
     body: hyper::body::Incoming,
     uri: &http::Uri,
     limits: &ConnectionLimits,
-) -> DeadlineBody<hyper::body::Incoming> {
-    let rules = match uri.path().ends_with("/ModelStreamInfer") {
+) -> UnaryBody<DeadlineBody<hyper::body::Incoming>> {
+    let path = uri.path();
+    let inference_stream = path.ends_with("/ModelStreamInfer");
+    let rules = match inference_stream {
         true => BodyRules::default(),
         false => body_rules(limits),
     };
-    DeadlineBody::new(body, rules, Protocol::Grpc)
+    let one_message = !inference_stream && !path.ends_with("/ServerReflectionInfo");
+    UnaryBody::new(DeadlineBody::new(body, rules, Protocol::Grpc), one_message)
 }
 
 /// The part of `shutdown_timeout` kept for cutting requests and unloading

@@ -58,8 +58,8 @@ cargo xtask bench [--quick] [--only SERVERS] [--scenario NAMES] [--warmup S] [--
 
   --many-models N     instead of the scenarios: N models in one folder (ModelMesh's way),
                      time to all ready, RSS, index and inference latency: ours on N iris
-                     ONNX models, and MLServer (mlserver-fast) beside ours-python on N
-                     Python SumModels
+                     ONNX models and on N XGBoost model files, and MLServer (mlserver-fast)
+                     beside ours-python on N Python SumModels
 
   --real-models       instead of the scenarios: a scikit-learn logistic regression and a
                      100-tree gradient boosting regressor, an XGBoost multiclass classifier

@@ -64,9 +64,9 @@ enum Setup {
 impl Setup {
     fn label(self) -> &'static str {
         match self {
-            Setup::MlserverFast => "MLServer 1.7.1 + mlserver-sklearn, fastest",
-            Setup::MlserverDefault => "MLServer 1.7.1 + mlserver-sklearn, defaults",
-            Setup::OursPython => "mlserver-rs, Python worker + mlserver-sklearn",
+            Setup::MlserverFast => "MLServer 1.7.1 + its runtimes, fastest",
+            Setup::MlserverDefault => "MLServer 1.7.1 + its runtimes, defaults",
+            Setup::OursPython => "mlserver-rs, Python worker + MLServer's runtimes",
             Setup::OursOnnx => "**mlserver-rs**, native (ONNX; XGBoost/LightGBM files)",
         }
     }
