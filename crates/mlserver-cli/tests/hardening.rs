@@ -626,6 +626,120 @@ fn a_second_message_on_a_unary_call_is_refused() {
     s.terminate(Duration::from_secs(60));
 }
 
+/// A REST request head declaring `length` body bytes, and `sent` of them.
+fn declared_body(http: &str, length: usize, sent: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(http).unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v2/models/echo-model/infer HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream.write_all(sent).unwrap();
+    stream
+}
+
+/// The status line of the answer on `stream`, if one comes within `bound`.
+fn status_within(stream: &mut TcpStream, bound: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(bound)).unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&got).trim().to_owned())
+}
+
+/// With a 64 MiB budget for requests in flight, a 24 MiB REST body being
+/// received holds 48 MiB (the body and its tensors): a second one is
+/// refused at once with 503, before a byte of its body is sent, and a gRPC
+/// call larger than what is left with RESOURCE_EXHAUSTED, and a gzip'd
+/// body that may inflate past it with 503, while small requests are
+/// answered; once the first is gone, a large body is taken again.
+#[test]
+fn the_memory_budget_refuses_at_once_what_it_cannot_hold() {
+    let mut s = Running::start(&examples(), &[("MLSERVER_MEMORY_BUDGET", "67108864")], None);
+    assert!(s
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("memory budget for requests in flight: 64 MiB")));
+    let big = 24 << 20;
+    // Two heads at once: whichever the server takes second is refused at
+    // once; the other waits for its body.
+    let mut a = declared_body(&s.http, big, b"{");
+    let mut b = declared_body(&s.http, big, b"{");
+    let (mut waiting, refused) = match status_within(&mut a, Duration::from_secs(2)) {
+        Some(status) => (b, status),
+        None => {
+            let status = status_within(&mut b, Duration::from_secs(30)).expect("one is refused");
+            (a, status)
+        }
+    };
+    assert_eq!(refused, "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(
+        status_within(&mut waiting, Duration::from_millis(200)),
+        None
+    );
+
+    let small = reqwest::blocking::Client::new()
+        .post(s.url("/v2/models/sum-model/infer"))
+        .json(
+            &json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32",
+                                  "data": [1, 2, 3]}]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(small.status(), 200);
+
+    let tensor = mlserver_proto::inference::ModelInferRequest {
+        model_name: "echo-model".into(),
+        raw_input_contents: vec![vec![0u8; 10 << 20].into()],
+        ..Default::default()
+    };
+    let (status, message) = grpc_raw(
+        &s.grpc,
+        "/inference.GRPCInferenceService/ModelInfer",
+        &[],
+        grpc_frame(false, &prost::Message::encode_to_vec(&tensor)),
+    );
+    // RESOURCE_EXHAUSTED is 8.
+    assert_eq!(status, "8", "{message}");
+    assert!(message.contains("memory%20budget"), "{message}");
+    // A small gzip'd body may inflate to 16 MiB: charged before inflating,
+    // it does not fit what is left.
+    let gzipped = reqwest::blocking::Client::new()
+        .post(s.url("/v2/models/sum-model/infer"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip_bomb(1))
+        .send()
+        .unwrap();
+    assert_eq!(gzipped.status(), 503);
+    let text = gzipped.text().unwrap();
+    assert!(text.contains("memory budget"), "{text}");
+
+    // The first gives up: its charge goes back, and a large body is taken
+    // (and read: it is not JSON, so 400).
+    drop(waiting);
+    let mut answer = None;
+    for _ in 0..100 {
+        let mut again = declared_body(&s.http, big, &vec![b' '; big]);
+        answer = status_within(&mut again, Duration::from_secs(30));
+        if answer.as_deref() != Some("HTTP/1.1 503 Service Unavailable") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 400 Bad Request"));
+    s.terminate(Duration::from_secs(60));
+}
+
 /// Made-up HTTP methods add no label values: a method a route does not
 /// have is a 405 that is not counted (as under MLServer), and any method
 /// that is counted goes as `other` when it is not a standard one.

@@ -7,6 +7,7 @@
 //! (`mlserver-rest`, `mlserver-grpc`) decode, call it, and encode.
 
 mod batching;
+pub mod budget;
 mod cache;
 mod cloudevents;
 mod custom;

@@ -2,8 +2,11 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
+use http_body_util::BodyExt;
+use mlserver_core::budget::{Charge, PER_BODY_BYTE};
 use mlserver_core::inflate::{inflate_limit, inflate_off_workers, Encoding, InflateError};
 use mlserver_core::ServingError;
+use mlserver_runtime::MLServerError;
 use mlserver_types::binary;
 
 /// How large request bodies may be.
@@ -20,11 +23,15 @@ pub struct BodyLimits {
 /// Reads the whole body, refusing more than `limits.max_bytes`, and undoes
 /// a `Content-Encoding` of gzip or deflate, bounded: inflating stops one
 /// byte past the limit (see [`mlserver_core::inflate`]), and large bodies
-/// inflate on a blocking thread.
+/// inflate on a blocking thread. With the request's `charge` against the
+/// memory budget, the most the body may inflate to is charged before
+/// inflating (a request the budget cannot take is refused with 503), and
+/// what it did not use given back after.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limits: BodyLimits,
+    charge: Option<&Charge>,
 ) -> Result<Bytes, ServingError> {
     let limit = limits.max_bytes;
     // A body declared larger than the limit is refused before a byte of it
@@ -39,9 +46,7 @@ pub(crate) async fn read_body(
             "request body of {declared} bytes (Content-Length) exceeds the limit of {limit} bytes"
         )));
     }
-    let raw = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|e| too_large_or_bad(e, limit))?;
+    let raw = collect(body, limit, declared).await?;
     let encoding = headers
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -58,7 +63,18 @@ pub(crate) async fn read_body(
     };
     let compressed = raw.len();
     let inflated_limit = inflate_limit(compressed, limit, limits.max_decompression_ratio);
-    match inflate_off_workers(encoding, raw, inflated_limit).await {
+    let reserved = (inflated_limit as u64).saturating_mul(PER_BODY_BYTE);
+    if let Some(charge) = charge {
+        charge
+            .grow(reserved)
+            .map_err(|e| ServingError::Runtime(MLServerError::Unavailable(e.to_string())))?;
+    }
+    let inflated = inflate_off_workers(encoding, raw, inflated_limit).await;
+    if let Some(charge) = charge {
+        let used = inflated.as_ref().map_or(0, Vec::len) as u64;
+        charge.shrink(reserved - used.saturating_mul(PER_BODY_BYTE).min(reserved));
+    }
+    match inflated {
         Ok(body) => Ok(Bytes::from(body)),
         Err(InflateError::TooLarge { limit: reached }) => {
             Err(ServingError::PayloadTooLarge(if reached < limit {
@@ -77,6 +93,57 @@ pub(crate) async fn read_body(
     }
 }
 
+/// The body's bytes, at most `limit` of them. A body in one frame is
+/// returned as it is; one in several is copied into one buffer, allocated
+/// once for its declared length (else grown by doubling, never past the
+/// limit), so a large body never costs twice its size while it grows.
+async fn collect(
+    mut body: Body,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Bytes, ServingError> {
+    let too_large = || {
+        ServingError::PayloadTooLarge(format!("request body exceeds the limit of {limit} bytes"))
+    };
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| too_large_or_bad(e, limit))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        len = len
+            .checked_add(data.len())
+            .filter(|&l| l <= limit)
+            .ok_or_else(too_large)?;
+        if first.is_none() && joined.is_empty() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(head) = first.take() {
+            let size = declared
+                .and_then(|d| usize::try_from(d).ok())
+                .filter(|&d| d >= len && d <= limit)
+                .unwrap_or(len);
+            joined.reserve_exact(size);
+            joined.extend_from_slice(&head);
+        }
+        if joined.capacity() < len {
+            let grown = (joined.capacity().saturating_mul(2)).clamp(len, limit);
+            joined.reserve_exact(grown - joined.len());
+        }
+        joined.extend_from_slice(&data);
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(joined),
+    })
+}
+
 fn too_large_or_bad(e: axum::Error, limit: usize) -> ServingError {
     // axum exposes the limit error only through its message chain.
     let mut chain = vec![e.to_string()];
@@ -87,6 +154,9 @@ fn too_large_or_bad(e: axum::Error, limit: usize) -> ServingError {
     }
     if chain.iter().any(|m| m.contains("length limit")) {
         ServingError::PayloadTooLarge(format!("request body exceeds the limit of {limit} bytes"))
+    } else if let Some(m) = chain.iter().find(|m| m.contains("memory budget")) {
+        // The server's memory budget for requests in flight (503: retry).
+        ServingError::Runtime(MLServerError::Unavailable(m.clone()))
     } else {
         ServingError::bad_request(format!(
             "could not read the request body: {}",

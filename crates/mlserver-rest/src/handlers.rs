@@ -1,6 +1,7 @@
 //! REST handlers: thin adapters between HTTP and the [`DataPlane`].
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -8,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
+use mlserver_core::budget::Charge;
 use mlserver_core::ServingError;
 use mlserver_types::binary::{self, OutputFormat};
 use mlserver_types::{
@@ -227,7 +229,7 @@ async fn decode_request(
     state: &AppState,
     name: &str,
     version: Option<&str>,
-    mut headers: HeaderMap,
+    (mut headers, charge): (HeaderMap, Option<&Charge>),
     body: Body,
 ) -> ApiResult<(InferenceRequest, OutputFormat)> {
     // Look the model up first: an unknown model is a 404 whatever the body.
@@ -239,7 +241,7 @@ async fn decode_request(
             .dataplane
             .observe_infer(name, version, std::time::Instant::now(), Err(e));
     })?;
-    let body = read_body(&headers, body, state.body_limits).await?;
+    let body = read_body(&headers, body, state.body_limits, charge).await?;
     let (mut request, format) = match header_length(&headers)? {
         Some(0) => {
             let input = match model.metadata.inputs.as_slice() {
@@ -284,7 +286,15 @@ async fn decode_infer_encode(
 ) -> ApiResult<Response> {
     let (name, version) = (name.as_str(), version.as_deref());
     let (parts, body) = request.into_parts();
-    let (request, format) = decode_request(&state, name, version, parts.headers, body).await?;
+    let charge = parts.extensions.get::<Arc<Charge>>();
+    let (request, format) = decode_request(
+        &state,
+        name,
+        version,
+        (parts.headers, charge.map(|c| &**c)),
+        body,
+    )
+    .await?;
     let mut response = state.dataplane.infer(name, version, request, None).await?;
     let headers = extract_headers(&mut response);
     let encoded = match response.json.take() {
@@ -351,8 +361,15 @@ async fn stream_response(
     request: Request,
 ) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
-    let (request, _) =
-        decode_request(&state, &name, version.as_deref(), parts.headers, body).await?;
+    let charge = parts.extensions.get::<Arc<Charge>>();
+    let (request, _) = decode_request(
+        &state,
+        &name,
+        version.as_deref(),
+        (parts.headers, charge.map(|c| &**c)),
+        body,
+    )
+    .await?;
     let responses = state
         .dataplane
         .infer_stream(
@@ -411,7 +428,7 @@ pub(crate) async fn repository_index(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let body = read_body(&headers, body, state.body_limits).await?;
+    let body = read_body(&headers, body, state.body_limits, None).await?;
     // MLServer demands at least `{}`; an empty body is accepted here.
     let request: RepositoryIndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RepositoryIndexRequest::default()
@@ -454,7 +471,7 @@ async fn check_optional_json(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), ApiError> {
-    let body = read_body(headers, body, state.body_limits).await?;
+    let body = read_body(headers, body, state.body_limits, None).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         parse_json::<Value>(&body, "request body")?;
     }

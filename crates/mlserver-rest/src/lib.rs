@@ -328,7 +328,17 @@ async fn custom_endpoint(
     parts: &http::request::Parts,
     body: axum::body::Body,
 ) -> Response {
-    let body = match body::read_body(&parts.headers, body, state.body_limits).await {
+    let charge = parts
+        .extensions
+        .get::<std::sync::Arc<mlserver_core::budget::Charge>>();
+    let body = match body::read_body(
+        &parts.headers,
+        body,
+        state.body_limits,
+        charge.map(|c| &**c),
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return crate::error::ApiError(e).into_response(),
     };

@@ -28,9 +28,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::budget::{Charge, MemoryBudget};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
+
+/// Wraps a request's body (its head, the limits, the request's charge
+/// against the memory budget) for the service.
+pub(crate) type BodyFn<ReqBody> =
+    fn(Incoming, &http::request::Parts, &ConnectionLimits, Option<Arc<Charge>>) -> ReqBody;
 
 /// The limits every connection is served with, from settings.
 #[derive(Debug, Clone)]
@@ -63,6 +70,12 @@ pub struct ConnectionLimits {
     pub http2_keepalive_timeout: Duration,
     /// Concurrent streams an HTTP/2 client may open on one connection.
     pub max_concurrent_streams: Option<u32>,
+    /// What requests in flight may hold together (`memory_budget`; see
+    /// [`crate::budget`]); `None`: no bound but each request's own.
+    pub memory_budget: Option<Arc<MemoryBudget>>,
+    /// The largest REST body and gRPC message: a declared length above it
+    /// is refused by that limit, unread, so it is not charged.
+    pub max_body_bytes: u64,
 }
 
 impl Default for ConnectionLimits {
@@ -78,6 +91,8 @@ impl Default for ConnectionLimits {
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             http2_keepalive_timeout: Duration::from_secs(10),
             max_concurrent_streams: Some(1024),
+            memory_budget: None,
+            max_body_bytes: u64::MAX,
         }
     }
 }
@@ -104,7 +119,7 @@ pub(crate) async fn serve<S, B, ReqBody>(
     protocols: Protocols,
     limits: Arc<ConnectionLimits>,
     service: S,
-    body: fn(Incoming, &http::Uri, &ConnectionLimits) -> ReqBody,
+    body: BodyFn<ReqBody>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: tower::Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>
@@ -239,7 +254,7 @@ async fn serve_connection<S, B, ReqBody>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnectionLimits>,
     service: S,
-    body: fn(Incoming, &http::Uri, &ConnectionLimits) -> ReqBody,
+    body: BodyFn<ReqBody>,
     mut stop: watch::Receiver<bool>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) where
@@ -259,13 +274,24 @@ async fn serve_connection<S, B, ReqBody>(
         let limits = limits.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let open = activity.open(request.version() == http::Version::HTTP_2);
-            let (parts, b) = request.into_parts();
-            let b = body(b, &parts.uri, &limits);
+            let (mut parts, b) = request.into_parts();
+            // Held by the body while it arrives, by the request (REST
+            // charges what a body inflates to) and by the response until
+            // it has been sent.
+            let charge = limits.memory_budget.clone().map(Charge::new);
+            if let Some(charge) = &charge {
+                parts.extensions.insert(charge.clone());
+            }
+            let b = body(b, &parts, &limits, charge.clone());
             let request = Request::from_parts(parts, b);
             let mut service = service.clone();
             async move {
                 let response = tower::Service::call(&mut service, request).await?;
-                Ok::<_, Infallible>(response.map(|body| Tracked { body, _open: open }))
+                Ok::<_, Infallible>(response.map(|body| Tracked {
+                    body,
+                    _open: open,
+                    _charge: charge,
+                }))
             }
         })
     };
@@ -493,6 +519,7 @@ pin_project_lite::pin_project! {
         #[pin]
         body: B,
         _open: OpenRequest,
+        _charge: Option<Arc<Charge>>,
     }
 }
 

@@ -18,10 +18,12 @@
 //! ```
 
 mod body_deadline;
+mod budget;
 mod connections;
 mod server;
 mod unary_body;
 
+pub use budget::{BudgetExhausted, Charge, MemoryBudget};
 pub use connections::ConnectionLimits;
 pub use mlserver_core::trace::TARGET as TRACE_TARGET;
 pub use mlserver_core::{

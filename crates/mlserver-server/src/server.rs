@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
 use crate::body_deadline::{BodyRules, DeadlineBody, Protocol};
+use crate::budget::{BudgetBody, Charge, MemoryBudget, Refusal};
 use crate::connections::{self, ConnectionLimits, Protocols};
 use crate::unary_body::UnaryBody;
 use mlserver_core::{
@@ -233,6 +234,13 @@ impl Server {
         let http_addr: SocketAddr = listeners.http.local_addr()?;
         let grpc_addr: SocketAddr = listeners.grpc.local_addr()?;
         let limits = Arc::new(self.connection_limits());
+        match &limits.memory_budget {
+            Some(budget) => info!(
+                "memory budget for requests in flight: {:.0} MiB (memory_budget)",
+                budget.limit() as f64 / 1048576.0
+            ),
+            None => warn!("no memory budget for requests in flight: set memory_budget"),
+        }
         match connections::raise_open_files_limit() {
             // Each connection is a descriptor; models, workers and logs
             // need some too.
@@ -308,7 +316,7 @@ impl Server {
                     Protocols::Http1And2,
                     limits.clone(),
                     router,
-                    |body, _, _| axum::body::Body::new(body),
+                    |body, _, _, _| axum::body::Body::new(body),
                     stop_rx.clone(),
                 )))
             }
@@ -413,6 +421,9 @@ impl Server {
                 .unwrap_or(Duration::from_secs(20)),
             max_concurrent_streams: (s.grpc_max_concurrent_streams > 0)
                 .then_some(s.grpc_max_concurrent_streams),
+            memory_budget: MemoryBudget::from_setting(s.memory_budget),
+            max_body_bytes: (self.max_body_bytes as u64)
+                .max(grpc::max_message_bytes(s.grpc_max_message_length) as u64),
         }
     }
 }
@@ -430,17 +441,39 @@ fn body_rules(limits: &ConnectionLimits) -> BodyRules {
     }
 }
 
+/// The `Content-Length` a request declares, if any.
+fn declared_length(parts: &http::request::Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A REST request body, held to `http_body_timeout` and
-/// `http_body_min_rate`.
+/// `http_body_min_rate`, and charged to the memory budget.
 fn rest_body(
     body: hyper::body::Incoming,
-    _: &http::Uri,
+    parts: &http::request::Parts,
     limits: &ConnectionLimits,
+    charge: Option<Arc<Charge>>,
 ) -> axum::body::Body {
     let rules = body_rules(limits);
-    match rules.any() {
-        true => axum::body::Body::new(DeadlineBody::new(body, rules, Protocol::Rest)),
-        false => axum::body::Body::new(body),
+    let declared = declared_length(parts);
+    let cap = limits.max_body_bytes;
+    match (rules.any(), charge) {
+        (true, charge @ Some(_)) => axum::body::Body::new(BudgetBody::new(
+            DeadlineBody::new(body, rules, Protocol::Rest),
+            charge,
+            declared,
+            cap,
+            Refusal::Rest,
+        )),
+        (true, None) => axum::body::Body::new(DeadlineBody::new(body, rules, Protocol::Rest)),
+        (false, charge @ Some(_)) => {
+            axum::body::Body::new(BudgetBody::new(body, charge, declared, cap, Refusal::Rest))
+        }
+        (false, None) => axum::body::Body::new(body),
     }
 }
 
@@ -448,20 +481,30 @@ fn rest_body(
 /// body's deadlines (ending with DEADLINE_EXCEEDED) and to being the only
 /// one (see [`crate::unary_body`]). `ModelStreamInfer`'s is held to
 /// neither, its requests come when the client has them; server
-/// reflection's stream to the deadlines only.
+/// reflection's stream to the deadlines only. A unary call's bytes are
+/// charged to the memory budget.
 fn grpc_body(
     body: hyper::body::Incoming,
-    uri: &http::Uri,
+    parts: &http::request::Parts,
     limits: &ConnectionLimits,
-) -> UnaryBody<DeadlineBody<hyper::body::Incoming>> {
-    let path = uri.path();
+    charge: Option<Arc<Charge>>,
+) -> BudgetBody<UnaryBody<DeadlineBody<hyper::body::Incoming>>> {
+    let path = parts.uri.path();
     let inference_stream = path.ends_with("/ModelStreamInfer");
     let rules = match inference_stream {
         true => BodyRules::default(),
         false => body_rules(limits),
     };
     let one_message = !inference_stream && !path.ends_with("/ServerReflectionInfo");
-    UnaryBody::new(DeadlineBody::new(body, rules, Protocol::Grpc), one_message)
+    BudgetBody::new(
+        UnaryBody::new(DeadlineBody::new(body, rules, Protocol::Grpc), one_message),
+        // A stream's messages are charged only while they are read, not
+        // for the stream's whole life.
+        charge.filter(|_| one_message),
+        declared_length(parts),
+        limits.max_body_bytes,
+        Refusal::Grpc,
+    )
 }
 
 /// The part of `shutdown_timeout` kept for cutting requests and unloading

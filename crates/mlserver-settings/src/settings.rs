@@ -155,6 +155,12 @@ pub struct Settings {
     /// body of n bytes may take `http_body_timeout` plus n at this rate (a
     /// 512 MiB body: 2.3 hours), one dripped at a byte a second is cut.
     pub http_body_min_rate: u64,
+    /// Not MLServer's: bytes the requests in flight may hold together (their
+    /// bodies, counted twice for what they decode to); a request that would
+    /// pass it is refused at once (503 / RESOURCE_EXHAUSTED). 0 (the
+    /// default): half of the container's memory limit (cgroup), else of the
+    /// machine's memory.
+    pub memory_budget: u64,
     /// Not MLServer's: seconds an HTTP/2 or gRPC connection with no request
     /// open stays up, 60 by default (then a GOAWAY: clients reconnect when
     /// they need to); 0: never closed.
@@ -282,6 +288,7 @@ impl Default for Settings {
             worker_busy_poll_us: 0,
             http_body_timeout: 60.0,
             http_body_min_rate: 65536,
+            memory_budget: 0,
             http2_idle_timeout: 60.0,
             http2_keepalive_interval: 30.0,
             http2_keepalive_timeout: 10.0,
@@ -337,6 +344,7 @@ pub(crate) const SETTINGS_FIELDS: &[Field] = &[
     field("worker_busy_poll_us", Kind::Int),
     field("http_body_timeout", Kind::Float),
     field("http_body_min_rate", Kind::Int),
+    field("memory_budget", Kind::Int),
     field("http2_idle_timeout", Kind::Float),
     field("http2_keepalive_interval", Kind::Float),
     field("http2_keepalive_timeout", Kind::Float),

@@ -1,0 +1,192 @@
+//! The memory budget's side in the transports: request bodies charged as
+//! they arrive (see [`mlserver_core::budget`]). A body declaring its length
+//! is charged for all of it when its head arrives, so a request the budget
+//! cannot take fails before a byte of its body is read (REST answers 503,
+//! gRPC RESOURCE_EXHAUSTED).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::body::{Buf, Bytes};
+use mlserver_core::budget::PER_BODY_BYTE;
+pub use mlserver_core::budget::{BudgetExhausted, Charge, MemoryBudget};
+
+/// How a body refused by the budget fails: REST reads the error's message
+/// (503), gRPC the status (`RESOURCE_EXHAUSTED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Rest,
+    Grpc,
+}
+
+pin_project_lite::pin_project! {
+    /// `body`, its bytes charged to `charge` as they arrive (beyond what
+    /// was charged for its declared length); it fails as soon as the budget
+    /// cannot take them.
+    pub(crate) struct BudgetBody<B> {
+        #[pin]
+        body: B,
+        charge: Option<Arc<Charge>>,
+        refusal: Refusal,
+        // Body bytes already paid for (the declared length).
+        prepaid: u64,
+        received: u64,
+        // The declared length could not be charged: fail at once.
+        refused: Option<BudgetExhausted>,
+    }
+}
+
+impl<B> BudgetBody<B> {
+    /// Charges `declared` body bytes now (when known and within `cap`, the
+    /// size limit: a larger body is refused by its limit, unread).
+    pub(crate) fn new(
+        body: B,
+        charge: Option<Arc<Charge>>,
+        declared: Option<u64>,
+        cap: u64,
+        refusal: Refusal,
+    ) -> Self {
+        let mut refused = None;
+        let mut prepaid = 0;
+        if let (Some(charge), Some(declared)) = (&charge, declared.filter(|&d| d <= cap)) {
+            match charge.grow(declared.saturating_mul(PER_BODY_BYTE)) {
+                Ok(()) => prepaid = declared,
+                Err(e) => refused = Some(e),
+            }
+        }
+        BudgetBody {
+            body,
+            charge,
+            refusal,
+            prepaid,
+            received: 0,
+            refused,
+        }
+    }
+}
+
+impl<B> http_body::Body for BudgetBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let refuse = |e: BudgetExhausted, refusal: Refusal| -> Self::Error {
+            match refusal {
+                Refusal::Rest => Box::new(e),
+                // tonic finds a Status in the error and answers it.
+                Refusal::Grpc => Box::new(tonic::Status::resource_exhausted(e.to_string())),
+            }
+        };
+        if let Some(e) = this.refused.take() {
+            return Poll::Ready(Some(Err(refuse(e, *this.refusal))));
+        }
+        let frame = match this.body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let (Some(data), Some(charge)) = (frame.data_ref(), this.charge.as_ref()) {
+            let before = *this.received;
+            *this.received += data.remaining() as u64;
+            let unpaid = (*this.received).saturating_sub((*this.prepaid).max(before));
+            if unpaid > 0 {
+                if let Err(e) = charge.grow(unpaid * PER_BODY_BYTE) {
+                    return Poll::Ready(Some(Err(refuse(e, *this.refusal))));
+                }
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    type Frames = tokio_stream::Iter<
+        std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+    >;
+
+    fn body(chunks: Vec<&'static [u8]>) -> http_body_util::StreamBody<Frames> {
+        let frames: Vec<_> = chunks
+            .into_iter()
+            .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c))))
+            .collect();
+        http_body_util::StreamBody::new(tokio_stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_charged_before_reading_and_the_rest_as_it_comes() {
+        let budget = MemoryBudget::new(20);
+        // 5 declared bytes cost 10; the 3 undeclared ones 6 more.
+        let charge = Charge::new(budget.clone());
+        let b = BudgetBody::new(
+            body(vec![b"abcde", b"fgh"]),
+            Some(charge.clone()),
+            Some(5),
+            1 << 20,
+            Refusal::Rest,
+        );
+        assert_eq!(budget.used(), 10);
+        let bytes = b.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"abcdefgh");
+        assert_eq!(budget.used(), 16);
+        drop(charge);
+        assert_eq!(budget.used(), 0);
+
+        // Declared past the budget: refused before the first byte.
+        let charge = Charge::new(budget.clone());
+        let mut b = BudgetBody::new(
+            body(vec![b"x"]),
+            Some(charge.clone()),
+            Some(11),
+            1 << 20,
+            Refusal::Rest,
+        );
+        let e = std::pin::Pin::new(&mut b)
+            .frame()
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("memory budget"), "{e}");
+        assert_eq!(budget.used(), 0);
+
+        // Undeclared bytes past the budget fail the body where they pass it.
+        let charge = Charge::new(budget.clone());
+        let b = BudgetBody::new(
+            body(vec![b"0123456789", b"0123456789"]),
+            Some(charge.clone()),
+            None,
+            1 << 20,
+            Refusal::Grpc,
+        );
+        let e = b.collect().await.unwrap_err();
+        assert!(e.to_string().contains("memory budget"), "{e}");
+        drop(charge);
+        assert_eq!(budget.used(), 0);
+
+        // A length above the size limit is left to the limit's 413.
+        let charge = Charge::new(budget.clone());
+        let _b = BudgetBody::new(body(vec![]), Some(charge), Some(1000), 100, Refusal::Rest);
+        assert_eq!(budget.used(), 0);
+    }
+}
