@@ -659,8 +659,8 @@ fn status_within(stream: &mut TcpStream, bound: Duration) -> Option<String> {
 /// With a 64 MiB budget for requests in flight, a 24 MiB REST body being
 /// received holds 48 MiB (the body and its tensors): a second one is
 /// refused at once with 503, before a byte of its body is sent, and a gRPC
-/// call larger than what is left with RESOURCE_EXHAUSTED, and a gzip'd
-/// body that may inflate past it with 503, while small requests are
+/// call larger than what is left with RESOURCE_EXHAUSTED, and gzip'd
+/// bodies and messages that may inflate past it, while small requests are
 /// answered; once the first is gone, a large body is taken again.
 #[test]
 fn the_memory_budget_refuses_at_once_what_it_cannot_hold() {
@@ -723,6 +723,15 @@ fn the_memory_budget_refuses_at_once_what_it_cannot_hold() {
     assert_eq!(gzipped.status(), 503);
     let text = gzipped.text().unwrap();
     assert!(text.contains("memory budget"), "{text}");
+    // The same for a gzip'd gRPC message.
+    let (status, message) = grpc_raw(
+        &s.grpc,
+        "/inference.GRPCInferenceService/ModelInfer",
+        &[("grpc-encoding", "gzip")],
+        grpc_frame(true, &gzip_bomb(1)),
+    );
+    assert_eq!(status, "8", "{message}");
+    assert!(message.contains("memory%20budget"), "{message}");
 
     // The first gives up: its charge goes back, and a large body is taken
     // (and read: it is not JSON, so 400).

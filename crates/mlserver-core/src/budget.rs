@@ -4,8 +4,8 @@
 //! over concurrent requests: a handful of large bodies takes a pod with a
 //! 2 GiB limit down. Every request holds a [`Charge`] against one
 //! [`MemoryBudget`] for as long as it is in flight: the transports charge
-//! its body as it arrives (see `mlserver-server`'s `BudgetBody`), REST its
-//! inflated body too. What the budget cannot take is refused at once, and
+//! its body as it arrives (see `mlserver-server`'s `BudgetBody`), REST and
+//! gRPC what a gzip'd body or message may inflate to. What the budget cannot take is refused at once, and
 //! the requests already in flight go on.
 
 use std::sync::atomic::{AtomicU64, Ordering};

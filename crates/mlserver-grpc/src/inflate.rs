@@ -13,11 +13,13 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::{Body, Frame};
+use mlserver_core::budget::{Charge, PER_BODY_BYTE};
 use mlserver_core::inflate::{inflate_limit, inflate_off_workers, Encoding, InflateError};
 use tonic::Status;
 
@@ -90,8 +92,15 @@ where
             request.headers_mut().remove("grpc-encoding");
         }
         let layer = self.layer;
-        self.inner
-            .call(request.map(|body| InflatingBody::new(body, gzip.then_some(layer))))
+        // The request's charge against the memory budget (set by the
+        // server): the most a message may inflate to is charged before
+        // inflating it; what it inflated to stays charged for a unary call,
+        // not for a stream's every message.
+        let charge = request.extensions().get::<Arc<Charge>>().cloned();
+        let keep = !request.uri().path().ends_with("/ModelStreamInfer");
+        self.inner.call(request.map(|body| {
+            InflatingBody::new(body, gzip.then_some(layer)).charged(charge.map(|c| (c, keep)))
+        }))
     }
 }
 
@@ -105,7 +114,11 @@ pin_project_lite::pin_project! {
         // None: passed through as it is.
         layer: Option<InflateLayer>,
         buffered: BytesMut,
-        inflating: Option<(Inflating, usize)>,
+        // The request's charge, and whether inflated messages stay charged.
+        charge: Option<(Arc<Charge>, bool)>,
+        // The message being inflated, its compressed size, and what was
+        // charged for it.
+        inflating: Option<(Inflating, usize, u64)>,
         ready: VecDeque<Bytes>,
         trailers: Option<http::HeaderMap>,
         ended: bool,
@@ -113,11 +126,17 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> InflatingBody<B> {
+    fn charged(mut self, charge: Option<(Arc<Charge>, bool)>) -> Self {
+        self.charge = charge;
+        self
+    }
+
     fn new(inner: B, layer: Option<InflateLayer>) -> Self {
         InflatingBody {
             inner,
             layer,
             buffered: BytesMut::new(),
+            charge: None,
             inflating: None,
             ready: VecDeque::new(),
             trailers: None,
@@ -167,10 +186,17 @@ where
             if let Some(ready) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(ready))));
             }
-            if let Some((inflating, compressed)) = this.inflating.as_mut() {
+            if let Some((inflating, compressed, reserved)) = this.inflating.as_mut() {
                 let result = ready!(inflating.as_mut().poll(cx));
-                let compressed = *compressed;
+                let (compressed, reserved) = (*compressed, *reserved);
                 *this.inflating = None;
+                if let Some((charge, keep)) = this.charge.as_ref() {
+                    let kept = match (&result, *keep) {
+                        (Ok(message), true) => (message.len() as u64).saturating_mul(PER_BODY_BYTE),
+                        _ => 0,
+                    };
+                    charge.shrink(reserved - kept.min(reserved));
+                }
                 match result {
                     Ok(message) => {
                         this.ready.push_back(prefix(message.len()));
@@ -206,8 +232,15 @@ where
                     }
                     message.advance(PREFIX);
                     let limit = inflate_limit(len, layer.max_message_bytes, layer.max_ratio);
+                    let reserved = (limit as u64).saturating_mul(PER_BODY_BYTE);
+                    if let Some((charge, _)) = this.charge.as_ref() {
+                        if let Err(e) = charge.grow(reserved) {
+                            let status = Status::resource_exhausted(e.to_string());
+                            return Poll::Ready(Some(Err(Box::new(status))));
+                        }
+                    }
                     let work = inflate_off_workers(Encoding::Gzip, message.freeze(), limit);
-                    *this.inflating = Some((Box::pin(work), len));
+                    *this.inflating = Some((Box::pin(work), len, reserved));
                     continue;
                 }
             }
