@@ -749,6 +749,178 @@ fn the_memory_budget_refuses_at_once_what_it_cannot_hold() {
     s.terminate(Duration::from_secs(60));
 }
 
+/// A memory cgroup of its own (v2, else v1) for a server under test, with
+/// `limit` bytes; removed when dropped.
+struct MemoryCgroup {
+    dir: PathBuf,
+}
+
+impl MemoryCgroup {
+    fn create(limit: u64) -> Result<Self, String> {
+        let groups = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        let name = format!("mlserver-test-{}", std::process::id());
+        for line in groups.lines() {
+            let mut fields = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let path = path.trim_end_matches('/');
+            let (dir, limit_file) = match controllers {
+                "" if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
+                    (format!("/sys/fs/cgroup{path}/{name}"), "memory.max")
+                }
+                c if c.split(',').any(|c| c == "memory") => (
+                    format!("/sys/fs/cgroup/memory{path}/{name}"),
+                    "memory.limit_in_bytes",
+                ),
+                _ => continue,
+            };
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let group = MemoryCgroup { dir };
+            std::fs::write(group.dir.join(limit_file), limit.to_string())
+                .map_err(|e| format!("{limit_file}: {e}"))?;
+            return Ok(group);
+        }
+        Err("no memory cgroup in /proc/self/cgroup".into())
+    }
+
+    /// A command that joins the group, then runs `program`.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!(
+            "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+            self.dir.display()
+        ));
+        c.arg(program);
+        c
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // Empty once the server has exited.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The defaults under KServe's 2 GiB memory limit: four bodies of the
+/// default 512 MiB limit and sixteen 4 MB gzip bombs at once leave the
+/// server alive (the budget, 3/5 of the limit, takes one large body at a
+/// time and refuses the rest with 503 at once), and every small request
+/// beside them is answered.
+#[test]
+fn under_a_2_gib_cgroup_large_bodies_and_bombs_leave_room_for_small_requests() {
+    let what = "the memory budget test under a 2 GiB cgroup";
+    let group = match MemoryCgroup::create(2 << 30) {
+        Ok(g) => g,
+        Err(why) => {
+            mlserver_tests::missing_real_part(what, &format!("cannot make a memory cgroup: {why}"));
+            return;
+        }
+    };
+    let mut command = group.command(env!("CARGO_BIN_EXE_mlserver"));
+    command.arg("start").arg(examples());
+    let mut s = Running::spawn(&mut command);
+    assert!(
+        s.log_lines()
+            .iter()
+            .any(|l| l.contains("memory budget for requests in flight: 1229 MiB")),
+        "{:?}",
+        s.log_lines()
+    );
+    let limit = 512 << 20;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let small = std::thread::spawn({
+        let url = s.url("/v2/models/sum-model/infer");
+        let done = done.clone();
+        move || {
+            let client = reqwest::blocking::Client::new();
+            let mut answered = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || answered < 5 {
+                let r = client
+                    .post(&url)
+                    .json(&json!({"inputs": [{"name": "input", "shape": [1, 3],
+                                              "datatype": "FP32", "data": [1, 2, 3]}]}))
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200, "a small request beside the flood");
+                answered += 1;
+            }
+            answered
+        }
+    });
+    let bodies: Vec<_> = (0..4)
+        .map(|_| {
+            let http = s.http.clone();
+            std::thread::spawn(move || {
+                let mut stream = declared_body(&http, limit, b"");
+                let chunk = vec![b' '; 1 << 20];
+                for _ in 0..limit >> 20 {
+                    // A refused body is answered and closed before it is sent.
+                    if stream.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                status_within(&mut stream, Duration::from_secs(120))
+            })
+        })
+        .collect();
+    let bomb = gzip_bomb(4000);
+    let bombs: Vec<_> = (0..16)
+        .map(|_| {
+            let url = s.url("/v2/models/sum-model/infer");
+            let bomb = bomb.clone();
+            std::thread::spawn(move || {
+                reqwest::blocking::Client::new()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("content-encoding", "gzip")
+                    .body(bomb)
+                    .send()
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for b in bodies {
+        let status = b.join().unwrap();
+        eprintln!("512 MiB body: {status:?}");
+        refused += usize::from(status.as_deref() == Some("HTTP/1.1 503 Service Unavailable"));
+        assert!(
+            matches!(
+                status.as_deref(),
+                Some("HTTP/1.1 400 Bad Request") | Some("HTTP/1.1 503 Service Unavailable")
+            ),
+            "a 512 MiB body is read (and is not JSON) or refused: {status:?}"
+        );
+    }
+    for b in bombs {
+        let status = b.join().unwrap().expect("answered");
+        eprintln!("bomb: {status}");
+        assert!(matches!(status, 413 | 503), "a bomb: {status}");
+    }
+    // Their heads arrive together: the budget takes one at a time.
+    assert!(refused >= 1, "no 512 MiB body was refused");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(small.join().unwrap() >= 5);
+    assert_eq!(
+        reqwest::blocking::get(s.url("/v2/health/live"))
+            .unwrap()
+            .status(),
+        200
+    );
+    s.terminate(Duration::from_secs(60));
+    drop(group);
+}
+
 /// Made-up HTTP methods add no label values: a method a route does not
 /// have is a 405 that is not counted (as under MLServer), and any method
 /// that is counted goes as `other` when it is not a standard one.

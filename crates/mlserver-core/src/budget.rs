@@ -14,8 +14,11 @@ use std::sync::Arc;
 /// Bytes charged per body byte: the body and the tensors it decodes to.
 pub const PER_BODY_BYTE: u64 = 2;
 
-/// The share of the memory limit the budget takes when not set.
-const AUTOMATIC_SHARE: u64 = 2;
+/// The share of the memory limit the budget takes when not set: 3/5,
+/// enough for one request of the default 512 MiB limit (charged 1 GiB)
+/// beside small ones under KServe's default 2 GiB limit; the rest is the
+/// models' and the server's.
+const AUTOMATIC_SHARE: (u64, u64) = (3, 5);
 
 /// The bytes requests in flight may hold together.
 #[derive(Debug)]
@@ -33,14 +36,15 @@ impl MemoryBudget {
         })
     }
 
-    /// `memory_budget` when set, else half the container's memory limit
-    /// (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`), else half the
+    /// `memory_budget` when set, else 3/5 of the process's cgroup memory
+    /// limit (v2 `memory.max`, v1 `memory.limit_in_bytes`), else of the
     /// machine's memory; `None` when none can be read.
     pub fn from_setting(bytes: u64) -> Option<Arc<Self>> {
         if bytes > 0 {
             return Some(Self::new(bytes));
         }
-        memory_limit().map(|limit| Self::new(limit / AUTOMATIC_SHARE))
+        let (num, den) = AUTOMATIC_SHARE;
+        memory_limit().map(|limit| Self::new(limit / den * num))
     }
 
     /// The budget's size in bytes.
@@ -128,20 +132,35 @@ pub struct BudgetExhausted {
     limit: u64,
 }
 
-/// The memory limit of this container, else of the machine.
+/// The memory limit of this process's cgroup (as `/proc/self/cgroup`
+/// names it, v2 or v1), else of the machine.
 fn memory_limit() -> Option<u64> {
     let read = |path: &str| std::fs::read_to_string(path).ok();
-    let cgroup = read("/sys/fs/cgroup/memory.max")
-        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let number = |v: String| v.trim().parse::<u64>().ok();
+    let own = read("/proc/self/cgroup").and_then(|groups| {
+        groups.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let path = path.trim_end_matches('/');
+            match controllers {
+                "" => read(&format!("/sys/fs/cgroup{path}/memory.max")).and_then(number),
+                c if c.split(',').any(|c| c == "memory") => read(&format!(
+                    "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+                ))
+                .and_then(number),
+                _ => None,
+            }
+        })
+    });
     let machine = read("/proc/meminfo").and_then(|info| {
         info.lines()
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kib| kib * 1024)
     });
-    // An unlimited cgroup v1 reports a huge number: the machine bounds it.
-    match (cgroup, machine) {
+    // "max" (v2) does not parse; an unlimited v1 group reports a huge
+    // number: the machine bounds both.
+    match (own, machine) {
         (Some(c), Some(m)) => Some(c.min(m)),
         (c, m) => c.or(m),
     }

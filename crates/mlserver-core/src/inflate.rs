@@ -80,12 +80,25 @@ pub fn inflate(encoding: Encoding, data: &[u8], limit: usize) -> Result<Vec<u8>,
     };
     // Room for the whole limit up front (up to 64 MiB, reserved, not yet
     // touched), so a bomb never makes the buffer double: growing copies,
-    // and the old and new buffers would both count.
-    let mut out = Vec::with_capacity(limit.saturating_add(1).min(64 << 20));
-    reader
-        .take((limit as u64).saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|source| InflateError::Corrupt { encoding, source })?;
+    // and the old and new buffers would both count. Past 64 MiB it doubles,
+    // but never beyond the limit (`read_to_end` would).
+    let most = limit.saturating_add(1);
+    let mut out = Vec::with_capacity(most.min(64 << 20));
+    let mut reader = reader.take(most as u64);
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(InflateError::Corrupt { encoding, source }),
+        };
+        if out.len() + n > out.capacity() {
+            let grown = out.capacity().saturating_mul(2).clamp(out.len() + n, most);
+            out.reserve_exact(grown - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
     if out.len() > limit {
         return Err(InflateError::TooLarge { limit });
     }

@@ -158,7 +158,7 @@ pub struct Settings {
     /// Not MLServer's: bytes the requests in flight may hold together (their
     /// bodies, counted twice for what they decode to); a request that would
     /// pass it is refused at once (503 / RESOURCE_EXHAUSTED). 0 (the
-    /// default): half of the container's memory limit (cgroup), else of the
+    /// default): 3/5 of the container's memory limit (cgroup), else of the
     /// machine's memory.
     pub memory_budget: u64,
     /// Not MLServer's: seconds an HTTP/2 or gRPC connection with no request
