@@ -275,11 +275,15 @@ async fn serve_connection<S, B, ReqBody>(
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let open = activity.open(request.version() == http::Version::HTTP_2);
             let (mut parts, b) = request.into_parts();
-            // Held by the body while it arrives, by the request (REST
-            // charges what a body inflates to) and by the response until
-            // it has been sent.
+            // Held by the body while it arrives, by a compressed request
+            // (what it inflates to is charged too) and by the response
+            // until it has been sent.
             let charge = limits.memory_budget.clone().map(Charge::new);
-            if let Some(charge) = &charge {
+            // Only a compressed body has more to charge than its bytes (an
+            // extension is an allocation: plain requests go without).
+            let compressed = parts.headers.contains_key(http::header::CONTENT_ENCODING)
+                || parts.headers.contains_key("grpc-encoding");
+            if let Some(charge) = charge.as_ref().filter(|_| compressed) {
                 parts.extensions.insert(charge.clone());
             }
             let b = body(b, &parts, &limits, charge.clone());
