@@ -1145,24 +1145,6 @@ async fn metrics_expositions_match_after_the_same_requests() {
     };
     let theirs_dir = metrics_models();
     let ours_dir = metrics_models();
-    // The tree models, trained once: both servers read the same files.
-    run_script(
-        &python,
-        "make_tree_models.py",
-        &[theirs_dir.path().to_str().unwrap()],
-    );
-    for (name, _) in TREE_MODELS {
-        for file in std::fs::read_dir(theirs_dir.path().join(name)).unwrap() {
-            let file = file.unwrap();
-            std::fs::create_dir_all(ours_dir.path().join(name)).unwrap();
-            std::fs::copy(
-                file.path(),
-                ours_dir.path().join(name).join(file.file_name()),
-            )
-            .unwrap();
-        }
-    }
-    tree_settings(&theirs_dir, None);
     let mlserver = Mlserver::start(&python, theirs_dir.path()).await;
     let mut theirs = Target::mlserver(&mlserver).await;
     let mut runtimes = test_runtimes();

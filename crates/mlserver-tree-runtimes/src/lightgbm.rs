@@ -53,11 +53,7 @@ fn to_f64(data: &TensorData) -> Option<Vec<f64>> {
 #[async_trait]
 impl NativeModel for LightGBMModel {
     async fn load_native(ctx: ModelContext) -> Result<Native<Self>, MLServerError> {
-        let uri = ctx.model_uri(&WELLKNOWN_MODEL_FILENAMES)?;
-        let Some(path) = uri.as_local().map(Path::to_path_buf) else {
-            return Ok(Native::Declines("the model URI is not a local file".into()));
-        };
-        mlserver_runtime::blocking(move || Self::read(ctx, &path)).await
+        request::load_local(ctx, &WELLKNOWN_MODEL_FILENAMES, Self::read).await
     }
 
     fn declines(&self, request: &InferenceRequest) -> Option<String> {

@@ -2,11 +2,28 @@
 //! as one numpy array (`decode_request(payload, default_codec=
 //! NumpyRequestCodec)`), and that array as rows of features.
 
-use mlserver_runtime::{MLServerError, ModelSettings};
+use std::path::Path;
+
+use mlserver_runtime::{MLServerError, ModelContext, ModelSettings, Native};
 use mlserver_types::codecs::{
     find_metadata, input_content_type, output_content_type, request_content_type,
 };
 use mlserver_types::{InferenceRequest, RequestOutput, Tensor, TensorData};
+
+/// Finds the model file as MLServer's runtime does (`wellknown` names in a
+/// folder) and reads it with `read` off the async threads; a remote URI is
+/// left to the Python runtime, which fetches it.
+pub(crate) async fn load_local<M: Send + 'static>(
+    ctx: ModelContext,
+    wellknown: &[&str],
+    read: fn(ModelContext, &Path) -> Result<Native<M>, MLServerError>,
+) -> Result<Native<M>, MLServerError> {
+    let uri = ctx.model_uri(wellknown)?;
+    let Some(path) = uri.as_local().map(Path::to_path_buf) else {
+        return Ok(Native::Declines("the model URI is not a local file".into()));
+    };
+    mlserver_runtime::blocking(move || read(ctx, &path)).await
+}
 
 /// MLServer's request codecs other than numpy's: a request (or a model
 /// default) naming one is decoded into something else than an array.
