@@ -4,12 +4,11 @@
 //! cannot take fails before a byte of its body is read (REST answers 503,
 //! gRPC RESOURCE_EXHAUSTED).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use hyper::body::{Buf, Bytes};
 use mlserver_core::budget::PER_BODY_BYTE;
+
+use crate::checked_body::{BoxError, FrameCheck};
 pub use mlserver_core::budget::{BudgetExhausted, Charge, MemoryBudget};
 
 /// How a body refused by the budget fails: REST reads the error's message
@@ -20,28 +19,23 @@ pub(crate) enum Refusal {
     Grpc,
 }
 
-pin_project_lite::pin_project! {
-    /// `body`, its bytes charged to `charge` as they arrive (beyond what
-    /// was charged for its declared length); it fails as soon as the budget
-    /// cannot take them.
-    pub(crate) struct BudgetBody<B> {
-        #[pin]
-        body: B,
-        charge: Option<Arc<Charge>>,
-        refusal: Refusal,
-        // Body bytes already paid for (the declared length).
-        prepaid: u64,
-        received: u64,
-        // The declared length could not be charged: fail at once.
-        refused: Option<BudgetExhausted>,
-    }
+/// A body's bytes charged to the request's charge as they arrive (beyond
+/// what was charged for its declared length); the body fails as soon as
+/// the budget cannot take them.
+pub(crate) struct BudgetCheck {
+    charge: Option<Arc<Charge>>,
+    refusal: Refusal,
+    // Body bytes already paid for (the declared length).
+    prepaid: u64,
+    received: u64,
+    // The declared length could not be charged: fail at once.
+    refused: Option<BudgetExhausted>,
 }
 
-impl<B> BudgetBody<B> {
+impl BudgetCheck {
     /// Charges `declared` body bytes now (when known and within `cap`, the
     /// size limit: a larger body is refused by its limit, unread).
     pub(crate) fn new(
-        body: B,
         charge: Option<Arc<Charge>>,
         declared: Option<u64>,
         cap: u64,
@@ -55,8 +49,7 @@ impl<B> BudgetBody<B> {
                 Err(e) => refused = Some(e),
             }
         }
-        BudgetBody {
-            body,
+        BudgetCheck {
             charge,
             refusal,
             prepaid,
@@ -64,63 +57,43 @@ impl<B> BudgetBody<B> {
             refused,
         }
     }
+
+    fn refuse(&self, e: BudgetExhausted) -> BoxError {
+        match self.refusal {
+            Refusal::Rest => Box::new(e),
+            // tonic finds a Status in the error and answers it.
+            Refusal::Grpc => Box::new(tonic::Status::resource_exhausted(e.to_string())),
+        }
+    }
 }
 
-impl<B> http_body::Body for BudgetBody<B>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let refuse = |e: BudgetExhausted, refusal: Refusal| -> Self::Error {
-            match refusal {
-                Refusal::Rest => Box::new(e),
-                // tonic finds a Status in the error and answers it.
-                Refusal::Grpc => Box::new(tonic::Status::resource_exhausted(e.to_string())),
-            }
-        };
-        if let Some(e) = this.refused.take() {
-            return Poll::Ready(Some(Err(refuse(e, *this.refusal))));
-        }
-        let frame = match this.body.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
-        };
-        if let (Some(data), Some(charge)) = (frame.data_ref(), this.charge.as_ref()) {
-            let before = *this.received;
-            *this.received += data.remaining() as u64;
-            let unpaid = (*this.received).saturating_sub((*this.prepaid).max(before));
-            if unpaid > 0 {
-                if let Err(e) = charge.grow(unpaid * PER_BODY_BYTE) {
-                    return Poll::Ready(Some(Err(refuse(e, *this.refusal))));
-                }
-            }
-        }
-        Poll::Ready(Some(Ok(frame)))
+impl FrameCheck for BudgetCheck {
+    fn refused(&mut self) -> Option<BoxError> {
+        self.refused.take().map(|e| self.refuse(e))
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+    fn data(&mut self, data: &[u8]) -> Result<(), BoxError> {
+        let Some(charge) = &self.charge else {
+            return Ok(());
+        };
+        let before = self.received;
+        self.received += data.len() as u64;
+        let unpaid = self.received.saturating_sub(self.prepaid.max(before));
+        if unpaid > 0 {
+            if let Err(e) = charge.grow(unpaid * PER_BODY_BYTE) {
+                return Err(self.refuse(e));
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checked_body::CheckedBody;
     use http_body_util::BodyExt;
+    use hyper::body::Bytes;
 
     type Frames = tokio_stream::Iter<
         std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
@@ -139,12 +112,9 @@ mod tests {
         let budget = MemoryBudget::new(20);
         // 5 declared bytes cost 10; the 3 undeclared ones 6 more.
         let charge = Charge::new(budget.clone());
-        let b = BudgetBody::new(
+        let b = CheckedBody::new(
             body(vec![b"abcde", b"fgh"]),
-            Some(charge.clone()),
-            Some(5),
-            1 << 20,
-            Refusal::Rest,
+            BudgetCheck::new(Some(charge.clone()), Some(5), 1 << 20, Refusal::Rest),
         );
         assert_eq!(budget.used(), 10);
         let bytes = b.collect().await.unwrap().to_bytes();
@@ -155,12 +125,9 @@ mod tests {
 
         // Declared past the budget: refused before the first byte.
         let charge = Charge::new(budget.clone());
-        let mut b = BudgetBody::new(
+        let mut b = CheckedBody::new(
             body(vec![b"x"]),
-            Some(charge.clone()),
-            Some(11),
-            1 << 20,
-            Refusal::Rest,
+            BudgetCheck::new(Some(charge.clone()), Some(11), 1 << 20, Refusal::Rest),
         );
         let e = std::pin::Pin::new(&mut b)
             .frame()
@@ -172,12 +139,9 @@ mod tests {
 
         // Undeclared bytes past the budget fail the body where they pass it.
         let charge = Charge::new(budget.clone());
-        let b = BudgetBody::new(
+        let b = CheckedBody::new(
             body(vec![b"0123456789", b"0123456789"]),
-            Some(charge.clone()),
-            None,
-            1 << 20,
-            Refusal::Grpc,
+            BudgetCheck::new(Some(charge.clone()), None, 1 << 20, Refusal::Grpc),
         );
         let e = b.collect().await.unwrap_err();
         assert!(e.to_string().contains("memory budget"), "{e}");
@@ -186,7 +150,7 @@ mod tests {
 
         // A length above the size limit is left to the limit's 413.
         let charge = Charge::new(budget.clone());
-        let _b = BudgetBody::new(body(vec![]), Some(charge), Some(1000), 100, Refusal::Rest);
+        let _b = BudgetCheck::new(Some(charge), Some(1000), 100, Refusal::Rest);
         assert_eq!(budget.used(), 0);
     }
 }

@@ -19,6 +19,7 @@
 
 mod body_deadline;
 mod budget;
+mod checked_body;
 mod connections;
 mod server;
 mod unary_body;

@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
 use crate::body_deadline::{BodyRules, DeadlineBody, Protocol};
-use crate::budget::{BudgetBody, Charge, MemoryBudget, Refusal};
+use crate::budget::{BudgetCheck, Charge, MemoryBudget, Refusal};
+use crate::checked_body::CheckedBody;
 use crate::connections::{self, ConnectionLimits, Protocols};
-use crate::unary_body::UnaryBody;
+use crate::unary_body::UnaryCheck;
 use mlserver_core::{
     CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, Readiness, ResponseCache,
     ServerMetrics, Serving,
@@ -459,21 +460,22 @@ fn rest_body(
     charge: Option<Arc<Charge>>,
 ) -> axum::body::Body {
     let rules = body_rules(limits);
-    let declared = declared_length(parts);
-    let cap = limits.max_body_bytes;
-    match (rules.any(), charge) {
-        (true, charge @ Some(_)) => axum::body::Body::new(BudgetBody::new(
-            DeadlineBody::new(body, rules, Protocol::Rest),
-            charge,
-            declared,
-            cap,
+    let budget = || {
+        BudgetCheck::new(
+            charge.clone(),
+            declared_length(parts),
+            limits.max_body_bytes,
             Refusal::Rest,
+        )
+    };
+    match (rules.any(), charge.is_some()) {
+        (true, true) => axum::body::Body::new(CheckedBody::new(
+            DeadlineBody::new(body, rules, Protocol::Rest),
+            budget(),
         )),
-        (true, None) => axum::body::Body::new(DeadlineBody::new(body, rules, Protocol::Rest)),
-        (false, charge @ Some(_)) => {
-            axum::body::Body::new(BudgetBody::new(body, charge, declared, cap, Refusal::Rest))
-        }
-        (false, None) => axum::body::Body::new(body),
+        (true, false) => axum::body::Body::new(DeadlineBody::new(body, rules, Protocol::Rest)),
+        (false, true) => axum::body::Body::new(CheckedBody::new(body, budget())),
+        (false, false) => axum::body::Body::new(body),
     }
 }
 
@@ -488,7 +490,7 @@ fn grpc_body(
     parts: &http::request::Parts,
     limits: &ConnectionLimits,
     charge: Option<Arc<Charge>>,
-) -> BudgetBody<UnaryBody<DeadlineBody<hyper::body::Incoming>>> {
+) -> CheckedBody<DeadlineBody<hyper::body::Incoming>, (UnaryCheck, BudgetCheck)> {
     let path = parts.uri.path();
     let inference_stream = path.ends_with("/ModelStreamInfer");
     let rules = match inference_stream {
@@ -496,14 +498,17 @@ fn grpc_body(
         false => body_rules(limits),
     };
     let one_message = !inference_stream && !path.ends_with("/ServerReflectionInfo");
-    BudgetBody::new(
-        UnaryBody::new(DeadlineBody::new(body, rules, Protocol::Grpc), one_message),
+    let budget = BudgetCheck::new(
         // A stream's messages are charged only while they are read, not
         // for the stream's whole life.
         charge.filter(|_| one_message),
         declared_length(parts),
         limits.max_body_bytes,
         Refusal::Grpc,
+    );
+    CheckedBody::new(
+        DeadlineBody::new(body, rules, Protocol::Grpc),
+        (UnaryCheck::new(one_message), budget),
     )
 }
 

@@ -8,37 +8,49 @@
 //! INTERNAL ("Too many requests"), as this body does as soon as a second
 //! message's prefix arrives, before tonic sees it.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use crate::checked_body::{BoxError, FrameCheck};
 
-use hyper::body::{Buf, Bytes};
-
-pin_project_lite::pin_project! {
-    /// `body`, ended with INTERNAL at the first byte of a second message
-    /// (when `one_message`; a client-streaming call's body passes as is).
-    pub(crate) struct UnaryBody<B> {
-        #[pin]
-        body: B,
-        one_message: bool,
-        // Where the framing is: bytes of the current prefix seen (0-5),
-        // the prefix, and the bytes of the current message still to come.
-        prefix_seen: usize,
-        prefix: [u8; 5],
-        remaining: u64,
-        messages: u32,
-    }
+/// A unary call's body: one length-prefixed message, no more (when
+/// `one_message`; a client-streaming call's body passes as is).
+pub(crate) struct UnaryCheck {
+    one_message: bool,
+    // Where the framing is: bytes of the current prefix seen (0-5), the
+    // prefix, and the bytes of the current message still to come.
+    prefix_seen: usize,
+    prefix: [u8; 5],
+    remaining: u64,
+    messages: u32,
 }
 
-impl<B> UnaryBody<B> {
-    pub(crate) fn new(body: B, one_message: bool) -> Self {
-        UnaryBody {
-            body,
+impl UnaryCheck {
+    pub(crate) fn new(one_message: bool) -> Self {
+        UnaryCheck {
             one_message,
             prefix_seen: 0,
             prefix: [0; 5],
             remaining: 0,
             messages: 0,
         }
+    }
+}
+
+impl FrameCheck for UnaryCheck {
+    fn data(&mut self, data: &[u8]) -> Result<(), BoxError> {
+        if !self.one_message
+            || follow(
+                data,
+                &mut self.prefix_seen,
+                &mut self.prefix,
+                &mut self.remaining,
+                &mut self.messages,
+            )
+        {
+            return Ok(());
+        }
+        // tonic finds a Status in the error and answers it.
+        Err(Box::new(tonic::Status::internal(
+            "a unary call carries one request message; a second one was sent",
+        )))
     }
 }
 
@@ -75,51 +87,6 @@ fn follow(
         }
     }
     true
-}
-
-impl<B> http_body::Body for UnaryBody<B>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = match this.body.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
-        };
-        if let Some(data) = frame.data_ref().filter(|_| *this.one_message) {
-            if !follow(
-                data.chunk(),
-                this.prefix_seen,
-                this.prefix,
-                this.remaining,
-                this.messages,
-            ) {
-                // tonic finds a Status in the error and answers it.
-                return Poll::Ready(Some(Err(Box::new(tonic::Status::internal(
-                    "a unary call carries one request message; a second one was sent",
-                )))));
-            }
-        }
-        Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]
