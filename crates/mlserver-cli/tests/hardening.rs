@@ -320,17 +320,7 @@ fn slow_and_idle_connections_are_closed() {
     let mut slow = TcpStream::connect(&s.http).unwrap();
     slow.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    let trickle = std::thread::spawn({
-        let mut slow = slow.try_clone().unwrap();
-        move || {
-            for _ in 0..60 {
-                if slow.write_all(b"X").is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    });
+    let trickle = drip(&slow, b"X", 60, Duration::from_millis(500));
     assert!(closed_within(&mut slow, bound), "slow headers kept open");
     trickle.join().unwrap();
 
@@ -519,26 +509,11 @@ fn trickled_bodies_and_messageless_grpc_calls_are_cut() {
         None,
     );
     let bound = Duration::from_secs(30);
-    let mut drip = TcpStream::connect(&s.http).unwrap();
-    drip.write_all(
-        b"POST /v2/models/echo-model/infer HTTP/1.1\r\nHost: x\r\n\
-          Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
-    )
-    .unwrap();
-    let dripping = std::thread::spawn({
-        let mut drip = drip.try_clone().unwrap();
-        move || {
-            for _ in 0..300 {
-                if drip.write_all(b" ").is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    });
+    let mut drip_body = declared_body(&s.http, 100_000, b"");
+    let dripping = drip(&drip_body, b" ", 300, Duration::from_millis(100));
     let mut answer = Vec::new();
-    drip.set_read_timeout(Some(bound)).unwrap();
-    let _ = drip.read_to_end(&mut answer);
+    drip_body.set_read_timeout(Some(bound)).unwrap();
+    let _ = drip_body.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("slower than 1000 bytes/s"), "{answer}");
@@ -624,6 +599,25 @@ fn a_second_message_on_a_unary_call_is_refused() {
     let r = reqwest::blocking::get(s.url("/v2/health/live")).unwrap();
     assert_eq!(r.status(), 200);
     s.terminate(Duration::from_secs(60));
+}
+
+/// Writes `byte` on a clone of `stream` `times` times, `every` apart, on a
+/// thread of its own, until the server closes the connection.
+fn drip(
+    stream: &TcpStream,
+    byte: &'static [u8],
+    times: usize,
+    every: Duration,
+) -> std::thread::JoinHandle<()> {
+    let mut stream = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..times {
+            if stream.write_all(byte).is_err() {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+    })
 }
 
 /// A REST request head declaring `length` body bytes, and `sent` of them.

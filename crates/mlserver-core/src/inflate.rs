@@ -85,19 +85,23 @@ pub fn inflate(encoding: Encoding, data: &[u8], limit: usize) -> Result<Vec<u8>,
     let most = limit.saturating_add(1);
     let mut out = Vec::with_capacity(most.min(64 << 20));
     let mut reader = reader.take(most as u64);
-    let mut chunk = vec![0u8; 64 << 10];
     loop {
-        let n = match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(InflateError::Corrupt { encoding, source }),
-        };
-        if out.len() + n > out.capacity() {
-            let grown = out.capacity().saturating_mul(2).clamp(out.len() + n, most);
+        if out.len() == out.capacity() {
+            if out.len() >= most {
+                break;
+            }
+            let grown = out.capacity().saturating_mul(2).clamp(out.len() + 1, most);
             out.reserve_exact(grown - out.len());
         }
-        out.extend_from_slice(&chunk[..n]);
+        // Straight into the buffer, never past its capacity.
+        let room = (out.capacity() - out.len()) as u64;
+        let read = (&mut reader)
+            .take(room)
+            .read_to_end(&mut out)
+            .map_err(|source| InflateError::Corrupt { encoding, source })?;
+        if read == 0 {
+            break;
+        }
     }
     if out.len() > limit {
         return Err(InflateError::TooLarge { limit });

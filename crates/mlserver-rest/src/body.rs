@@ -3,7 +3,7 @@
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use http_body_util::BodyExt;
-use mlserver_core::budget::{Charge, PER_BODY_BYTE};
+use mlserver_core::budget::{BudgetExhausted, Charge, PER_BODY_BYTE};
 use mlserver_core::inflate::{inflate_limit, inflate_off_workers, Encoding, InflateError};
 use mlserver_core::ServingError;
 use mlserver_runtime::MLServerError;
@@ -144,6 +144,18 @@ async fn collect(
     })
 }
 
+/// The memory budget's refusal, if that is what ended the body.
+fn budget_refusal(e: &axum::Error) -> Option<&BudgetExhausted> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<BudgetExhausted>() {
+            return Some(refused);
+        }
+        source = s.source();
+    }
+    None
+}
+
 fn too_large_or_bad(e: axum::Error, limit: usize) -> ServingError {
     // axum exposes the limit error only through its message chain.
     let mut chain = vec![e.to_string()];
@@ -154,9 +166,9 @@ fn too_large_or_bad(e: axum::Error, limit: usize) -> ServingError {
     }
     if chain.iter().any(|m| m.contains("length limit")) {
         ServingError::PayloadTooLarge(format!("request body exceeds the limit of {limit} bytes"))
-    } else if let Some(m) = chain.iter().find(|m| m.contains("memory budget")) {
+    } else if let Some(refused) = budget_refusal(&e) {
         // The server's memory budget for requests in flight (503: retry).
-        ServingError::Runtime(MLServerError::Unavailable(m.clone()))
+        ServingError::Runtime(MLServerError::Unavailable(refused.to_string()))
     } else {
         ServingError::bad_request(format!(
             "could not read the request body: {}",

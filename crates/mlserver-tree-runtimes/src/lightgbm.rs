@@ -46,6 +46,7 @@ impl LightGBMModel {
 fn to_f64(data: &TensorData) -> Option<Vec<f64>> {
     match data {
         TensorData::Fp64(v) => Some(v.clone()),
+        TensorData::Fp32(v) => Some(v.iter().map(|&x| f64::from(x)).collect()),
         other => request::to_f32(other).map(|v| v.into_iter().map(f64::from).collect()),
     }
 }

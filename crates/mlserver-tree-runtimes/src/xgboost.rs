@@ -136,8 +136,12 @@ impl XGBoostModel {
         Ok((values, rows, (out_cols > 1 && rows > 0).then_some(out_cols)))
     }
 
-    fn output(&self, name: &str, input: &Tensor) -> Result<Tensor, MLServerError> {
-        let (p, rows, cols) = self.values(input)?;
+    /// Output `name` from the `predict` values `p` (`rows` of `cols`).
+    fn output(
+        &self,
+        name: &str,
+        (p, rows, cols): (Vec<f32>, usize, Option<usize>),
+    ) -> Result<Tensor, MLServerError> {
         let data = match (name, self.estimator) {
             (PREDICT, Estimator::Regressor) => TensorData::Fp32(p),
             (PREDICT, Estimator::Classifier { n_classes }) => {
@@ -261,9 +265,12 @@ impl MLModel for XGBoostModel {
     async fn predict(&self, request: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
         let names = self.check_outputs(&request)?;
         let input = request::single_input(&request)?;
+        // MLServer's runtime predicts once per output asked for; both
+        // outputs come from the same values, computed once here.
+        let values = self.values(input)?;
         let outputs = names
             .iter()
-            .map(|name| self.output(name, input))
+            .map(|name| self.output(name, values.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(InferenceResponse::new(outputs))
     }
