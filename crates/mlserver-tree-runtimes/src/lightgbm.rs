@@ -10,7 +10,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use mlserver_runtime::{MLModel, MLServerError, ModelContext, Native, NativeModel};
-use mlserver_trees::lightgbm::{LoadError, Model};
+use mlserver_trees::lightgbm::{LoadError, Model, PredictOptions};
 use mlserver_types::{InferenceRequest, InferenceResponse, TensorData};
 
 use crate::request::{self, numpy_output};
@@ -23,6 +23,7 @@ const PREDICT: &str = "predict";
 pub struct LightGBMModel {
     ctx: ModelContext,
     model: Model,
+    options: PredictOptions,
 }
 
 impl LightGBMModel {
@@ -31,7 +32,17 @@ impl LightGBMModel {
             MLServerError::bad_request(format!("cannot read {}: {e}", path.display()))
         })?;
         match Model::from_text(&bytes) {
-            Ok(model) => Ok(Native::Serves(LightGBMModel { ctx, model })),
+            Ok(model) => Ok(Native::Serves(LightGBMModel {
+                ctx,
+                model,
+                options: PredictOptions {
+                    // MLSERVER_RS_FAST_PATHS=0 turns the fast paths off,
+                    // this one (eight trees walked in lockstep) too.
+                    one_tree_at_a_time: std::env::var("MLSERVER_RS_FAST_PATHS").as_deref()
+                        == Ok("0"),
+                    ..PredictOptions::default()
+                },
+            })),
             Err(LoadError::Unsupported(what)) => Ok(Native::Declines(what)),
             Err(e) => Err(MLServerError::bad_request(format!(
                 "invalid LightGBM model {}: {e}",
@@ -91,7 +102,7 @@ impl MLModel for LightGBMModel {
         })?;
         let p = self
             .model
-            .predict(&data, rows)
+            .predict_with(&data, rows, &self.options)
             .map_err(|e| MLServerError::bad_request(e.to_string()))?;
         // Booster.predict reshapes to [n, k] only when it has rows.
         let k = self.model.num_outputs();

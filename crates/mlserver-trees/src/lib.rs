@@ -55,6 +55,19 @@
 //! XGBoost's build calls (glibc on Linux); with a different libm the
 //! transformed outputs can differ in the last bit, margins cannot.
 //!
+//! # How trees are walked
+//!
+//! Rows are independent and each output adds its trees' leaves in tree
+//! order, so how a leaf is found changes no bit. By default trees are
+//! walked eight at a time, each step computed without branches: XGBoost
+//! models of depth up to 8 on a complete layout (`src/complete.rs`),
+//! deeper ones on their node arrays (`src/tree.rs`), LightGBM models on a
+//! layout of their own (`src/lightgbm/lockstep.rs`); trees with categorical
+//! splits one at a time. `one_tree_at_a_time` in [`PredictOptions`] and
+//! [`lightgbm::PredictOptions`] walks every
+//! tree alone by the library's rules: the reference the tests compare the
+//! lockstep walks with, bit for bit.
+//!
 //! # Not done
 //!
 //! - `base_margin` inputs, SHAP contributions, leaf indices, interaction
@@ -148,6 +161,7 @@
 //! # }
 //! ```
 
+mod complete;
 mod error;
 mod json;
 pub mod lightgbm;

@@ -473,6 +473,7 @@ fn read_trees(
         })?;
         forest.push_tree(id, &trees[pos], num_feature)?;
     }
+    forest.finish();
     Ok((forest, tree_group))
 }
 

@@ -14,23 +14,37 @@
 //! adds them in tree order. Trees with categorical splits are walked one at
 //! a time.
 //!
+//! Shallow trees (XGBoost's default depth is 6) are also laid out complete
+//! ([`crate::complete`]), which takes a fixed number of steps with no test
+//! for leaves; that layout is what predictions walk when it exists.
+//!
 //! Validation walks each tree from the root once, marking nodes: a child out
 //! of range, a node reached twice (cycle or shared subtree), a parent link
 //! that disagrees, a feature out of range... all become a [`LoadError`] naming
 //! the tree and node. Nodes the root cannot reach (XGBoost keeps pruned,
 //! "deleted" nodes in the arrays) are never read and so not validated.
 
+use crate::complete::Complete;
 use crate::error::{LoadError, NodeDefect, TreeDefect};
 use crate::value::Value;
 
 /// Flags in [`Node::meta`].
-const DEFAULT_LEFT: u32 = 1 << 31;
+pub(crate) const DEFAULT_LEFT: u32 = 1 << 31;
 const CATEGORICAL: u32 = 1 << 30;
 const LEAF: u32 = 1 << 29;
 /// Feature indices must fit below the three flag bits.
-const FEATURE_MASK: u32 = LEAF - 1;
+pub(crate) const FEATURE_MASK: u32 = LEAF - 1;
 /// Trees walked together by [`Forest::leaves`].
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
+
+/// Whether a present value `x` goes right: not `x < threshold`, XGBoost's
+/// test for left, which a NaN threshold fails for every value (where
+/// `x >= threshold` would send them all left).
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+#[inline(always)]
+pub(crate) fn goes_right(x: f32, threshold: f32) -> bool {
+    !(x < threshold)
+}
 
 /// One node. `payload` holds the bits of the threshold (numerical split) or
 /// of the leaf value (leaf), or the index of the categorical split's span in
@@ -65,6 +79,22 @@ pub(crate) struct Forest {
     cat_values: Vec<u32>,
     /// `(start, len)` in `cat_values` per categorical split.
     cat_spans: Vec<(u32, u32)>,
+    /// The same trees laid out complete, when they are shallow (see
+    /// [`Complete`]); set by [`Forest::finish`].
+    complete: Option<Complete>,
+}
+
+/// What one node is, for [`Complete`] to lay the trees out again.
+pub(crate) enum NodeKind {
+    Leaf(f32),
+    /// A numerical split: the feature index with [`DEFAULT_LEFT`], the
+    /// threshold, the left child (the right one is next to it).
+    Split {
+        meta: u32,
+        threshold: f32,
+        left: usize,
+    },
+    Categorical,
 }
 
 impl Forest {
@@ -84,6 +114,43 @@ impl Forest {
             .map(|n| (n.meta & FEATURE_MASK) as usize + 1)
             .max()
             .unwrap_or(0)
+    }
+
+    /// Called once every tree is in: lays them out complete when that pays.
+    pub(crate) fn finish(&mut self) {
+        self.complete = Complete::build(self);
+    }
+
+    /// Whether predictions walk the complete layout.
+    #[cfg(test)]
+    pub(crate) fn has_complete_layout(&self) -> bool {
+        self.complete.is_some()
+    }
+
+    /// Nodes of all trees together.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Tree `tree`'s root node and depth.
+    pub(crate) fn root_and_depth(&self, tree: usize) -> (usize, u32) {
+        (self.roots[tree] as usize, self.depths[tree])
+    }
+
+    /// What node `i` is.
+    pub(crate) fn kind(&self, i: usize) -> NodeKind {
+        let n = self.nodes[i];
+        if n.is_leaf() {
+            NodeKind::Leaf(f32::from_bits(n.payload))
+        } else if n.meta & CATEGORICAL != 0 {
+            NodeKind::Categorical
+        } else {
+            NodeKind::Split {
+                meta: n.meta & (FEATURE_MASK | DEFAULT_LEFT),
+                threshold: f32::from_bits(n.payload),
+                left: n.left as usize,
+            }
+        }
     }
 
     /// The leaf value tree `tree` gives `row` (NaN = missing). The walk ends:
@@ -119,6 +186,13 @@ impl Forest {
         lockstep: bool,
         mut leaf: impl FnMut(usize, f32),
     ) {
+        if let Some(complete) = self
+            .complete
+            .as_ref()
+            .filter(|_| lockstep && !row.is_empty())
+        {
+            return complete.leaves(trees, row, leaf);
+        }
         let mut t = trees.start;
         // A leaf reads feature 0: only rows with features step branch-free.
         if lockstep && !row.is_empty() {
@@ -165,11 +239,11 @@ impl Forest {
         let n = self.nodes[i as usize];
         let x = row[(n.meta & FEATURE_MASK) as usize];
         // Plain `&` and `|`, not `if`: the compiler keeps them as data, not
-        // branches. A number goes right iff `x >= threshold` (XGBoost's
-        // `x < threshold` goes left), which NaN never is.
+        // branches. A number goes right iff not `x < threshold` (XGBoost's
+        // test for left: a NaN threshold sends every number right).
         let nan = x.is_nan();
         let default_right = n.meta & DEFAULT_LEFT == 0;
-        let right = (nan & default_right) | (x >= f32::from_bits(n.payload));
+        let right = (nan & default_right) | (!nan & goes_right(x, f32::from_bits(n.payload)));
         n.left + u32::from(right & !n.is_leaf())
     }
 

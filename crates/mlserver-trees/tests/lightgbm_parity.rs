@@ -78,9 +78,28 @@ fn predictions_match_lightgbm_bit_for_bit() {
                 raw_score,
                 start_iteration: start,
                 num_iteration: Some(count),
+                ..PredictOptions::default()
             };
             let got = model.predict_with(&rows, n_rows, &options).expect("shape");
             assert_bits(&format!("{name} {key}"), &got, &floats(&case[key]));
+        }
+        // The lockstep walk (the default, checked above) and LightGBM's
+        // walk one tree at a time agree, on every row and every window.
+        for (raw_score, start_iteration) in [(false, 0), (true, 0), (true, start)] {
+            let options = PredictOptions {
+                raw_score,
+                start_iteration,
+                ..PredictOptions::default()
+            };
+            let reference = PredictOptions {
+                one_tree_at_a_time: true,
+                ..options.clone()
+            };
+            let fast = model.predict_with(&rows, n_rows, &options).expect("shape");
+            let slow = model
+                .predict_with(&rows, n_rows, &reference)
+                .expect("shape");
+            assert_bits(&format!("{name} lockstep {options:?}"), &fast, &slow);
         }
     }
 }
@@ -100,6 +119,7 @@ fn iteration_windows_are_clamped_like_lightgbm() {
                     raw_score: false,
                     start_iteration,
                     num_iteration,
+                    ..PredictOptions::default()
                 },
             )
             .expect("ok")
@@ -120,6 +140,7 @@ fn an_empty_window_of_a_forest_averages_to_nan_as_in_lightgbm() {
         raw_score: false,
         start_iteration: model.num_iterations(),
         num_iteration: None,
+        ..PredictOptions::default()
     };
     assert!(model.predict_with(&row, 1, &options).expect("ok")[0].is_nan());
 }

@@ -24,6 +24,7 @@
 //! ```
 
 mod error;
+mod lockstep;
 mod objective;
 mod predict;
 mod text;
@@ -122,6 +123,7 @@ impl Model {
         for (i, block) in doc.trees.iter().enumerate() {
             forest.push_tree(i, block, n_features)?;
         }
+        forest.finish();
         let version = doc
             .header("version")
             .map(|v| String::from_utf8_lossy(v).into_owned());

@@ -23,6 +23,10 @@ pub struct PredictOptions {
     /// remaining ones; more than remain is clamped. To apply early stopping
     /// pass `Some(best_iteration)`.
     pub num_iteration: Option<usize>,
+    /// Walk one tree at a time by LightGBM's rules instead of eight in
+    /// lockstep: the same outputs, more slowly (the reference the lockstep
+    /// walk is tested against).
+    pub one_tree_at_a_time: bool,
 }
 
 impl Model {
@@ -72,9 +76,11 @@ impl Model {
             .chunks_exact_mut(n_outputs)
             .zip(rows.chunks_exact(n_features))
         {
-            for t in trees.clone() {
-                scores[t % n_outputs] += self.forest.predict(t, row);
-            }
+            let lockstep = !options.one_tree_at_a_time;
+            self.forest
+                .outputs(trees.clone(), row, lockstep, |t, output| {
+                    scores[t % n_outputs] += output;
+                });
             if !options.raw_score {
                 if self.average_output {
                     // `count` may be 0 (an empty window): 0 / 0 is NaN,

@@ -12,8 +12,12 @@
 //! `max_feature_idx`, an unknown `decision_type`, a categorical split whose
 //! bitset does not exist... all become a [`LoadError`] naming tree and node.
 //! After that every walk ends, and every index it takes is in range.
+//!
+//! This walk is the reference; predictions walk the same trees relaid by
+//! [`super::lockstep`], eight at a time, unless asked not to.
 
 use super::error::{LoadError, NodeDefect, TreeDefect};
+use super::lockstep::Lockstep;
 use super::text::{tree_array, tree_int, Block};
 
 /// `decision_type` bit: categorical split.
@@ -29,13 +33,14 @@ const MISSING_NAN: u8 = 2;
 pub(crate) const ZERO_THRESHOLD: f64 = 1e-35f32 as f64;
 
 #[derive(Debug, Clone, Copy)]
-struct Split {
+pub(super) struct Split {
     /// Numerical threshold (`fval <= threshold` goes left); unused for a
     /// categorical split.
-    threshold: f64,
-    left: i32,
-    right: i32,
-    feature: u32,
+    pub(super) threshold: f64,
+    /// Children: `>= 0` a split of the same tree, `< 0` the leaf `!c`.
+    pub(super) left: i32,
+    pub(super) right: i32,
+    pub(super) feature: u32,
     decision: u8,
     /// The categorical split's bitset in [`Forest::cat_bits`].
     cat_start: u32,
@@ -43,11 +48,29 @@ struct Split {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct TreeRef {
+pub(super) struct TreeRef {
     split_start: u32,
     /// 0 for a single-leaf tree.
-    split_count: u32,
+    pub(super) split_count: u32,
     leaf_start: u32,
+}
+
+impl Split {
+    pub(super) const MISSING_ZERO: u8 = MISSING_ZERO;
+    pub(super) const MISSING_NAN: u8 = MISSING_NAN;
+
+    pub(super) fn is_categorical(&self) -> bool {
+        self.decision & CATEGORICAL != 0
+    }
+
+    pub(super) fn default_left(&self) -> bool {
+        self.decision & DEFAULT_LEFT != 0
+    }
+
+    /// 0 (None), [`Split::MISSING_ZERO`] or [`Split::MISSING_NAN`].
+    pub(super) fn missing_type(&self) -> u8 {
+        (self.decision >> 2) & 3
+    }
 }
 
 /// Every tree of a model, flattened.
@@ -57,11 +80,59 @@ pub(crate) struct Forest {
     leaves: Vec<f64>,
     cat_bits: Vec<u32>,
     trees: Vec<TreeRef>,
+    /// The same trees relaid for walking eight at a time; set by
+    /// [`Forest::finish`].
+    lockstep: Option<Lockstep>,
 }
 
 impl Forest {
     pub(crate) fn len(&self) -> usize {
         self.trees.len()
+    }
+
+    /// Called once every tree is in.
+    pub(crate) fn finish(&mut self) {
+        self.lockstep = Lockstep::build(self);
+    }
+
+    #[cfg(test)]
+    pub(super) fn lockstep_layout(&self) -> Option<&Lockstep> {
+        self.lockstep.as_ref()
+    }
+
+    /// Each tree with its splits and leaf values.
+    pub(super) fn parts(&self) -> impl Iterator<Item = (TreeRef, &[Split], &[f64])> {
+        self.trees.iter().map(|t| {
+            let splits = t.split_start as usize..(t.split_start + t.split_count) as usize;
+            let first_leaf = t.leaf_start as usize;
+            let n_leaves = t.split_count as usize + 1;
+            (
+                *t,
+                &self.splits[splits],
+                &self.leaves[first_leaf..first_leaf + n_leaves],
+            )
+        })
+    }
+
+    /// The output of every tree in `trees` for `row`, passed to `leaf` in
+    /// tree order: eight trees at a time when `lockstep` (see
+    /// [`super::lockstep`]), else one at a time.
+    #[inline]
+    pub(crate) fn outputs(
+        &self,
+        trees: std::ops::Range<usize>,
+        row: &[f64],
+        lockstep: bool,
+        mut leaf: impl FnMut(usize, f64),
+    ) {
+        match self.lockstep.as_ref().filter(|_| lockstep) {
+            Some(layout) => layout.leaves(trees, row, |t| self.predict(t, row), leaf),
+            None => {
+                for t in trees {
+                    leaf(t, self.predict(t, row));
+                }
+            }
+        }
     }
 
     /// The output of tree `t` for `row` (one value per feature, as the
