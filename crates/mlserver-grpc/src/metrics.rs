@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,6 +18,20 @@ pub struct GrpcMetricFamilies {
     handling: Family<Histogram>,
     msg_received: Family<Counter>,
     msg_sent: Family<Counter>,
+    /// The series of each of [`KNOWN_CALLS`]' methods, in order.
+    calls: Vec<CallSeries>,
+}
+
+/// The series a call of one known method records, each found in its family
+/// at its first use (so a series appears once used, as before) and kept: a
+/// family lookup builds a key and takes a lock, three times per call.
+#[derive(Default)]
+struct CallSeries {
+    started: OnceLock<Arc<Counter>>,
+    handling: OnceLock<Arc<Histogram>>,
+    /// `grpc_code="OK"`, what almost every call ends with; other codes are
+    /// looked up.
+    handled_ok: OnceLock<Arc<Counter>>,
 }
 
 impl GrpcMetricFamilies {
@@ -54,6 +68,10 @@ impl GrpcMetricFamilies {
                 "Total number of gRPC stream messages sent by the server.",
                 &grpc,
             )?,
+            calls: KNOWN_CALLS
+                .iter()
+                .flat_map(|(_, methods)| methods.iter().map(|_| CallSeries::default()))
+                .collect(),
         })
     }
 }
@@ -89,6 +107,8 @@ struct CallRecord {
     grpc_type: &'static str,
     service: &'static str,
     method: &'static str,
+    /// The method's place in [`KNOWN_CALLS`] (`None`: unknown).
+    call: Option<usize>,
     started: Instant,
 }
 
@@ -111,10 +131,21 @@ impl CallRecord {
         }
         if let Some(m) = &self.metrics {
             let labels = [self.grpc_type, self.service, self.method];
-            m.handled
-                .with(&[self.grpc_type, self.service, self.method, code_name])
-                .inc();
-            m.handling.with(&labels).observe(elapsed.as_secs_f64());
+            let series = self.call.map(|i| &m.calls[i]);
+            let handled = || {
+                m.handled
+                    .with(&[self.grpc_type, self.service, self.method, code_name])
+            };
+            match series.filter(|_| code == Some(0)) {
+                Some(s) => s.handled_ok.get_or_init(handled).inc(),
+                None => handled().inc(),
+            }
+            let handling = || m.handling.with(&labels);
+            let seconds = elapsed.as_secs_f64();
+            match series {
+                Some(s) => s.handling.get_or_init(handling).observe(seconds),
+                None => handling().observe(seconds),
+            }
         }
     }
 }
@@ -159,18 +190,37 @@ const KNOWN_CALLS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// `/service/method` as static labels (no copies per call).
-fn call_labels(path: &str) -> (&'static str, &'static str) {
+/// `/service/method` as static labels (no copies per call), and the
+/// method's place in [`KNOWN_CALLS`].
+fn call_labels(path: &str) -> (&'static str, &'static str, Option<usize>) {
+    const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+    if path == MODEL_INFER {
+        // The call nearly every request is, found without a search.
+        return (
+            "inference.GRPCInferenceService",
+            "ModelInfer",
+            Some(MODEL_INFER_CALL),
+        );
+    }
     let (service, method) = path
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))
         .unwrap_or(("", ""));
-    KNOWN_CALLS
-        .iter()
-        .find(|(s, _)| *s == service)
-        .and_then(|(s, methods)| Some((*s, *methods.iter().find(|m| **m == method)?)))
-        .unwrap_or(("unknown", "unknown"))
+    let mut first = 0;
+    for (s, methods) in KNOWN_CALLS {
+        if *s == service {
+            if let Some(m) = methods.iter().position(|m| *m == method) {
+                return (s, methods[m], Some(first + m));
+            }
+            break;
+        }
+        first += methods.len();
+    }
+    ("unknown", "unknown", None)
 }
+
+/// `ModelInfer`'s place in [`KNOWN_CALLS`] (checked by a test).
+const MODEL_INFER_CALL: usize = 5;
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
     // A static name: a `&str` key would be parsed on every call.
@@ -197,7 +247,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = call_labels(request.uri().path());
+        let (service, method, call) = call_labels(request.uri().path());
         // py-grpc-prometheus' names, which MLServer's series carry.
         let grpc_type = match method {
             "ModelStreamInfer" | "ServerReflectionInfo" => "BIDI_STREAMING",
@@ -223,12 +273,15 @@ where
             grpc_type,
             service,
             method,
+            call,
             started: Instant::now(),
         };
         if let Some(m) = &record.metrics {
-            m.started
-                .with(&[grpc_type, record.service, record.method])
-                .inc();
+            let started = || m.started.with(&[grpc_type, service, method]);
+            match call {
+                Some(i) => m.calls[i].started.get_or_init(started).inc(),
+                None => started().inc(),
+            }
         }
         let future = self.inner.call(request.map(|inner| CountedBody {
             inner,
@@ -449,16 +502,20 @@ mod tests {
 
     #[test]
     fn grpc_labels_are_the_calls_we_serve() {
+        let labels = |path| {
+            let (service, method, _) = call_labels(path);
+            (service, method)
+        };
         assert_eq!(
-            call_labels("/inference.GRPCInferenceService/ModelInfer"),
+            labels("/inference.GRPCInferenceService/ModelInfer"),
             ("inference.GRPCInferenceService", "ModelInfer")
         );
         assert_eq!(
-            call_labels("/grpc.health.v1.Health/Check"),
+            labels("/grpc.health.v1.Health/Check"),
             ("grpc.health.v1.Health", "Check")
         );
         assert_eq!(
-            call_labels("/inference.model_repository.ModelRepositoryService/RepositoryIndex"),
+            labels("/inference.model_repository.ModelRepositoryService/RepositoryIndex"),
             (
                 "inference.model_repository.ModelRepositoryService",
                 "RepositoryIndex"
@@ -472,7 +529,30 @@ mod tests {
             "",
             "ModelInfer",
         ] {
-            assert_eq!(call_labels(path), ("unknown", "unknown"), "{path}");
+            assert_eq!(call_labels(path), ("unknown", "unknown", None), "{path}");
+        }
+    }
+
+    #[test]
+    fn every_known_call_has_its_own_place() {
+        let mut places = Vec::new();
+        for (service, methods) in KNOWN_CALLS {
+            for method in *methods {
+                let (s, m, place) = call_labels(&format!("/{service}/{method}"));
+                assert_eq!((s, m), (*service, *method));
+                places.push(place.expect("known"));
+            }
+        }
+        let expected: Vec<usize> = (0..places.len()).collect();
+        assert_eq!(places, expected, "in KNOWN_CALLS' order, once each");
+        // The shortcut names the place the search finds.
+        let mut first = 0;
+        for (service, methods) in KNOWN_CALLS {
+            if *service == "inference.GRPCInferenceService" {
+                let m = methods.iter().position(|m| *m == "ModelInfer").unwrap();
+                assert_eq!(MODEL_INFER_CALL, first + m);
+            }
+            first += methods.len();
         }
     }
 }

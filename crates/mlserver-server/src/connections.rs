@@ -269,6 +269,13 @@ async fn serve_connection<S, B, ReqBody>(
     ReqBody: Send + 'static,
 {
     let activity = Arc::new(Activity::new(protocols == Protocols::Http2Only));
+    // The header that says a body is compressed: gRPC's on the gRPC port,
+    // HTTP's elsewhere. Static names: a `&str` is parsed on every lookup.
+    static GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
+    let encoding_header = match protocols {
+        Protocols::Http2Only => &GRPC_ENCODING,
+        Protocols::Http1And2 => &http::header::CONTENT_ENCODING,
+    };
     let hyper_service = {
         let activity = activity.clone();
         let limits = limits.clone();
@@ -281,8 +288,7 @@ async fn serve_connection<S, B, ReqBody>(
             let charge = limits.memory_budget.clone().map(Charge::new);
             // Only a compressed body has more to charge than its bytes (an
             // extension is an allocation: plain requests go without).
-            let compressed = parts.headers.contains_key(http::header::CONTENT_ENCODING)
-                || parts.headers.contains_key("grpc-encoding");
+            let compressed = parts.headers.contains_key(encoding_header);
             if let Some(charge) = charge.as_ref().filter(|_| compressed) {
                 parts.extensions.insert(charge.clone());
             }
