@@ -1,4 +1,4 @@
-//! `mlserver infer` (crate mlserver-batch) end to end: our server with the
+//! `mlserver infer` (crate mlserver-infer) end to end: our server with the
 //! bundled example models on free loopback ports, the batch client over
 //! REST and gRPC, with and without binary data, several workers and merged
 //! batches, a line the server refuses (retried, then reported), and the same
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mlserver_batch::{InferArgs, Summary, Transport};
+use mlserver_infer::{InferArgs, Summary, Transport};
 use mlserver_tests::python::mlserver_python;
 use mlserver_tests::{examples_models, ModelsDir, TestServer};
 use serde_json::{json, Value};
@@ -91,7 +91,7 @@ async fn ours(
     args.url = addr.to_string();
     args.transport = transport;
     tweak(&mut args);
-    let summary = mlserver_batch::run_async(args).await.expect("the run");
+    let summary = mlserver_infer::run_async(args).await.expect("the run");
     (summary, read_lines(&output))
 }
 
@@ -396,20 +396,20 @@ async fn setup_errors_are_errors_of_the_run() {
     let input = write_input(dir.path(), "in.jsonl", &sum_corpus());
     let mut args = InferArgs::new("m", &input, dir.path().join("out.jsonl"));
     args.url = "http://localhost:1".into();
-    let e = mlserver_batch::run_async(args).await.unwrap_err();
+    let e = mlserver_infer::run_async(args).await.unwrap_err();
     assert!(
         e.to_string().contains("should not include the scheme"),
         "{e}"
     );
 
     let args = InferArgs::new("m", &input, dir.path().join("no/such/dir/out.jsonl"));
-    let e = mlserver_batch::run_async(args).await.unwrap_err();
+    let e = mlserver_infer::run_async(args).await.unwrap_err();
     assert!(e.to_string().contains("is not writable"), "{e}");
 
     // As MLServer, the output is created before the input is opened.
     let out = dir.path().join("empty.jsonl");
     let args = InferArgs::new("m", dir.path().join("missing.jsonl"), &out);
-    let e = mlserver_batch::run_async(args).await.unwrap_err();
+    let e = mlserver_infer::run_async(args).await.unwrap_err();
     assert!(e.to_string().contains("missing.jsonl"), "{e}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
 }

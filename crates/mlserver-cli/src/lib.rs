@@ -85,7 +85,7 @@ pub enum Command {
     /// Send a file of V2 inference requests (one JSON per line) to a server,
     /// `--workers` at a time, and write one response or error per line to
     /// the output file, as MLServer's `mlserver infer` does (REST or gRPC).
-    Infer(mlserver_batch::InferArgs),
+    Infer(mlserver_infer::InferArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -104,8 +104,8 @@ pub fn run_with(cli: Cli, runtimes: RuntimeRegistry) -> ExitCode {
         Command::Dotenv { folder } => dotenv::dotenv(&folder, &runtimes),
         Command::Init(args) => init::init(args),
         Command::Infer(args) => {
-            mlserver_batch::init_logging(&args);
-            mlserver_batch::run(args).map(drop).map_err(Into::into)
+            mlserver_infer::init_logging(&args);
+            mlserver_infer::run(args).map(drop).map_err(Into::into)
         }
     };
     match result {

@@ -35,12 +35,12 @@
 //! #[derive(Parser)]
 //! struct Cli {
 //!     #[command(flatten)]
-//!     infer: mlserver_batch::InferArgs,
+//!     infer: mlserver_infer::InferArgs,
 //! }
 //!
 //! let cli = Cli::parse_from(["infer", "-m", "sum-model", "-i", "in.jsonl", "-o", "out.jsonl"]);
-//! mlserver_batch::init_logging(&cli.infer);
-//! let summary = mlserver_batch::run(cli.infer).expect("batch ran");
+//! mlserver_infer::init_logging(&cli.infer);
+//! let summary = mlserver_infer::run(cli.infer).expect("batch ran");
 //! println!("{} lines written", summary.written);
 //! ```
 

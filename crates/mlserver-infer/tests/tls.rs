@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use mlserver_batch::{InferArgs, Transport};
+use mlserver_infer::{InferArgs, Transport};
 use mlserver_runtime::RuntimeRegistry;
 use mlserver_server::{Listeners, Server};
 use mlserver_settings::{EnvSource, Settings};
@@ -100,7 +100,7 @@ async fn run(
     args.insecure = insecure;
     args.retries = 1;
     args.timeout = 10;
-    mlserver_batch::run_async(args).await.expect("the run");
+    mlserver_infer::run_async(args).await.expect("the run");
     std::fs::read_to_string(&output)
         .unwrap()
         .lines()

@@ -52,7 +52,7 @@ pub(crate) fn init_logging(verbose: bool) {
     use tracing_subscriber::EnvFilter;
     let level = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,mlserver_batch={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,mlserver_infer={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
