@@ -1,45 +1,11 @@
 //! The custom endpoints of the loaded models (`MLModel::custom_routes`),
-//! claimed at load and released at unload, and the V2 API's own routes,
-//! which no model may take.
+//! claimed at load and released at unload, kept off the routes the
+//! transports reserve (the REST adapter's V2 API, given as data).
 
 use crate::ServingError;
 use std::sync::RwLock;
 
 use mlserver_runtime::CustomRoute;
-
-/// The V2 API's REST routes (the REST adapter serves exactly these).
-pub const V2_ROUTES: &[&str] = &[
-    "/v2/health/live",
-    "/v2/health/ready",
-    "/v2",
-    "/v2/models/{name}",
-    "/v2/models/{name}/versions/{version}",
-    "/v2/models/{name}/ready",
-    "/v2/models/{name}/versions/{version}/ready",
-    "/v2/models/{name}/infer",
-    "/v2/models/{name}/generate",
-    "/v2/models/{name}/versions/{version}/infer",
-    "/v2/models/{name}/versions/{version}/generate",
-    "/v2/repository/index",
-    "/v2/repository/models/{name}/load",
-    "/v2/repository/models/{name}/unload",
-    "/v2/models/{name}/infer_stream",
-    "/v2/models/{name}/generate_stream",
-    "/v2/models/{name}/versions/{version}/infer_stream",
-    "/v2/models/{name}/versions/{version}/generate_stream",
-    "/v2/models/stats",
-    "/v2/models/{name}/stats",
-    "/v2/models/{name}/versions/{version}/stats",
-    "/v2/models/{name}/config",
-    "/v2/models/{name}/versions/{version}/config",
-    "/v2/docs",
-    "/v2/docs/dataplane.json",
-    "/v2/models/{name}/docs",
-    "/v2/models/{name}/docs/dataplane.json",
-    "/v2/models/{name}/versions/{version}/docs",
-    "/v2/models/{name}/versions/{version}/docs/dataplane.json",
-    "/v2/runtimes",
-];
 
 /// Whether two templates can match one path (a `{param}` matches any
 /// segment).
@@ -77,9 +43,20 @@ pub struct CustomTarget {
 #[derive(Default)]
 pub struct CustomRoutes {
     claims: RwLock<Vec<Claim>>,
+    /// Route templates no model may take.
+    reserved: &'static [&'static str],
 }
 
 impl CustomRoutes {
+    /// No custom routes yet, and none allowed over `reserved` (templates,
+    /// `{param}` matching any segment).
+    pub(crate) fn reserving(reserved: &'static [&'static str]) -> Self {
+        CustomRoutes {
+            claims: RwLock::default(),
+            reserved,
+        }
+    }
+
     /// Gives `routes` to `model`/`version`, replacing what it had (a
     /// reload). Refused, changing nothing, when one overlaps a V2 route or
     /// another model's.
@@ -98,7 +75,7 @@ impl CustomRoutes {
                     route.method, route.path
                 )));
             }
-            if let Some(v2) = V2_ROUTES.iter().find(|v2| overlap(v2, &route.path)) {
+            if let Some(v2) = self.reserved.iter().find(|v2| overlap(v2, &route.path)) {
                 return Err(ServingError::bad_request(format!(
                     "model {model}: custom route {} {} clashes with the V2 API's {v2}",
                     route.method, route.path
@@ -165,7 +142,7 @@ mod tests {
 
     #[test]
     fn routes_are_claimed_once_and_never_over_the_v2_api() {
-        let routes = CustomRoutes::default();
+        let routes = CustomRoutes::reserving(&["/v2/models/{name}", "/v2/models/{name}/infer"]);
         let r = |m: &str, p: &str| CustomRoute::new(m, p);
         routes
             .claim(

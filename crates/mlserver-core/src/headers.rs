@@ -66,7 +66,7 @@ pub fn take_response_headers(response: &mut InferenceResponse) -> Vec<(String, S
 /// it is so far) into `into`: a name's first value replaces what `into` had
 /// under it, its repeats are appended (`HeaderMap`'s iterator gives a
 /// repeat as `None`).
-pub fn insert_headers(
+pub fn merge_headers(
     into: &mut http::HeaderMap,
     from: http::HeaderMap,
     keep: impl Fn(&http::HeaderMap, &http::HeaderName) -> bool,

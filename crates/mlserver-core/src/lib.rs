@@ -26,7 +26,7 @@ mod triton;
 
 pub use cache::ResponseCache;
 pub use cloudevents::CloudEvents;
-pub use custom::{CustomRoutes, CustomTarget, V2_ROUTES};
+pub use custom::{CustomRoutes, CustomTarget};
 pub use dataplane::{DataPlane, ServingStream, BUILTIN_EXTENSIONS};
 pub use error::ServingError;
 pub use executor::{configure_worker_runtime, Executor};

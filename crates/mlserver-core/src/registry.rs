@@ -314,6 +314,16 @@ impl ModelRegistry {
         Self::default()
     }
 
+    /// An empty registry whose models' custom routes may not overlap
+    /// `reserved` (the transports' own routes, such as
+    /// `mlserver_rest::V2_PATHS`).
+    pub fn with_reserved_routes(reserved: &'static [&'static str]) -> Self {
+        ModelRegistry {
+            custom: crate::custom::CustomRoutes::reserving(reserved),
+            ..Self::default()
+        }
+    }
+
     /// The custom endpoints of the loaded models.
     pub fn custom_routes(&self) -> &crate::custom::CustomRoutes {
         &self.custom

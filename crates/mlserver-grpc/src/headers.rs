@@ -55,7 +55,7 @@ pub(crate) fn extract_metadata(response: &mut InferenceResponse) -> http::Header
             }
         }
     }
-    mlserver_core::headers::insert_headers(&mut out, server, |_, _| true);
+    mlserver_core::headers::merge_headers(&mut out, server, |_, _| true);
     out
 }
 

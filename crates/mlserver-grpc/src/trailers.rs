@@ -92,7 +92,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for TrailedBody<B> {
                     // have no `grpc-*`); other names of tonic's give way to
                     // ours.
                     let theirs = std::mem::take(trailers);
-                    mlserver_core::headers::insert_headers(&mut ours, theirs, |ours, name| {
+                    mlserver_core::headers::merge_headers(&mut ours, theirs, |ours, name| {
                         name.as_str().starts_with("grpc-") || !ours.contains_key(name)
                     });
                     *trailers = ours;

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::body::{bad_binary, header_length, parse_json, read_body};
 use super::AppState;
 use crate::error::ApiError;
-use crate::headers::{extract_headers, insert_headers};
+use crate::headers::{extract_headers, headers_into_parameters};
 use crate::openapi;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -273,7 +273,7 @@ async fn decode_request(
             (request, format)
         }
     };
-    insert_headers(&mut request, std::mem::take(&mut headers));
+    headers_into_parameters(&mut request, std::mem::take(&mut headers));
     mlserver_core::trace::inject(&mut request);
     Ok((request, format))
 }

@@ -6,7 +6,7 @@ use mlserver_types::{InferenceRequest, InferenceResponse, RequestHeaders};
 
 /// Every HTTP request header, for `parameters.headers` as MLServer does
 /// (the server puts them there for runtimes that read them).
-pub(crate) fn insert_headers(request: &mut InferenceRequest, headers: HeaderMap) {
+pub(crate) fn headers_into_parameters(request: &mut InferenceRequest, headers: HeaderMap) {
     request.headers = Some(RequestHeaders::new(std::sync::Arc::new(headers)));
 }
 
@@ -26,7 +26,7 @@ pub(crate) fn extract_headers(response: &mut InferenceResponse) -> HeaderMap {
             out.insert(k, v);
         }
     }
-    mlserver_core::headers::insert_headers(&mut out, server, |_, _| true);
+    mlserver_core::headers::merge_headers(&mut out, server, |_, _| true);
     out
 }
 
@@ -45,7 +45,7 @@ mod tests {
             map.append(k, HeaderValue::from_static(v));
         }
         let mut request = InferenceRequest::default();
-        insert_headers(&mut request, map);
+        headers_into_parameters(&mut request, map);
         mlserver_core::headers::materialize(&mut request);
         let seen = request.parameters.as_ref().unwrap().headers().unwrap();
         assert_eq!(seen["content-type"], "application/json");

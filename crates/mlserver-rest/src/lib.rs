@@ -67,9 +67,56 @@ pub struct RestOptions {
     pub trace: bool,
 }
 
-/// The REST routes' templates (the V2 API's), for the router and the
-/// trailing-slash redirect.
-use mlserver_core::V2_ROUTES as ROUTES;
+/// Declares the V2 routes once, as `path => method(handler)`: the router
+/// is built from the table ([`v2_router`]) and the paths are data
+/// ([`V2_PATHS`]) for the trailing-slash redirect, the API document's test
+/// and the check that keeps models' custom routes off them.
+macro_rules! v2_routes {
+    ($($path:literal => $method:ident($handler:ident)),* $(,)?) => {
+        /// The V2 API's REST routes, every one this adapter serves: no
+        /// model's custom route may take one (give them to
+        /// `mlserver_core::ModelRegistry::with_reserved_routes`).
+        pub const V2_PATHS: &[&str] = &[$($path),*];
+
+        fn v2_router(e: &Endpoints<'_>) -> Router<AppState> {
+            use handlers::*;
+            Router::new()$(.route($path, e.$method($handler)))*
+        }
+    };
+}
+
+v2_routes! {
+    "/v2/health/live" => get(live),
+    "/v2/health/ready" => get(ready),
+    "/v2" => get(server_metadata),
+    "/v2/models/{name}" => get(model_metadata),
+    "/v2/models/{name}/versions/{version}" => get(model_version_metadata),
+    "/v2/models/{name}/ready" => get(model_ready),
+    "/v2/models/{name}/versions/{version}/ready" => get(model_version_ready),
+    "/v2/models/{name}/infer" => post(infer),
+    "/v2/models/{name}/generate" => post(infer),
+    "/v2/models/{name}/versions/{version}/infer" => post(infer_version),
+    "/v2/models/{name}/versions/{version}/generate" => post(infer_version),
+    "/v2/repository/index" => post(repository_index),
+    "/v2/repository/models/{name}/load" => post(repository_load),
+    "/v2/repository/models/{name}/unload" => post(repository_unload),
+    "/v2/models/{name}/infer_stream" => post(infer_stream),
+    "/v2/models/{name}/generate_stream" => post(infer_stream),
+    "/v2/models/{name}/versions/{version}/infer_stream" => post(infer_stream_version),
+    "/v2/models/{name}/versions/{version}/generate_stream" => post(infer_stream_version),
+    "/v2/models/stats" => get(all_statistics),
+    "/v2/models/{name}/stats" => get(model_statistics),
+    "/v2/models/{name}/versions/{version}/stats" => get(model_version_statistics),
+    "/v2/models/{name}/config" => get(model_config),
+    "/v2/models/{name}/versions/{version}/config" => get(model_version_config),
+    "/v2/docs" => get(docs),
+    "/v2/docs/dataplane.json" => get(openapi_document),
+    "/v2/models/{name}/docs" => get(model_docs),
+    "/v2/models/{name}/docs/dataplane.json" => get(model_openapi_document),
+    "/v2/models/{name}/versions/{version}/docs" => get(model_version_docs),
+    "/v2/models/{name}/versions/{version}/docs/dataplane.json" => get(model_version_openapi_document),
+    "/v2/runtimes" => get(runtimes),
+}
 
 /// The REST service: the router, compressed when `gzip_enabled`.
 pub type RestService = Compression<Router, GzipPolicy>;
@@ -137,42 +184,11 @@ impl Endpoints<'_> {
 /// that serves the API under a prefix), every route also answers under it,
 /// as Starlette routes a request whose path starts with its root path.
 pub fn router(state: AppState, options: RestOptions) -> RestService {
-    use handlers::*;
     let e = Endpoints {
         state: &state,
         metrics: options.metrics.as_ref(),
     };
-    let routes = Router::new()
-        .route(ROUTES[0], e.get(live))
-        .route(ROUTES[1], e.get(ready))
-        .route(ROUTES[2], e.get(server_metadata))
-        .route(ROUTES[3], e.get(model_metadata))
-        .route(ROUTES[4], e.get(model_version_metadata))
-        .route(ROUTES[5], e.get(model_ready))
-        .route(ROUTES[6], e.get(model_version_ready))
-        .route(ROUTES[7], e.post(infer))
-        .route(ROUTES[8], e.post(infer))
-        .route(ROUTES[9], e.post(infer_version))
-        .route(ROUTES[10], e.post(infer_version))
-        .route(ROUTES[11], e.post(repository_index))
-        .route(ROUTES[12], e.post(repository_load))
-        .route(ROUTES[13], e.post(repository_unload))
-        .route(ROUTES[14], e.post(infer_stream))
-        .route(ROUTES[15], e.post(infer_stream))
-        .route(ROUTES[16], e.post(infer_stream_version))
-        .route(ROUTES[17], e.post(infer_stream_version))
-        .route(ROUTES[18], e.get(all_statistics))
-        .route(ROUTES[19], e.get(model_statistics))
-        .route(ROUTES[20], e.get(model_version_statistics))
-        .route(ROUTES[21], e.get(model_config))
-        .route(ROUTES[22], e.get(model_version_config))
-        .route(ROUTES[23], e.get(docs))
-        .route(ROUTES[24], e.get(openapi_document))
-        .route(ROUTES[25], e.get(model_docs))
-        .route(ROUTES[26], e.get(model_openapi_document))
-        .route(ROUTES[27], e.get(model_version_docs))
-        .route(ROUTES[28], e.get(model_version_openapi_document))
-        .route(ROUTES[29], e.get(runtimes));
+    let routes = v2_router(&e);
     let prefix = root_prefix(&options.root_path);
     let routes = match &prefix {
         Some(prefix) => Router::new().nest(prefix, routes.clone()).merge(routes),
@@ -256,7 +272,7 @@ fn is_route(path: &str, prefix: Option<&str>) -> bool {
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(path);
     let segments: Vec<&str> = path.split('/').collect();
-    ROUTES.iter().any(|template| {
+    V2_PATHS.iter().any(|template| {
         let parts: Vec<&str> = template.split('/').collect();
         parts.len() == segments.len()
             && parts

@@ -658,7 +658,7 @@ mod tests {
     fn every_rest_route_is_documented() {
         let doc = server_document();
         let paths = doc["paths"].as_object().unwrap();
-        for route in mlserver_core::V2_ROUTES {
+        for route in crate::V2_PATHS {
             let templated = route
                 .replace("{name}", "{model_name}")
                 .replace("{version}", "{model_version}");

@@ -116,7 +116,8 @@ impl Server {
             .as_ref()
             .map(cors_layer)
             .transpose()?;
-        let registry = Arc::new(ModelRegistry::new());
+        // REST serves the V2 API on these paths: no model may take them.
+        let registry = Arc::new(ModelRegistry::with_reserved_routes(mlserver_rest::V2_PATHS));
         let root = PathBuf::from(&settings.model_repository_root);
         let repository = Arc::new(ModelRepository::new(
             root,
