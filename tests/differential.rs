@@ -5,7 +5,7 @@
 //! compared field by field: status, body, the headers a client reads, gRPC
 //! codes, messages and metadata. A difference fails the test unless
 //! `tests/differential/deliberate.json` lists it with its reason (each is
-//! in the README's differences table).
+//! in the differences table of docs/compatibility.md).
 //!
 //! Run alone with `cargo test -p mlserver-tests --test differential --
 //! --nocapture` to see every difference, listed or not.
@@ -1087,7 +1087,7 @@ async fn mlserver_and_ours_answer_alike() {
     );
 }
 
-/// Families only this server has, with why (README: differences).
+/// Families only this server has, with why (docs/compatibility.md: differences).
 const OURS_ONLY: &[(&str, &str)] = &[
     ("loaded_models", "model lifecycle metrics MLServer does not have"),
     ("model_load_success_total", "model lifecycle metrics MLServer does not have"),

@@ -14,7 +14,7 @@ packages pinned in examples/models/iris-onnx/requirements.txt:
   scaler_pipeline.json inputs and onnxruntime's labels for it
   xgboost.onnx, lightgbm.onnx (+ .json)
                        iris classifiers converted with onnxmltools (the
-                       README's recipes), with onnxruntime's labels; needs
+                       docs/onnx.md's recipes), with onnxruntime's labels; needs
                        requirements-gbm.txt on top
   gbr.onnx, xgboost_regressor.onnx, lightgbm_regressor.onnx, scaler.onnx
   (+ .json)            regressors: scikit-learn's 100-tree gradient boosting,
