@@ -29,12 +29,7 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
         builder.worker_threads(threads);
     }
     #[cfg(feature = "mimalloc")]
-    {
-        crate::allocator::install(&mut builder);
-        // The inference workers (`parallel_workers`) too: responses they
-        // allocate are freed on the async workers, into their heaps.
-        mlserver_server::configure_worker_runtime(crate::allocator::install);
-    }
+    crate::allocator::install(&mut builder);
     let runtime = builder
         .build()
         .context("could not start the async runtime")?;
@@ -88,6 +83,18 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     #[cfg(feature = "mimalloc")]
     crate::allocator::spawn_purge();
     let result = runtime.block_on(async move {
+        // The inference workers (`parallel_workers`) get the allocator's
+        // hooks too: responses they allocate are freed on the async
+        // workers, into their heaps.
+        #[cfg(feature = "mimalloc")]
+        let server = Server::with_worker_runtime(
+            settings,
+            runtimes,
+            env,
+            security,
+            crate::allocator::install,
+        )?;
+        #[cfg(not(feature = "mimalloc"))]
         let server = Server::with_security(settings, runtimes, env, security)?;
         #[cfg(feature = "python")]
         if let Some(source) = source {

@@ -4,21 +4,27 @@
 //! many async predictions, and loads every model into each one, so memory
 //! grows as models x workers (its most reported problem). Here the workers
 //! are the threads of a dedicated async runtime that share the one loaded
-//! copy of each model: at most `parallel_workers` predictions compute at
-//! once, while predictions that await (I/O, a remote call) interleave on
-//! them as they do in MLServer's worker event loops. Because such
-//! predictions never run on the threads that accept connections, a runtime
-//! that computes inside `predict` without `blocking()` still cannot stall
-//! health checks, metadata or metrics.
+//! copy of each model, and they are the one lane for computing: at most
+//! `parallel_workers` predictions compute at once, while predictions that
+//! await (I/O, a remote call) interleave on them as they do in MLServer's
+//! worker event loops. A runtime's [`blocking`](mlserver_runtime::blocking)
+//! work computes in place on that lane (see `mlserver_runtime`'s
+//! `on_compute_lane`), inside the bound, instead of on tokio's unbounded
+//! blocking pool. Because such predictions never run on the threads that
+//! accept connections, a runtime that computes inside `predict` without
+//! `blocking()` still cannot stall health checks, metadata or metrics.
 //!
-//! Handing a prediction to another thread costs two cross-thread wake-ups,
-//! more than a small model's whole prediction (a row sum, a lookup). So each
-//! model's predictions are timed, and a model whose predictions take on
-//! average under [`INLINE_BELOW`] runs on the request's own task: it cannot
-//! stall anything for longer than that. A model starts on the pool until it
-//! has been measured, and moves back to it as soon as its average grows.
-//! A model whose `predict` only awaits work done elsewhere (a Python worker
-//! process: `MLModel::predicts_elsewhere`) always runs on the request's task.
+//! The one exception, by design: handing a prediction to another thread
+//! costs two cross-thread wake-ups, more than a small model's whole
+//! prediction (a row sum, a lookup). So each model's predictions are timed,
+//! and a model whose predictions take on average under [`INLINE_BELOW`]
+//! runs on the request's own task (its `blocking()` work there too): it
+//! cannot stall anything for longer than that. A model starts on the pool
+//! until it has been measured, and moves back to it as soon as its average
+//! grows. A model whose `predict` only awaits work done elsewhere (a Python
+//! worker process: `MLModel::predicts_elsewhere`) always runs on the
+//! request's task, and with `parallel_workers: 0` every prediction does
+//! (there is no lane; `blocking()` uses tokio's blocking pool).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use mlserver_metrics::Histogram;
-use mlserver_runtime::{panic_message, DynModel, MLServerError, RequestStream, ResponseStream};
+use mlserver_runtime::{
+    on_compute_lane, panic_message, DynModel, MLServerError, RequestStream, ResponseStream,
+};
 use mlserver_types::{InferenceRequest, InferenceResponse};
 
 use crate::statistics::PredictTiming;
@@ -68,19 +76,11 @@ impl PredictCost {
     }
 }
 
-/// What the binary adds to the inference workers' runtime, set once before
-/// the server starts ([`configure_worker_runtime`]).
-static RUNTIME_HOOK: std::sync::OnceLock<fn(&mut tokio::runtime::Builder)> =
-    std::sync::OnceLock::new();
-
-/// Sets what the binary adds to the builder of the inference workers'
-/// runtime, as it does to its own async runtime: its allocator's thread
-/// hooks, which hand the memory these threads free back to the system when
-/// they go idle. Set once, before any [`Executor`] is made; later calls are
-/// ignored.
-pub fn configure_worker_runtime(hook: fn(&mut tokio::runtime::Builder)) {
-    let _ = RUNTIME_HOOK.set(hook);
-}
+/// What a binary adds to the builder of the inference workers' runtime,
+/// as it does to its own async runtime (its allocator's thread hooks, for
+/// example, which hand the memory these threads free back to the system
+/// when they go idle).
+pub type WorkerRuntimeHook = fn(&mut tokio::runtime::Builder);
 
 /// Runs `predict` calls, inline or on the worker pool.
 pub struct Executor {
@@ -105,7 +105,12 @@ impl Executor {
     }
 
     /// A pool of `workers` threads; `0` means [`Executor::inline`].
-    pub fn new(workers: usize, in_flight: Option<Arc<Histogram>>) -> std::io::Result<Self> {
+    /// `configure`, when given, adds to the pool's runtime builder.
+    pub fn new(
+        workers: usize,
+        in_flight: Option<Arc<Histogram>>,
+        configure: Option<WorkerRuntimeHook>,
+    ) -> std::io::Result<Self> {
         if workers == 0 {
             return Ok(Self::inline());
         }
@@ -114,8 +119,8 @@ impl Executor {
             .worker_threads(workers)
             .thread_name("mlserver-worker")
             .enable_all();
-        if let Some(hook) = RUNTIME_HOOK.get() {
-            hook(&mut builder);
+        if let Some(configure) = configure {
+            configure(&mut builder);
         }
         let runtime = builder.build()?;
         Ok(Executor {
@@ -174,11 +179,17 @@ impl Executor {
                 .as_ref()
                 .filter(|_| runtime.predicts_elsewhere())
                 .map(Pool::dispatched);
+            // A cheap model's `blocking()` work stays here too (the
+            // documented exception to the lane's bound); with no pool, or
+            // for a prediction made elsewhere, it goes to tokio's pool.
+            let lane = self.pool.is_some() && !runtime.predicts_elsewhere();
             let started = Instant::now();
-            let result = AssertUnwindSafe(runtime.predict(request))
-                .catch_unwind()
-                .await
-                .map_err(|p| panicked(&*p))?;
+            let predict = AssertUnwindSafe(runtime.predict(request)).catch_unwind();
+            let result = match lane {
+                true => on_compute_lane(predict).await,
+                false => predict.await,
+            }
+            .map_err(|p| panicked(&*p))?;
             let infer = started.elapsed();
             // Only successes: fast failures must not make a model look cheap.
             if result.is_ok() {
@@ -206,7 +217,7 @@ impl Executor {
         let task = handle.spawn(async move {
             let _done = done;
             let started = Instant::now();
-            let result = runtime.predict(request).await;
+            let result = on_compute_lane(runtime.predict(request)).await;
             let infer = started.elapsed();
             if result.is_ok() {
                 cost.record(infer);
@@ -286,7 +297,7 @@ impl Executor {
             .as_ref()
             .expect("the pool runtime lives as long as the executor")
             .handle();
-        handle.spawn(async move {
+        handle.spawn(on_compute_lane(async move {
             let mut responses = produce.await;
             loop {
                 // The consumer may go away while the runtime has nothing to
@@ -301,7 +312,7 @@ impl Executor {
                     return;
                 }
             }
-        });
+        }));
         tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
     }
 }
@@ -401,7 +412,7 @@ mod tests {
     async fn a_caller_that_stops_waiting_cancels_the_prediction() {
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let runtime: DynModel = Arc::new(Stuck(dropped.clone()));
-        let executor = Executor::new(1, None).unwrap();
+        let executor = Executor::new(1, None, None).unwrap();
         let cost = Arc::new(PredictCost::default());
         // Not cheap, so it runs on the pool.
         cost.record(Duration::from_secs(1));
@@ -425,7 +436,7 @@ mod tests {
             max_seen: AtomicUsize::new(0),
         });
         let runtime: DynModel = model.clone();
-        let executor = Arc::new(Executor::new(2, None).unwrap());
+        let executor = Arc::new(Executor::new(2, None, None).unwrap());
         let cost = Arc::new(PredictCost::default());
         let calls = (0..8).map(|i| {
             let executor = executor.clone();
@@ -446,6 +457,65 @@ mod tests {
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 7);
         assert!(!cost.cheap());
         drop(executor);
+    }
+
+    /// Computes through `blocking()`, as the ONNX runtime does, counting
+    /// how many of its computations overlap.
+    struct Blocking {
+        running: Arc<AtomicUsize>,
+        max_seen: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl MLModel for Blocking {
+        async fn load(_: ModelContext) -> Result<Self, MLServerError> {
+            unreachable!()
+        }
+        async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+            let (running, max_seen) = (self.running.clone(), self.max_seen.clone());
+            mlserver_runtime::blocking(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                max_seen.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(InferenceResponse::default())
+            })
+            .await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_work_computes_within_parallel_workers() {
+        for workers in [1, 4] {
+            let model = Blocking {
+                running: Arc::default(),
+                max_seen: Arc::default(),
+            };
+            let max_seen = model.max_seen.clone();
+            let runtime: DynModel = Arc::new(model);
+            let executor = Arc::new(Executor::new(workers, None, None).unwrap());
+            let cost = Arc::new(PredictCost::default());
+            let calls = (0..10).map(|_| {
+                let (executor, runtime, cost) = (executor.clone(), runtime.clone(), cost.clone());
+                async move {
+                    executor
+                        .predict("blocking", &runtime, &cost, InferenceRequest::default())
+                        .await
+                }
+            });
+            let results = futures::future::join_all(calls).await;
+            assert!(results.iter().all(Result::is_ok));
+            let max = max_seen.load(Ordering::SeqCst);
+            // Before the lane, a pool task awaiting tokio's blocking pool
+            // freed its thread: all ten computed at once.
+            assert!(
+                max <= workers,
+                "{max} computed at once with {workers} workers"
+            );
+            if workers > 1 {
+                assert!(max > 1, "the pool's threads compute side by side");
+            }
+        }
     }
 
     /// Answers with the name of the thread its `predict` ran on.
@@ -471,7 +541,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn models_predicting_elsewhere_stay_off_the_pool() {
-        let executor = Executor::new(1, None).unwrap();
+        let executor = Executor::new(1, None, None).unwrap();
         let here = std::thread::current().name().unwrap_or("").to_owned();
         for (elsewhere, expected) in [(false, "mlserver-worker"), (true, here.as_str())] {
             let runtime: DynModel = Arc::new(ThreadName { elsewhere });

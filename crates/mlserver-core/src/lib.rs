@@ -29,7 +29,7 @@ pub use cloudevents::CloudEvents;
 pub use custom::{CustomRoutes, CustomTarget};
 pub use dataplane::{DataPlane, ServingStream, BUILTIN_EXTENSIONS};
 pub use error::ServingError;
-pub use executor::{configure_worker_runtime, Executor};
+pub use executor::{Executor, WorkerRuntimeHook};
 pub use metrics::ServerMetrics;
 pub use registry::{LoadedModel, ModelRegistry, Readiness, Slot, SlotState, Version};
 pub use repository::{FoundModels, ModelRepository, Serving};

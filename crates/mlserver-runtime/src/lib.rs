@@ -12,7 +12,7 @@ mod registry;
 mod source;
 
 pub use async_trait::async_trait;
-pub use blocking::blocking;
+pub use blocking::{blocking, on_compute_lane, OnComputeLane};
 pub use custom::{CustomRequest, CustomResponse, CustomRoute};
 pub use error::{panic_message, ErrorStatus, MLServerError};
 pub use mlserver_metrics as metrics;

@@ -28,8 +28,8 @@ pub use budget::{BudgetExhausted, Charge, MemoryBudget};
 pub use connections::ConnectionLimits;
 pub use mlserver_core::trace::TARGET as TRACE_TARGET;
 pub use mlserver_core::{
-    configure_worker_runtime, DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository,
-    ResponseCache, ServerMetrics, Serving, Slot, SlotState, Version, BUILTIN_EXTENSIONS,
+    DataPlane, Executor, LoadedModel, ModelRegistry, ModelRepository, ResponseCache, ServerMetrics,
+    Serving, Slot, SlotState, Version, WorkerRuntimeHook, BUILTIN_EXTENSIONS,
 };
 pub use mlserver_grpc::{max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES};
 pub use mlserver_rest::{

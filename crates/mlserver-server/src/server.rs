@@ -18,7 +18,7 @@ use crate::connections::{self, ConnectionLimits, Protocols};
 use crate::unary_body::UnaryCheck;
 use mlserver_core::{
     CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, Readiness, ResponseCache,
-    ServerMetrics, Serving,
+    ServerMetrics, Serving, WorkerRuntimeHook,
 };
 use mlserver_grpc::{self as grpc, GrpcMetricFamilies, GrpcObserveLayer, GrpcState};
 use mlserver_rest::{
@@ -74,6 +74,30 @@ impl Server {
         env: Arc<EnvSource>,
         security: RuntimeSecurity,
     ) -> Result<Self, ServerError> {
+        Self::build(settings, runtimes, env, security, None)
+    }
+
+    /// [`Server::with_security`], with `hook` added to the builder of the
+    /// inference workers' runtime (`parallel_workers`), as the binary adds
+    /// it to its own: `mlserver start` installs its allocator's thread
+    /// hooks there.
+    pub fn with_worker_runtime(
+        settings: Settings,
+        runtimes: RuntimeRegistry,
+        env: Arc<EnvSource>,
+        security: RuntimeSecurity,
+        hook: WorkerRuntimeHook,
+    ) -> Result<Self, ServerError> {
+        Self::build(settings, runtimes, env, security, Some(hook))
+    }
+
+    fn build(
+        settings: Settings,
+        runtimes: RuntimeRegistry,
+        env: Arc<EnvSource>,
+        security: RuntimeSecurity,
+        worker_runtime: Option<WorkerRuntimeHook>,
+    ) -> Result<Self, ServerError> {
         let security = Arc::new(security);
         if let Some(cors) = &settings.cors_settings {
             security
@@ -98,6 +122,7 @@ impl Server {
         let executor = Executor::new(
             settings.parallel_workers,
             metrics.as_ref().map(|m| m.parallel_queue()),
+            worker_runtime,
         )
         .map_err(|e| ServerError::Workers(settings.parallel_workers, e))?;
         let serving = Serving {
