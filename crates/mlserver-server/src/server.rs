@@ -119,12 +119,13 @@ impl Server {
             ),
             None => (None, None),
         };
+        let threads = settings.inference_threads();
         let executor = Executor::new(
-            settings.parallel_workers,
+            threads,
             metrics.as_ref().map(|m| m.parallel_queue()),
             worker_runtime,
         )
-        .map_err(|e| ServerError::Workers(settings.parallel_workers, e))?;
+        .map_err(|e| ServerError::Workers(threads, e))?;
         let serving = Serving {
             executor: Arc::new(executor),
             cache: settings

@@ -42,6 +42,12 @@ pub struct Settings {
     pub empty_registry_readiness: bool,
     /// Inference worker processes; 0 means inference in the main process.
     pub parallel_workers: usize,
+    /// Set by the loader when neither `settings.json` nor
+    /// `MLSERVER_PARALLEL_WORKERS` gave `parallel_workers`, which is then
+    /// MLServer's default, 1 (see [`Settings::inference_threads`]); false
+    /// in settings made in code, whose `parallel_workers` is taken as given.
+    #[serde(skip)]
+    pub parallel_workers_defaulted: bool,
     /// Seconds to wait for a worker to stop at shutdown before killing it.
     pub parallel_workers_timeout: u64,
     /// Where environment tarballs are extracted; `$CWD/.envs` by default.
@@ -251,6 +257,7 @@ impl Default for Settings {
             strict_readiness: true,
             empty_registry_readiness: true,
             parallel_workers: 1,
+            parallel_workers_defaulted: false,
             parallel_workers_timeout: 5,
             environments_dir: cwd_join(".envs"),
             model_repository_implementation: None,
@@ -486,13 +493,55 @@ impl Settings {
             }
             None => {}
         }
-        layer::finish(merged, path.zip(text), SETTINGS.prefix)
+        let parallel_workers_defaulted = !merged.contains_key("parallel_workers");
+        let mut settings: Settings = layer::finish(merged, path.zip(text), SETTINGS.prefix)?;
+        settings.parallel_workers_defaulted = parallel_workers_defaulted;
+        Ok(settings)
+    }
+
+    /// Threads that compute Rust models' predictions: `parallel_workers`
+    /// when it was given, else one per CPU this process may use. MLServer's
+    /// default, one worker process, exists to keep models x workers copies
+    /// in memory down; these threads share the one copy of each model, and
+    /// one of them would leave the other CPUs idle. (Python models keep
+    /// `parallel_workers` worker processes, 1 by default, as MLServer.)
+    pub fn inference_threads(&self) -> usize {
+        if !self.parallel_workers_defaulted {
+            return self.parallel_workers;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inference_threads_follow_parallel_workers_only_when_it_is_given() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let dir = tempfile::tempdir().unwrap();
+        let env = EnvSource::empty();
+        let unset = load_settings(dir.path(), &env).unwrap();
+        assert_eq!(
+            (unset.parallel_workers, unset.inference_threads()),
+            (1, cpus)
+        );
+        for (file, expected) in [
+            (r#"{"parallel_workers": 1}"#, 1),
+            (r#"{"parallel_workers": 3}"#, 3),
+        ] {
+            std::fs::write(dir.path().join("settings.json"), file).unwrap();
+            let given = load_settings(dir.path(), &env).unwrap();
+            assert_eq!(given.inference_threads(), expected, "{file}");
+        }
+        std::fs::remove_file(dir.path().join("settings.json")).unwrap();
+        let env = EnvSource::empty().with_var("MLSERVER_PARALLEL_WORKERS", "1");
+        assert_eq!(
+            load_settings(dir.path(), &env).unwrap().inference_threads(),
+            1
+        );
+    }
 
     #[test]
     fn settings_we_do_not_act_on_are_named() {
