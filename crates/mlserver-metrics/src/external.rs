@@ -122,7 +122,7 @@ pub fn render(out: &mut String, families: &[ExternalFamily], format: Format) {
                     }
                     out.push_str(k);
                     out.push_str("=\"");
-                    super::registry::escape_label(out, v);
+                    crate::format::escape_label(out, v);
                     out.push('"');
                 }
                 out.push('}');

@@ -76,6 +76,18 @@ impl Format {
     }
 }
 
+/// Escapes a label value: backslashes, double quotes and newlines.
+pub(crate) fn escape_label(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
 /// Escapes `# HELP` text: backslashes and newlines, and in OpenMetrics
 /// double quotes too.
 fn escape_help(out: &mut String, help: &str, quotes: bool) {

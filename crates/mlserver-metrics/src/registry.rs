@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::external::{self, ExternalSource};
 use crate::family::{Family, FamilyInner};
-use crate::format::Format;
+use crate::format::{escape_label, Format};
 use crate::metric::{fmt_value, Counter, Gauge, Histogram, Summary};
 
 /// Why a metric family could not be registered.
@@ -348,17 +348,6 @@ fn sample(
 /// so `le` label values match MLServer's series exactly.
 fn fmt_bound(out: &mut String, le: f64) {
     fmt_value(out, le);
-}
-
-pub(crate) fn escape_label(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,12 @@ use std::collections::HashMap;
 use mlserver_types::{Datatype, MetadataTensor, Tensor};
 use tract_onnx::pb;
 
-use crate::engine::BATCH;
 use crate::OnnxError;
+
+/// The symbol (tract) or free dimension name every input's first dynamic
+/// axis shares: the batch. Unnamed leading dimensions are taken to be the
+/// same batch, as every converter of classical models writes them.
+pub const BATCH: &str = "N";
 
 /// One dimension of a declared shape.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -56,11 +56,13 @@ mod uri;
 pub use embedded::embedded_dotenv;
 pub use env::{expand_vars, parse_dotenv, EnvOrigin, EnvSource};
 pub use error::{InvalidModelUri, SettingsError};
-pub use model::{load_model_settings, ModelParameters, ModelSettings, MODEL_SETTINGS_FILENAME};
+pub use model::{
+    get_model_uri, load_model_settings, ModelParameters, ModelSettings, MODEL_SETTINGS_FILENAME,
+};
 pub use scan::{find_models, scan_models, ScanResult};
 pub use settings::{load_settings, CorsSettings, Settings, SETTINGS_FILENAME};
 pub use trusted::{
     canonical_implementation, RuntimeSecurity, TrustedRuntimesError, UntrustedModel,
     TRUSTED_RUNTIMES_PATH,
 };
-pub use uri::{get_model_uri, ModelUri};
+pub use uri::ModelUri;

@@ -8,9 +8,10 @@ use serde_json::{Map, Value};
 use tracing::warn;
 
 use crate::env::EnvSource;
+use crate::error::InvalidModelUri;
 use crate::error::SettingsError;
 use crate::layer::{self, field, Explicit, Field, Kind, Section};
-use crate::uri;
+use crate::uri::{self, local_path, normalize, ModelUri};
 
 /// The file that makes a folder a model.
 pub const MODEL_SETTINGS_FILENAME: &str = "model-settings.json";
@@ -320,6 +321,50 @@ fn random_gid() -> String {
         lo >> 48,
         lo & 0xffff_ffff_ffff
     )
+}
+
+/// MLServer's `get_model_uri(settings, wellknown_filenames)`.
+///
+/// - no `parameters` or no `uri`: [`InvalidModelUri`] (422);
+/// - a non-file scheme: returned unchanged as [`ModelUri::Remote`];
+/// - `file://` / `file:` is stripped, and a relative path is resolved
+///   against the folder of the model's `model-settings.json`
+///   ([`ModelSettings::source`]) or, without one, the working directory;
+/// - an existing file is returned as is; a directory gives its first
+///   existing `dir/<wellknown>` file in list order, else the directory;
+/// - anything else: [`InvalidModelUri`] naming the resolved path.
+pub fn get_model_uri(
+    settings: &ModelSettings,
+    wellknown: &[&str],
+) -> Result<ModelUri, InvalidModelUri> {
+    let invalid = |uri: String| InvalidModelUri {
+        name: settings.name.clone(),
+        uri,
+    };
+    let uri = settings
+        .uri()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| invalid(String::new()))?;
+    let path = match local_path(uri) {
+        Some(p) => p,
+        None => return Ok(ModelUri::Remote(uri.to_owned())),
+    };
+    let base = match settings.source.as_deref().and_then(Path::parent) {
+        Some(folder) => folder.to_path_buf(),
+        None => std::env::current_dir().unwrap_or_default(),
+    };
+    let full = normalize(&base.join(path));
+    if full.is_file() {
+        return Ok(ModelUri::Local(full));
+    }
+    if full.is_dir() {
+        let found = wellknown
+            .iter()
+            .map(|name| full.join(name))
+            .find(|p| p.is_file());
+        return Ok(ModelUri::Local(found.unwrap_or(full)));
+    }
+    Err(invalid(full.display().to_string()))
 }
 
 #[cfg(test)]

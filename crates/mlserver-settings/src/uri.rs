@@ -4,10 +4,7 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::InvalidModelUri;
-use crate::model::ModelSettings;
-
-/// Where a model's artefacts are, as [`get_model_uri`] resolved it.
+/// Where a model's artefacts are, as [`get_model_uri`](crate::get_model_uri) resolved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelUri {
     /// An existing local file or directory (absolute).
@@ -34,50 +31,6 @@ impl fmt::Display for ModelUri {
             ModelUri::Remote(u) => f.write_str(u),
         }
     }
-}
-
-/// MLServer's `get_model_uri(settings, wellknown_filenames)`.
-///
-/// - no `parameters` or no `uri`: [`InvalidModelUri`] (422);
-/// - a non-file scheme: returned unchanged as [`ModelUri::Remote`];
-/// - `file://` / `file:` is stripped, and a relative path is resolved
-///   against the folder of the model's `model-settings.json`
-///   ([`ModelSettings::source`]) or, without one, the working directory;
-/// - an existing file is returned as is; a directory gives its first
-///   existing `dir/<wellknown>` file in list order, else the directory;
-/// - anything else: [`InvalidModelUri`] naming the resolved path.
-pub fn get_model_uri(
-    settings: &ModelSettings,
-    wellknown: &[&str],
-) -> Result<ModelUri, InvalidModelUri> {
-    let invalid = |uri: String| InvalidModelUri {
-        name: settings.name.clone(),
-        uri,
-    };
-    let uri = settings
-        .uri()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| invalid(String::new()))?;
-    let path = match local_path(uri) {
-        Some(p) => p,
-        None => return Ok(ModelUri::Remote(uri.to_owned())),
-    };
-    let base = match settings.source.as_deref().and_then(Path::parent) {
-        Some(folder) => folder.to_path_buf(),
-        None => std::env::current_dir().unwrap_or_default(),
-    };
-    let full = normalize(&base.join(path));
-    if full.is_file() {
-        return Ok(ModelUri::Local(full));
-    }
-    if full.is_dir() {
-        let found = wellknown
-            .iter()
-            .map(|name| full.join(name))
-            .find(|p| p.is_file());
-        return Ok(ModelUri::Local(found.unwrap_or(full)));
-    }
-    Err(invalid(full.display().to_string()))
 }
 
 /// The URI scheme, lower-cased, when `uri` has one (RFC 3986 syntax, as
@@ -145,6 +98,7 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::model::ModelParameters;
+    use crate::model::{get_model_uri, ModelSettings};
 
     fn model(uri: Option<&str>, source: Option<PathBuf>) -> ModelSettings {
         ModelSettings {

@@ -376,16 +376,6 @@ impl RequestHeaders {
 }
 
 impl InferenceRequest {
-    /// A request from its JSON text, as `serde_json::from_slice` reads it
-    /// (the same request, the same errors), but in one pass over float
-    /// data for the requests clients usually send (see `reader`).
-    pub fn from_json(body: &[u8]) -> Result<InferenceRequest, serde_json::Error> {
-        match crate::reader::read_request(body) {
-            Some(request) => Ok(request),
-            None => serde_json::from_slice(body),
-        }
-    }
-
     /// A request with these inputs and nothing else.
     pub fn new(inputs: Vec<RequestInput>) -> Self {
         InferenceRequest {

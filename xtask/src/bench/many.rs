@@ -105,7 +105,7 @@ pub async fn run(n: usize, servers: &[Kind], paths: &Paths, venv: Option<&Path>)
     }
     let mut results = Vec::new();
     for setup in setups {
-        tokio::task::block_in_place(|| super::wait_until_quiet(setup.label()));
+        tokio::task::block_in_place(|| super::procfs::start_when_quiet(setup.label()));
         eprintln!("==> {n} models: {}", setup.label());
         match measure(setup, n, paths, venv).await {
             Ok(m) => results.push(Ok(m)),

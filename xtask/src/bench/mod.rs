@@ -294,7 +294,7 @@ pub fn run(opts: Options) -> Result<()> {
         warmup: opts.warmup,
         duration: opts.duration,
         rounds: opts.rounds,
-        floor: (!floors.is_empty()).then(|| stats::median_outcome(&floors)),
+        floor: (!floors.is_empty()).then(|| report::median_outcome(&floors)),
     };
     let md = if opts.callgrind {
         report::render_instructions(&meta, &results, &scenarios)
@@ -327,19 +327,10 @@ fn now() -> String {
 
 /// The loopback floor, on a quiet machine like every server's start.
 fn measure_floor(duration: Duration) -> Result<Outcome> {
-    wait_until_quiet("loopback floor");
+    procfs::start_when_quiet("loopback floor");
     let floor = floor::measure(duration).context("measuring the loopback floor")?;
     eprintln!("{}", progress_line("bare TCP round trip", &floor));
     Ok(floor)
-}
-
-/// Waits for the machine to go quiet before `what` starts, and says so.
-fn wait_until_quiet(what: &str) {
-    let waited = procfs::wait_until_quiet(Duration::from_secs(5));
-    eprintln!(
-        "==> {what}: starting (after {:.1} s for the machine to go quiet)",
-        waited.as_secs_f64()
-    );
 }
 
 /// A measurement's outcome (a failure to measure counts as one failed
@@ -400,7 +391,7 @@ async fn bench_server(
         Some(Ok(t)) => Some(t),
         _ => None,
     };
-    tokio::task::block_in_place(|| wait_until_quiet(kind.id()));
+    tokio::task::block_in_place(|| procfs::start_when_quiet(kind.id()));
     let callgrind_dir = opts
         .callgrind
         .then(|| paths.work.join("callgrind").join(kind.id()));

@@ -227,6 +227,15 @@ pub fn pin_to(cpus: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for the machine to go quiet before `what` starts, and says so.
+pub fn start_when_quiet(what: &str) {
+    let waited = wait_until_quiet(std::time::Duration::from_secs(5));
+    eprintln!(
+        "==> {what}: starting (after {:.1} s for the machine to go quiet)",
+        waited.as_secs_f64()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use super::loadgen::{http_client, Outcome, Payload, Transport, Window};
 use super::servers::{
     free_port, ours_on, pip_install, write_python_settings, Kind, Paths, Running,
 };
-use super::{stats, Options};
+use super::{report, stats, Options};
 
 /// What the venv needs on top of MLServer: its scikit-learn runtime,
 /// skl2onnx (pinned as the bundled iris models) for the ONNX exports, and
@@ -225,7 +225,7 @@ pub async fn run(opts: &Options, paths: &Paths, venv: &Path) -> Result<String> {
         }
         let mut results = Vec::new();
         for &setup in &setups {
-            tokio::task::block_in_place(|| super::wait_until_quiet(setup.label()));
+            tokio::task::block_in_place(|| super::procfs::start_when_quiet(setup.label()));
             let measured = measure(setup, opts, paths, venv, &files, &refs).await;
             if let Err(e) = &measured {
                 eprintln!("!!! {}: {e:#}", setup.label());
@@ -399,7 +399,7 @@ fn median_outcome(
         .filter(|(c, _)| *c == case)
         .map(|(_, o)| o.clone())
         .collect();
-    (!found.is_empty()).then(|| stats::median_outcome(&found))
+    (!found.is_empty()).then(|| report::median_outcome(&found))
 }
 
 fn render(

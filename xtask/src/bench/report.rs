@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::loadgen::{Outcome, Scenario};
 use super::servers::Kind;
-use super::stats::{median, median_outcome};
+use super::stats::median;
 
 /// What one server did.
 pub struct ServerResult {
@@ -58,6 +58,34 @@ pub struct Meta {
     pub rounds: usize,
     /// The loopback floor (see `floor.rs`), when concurrency-1 scenarios ran.
     pub floor: Option<Outcome>,
+}
+
+/// One scenario's outcomes over several rounds: each figure is the median
+/// of the rounds' figures (so one disturbed round moves nothing); failures
+/// add up; memory is the largest seen.
+pub fn median_outcome(rounds: &[Outcome]) -> Outcome {
+    let m =
+        |f: fn(&Outcome) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
+    let d = |f: fn(&Outcome) -> Duration| {
+        median(&rounds.iter().map(f).collect::<Vec<_>>()).unwrap_or_default()
+    };
+    Outcome {
+        requests: rounds.iter().map(|o| o.requests).sum(),
+        errors: rounds.iter().map(|o| o.errors).sum(),
+        invalid: rounds.iter().map(|o| o.invalid).sum(),
+        first_problem: rounds.iter().find_map(|o| o.first_problem.clone()),
+        rps: m(|o| o.rps),
+        p50: d(|o| o.p50),
+        p99: d(|o| o.p99),
+        cpu_us_per_req: m(|o| o.cpu_us_per_req),
+        peak_rss: rounds.iter().map(|o| o.peak_rss).max().unwrap_or(0),
+        instructions_per_req: median(
+            &rounds
+                .iter()
+                .filter_map(|o| o.instructions_per_req)
+                .collect::<Vec<_>>(),
+        ),
+    }
 }
 
 /// Each server's results over the rounds (every round ran the same servers
@@ -414,6 +442,29 @@ fn ratio_row(md: &mut String, label: &str, ours: [f64; 4], theirs: [f64; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_outcome_of_rounds() {
+        let round = |rps: f64, p99_us: u64, errors: u64| Outcome {
+            requests: 100,
+            errors,
+            rps,
+            p99: Duration::from_micros(p99_us),
+            cpu_us_per_req: rps / 100.0,
+            peak_rss: rps as u64,
+            ..Default::default()
+        };
+        let m = median_outcome(&[
+            round(900.0, 5000, 0),
+            round(1000.0, 250, 1),
+            round(1100.0, 300, 0),
+        ]);
+        assert_eq!(m.rps, 1000.0);
+        assert_eq!(m.p99, Duration::from_micros(300));
+        assert_eq!(m.cpu_us_per_req, 10.0);
+        assert_eq!((m.requests, m.errors, m.peak_rss), (300, 1, 1100));
+        assert_eq!(m.instructions_per_req, None);
+    }
     use crate::bench::loadgen::scenarios;
 
     #[test]

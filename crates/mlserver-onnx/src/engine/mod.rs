@@ -109,11 +109,6 @@ fn load_onnxruntime(_path: &Path, _signature: &Signature) -> Result<Box<dyn Engi
     ))
 }
 
-/// The symbol (tract) or free dimension name every input's first dynamic
-/// axis shares: the batch. Unnamed leading dimensions are taken to be the
-/// same batch, as every converter of classical models writes them.
-pub const BATCH: &str = "N";
-
 /// BYTES input elements as the strings ONNX expects: each must be UTF-8.
 pub fn utf8_strings(input: &str, elements: Vec<Vec<u8>>) -> Result<Vec<String>, OnnxError> {
     elements
