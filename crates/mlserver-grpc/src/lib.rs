@@ -25,10 +25,10 @@ use tonic::service::Routes;
 use mlserver_core::{DataPlane, ModelRepository};
 
 pub use inflate::{InflateLayer, InflateService, InflatingBody};
-pub use metrics::{GrpcMetricFamilies, GrpcObserveLayer};
+pub use metrics::{GrpcMetricFamilies, GrpcObserve, GrpcObserveLayer};
 pub use status::to_status;
-pub use trace::TraceLayer;
-pub use trailers::TrailingMetadataLayer;
+pub use trace::{TraceLayer, Traced};
+pub use trailers::{TrailingMetadataLayer, WithTrailingMetadata};
 
 /// What the gRPC services share.
 #[derive(Clone)]
@@ -102,4 +102,47 @@ fn add_reflection(routes: Routes) -> Routes {
             routes
         }
     }
+}
+
+/// What the gRPC service is built with besides its state, from settings
+/// (the counterpart of `mlserver_rest::RestOptions`).
+#[derive(Clone, Default)]
+pub struct GrpcOptions {
+    /// Message limit in bytes ([`max_message_bytes`] of
+    /// `grpc_max_message_length`).
+    pub max_message_bytes: usize,
+    /// `max_decompression_ratio` for gzip'd messages (see [`InflateLayer`]).
+    pub max_decompression_ratio: f64,
+    /// `gzip_enabled`: replies compressed for clients that accept gzip.
+    pub gzip: bool,
+    /// The `grpc_server_*` families (`None`: metrics off, access log only).
+    pub metrics: Option<Arc<GrpcMetricFamilies>>,
+    /// `tracing_server` is set: a span per call.
+    pub trace: bool,
+}
+
+/// The gRPC service with its layers: metrics and the access log outermost
+/// (they see every call, refusals included), the model's response headers
+/// as trailing metadata, spans when tracing is on, bounded inflating of
+/// gzip'd messages, then [`routes`].
+pub type GrpcService = GrpcObserve<
+    WithTrailingMetadata<
+        tower::util::Either<Traced<InflateService<Routes>>, InflateService<Routes>>,
+    >,
+>;
+
+/// Every gRPC service behind its layers (see [`GrpcService`]), assembled
+/// here as REST's are in `mlserver_rest::router`.
+pub fn service(state: GrpcState, options: GrpcOptions) -> GrpcService {
+    tower::ServiceBuilder::new()
+        .layer(GrpcObserveLayer {
+            metrics: options.metrics,
+        })
+        .layer(TrailingMetadataLayer)
+        .option_layer(options.trace.then(TraceLayer::enabled))
+        .layer(InflateLayer::new(
+            options.max_message_bytes,
+            options.max_decompression_ratio,
+        ))
+        .service(routes(state, options.max_message_bytes, options.gzip))
 }

@@ -95,6 +95,7 @@ impl<S> tower::Layer<S> for GrpcObserveLayer {
     }
 }
 
+/// [`GrpcObserveLayer`]'s service: records each call's metrics and access log line.
 #[derive(Clone)]
 pub struct GrpcObserve<S> {
     inner: S,

@@ -28,6 +28,7 @@ impl<S> tower::Layer<S> for TraceLayer {
     }
 }
 
+/// [`TraceLayer`]'s service: a span per call, joined to the caller's trace.
 #[derive(Debug, Clone)]
 pub struct Traced<S> {
     inner: S,

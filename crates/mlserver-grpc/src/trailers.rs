@@ -29,6 +29,7 @@ impl<S> tower::Layer<S> for TrailingMetadataLayer {
     }
 }
 
+/// [`TrailingMetadataLayer`]'s service: the model's response headers as trailing metadata.
 #[derive(Debug, Clone)]
 pub struct WithTrailingMetadata<S> {
     inner: S,

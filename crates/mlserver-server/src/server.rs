@@ -20,7 +20,7 @@ use mlserver_core::{
     CloudEvents, DataPlane, Executor, ModelRegistry, ModelRepository, Readiness, ResponseCache,
     ServerMetrics, Serving, WorkerRuntimeHook,
 };
-use mlserver_grpc::{self as grpc, GrpcMetricFamilies, GrpcObserveLayer, GrpcState};
+use mlserver_grpc::{self as grpc, GrpcMetricFamilies, GrpcState};
 use mlserver_rest::{
     self as rest, cors_layer, metrics_router, AppState, CorsError, RestMetricFamilies, RestOptions,
 };
@@ -221,15 +221,20 @@ impl Server {
     }
 
     /// The gRPC services, for embedding or testing.
-    pub fn grpc_routes(&self) -> tonic::service::Routes {
+    pub fn grpc_service(&self) -> grpc::GrpcService {
         let state = GrpcState {
             dataplane: self.dataplane.clone(),
             repository: self.repository.clone(),
         };
-        grpc::routes(
+        grpc::service(
             state,
-            grpc::max_message_bytes(self.settings.grpc_max_message_length),
-            self.settings.gzip_enabled,
+            grpc::GrpcOptions {
+                max_message_bytes: grpc::max_message_bytes(self.settings.grpc_max_message_length),
+                max_decompression_ratio: self.settings.max_decompression_ratio,
+                gzip: self.settings.gzip_enabled,
+                metrics: self.grpc_metrics.clone(),
+                trace: self.settings.tracing_server.is_some(),
+            },
         )
     }
 
@@ -304,22 +309,7 @@ impl Server {
             rest_body,
             stop_rx.clone(),
         );
-        let grpc_service = tower::ServiceBuilder::new()
-            .layer(GrpcObserveLayer {
-                metrics: self.grpc_metrics.clone(),
-            })
-            .layer(grpc::TrailingMetadataLayer)
-            .option_layer(
-                self.settings
-                    .tracing_server
-                    .is_some()
-                    .then(grpc::TraceLayer::enabled),
-            )
-            .layer(grpc::InflateLayer::new(
-                grpc::max_message_bytes(self.settings.grpc_max_message_length),
-                self.settings.max_decompression_ratio,
-            ))
-            .service(self.grpc_routes());
+        let grpc_service = self.grpc_service();
         let grpc = connections::serve(
             listeners.grpc,
             Protocols::Http2Only,
