@@ -231,6 +231,24 @@ mod tests {
             .collect()
     }
 
+    /// The lockstep walk and LightGBM's own give the same bits for `options`.
+    fn assert_walks_agree(
+        model: &Model,
+        data: &[f64],
+        n: usize,
+        options: &PredictOptions,
+        what: &str,
+    ) {
+        let reference = PredictOptions {
+            one_tree_at_a_time: true,
+            ..options.clone()
+        };
+        let fast = model.predict_with(data, n, options).expect("predicts");
+        let slow = model.predict_with(data, n, &reference).expect("predicts");
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&slow), "{what} {options:?}");
+    }
+
     #[test]
     fn every_tree_without_categories_is_walked_in_lockstep_with_the_same_outputs() {
         let mut in_lockstep = 0;
@@ -254,14 +272,7 @@ mod tests {
                     raw_score,
                     ..PredictOptions::default()
                 };
-                let reference = PredictOptions {
-                    one_tree_at_a_time: true,
-                    ..options.clone()
-                };
-                let fast = model.predict_with(&data, n, &options).expect("predicts");
-                let slow = model.predict_with(&data, n, &reference).expect("predicts");
-                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&fast), bits(&slow), "{name}");
+                assert_walks_agree(&model, &data, n, &options, name);
             }
         }
         assert!(in_lockstep >= 8, "{in_lockstep} trees walked in lockstep");
@@ -367,30 +378,15 @@ mod tests {
             raw_score: true,
             ..PredictOptions::default()
         };
-        let reference = PredictOptions {
-            one_tree_at_a_time: true,
-            ..options.clone()
-        };
-        let fast = model.predict_with(&data, n, &options).expect("predicts");
-        let slow = model.predict_with(&data, n, &reference).expect("predicts");
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&fast), bits(&slow));
+        assert_walks_agree(&model, &data, n, &options, "all trees");
         // Windows of eight trees, the walk's unit, at every offset.
         for first in 0..model.num_iterations() - 8 {
-            let one = PredictOptions {
+            let window = PredictOptions {
                 start_iteration: first,
                 num_iteration: Some(8),
                 ..options.clone()
             };
-            let slow_one = PredictOptions {
-                one_tree_at_a_time: true,
-                ..one.clone()
-            };
-            assert_eq!(
-                bits(&model.predict_with(&data, n, &one).expect("predicts")),
-                bits(&model.predict_with(&data, n, &slow_one).expect("predicts")),
-                "trees {first}.."
-            );
+            assert_walks_agree(&model, &data, n, &window, "a window");
         }
     }
 }
