@@ -272,20 +272,46 @@ impl DataPlane {
         request: InferenceRequest,
         deadline: Option<Duration>,
     ) -> Result<InferenceResponse, ServingError> {
+        let model = self.model_for_infer(name, version)?;
+        self.infer_with(&model, name, version, request, deadline)
+            .await
+    }
+
+    /// The model an inference request for `name` / `version` goes to, for a
+    /// transport that needs it before the request is decoded (REST's raw
+    /// binary body needs its declared input) and then calls
+    /// [`DataPlane::infer_with`]: one lookup per request. A lookup that
+    /// fails is counted as a failed inference here, as `infer` counts it.
+    pub fn model_for_infer(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<LoadedModel>, ServingError> {
         let started = Instant::now();
-        let model = match self.registry.get(name, version.filter(|v| !v.is_empty())) {
-            Ok(model) => model,
-            Err(e) => {
-                self.observe_infer(name, version, started, Err(&e));
-                return Err(e);
-            }
-        };
+        self.registry
+            .get(name, version.filter(|v| !v.is_empty()))
+            .inspect_err(|e| self.observe_infer(name, version, started, Err(e)))
+    }
+
+    /// [`DataPlane::infer`] on the model [`DataPlane::model_for_infer`]
+    /// found. The tracing context of the caller's span goes into the
+    /// request's headers here, for the runtime, whichever transport calls.
+    pub async fn infer_with(
+        &self,
+        model: &Arc<LoadedModel>,
+        name: &str,
+        version: Option<&str>,
+        mut request: InferenceRequest,
+        deadline: Option<Duration>,
+    ) -> Result<InferenceResponse, ServingError> {
+        let started = Instant::now();
+        crate::trace::inject(&mut request);
         let limit = shortest(model.timeout(), deadline);
         let rows = model.rows(&request);
         // Not through an async fn taking the work by value: its future
         // would hold the work twice (the argument, then the pinned local),
         // and this one is moved whole into every layer's box above it.
-        let work = infer_on(&model, request);
+        let work = infer_on(model, request);
         let result = tokio::select! {
             biased;
             result = work => result,
@@ -389,6 +415,7 @@ impl DataPlane {
             }
         };
         let mut first = first;
+        crate::trace::inject(&mut first);
         if let Err(e) = model.rules().prepare(&mut first) {
             self.observe_infer(name, version, started, Err(&e));
             return Err(e);

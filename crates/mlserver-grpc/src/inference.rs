@@ -162,7 +162,6 @@ async fn infer_one(
     // not "no id", so none is generated and none is echoed.
     request.id.get_or_insert_with(String::new);
     insert_metadata(&mut request, headers);
-    mlserver_core::trace::inject(&mut request);
     let mut response = state
         .dataplane
         .infer(&model_name, Some(named(&model_version)), request, deadline)

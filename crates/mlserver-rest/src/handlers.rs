@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use mlserver_core::budget::Charge;
-use mlserver_core::ServingError;
+use mlserver_core::{LoadedModel, ServingError};
 use mlserver_types::binary::{self, OutputFormat};
 use mlserver_types::{
     InferenceRequest, LiveResponse, ModelReadyResponse, ReadyResponse, RepositoryIndexRequest,
@@ -231,16 +231,10 @@ async fn decode_request(
     version: Option<&str>,
     (mut headers, charge): (HeaderMap, Option<&Charge>),
     body: Body,
-) -> ApiResult<(InferenceRequest, OutputFormat)> {
-    // Look the model up first: an unknown model is a 404 whatever the body.
-    // A model that cannot serve counts as a failed inference, as MLServer
-    // counts it (unknown names are left out of the metrics, see
-    // `DataPlane::observe_infer`).
-    let model = state.dataplane.model(name, version).inspect_err(|e| {
-        state
-            .dataplane
-            .observe_infer(name, version, std::time::Instant::now(), Err(e));
-    })?;
+) -> ApiResult<(Arc<LoadedModel>, InferenceRequest, OutputFormat)> {
+    // Look the model up first: an unknown model is a 404 whatever the body
+    // (the data plane counts a failed lookup as MLServer counts it).
+    let model = state.dataplane.model_for_infer(name, version)?;
     let body = read_body(&headers, body, state.body_limits, charge).await?;
     let (mut request, format) = match header_length(&headers)? {
         Some(0) => {
@@ -274,8 +268,7 @@ async fn decode_request(
         }
     };
     headers_into_parameters(&mut request, std::mem::take(&mut headers));
-    mlserver_core::trace::inject(&mut request);
-    Ok((request, format))
+    Ok((model, request, format))
 }
 
 async fn decode_infer_encode(
@@ -287,7 +280,7 @@ async fn decode_infer_encode(
     let (name, version) = (name.as_str(), version.as_deref());
     let (parts, body) = request.into_parts();
     let charge = parts.extensions.get::<Arc<Charge>>();
-    let (request, format) = decode_request(
+    let (model, request, format) = decode_request(
         &state,
         name,
         version,
@@ -295,7 +288,10 @@ async fn decode_infer_encode(
         body,
     )
     .await?;
-    let mut response = state.dataplane.infer(name, version, request, None).await?;
+    let mut response = state
+        .dataplane
+        .infer_with(&model, name, version, request, None)
+        .await?;
     let headers = extract_headers(&mut response);
     let encoded = match response.json.take() {
         // The runtime's own MLServer answer (see `InferenceResponse::json`).
@@ -362,7 +358,7 @@ async fn stream_response(
 ) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     let charge = parts.extensions.get::<Arc<Charge>>();
-    let (request, _) = decode_request(
+    let (_, request, _) = decode_request(
         &state,
         &name,
         version.as_deref(),
