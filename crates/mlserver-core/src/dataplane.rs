@@ -242,16 +242,6 @@ impl DataPlane {
         Ok(self.registry.get(name, version)?.metadata.clone())
     }
 
-    /// The model that will serve a request (for transports that need its
-    /// metadata before the request is decoded).
-    pub fn model(
-        &self,
-        name: &str,
-        version: Option<&str>,
-    ) -> Result<Arc<LoadedModel>, ServingError> {
-        self.registry.get(name, version)
-    }
-
     /// Runs one inference: the one call every transport makes for a request
     /// with one answer. Looks the model up, checks the request (against the
     /// metadata for models that check their inputs), assigns the id, adds
