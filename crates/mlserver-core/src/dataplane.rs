@@ -13,9 +13,9 @@ use mlserver_types::{
     InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse,
 };
 
-use crate::cache::ResponseCache;
 use crate::metrics::ServerMetrics;
-use crate::registry::{LoadedModel, ModelRegistry, Readiness};
+use crate::pipeline::LoadedModel;
+use crate::registry::{ModelRegistry, Readiness};
 
 /// Extensions this server implements, reported in server metadata on top of
 /// the ones configured in settings.
@@ -301,7 +301,7 @@ impl DataPlane {
         // Not through an async fn taking the work by value: its future
         // would hold the work twice (the argument, then the pinned local),
         // and this one is moved whole into every layer's box above it.
-        let work = infer_on(model, request);
+        let work = model.infer(request);
         let result = tokio::select! {
             biased;
             result = work => result,
@@ -396,17 +396,25 @@ impl DataPlane {
         first: InferenceRequest,
         rest: RequestStream,
     ) -> Result<ServingStream, ServingError> {
+        let model = self.model_for_infer(name, version)?;
+        self.infer_stream_with(model, name, version, first, rest)
+            .await
+    }
+
+    /// [`DataPlane::infer_stream`] on the model
+    /// [`DataPlane::model_for_infer`] found.
+    pub async fn infer_stream_with(
+        self: &Arc<Self>,
+        model: Arc<LoadedModel>,
+        name: &str,
+        version: Option<&str>,
+        first: InferenceRequest,
+        rest: RequestStream,
+    ) -> Result<ServingStream, ServingError> {
         let started = Instant::now();
-        let model = match self.registry.get(name, version.filter(|v| !v.is_empty())) {
-            Ok(m) => m,
-            Err(e) => {
-                self.observe_infer(name, version, started, Err(&e));
-                return Err(e);
-            }
-        };
         let mut first = first;
         crate::trace::inject(&mut first);
-        if let Err(e) = model.rules().prepare(&mut first) {
+        if let Err(e) = model.prepare(&mut first) {
             self.observe_infer(name, version, started, Err(&e));
             return Err(e);
         }
@@ -418,20 +426,7 @@ impl DataPlane {
             started,
             failed: false,
         };
-        let responses: ServingStream = if model.runtime.streaming().is_some() {
-            stream_through_runtime(model, first, rest, id)
-        } else {
-            let unary = model.clone();
-            let requests = futures::stream::once(async move { first }).chain(rest);
-            Box::pin(requests.then(move |mut request| {
-                let model = unary.clone();
-                let id = id.clone();
-                async move {
-                    request.id.get_or_insert_with(|| id.clone());
-                    infer_on(&model, request).await
-                }
-            }))
-        };
+        let responses = model.stream(first, rest, id);
         let responses: ServingStream = Box::pin(cut_by(responses, self.cut(), |e| e));
         Ok(Box::pin(
             until_first_error(responses).map(outcome.watching()),
@@ -518,184 +513,6 @@ fn until_first_error(responses: ServingStream) -> ServingStream {
     }))
 }
 
-/// A streaming runtime's `predict_stream`, on the executor: later requests
-/// are prepared as they arrive (a bad one ends the stream with its error),
-/// responses completed as they come, a panic turned into the last item.
-fn stream_through_runtime(
-    model: Arc<LoadedModel>,
-    first: InferenceRequest,
-    rest: RequestStream,
-    id: String,
-) -> ServingStream {
-    let (error_tx, error_rx) = tokio::sync::oneshot::channel::<ServingError>();
-    // The model's rules, not the model: a stream a client keeps open must
-    // not hold an unload up (it fails when its runtime goes away).
-    let preparing = model.rules().clone();
-    let stream_id = id.clone();
-    let later = rest.scan(Some(error_tx), move |error_tx, mut request| {
-        request.id.get_or_insert_with(|| stream_id.clone());
-        let next = match preparing.prepare(&mut request) {
-            Ok(()) => Some(request),
-            Err(e) => {
-                if let Some(tx) = error_tx.take() {
-                    let _ = tx.send(e);
-                }
-                None
-            }
-        };
-        futures::future::ready(next)
-    });
-    let requests: RequestStream =
-        Box::pin(futures::stream::once(async move { first }).chain(later));
-    let finishing = model.rules().clone();
-    let responses = model
-        .executor()
-        .stream(model.name(), model.runtime.clone(), requests)
-        .map(move |item| {
-            item.map_err(ServingError::from).and_then(|mut response| {
-                finishing.complete(&mut response, id.clone(), None)?;
-                finishing.with_cloudevents(&mut response);
-                Ok(response)
-            })
-        });
-    Box::pin(
-        responses
-            .chain(futures::stream::once(error_rx).filter_map(|e| async move { e.ok().map(Err) })),
-    )
-}
-
-/// What the pipeline applies to a model's requests and responses, kept
-/// apart from the model itself (shared, cheap to hold).
-#[derive(Debug, Clone)]
-pub(crate) struct ModelRules {
-    name: String,
-    version: Option<String>,
-    /// The metadata's inputs, checked when `checks_inputs`.
-    inputs: Vec<mlserver_types::MetadataTensor>,
-    checks_inputs: bool,
-    cloudevents: Option<Arc<crate::cloudevents::CloudEvents>>,
-    /// The runtime reads `parameters.headers` (`MLModel::reads_headers`):
-    /// the transport's headers and the CloudEvents entries go there.
-    reads_headers: bool,
-    /// The CloudEvents response headers, built once for the model.
-    cloudevents_response: Option<crate::cloudevents::ResponseHeaders>,
-}
-
-impl ModelRules {
-    /// Whether requests get `parameters.headers` (the runtime's
-    /// `MLModel::reads_headers`).
-    pub(crate) fn with_headers(mut self, reads_headers: bool) -> Self {
-        self.reads_headers = reads_headers;
-        self
-    }
-
-    pub(crate) fn new(
-        name: &str,
-        version: Option<&str>,
-        metadata: &MetadataModelResponse,
-        checks_inputs: bool,
-        cloudevents: Option<Arc<crate::cloudevents::CloudEvents>>,
-    ) -> Self {
-        ModelRules {
-            name: name.to_owned(),
-            version: version.map(str::to_owned),
-            inputs: metadata.inputs.clone(),
-            reads_headers: true,
-            cloudevents_response: cloudevents.as_ref().map(|ce| ce.response_headers(name)),
-            checks_inputs,
-            cloudevents,
-        }
-    }
-
-    /// What every request goes through before the runtime: the check
-    /// against the metadata (models that check their inputs), an id, the
-    /// CloudEvents headers.
-    fn prepare(&self, request: &mut InferenceRequest) -> Result<(), ServingError> {
-        if self.checks_inputs {
-            self.validate_inputs(request)?;
-        }
-        request
-            .id
-            .get_or_insert_with(crate::request_id::new_request_id);
-        if !self.reads_headers {
-            // Nothing reads them: neither copied nor extended.
-            request.headers = None;
-            return Ok(());
-        }
-        crate::headers::materialize(request);
-        if let Some(ce) = &self.cloudevents {
-            ce.on_request(request, &self.name);
-        }
-        Ok(())
-    }
-
-    /// What every response goes through after the runtime: the model's
-    /// name, version and the request's id, the requested outputs (for
-    /// runtimes that leave them to the server), a check of every output.
-    /// (The CloudEvents headers come last, by
-    /// [`ModelRules::with_cloudevents`]: a cached answer is kept without
-    /// them.)
-    ///
-    /// In place: a response is large enough that each move is a `memcpy`.
-    fn complete(
-        &self,
-        response: &mut InferenceResponse,
-        id: String,
-        requested: Option<&[String]>,
-    ) -> Result<(), ServingError> {
-        response.model_name = self.name.clone();
-        response.model_version = self.version.clone();
-        response.id = Some(id);
-        if let Some(names) = requested {
-            select_outputs(&mut response.outputs, names);
-        }
-        if response.json.is_some() {
-            // Written as MLServer writes it, which checks nothing.
-            return Ok(());
-        }
-        for output in &response.outputs {
-            output.validate().map_err(|e| {
-                ServingError::internal(format!(
-                    "model {} returned an invalid output: {e}",
-                    self.name
-                ))
-            })?;
-        }
-        Ok(())
-    }
-
-    /// The response's CloudEvents headers (MLServer's response middleware).
-    fn with_cloudevents(&self, response: &mut InferenceResponse) {
-        if let Some(headers) = &self.cloudevents_response {
-            headers.apply(response);
-        }
-    }
-
-    /// Datatypes must match the declared inputs; shapes must fit them where
-    /// the ranks agree (see `MetadataTensor::shape_accepts`). Only for
-    /// models that check their inputs: MLServer passes requests on as sent.
-    fn validate_inputs(&self, request: &InferenceRequest) -> Result<(), ServingError> {
-        for input in &request.inputs {
-            let Some(declared) = self.inputs.iter().find(|m| m.name == input.name) else {
-                continue;
-            };
-            if declared.datatype != input.datatype {
-                return Err(ServingError::bad_request(format!(
-                    "input '{}' has datatype {} but model {} expects {}",
-                    input.name, input.datatype, self.name, declared.datatype
-                )));
-            }
-            if !declared.shape_accepts(&input.shape) {
-                return Err(ServingError::bad_request(format!(
-                    "input '{}' has shape {:?} but model {} expects {:?}",
-                    input.name, input.shape, self.name, declared.shape
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The shorter of two optional limits.
 fn shortest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     match (a, b) {
@@ -735,109 +552,4 @@ fn deadline_exceeded(limit: Option<Duration>) -> ServingError {
 /// The answer to a request the shutdown cut short.
 fn shutting_down() -> ServingError {
     ServingError::ShuttingDown("the server is shutting down; the request was cancelled".into())
-}
-
-/// [`DataPlane::infer`] on a model already looked up (without metrics).
-pub(crate) async fn infer_on(
-    model: &LoadedModel,
-    mut request: InferenceRequest,
-) -> Result<InferenceResponse, ServingError> {
-    let rules = model.rules();
-    let statistics = model.statistics();
-    let preparing = Instant::now();
-    rules.prepare(&mut request)?;
-    let prepared = preparing.elapsed();
-    let rows = model.rows(&request);
-    let id = request.id.clone().unwrap_or_default();
-    let requested: Option<Vec<String>> = request
-        .outputs
-        .as_ref()
-        .filter(|o| !o.is_empty() && !model.runtime.selects_outputs())
-        .map(|o| o.iter().map(|o| o.name.clone()).collect());
-
-    let cache_key = model
-        .cache()
-        .map(|_| ResponseCache::key(model.name(), model.version(), model.instance(), &request));
-    if let (Some(cache), Some(key)) = (model.cache(), &cache_key) {
-        let looking = Instant::now();
-        let hit = cache.get(key);
-        statistics.cache_lookup(looking.elapsed(), hit.is_some());
-        if let Some(mut hit) = hit {
-            hit.id = Some(id);
-            rules.with_cloudevents(&mut hit);
-            return Ok(hit);
-        }
-    }
-
-    let (mut response, timing) = model.predict(request).await?;
-    let completing = Instant::now();
-    rules.complete(&mut response, id, requested.as_deref())?;
-    // Only requests that went the whole way count in the compute stages,
-    // so their counts agree (perf_analyzer checks they do).
-    statistics.computed(prepared, timing, completing.elapsed());
-    if !model.batches() {
-        statistics.executed_alone(rows, prepared, completing.elapsed());
-    }
-    if let (Some(cache), Some(key)) = (model.cache(), cache_key) {
-        cache.insert(key, response.clone());
-    }
-    rules.with_cloudevents(&mut response);
-    Ok(response)
-}
-
-/// Keeps the requested outputs, in the order asked, when the model produced
-/// every one of them. Otherwise the answer is what the model produced, as
-/// MLServer gives it (it never checks): a client asking for an output the
-/// model does not have gets the others, not an error.
-fn select_outputs(outputs: &mut Vec<mlserver_types::ResponseOutput>, names: &[String]) {
-    if !names.iter().all(|n| outputs.iter().any(|o| &o.name == n)) {
-        tracing::debug!("requested outputs {names:?} not all produced: answering with all of them");
-        return;
-    }
-    let mut produced = std::mem::take(outputs);
-    for name in names {
-        if let Some(pos) = produced.iter().position(|o| &o.name == name) {
-            outputs.push(produced.swap_remove(pos));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mlserver_types::RequestHeaders;
-
-    fn with_transport_headers() -> InferenceRequest {
-        let mut map = http::HeaderMap::new();
-        map.append("x-a", http::HeaderValue::from_static("1"));
-        map.append("x-a", http::HeaderValue::from_static("2"));
-        InferenceRequest {
-            headers: Some(RequestHeaders::new(Arc::new(map))),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn headers_reach_runtimes_that_read_them_only() {
-        let metadata = MetadataModelResponse::default();
-        let cloudevents = Some(Arc::new(crate::CloudEvents::new("mlserver")));
-        let reading = ModelRules::new("m", None, &metadata, false, cloudevents.clone());
-        let mut request = with_transport_headers();
-        reading.prepare(&mut request).unwrap();
-        let seen = request.parameters.as_ref().unwrap().headers().unwrap();
-        assert_eq!(seen["x-a"], "1, 2");
-        assert_eq!(seen["Ce-Modelid"], "m");
-        assert!(request.headers.is_none());
-
-        let not_reading =
-            ModelRules::new("m", None, &metadata, false, cloudevents).with_headers(false);
-        let mut request = with_transport_headers();
-        not_reading.prepare(&mut request).unwrap();
-        assert!(request.headers.is_none());
-        assert!(request
-            .parameters
-            .as_ref()
-            .and_then(|p| p.headers())
-            .is_none());
-    }
 }

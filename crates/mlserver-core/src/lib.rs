@@ -17,6 +17,7 @@ mod executor;
 pub mod headers;
 pub mod inflate;
 mod metrics;
+mod pipeline;
 mod registry;
 mod repository;
 mod request_id;
@@ -31,7 +32,8 @@ pub use dataplane::{DataPlane, ServingStream, BUILTIN_EXTENSIONS};
 pub use error::ServingError;
 pub use executor::{Executor, WorkerRuntimeHook};
 pub use metrics::ServerMetrics;
-pub use registry::{LoadedModel, ModelRegistry, Readiness, Slot, SlotState, Version};
+pub use pipeline::LoadedModel;
+pub use registry::{ModelRegistry, Readiness, Slot, SlotState, Version};
 pub use repository::{FoundModels, ModelRepository, Serving};
 
 /// The default limit on a request (a REST body, compressed or not; a gRPC

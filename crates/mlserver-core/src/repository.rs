@@ -22,7 +22,8 @@ use crate::cache::ResponseCache;
 use crate::cloudevents::CloudEvents;
 use crate::executor::{Executor, PredictCost};
 use crate::metrics::ServerMetrics;
-use crate::registry::{LoadedModel, ModelRegistry, SlotState, Version};
+use crate::pipeline::LoadedModel;
+use crate::registry::{ModelRegistry, SlotState, Version};
 use crate::statistics::Statistics;
 
 /// How loaded models are served: shared by every model of a server.

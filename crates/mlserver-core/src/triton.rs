@@ -7,7 +7,7 @@ use mlserver_types::triton::{
 };
 use mlserver_types::MetadataTensor;
 
-use crate::registry::LoadedModel;
+use crate::pipeline::LoadedModel;
 
 /// The configuration of a loaded model. With adaptive batching on,
 /// `max_batch_size` is the batch size and each tensor's first (batch)

@@ -358,7 +358,7 @@ async fn stream_response(
 ) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     let charge = parts.extensions.get::<Arc<Charge>>();
-    let (_, request, _) = decode_request(
+    let (model, request, _) = decode_request(
         &state,
         &name,
         version.as_deref(),
@@ -368,7 +368,8 @@ async fn stream_response(
     .await?;
     let responses = state
         .dataplane
-        .infer_stream(
+        .infer_stream_with(
+            model,
             &name,
             version.as_deref(),
             request,
