@@ -2,8 +2,8 @@
 //!
 //! - `bench`: the real MLServer, `mlserver-rs` and a minimal yardstick, side
 //!   by side on the same workload (see `bench/README` in `BENCHMARKS.md`).
-//! - `symbol-order`: the functions a running server executes, the order the
-//!   release binary's code is linked in (see `crates/mlserver-cli/build.rs`).
+//! - `release`: the release binary as shipped, its code linked in the order a
+//!   running server executes it (see `crates/mlserver-cli/build.rs`).
 //! - `fuzz`: the libFuzzer targets in `fuzz/`, instrumented on stable rustc
 //!   (see `FUZZING.md`).
 
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
         Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(fuzz::run),
-        Some("symbol-order") => bench::order::run(&args[1..]),
+        Some("release") => bench::order::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask bench [options]\n\n{}\n\n{}\n\n{}",

@@ -1,7 +1,9 @@
-//! `cargo xtask symbol-order`: the list of functions a running server
-//! executes, for the linker to place side by side
-//! (`crates/mlserver-cli/symbol-order.txt`, read by that crate's build
-//! script; see there for why).
+//! `cargo xtask release`: the release `mlserver` linked with the functions
+//! a running server executes side by side (see `crates/mlserver-cli/build.rs`
+//! for why), from a list made by this step and kept under `target/` only:
+//! the list names functions by their mangled names, which change with the
+//! compiler and the sources, so it is made by the toolchain that uses it,
+//! right before the link, and never committed.
 //!
 //! The release server runs under valgrind's callgrind, which records every
 //! function that executes, three times: on `bench/models` started, made
@@ -29,12 +31,30 @@ use super::loadgen::{self, grpc_channel, http_client, Bursts, Endpoints};
 use super::servers::{self, free_port, ours_on, Paths, Running};
 
 pub const USAGE: &str = "\
-cargo xtask symbol-order [--no-build]
+cargo xtask release [--no-build]
 
-  Runs the release server under valgrind's callgrind (started and stopped;
-  serving every kind of request on bench/models; and on examples/models) and
-  writes the functions it executed to crates/mlserver-cli/symbol-order.txt,
-  the order the release binary's code is linked in. Rebuild to use it.";
+  Builds the release binary, runs it under valgrind's callgrind (started and
+  stopped; serving every kind of request on bench/models; and on
+  examples/models), writes the functions it executed to
+  target/release-order/symbol-order.txt and links the release binary again in
+  that order, then checks the binary defines the functions listed (a list
+  that has gone stale fails here, and in `cargo xtask bench`'s build, rather
+  than only costing memory). --no-build profiles target/release/mlserver as
+  it is.";
+
+/// Where the list is kept: with the build it was made for.
+pub fn list_path(paths: &Paths) -> PathBuf {
+    paths.target.join("release-order").join("symbol-order.txt")
+}
+
+/// The environment variable `crates/mlserver-cli/build.rs` reads the list
+/// from.
+pub const LIST_VARIABLE: &str = "MLSERVER_RS_SYMBOL_ORDER";
+
+/// The share of listed functions the linked binary must define: a list made
+/// by this toolchain from these sources names them all (a few may be
+/// inlined away by the second link's different order).
+const FRESH_SHARE: f64 = 0.95;
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut build = true;
@@ -48,9 +68,57 @@ pub fn run(args: &[String]) -> Result<()> {
     let dir = paths.work.join("symbol-order");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
+    let list = list_path(&paths);
     if build {
+        // Profiled unordered: the list must not depend on an older one.
+        let _ = fs::remove_file(&list);
         servers::build_release(&paths)?;
     }
+    let symbols = record(&paths, &dir)?;
+    fs::create_dir_all(list.parent().expect("a folder"))?;
+    fs::write(&list, symbols.join("\n") + "\n")?;
+    eprintln!("wrote {} ({} functions)", list.display(), symbols.len());
+    servers::build_release(&paths)?;
+    Ok(())
+}
+
+/// Fails when the release binary does not define most functions of the
+/// list it was linked with: the list was made for other sources or another
+/// compiler, and the link order it gives is mostly lost.
+pub fn check_fresh(binary: &Path, list: &Path) -> Result<()> {
+    let listed = fs::read_to_string(list)?;
+    let listed: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
+    let out = std::process::Command::new("nm")
+        .args(["--defined-only", "--format=just-symbols"])
+        .arg(binary)
+        .output()
+        .context("running nm (binutils) on the release binary")?;
+    if !out.status.success() {
+        bail!("nm {} failed: {}", binary.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let defined: HashSet<&str> = std::str::from_utf8(&out.stdout)?.lines().collect();
+    let found = listed.iter().filter(|s| defined.contains(*s)).count();
+    let share = found as f64 / listed.len().max(1) as f64;
+    if share < FRESH_SHARE {
+        bail!(
+            "{} defines {found} of the {} functions {} lists ({:.0}%): the list is stale \
+             (other sources or another compiler); run `cargo xtask release` again",
+            binary.display(),
+            listed.len(),
+            list.display(),
+            share * 100.0
+        );
+    }
+    eprintln!(
+        "    linked in the order of {}: {found} of {} listed functions defined",
+        list.display(),
+        listed.len()
+    );
+    Ok(())
+}
+
+/// The functions the release binary executes in the three profiled runs.
+fn record(paths: &Paths, dir: &Path) -> Result<Vec<String>> {
     let binary = paths.target.join("release").join("mlserver");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,7 +135,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let name = format!("{run:?}").to_lowercase();
         eprintln!("==> {name}: {} under callgrind", folder.display());
         let dump = dir.join(format!("callgrind.out.{name}"));
-        rt.block_on(profile(&paths, folder, &dump, run))?;
+        rt.block_on(profile(paths, folder, &dump, run))?;
         let text = fs::read_to_string(&dump)
             .with_context(|| format!("reading the dump {}", dump.display()))?;
         let before = symbols.len();
@@ -88,18 +156,7 @@ pub fn run(args: &[String]) -> Result<()> {
             symbols.len()
         );
     }
-    let out = paths
-        .root
-        .join("crates")
-        .join("mlserver-cli")
-        .join("symbol-order.txt");
-    fs::write(&out, symbols.join("\n") + "\n")?;
-    eprintln!(
-        "wrote {} ({} functions); rebuild to link with it",
-        out.display(),
-        symbols.len()
-    );
-    Ok(())
+    Ok(symbols)
 }
 
 /// What a profiling run sends the server between ready and stop.
