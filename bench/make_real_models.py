@@ -1,22 +1,20 @@
 """The real models of `cargo xtask bench --real-models`, trained and written
 for each way of serving them:  make_real_models.py OUTPUT_DIR
 
-Four models on 20 features, seeded:
+Five models on 20 features, seeded:
   lr   a scikit-learn logistic regression, 3 classes
   gbm  a scikit-learn gradient boosting regressor, 100 trees of depth 3
+  rf   a scikit-learn random forest classifier, 100 trees of depth 8, 3 classes
   xgb  an XGBoost classifier, 3 classes, 100 rounds of depth 6 (300 trees)
   lgb  a LightGBM binary classifier, 100 trees of 31 leaves
 The scikit-learn models are saved as model.joblib (for
-mlserver_sklearn.SKLearnModel) and as model.onnx (skl2onnx, without ZipMap:
-the classifier's outputs are plain `label` and `probabilities` tensors; the
-regressor's is `variable`); the others as their libraries save them, for
+mlserver_sklearn.SKLearnModel), the others as their libraries save them, for
 mlserver_xgboost.XGBoostModel (model.json) and mlserver_lightgbm.LightGBMModel
 (model.bst, LightGBM's text format).
 
 requests.json holds, per model, 64 rows of float32 inputs and the library's
 predictions on them (what every server must answer: MLServer's runtimes
-answer `predict`), and the ONNX output that carries the same values (none
-for the tree libraries' own files).
+answer `predict`).
 """
 
 import json
@@ -27,28 +25,18 @@ import joblib
 import lightgbm
 import numpy as np
 import xgboost
-from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import make_classification, make_regression
-from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 FEATURES = 20
 ROWS = 64
-# Opsets tract and onnxruntime both run (as the bundled iris models).
-OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
-def save(out, name, model, onnx_output):
+def save(out, name, model):
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     joblib.dump(model, os.path.join(folder, "model.joblib"))
-    types = [("input", FloatTensorType([None, FEATURES]))]
-    options = {id(model): {"zipmap": False}} if hasattr(model, "classes_") else None
-    onx = convert_sklearn(model, initial_types=types, target_opset=OPSET, options=options)
-    with open(os.path.join(folder, "model.onnx"), "wb") as f:
-        f.write(onx.SerializeToString())
-    return onnx_output
 
 
 def main():
@@ -64,8 +52,8 @@ def main():
     requests["lr"] = {
         "rows": rows.tolist(),
         "predict": lr.predict(rows).astype(float).tolist(),
-        "onnx_output": save(out, "lr", lr, "label"),
     }
+    save(out, "lr", lr)
 
     x, y = make_regression(n_samples=2000, n_features=FEATURES, noise=5.0, random_state=0)
     x = x.astype(np.float32)
@@ -74,8 +62,20 @@ def main():
     requests["gbm"] = {
         "rows": rows.tolist(),
         "predict": gbm.predict(rows).tolist(),
-        "onnx_output": save(out, "gbm", gbm, "variable"),
     }
+    save(out, "gbm", gbm)
+
+    x, y = make_classification(
+        n_samples=2000, n_features=FEATURES, n_informative=10, n_classes=3, random_state=3
+    )
+    x = x.astype(np.float32)
+    rf = RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0).fit(x, y)
+    rows = x[:ROWS]
+    requests["rf"] = {
+        "rows": rows.tolist(),
+        "predict": rf.predict(rows).astype(float).tolist(),
+    }
+    save(out, "rf", rf)
 
     x, y = make_classification(
         n_samples=2000, n_features=FEATURES, n_informative=10, n_classes=3, random_state=1
@@ -88,7 +88,6 @@ def main():
     requests["xgb"] = {
         "rows": rows.tolist(),
         "predict": xgb.predict(rows).astype(float).tolist(),
-        "onnx_output": None,
     }
 
     x, y = make_classification(
@@ -106,7 +105,6 @@ def main():
     requests["lgb"] = {
         "rows": rows.tolist(),
         "predict": lgb.predict(rows).tolist(),
-        "onnx_output": None,
     }
 
     with open(os.path.join(out, "requests.json"), "w") as f:

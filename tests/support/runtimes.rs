@@ -121,7 +121,7 @@ pub fn test_runtimes() -> RuntimeRegistry {
     let mut r = RuntimeRegistry::new();
     mlserver_examples::register(&mut r);
     mlserver_onnx::register(&mut r);
-    mlserver_tree_runtimes::register(&mut r);
+    mlserver_native_runtimes::register(&mut r);
     r.register::<PanickyModel>("test.Panicky");
     r.register::<BrokenModel>("test.Broken");
     r.register::<PanicOnLoadModel>("test.PanicOnLoad");

@@ -19,13 +19,14 @@ const TARGETS: &[&str] = &[
     "dockerignore",
     "xgboost_model",
     "lightgbm_model",
+    "sklearn_handover",
 ];
 
 pub(crate) const USAGE: &str = "\
 cargo xtask fuzz <target>|all [--time SECONDS] [--runs N]
 
   targets: infer_request_json binary_request grpc_request settings model_settings dockerignore
-           xgboost_model lightgbm_model
+           xgboost_model lightgbm_model sklearn_handover
   --time S   stop after S seconds (default 60)
   --runs N   stop after N executions (whichever comes first)
 

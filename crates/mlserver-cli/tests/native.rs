@@ -1,6 +1,8 @@
-//! XGBoost and LightGBM files under MLServer's runtime names, on the real
-//! binary: served natively with no Python process, and the cases the native
-//! runtimes decline served by MLServer's Python runtimes, saying so.
+//! XGBoost, LightGBM and scikit-learn files under MLServer's runtime names,
+//! on the real binary: served natively with no Python process (scikit-learn
+//! models once a worker has loaded them and handed them over), and the cases
+//! the native runtimes decline served by MLServer's Python runtimes, saying
+//! so.
 
 mod common;
 
@@ -257,5 +259,192 @@ fn declined_models_are_served_by_mlserver_python_runtimes() {
         .filter(|l| l.contains("with its Python runtime"))
         .count();
     assert_eq!(warnings, 2, "one line per model:\n{}", lines.join("\n"));
+    stop(child);
+}
+
+/// Waits up to 20 s for the server's child processes to be `expected`.
+fn children_become(pid: u32, empty: bool) -> Vec<String> {
+    for _ in 0..200 {
+        let now = children(pid);
+        if now.is_empty() == empty {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    children(pid)
+}
+
+#[test]
+fn sklearn_models_are_served_natively_once_loaded_and_their_worker_leaves() {
+    let Some(python) = mlserver_tests::python::mlserver_python() else {
+        return;
+    };
+    let trained = tempfile::tempdir().unwrap();
+    mlserver_tests::python::run_script(
+        &python,
+        "make_sklearn_models.py",
+        &[trained.path().to_str().unwrap()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["sk-rf-clf", "sk-pipe-minmax-rf"] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        std::fs::copy(
+            trained.path().join(name).join("model.joblib"),
+            dir.path().join(name).join("model.joblib"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(name).join("model-settings.json"),
+            json!({"name": name, "implementation": "mlserver_sklearn.SKLearnModel"}).to_string(),
+        )
+        .unwrap();
+    }
+    let (child, addr, log) = common::spawn_server(
+        Command::new(BIN)
+            .arg("start")
+            .arg(dir.path())
+            .env("MLSERVER_PYTHON", &python),
+    );
+    let client = reqwest::blocking::Client::new();
+    let items = settled(&client, &addr);
+    for name in ["sk-rf-clf", "sk-pipe-minmax-rf"] {
+        assert_eq!(entry(&items, name)["state"], "READY", "{items:?}");
+        assert_eq!(entry(&items, name)["reason"], "", "{items:?}");
+    }
+    // The worker that loaded them had no other model: it is gone.
+    let pid = child.id();
+    assert_eq!(
+        children_become(pid, true),
+        Vec::<String>::new(),
+        "a Python worker stayed for models served natively"
+    );
+    let rows = json!({"inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 4],
+        "data": [0.03, 6.1, -1.2, 21.0, 1.0, 2.5, -0.4, 5.0]}],
+        "outputs": [{"name": "predict"}, {"name": "predict_proba"}]});
+    let (status, body) = infer(&client, &addr, "sk-rf-clf", rows.clone());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["outputs"][0]["datatype"], "BYTES",
+        "string labels: {body}"
+    );
+    assert_eq!(body["outputs"][0]["shape"], json!([2, 1]));
+    assert_eq!(body["outputs"][1]["shape"], json!([2, 3]));
+    let (status, body) = infer(&client, &addr, "sk-pipe-minmax-rf", rows);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["datatype"], "INT64", "{body}");
+    assert!(
+        children(pid).is_empty(),
+        "inference started a Python process"
+    );
+
+    // A pandas request is MLServer's runtime's to decode: it loads again.
+    let columns: Vec<Value> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|c| json!({"name": c, "datatype": "FP64", "shape": [1], "data": [1.0]}))
+        .collect();
+    let (status, body) = infer(
+        &client,
+        &addr,
+        "sk-rf-clf",
+        json!({"parameters": {"content_type": "pd"}, "inputs": columns}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["datatype"], "BYTES", "{body}");
+    assert!(
+        !children(pid).is_empty(),
+        "the Python runtime answers pandas requests"
+    );
+    let lines: Vec<String> = log.try_iter().collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("natively from the parameters its runtime handed over"))
+            .count(),
+        2,
+        "{}",
+        lines.join("\n")
+    );
+    stop(child);
+}
+
+#[test]
+fn sklearn_models_the_native_runtime_cannot_serve_stay_in_python_saying_why() {
+    let Some(python) = mlserver_tests::python::mlserver_python() else {
+        return;
+    };
+    let trained = tempfile::tempdir().unwrap();
+    mlserver_tests::python::run_script(
+        &python,
+        "make_sklearn_models.py",
+        &[trained.path().to_str().unwrap()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, source, extra) in [
+        ("svc", "sk-svc", json!({})),
+        ("forced-python", "sk-rf-clf", json!({"native": false})),
+        ("forced-native", "sk-svc", json!({"native": true})),
+    ] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        std::fs::copy(
+            trained.path().join(source).join("model.joblib"),
+            dir.path().join(name).join("model.joblib"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(name).join("model-settings.json"),
+            json!({"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
+                   "parameters": {"extra": extra}})
+            .to_string(),
+        )
+        .unwrap();
+    }
+    // A pickle that is not one: MLServer's runtime fails to load it.
+    std::fs::create_dir_all(dir.path().join("corrupt")).unwrap();
+    std::fs::write(dir.path().join("corrupt/model.joblib"), b"not a pickle").unwrap();
+    std::fs::write(
+        dir.path().join("corrupt/model-settings.json"),
+        r#"{"name": "corrupt", "implementation": "mlserver_sklearn.SKLearnModel"}"#,
+    )
+    .unwrap();
+    let (child, addr, _log) = common::spawn_server(
+        Command::new(BIN)
+            .arg("start")
+            .arg(dir.path())
+            .env("MLSERVER_PYTHON", &python),
+    );
+    let client = reqwest::blocking::Client::new();
+    let items = settled(&client, &addr);
+    let svc = entry(&items, "svc");
+    assert_eq!(svc["state"], "READY", "{items:?}");
+    let reason = svc["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("served by the Python runtime: ") && reason.contains("SVC"),
+        "{svc}"
+    );
+    assert_eq!(
+        entry(&items, "forced-python")["reason"],
+        "served by the Python runtime: parameters.extra.native is false"
+    );
+    let forced = entry(&items, "forced-native");
+    assert_eq!(forced["state"], "UNAVAILABLE", "{forced}");
+    assert!(
+        forced["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be served natively (parameters.extra.native is true)"),
+        "{forced}"
+    );
+    assert_eq!(
+        entry(&items, "corrupt")["state"],
+        "UNAVAILABLE",
+        "{items:?}"
+    );
+    let rows = json!({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4],
+        "data": [0.03, 6.1, -1.2, 21.0]}]});
+    for model in ["svc", "forced-python"] {
+        let (status, body) = infer(&client, &addr, model, rows.clone());
+        assert_eq!(status, 200, "{model}: {body}");
+    }
+    assert!(!children(child.id()).is_empty(), "Python workers run");
     stop(child);
 }

@@ -55,6 +55,10 @@ pub const TARGETS: &[Target] = &[
         name: "lightgbm_model",
         run: lightgbm_model,
     },
+    Target {
+        name: "sklearn_handover",
+        run: sklearn_handover,
+    },
 ];
 
 /// Rows a model that loaded predicts: missing, zero, and far out on both
@@ -252,5 +256,50 @@ pub fn lightgbm_model(data: &[u8]) {
         .flatten()
     {
         assert_eq!(values.len(), 4 * model.num_outputs());
+    }
+}
+
+/// A scikit-learn handover payload (what the Python worker sends). One that
+/// reads verifies its probes, and predicts the probe rows in every input
+/// dtype the server hands over, with one row of output per row of input.
+pub fn sklearn_handover(data: &[u8]) {
+    use mlserver_sklearn::{Matrix, MatrixData, Method};
+
+    let Ok(handover) = mlserver_sklearn::read(data) else {
+        return;
+    };
+    let _ = handover.verify();
+    let model = &handover.model;
+    let features = model.n_features();
+    if features > PREDICTED_FEATURES {
+        return;
+    }
+    let rows = probe_rows(features);
+    let f32s: Vec<f32> = rows.iter().map(|&v| v as f32).collect();
+    let i64s: Vec<i64> = rows
+        .iter()
+        .map(|&v| if v.is_nan() { 0 } else { v as i64 })
+        .collect();
+    for data in [
+        MatrixData::F64(&rows),
+        MatrixData::F32(&f32s),
+        MatrixData::I64(&i64s),
+    ] {
+        let x = Matrix {
+            rows: 4,
+            cols: features,
+            data,
+        };
+        let declined = model.declines(&x);
+        for method in Method::ALL {
+            match model.run(method, &x) {
+                Ok(out) => {
+                    assert!(declined.is_none(), "ran what it declines: {declined:?}");
+                    assert_eq!(out.shape.first(), Some(&4));
+                    assert_eq!(out.data.len(), out.shape.iter().product::<usize>());
+                }
+                Err(_) => assert!(declined.is_some() || !model.has(method)),
+            }
+        }
     }
 }

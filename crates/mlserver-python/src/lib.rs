@@ -66,6 +66,7 @@ const WORKER_MODULES: &[(&str, &str)] = worker_modules![
     "mlserver_api.py",
     "repository.py",
     "shm.py",
+    "sklearn_handover.py",
     "tensors.py",
     "wire.py",
 ];
@@ -469,29 +470,26 @@ impl PythonModel {
             settings.name.clone(),
             settings.version().unwrap_or_default().to_owned(),
         );
-        let (generation, loaded) = match pool.load(key.clone(), load_message(settings)?).await {
+        let message = load_message(settings, ctx.handover_requested())?;
+        let (generation, loaded) = match pool.load(key.clone(), message).await {
             Ok(loaded) => loaded,
             Err(e) => {
                 pools.release(&pool_key).await;
                 return Err(explain_load_failure(implementation, &pools.config, e));
             }
         };
-        let loaded: serde_json::Value = serde_json::from_slice(&loaded).unwrap_or_default();
-        let streams = loaded["streams"].as_bool().unwrap_or(false);
-        let custom = loaded["custom"]
-            .as_array()
-            .map(|handlers| {
-                handlers
-                    .iter()
-                    .filter_map(|h| {
-                        Some((
-                            CustomRoute::new(h["method"].as_str()?, h["path"].as_str()?),
-                            h["handler"].as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let loaded: LoadReply = serde_json::from_slice(&loaded).unwrap_or_default();
+        if let Some(handover) = loaded.handover {
+            ctx.offer_handover(Ok(bytes::Bytes::from(handover.get().to_owned())));
+        } else if let Some(reason) = loaded.no_handover {
+            ctx.offer_handover(Err(reason));
+        }
+        let streams = loaded.streams;
+        let custom = loaded
+            .custom
+            .into_iter()
+            .map(|h| (CustomRoute::new(&h.method, &h.path), h.handler))
+            .collect();
         let metadata = match pool
             .call(
                 &key,
@@ -520,14 +518,39 @@ impl PythonModel {
 
 /// The settings a worker gets: model-settings as MLServer would read them
 /// from the file, plus the file's path (`_source`), which MLServer uses to
-/// import the class from the model's folder and to resolve `uri`.
-fn load_message(settings: &ModelSettings) -> Result<Vec<u8>, MLServerError> {
+/// import the class from the model's folder and to resolve `uri`; and
+/// whether a native runtime waits for the model's parameters.
+fn load_message(settings: &ModelSettings, handover: bool) -> Result<Vec<u8>, MLServerError> {
     let message = serde_json::json!({
         "settings": settings,
         "source": settings.source.as_ref().map(|p| p.display().to_string()),
+        "handover": handover,
     });
     serde_json::to_vec(&message)
         .map_err(|e| MLServerError::internal(format!("cannot serialise model settings: {e}")))
+}
+
+/// What a worker says of a model it loaded.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct LoadReply {
+    /// The class overrides `predict_stream`.
+    streams: bool,
+    /// Its `@custom_handler` methods.
+    custom: Vec<CustomHandler>,
+    /// The fitted parameters, when asked for and the model has them in a
+    /// form a native runtime reads (`sklearn_handover.py`), as the worker
+    /// wrote them.
+    handover: Option<Box<serde_json::value::RawValue>>,
+    /// Why there is no hand-over, when one was asked for.
+    no_handover: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct CustomHandler {
+    method: String,
+    path: String,
+    handler: String,
 }
 
 fn explain_load_failure(

@@ -17,8 +17,8 @@ pub use custom::{CustomRequest, CustomResponse, CustomRoute};
 pub use error::{panic_message, ErrorStatus, MLServerError};
 pub use mlserver_metrics as metrics;
 pub use model::{
-    metadata_from_settings, MLModel, ModelContext, ModelMetrics, RequestStream, ResponseStream,
-    StreamingModel,
+    metadata_from_settings, Handover, MLModel, ModelContext, ModelMetrics, RequestStream,
+    ResponseStream, StreamingModel,
 };
 pub use native::{Native, NativeModel};
 pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};

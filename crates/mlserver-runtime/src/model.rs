@@ -18,7 +18,15 @@ pub struct ModelContext {
     metrics: Registry,
     /// What the repository index says of the model while it is ready.
     index_reason: Arc<std::sync::OnceLock<String>>,
+    /// Set when a native runtime waits for this load's hand-over (see
+    /// [`ModelContext::handover_requested`]).
+    handover: Option<Arc<std::sync::Mutex<Option<Handover>>>>,
 }
+
+/// What a runtime that loaded a model hands to the native runtime that
+/// asked for it: the model's fitted parameters (a format the two agree on),
+/// or why it has none to give.
+pub type Handover = Result<bytes::Bytes, String>;
 
 impl ModelContext {
     /// A context whose custom metrics go to a registry of their own (not
@@ -28,7 +36,39 @@ impl ModelContext {
             settings,
             metrics: Registry::new(),
             index_reason: Arc::default(),
+            handover: None,
         }
+    }
+
+    /// A context for a load whose runtime is asked to hand the model's
+    /// fitted parameters over ([`ModelContext::offer_handover`]): the
+    /// native runtime that serves a model only another runtime can read (a
+    /// pickle) takes them with [`ModelContext::take_handover`].
+    pub fn requesting_handover(&self) -> Self {
+        ModelContext {
+            handover: Some(Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the runtime loading with this context is asked for a
+    /// hand-over.
+    pub fn handover_requested(&self) -> bool {
+        self.handover.is_some()
+    }
+
+    /// Hands the loaded model's parameters over (or why not); ignored when
+    /// none was requested.
+    pub fn offer_handover(&self, handover: Handover) {
+        if let Some(slot) = &self.handover {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(handover);
+        }
+    }
+
+    /// What the loading runtime offered, once; `None` if nothing.
+    pub fn take_handover(&self) -> Option<Handover> {
+        let slot = self.handover.as_ref()?;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Records the runtime's custom metrics in `registry` (the server's,

@@ -134,6 +134,70 @@ pub(crate) fn with_fallback(
     })
 }
 
+/// The factory registered for `implementation` with
+/// [`crate::RuntimeRegistry::register_handover`]: `fallback` (the only
+/// runtime that reads the model's files) loads the model and offers its
+/// parameters; `native` serves it from them where it can, and the loaded
+/// model is unloaded again (kept only for what `native` declines, loaded
+/// again on the first such request). Where `native` cannot, the model
+/// loaded first is what serves it.
+pub(crate) fn after_handover(
+    implementation: String,
+    native: NativeFactory,
+    fallback: Option<RuntimeFactory>,
+) -> RuntimeFactory {
+    Arc::new(move |ctx: ModelContext| {
+        let implementation = implementation.clone();
+        let native = native.clone();
+        let fallback = fallback.clone();
+        async move {
+            let forced = forced(&ctx)?;
+            let Some(factory) = fallback else {
+                return Err(MLServerError::bad_request(format!(
+                    "model {}: {implementation} models are read by its Python runtime, and this server has no Python",
+                    ctx.name()
+                )));
+            };
+            if forced == Some(false) {
+                let reason = "parameters.extra.native is false";
+                warn!(model = %ctx.name(), "serving {} with its Python runtime: {reason}", implementation);
+                ctx.set_index_reason(format!("served by the Python runtime: {reason}"));
+                return factory(ctx).await;
+            }
+            let asking = ctx.requesting_handover();
+            let loaded = factory(asking.clone()).await?;
+            let reason = match native(asking).await {
+                Ok(Native::Serves(model)) => {
+                    info!(model = %ctx.name(), "serving {} natively from the parameters its runtime handed over", implementation);
+                    if let Err(e) = loaded.unload().await {
+                        warn!(model = %ctx.name(), "unloading the model its runtime loaded for the hand-over: {e}");
+                    }
+                    let fallback = Some(Fallback {
+                        implementation,
+                        factory,
+                        ctx,
+                        model: OnceCell::new(),
+                    });
+                    return Ok(Arc::new(WithFallback { model, fallback }) as DynModel);
+                }
+                Ok(Native::Declines(reason)) => reason,
+                Err(e) => format!("the parameters handed over were refused: {e}"),
+            };
+            if forced == Some(true) {
+                let _ = loaded.unload().await;
+                return Err(MLServerError::bad_request(format!(
+                    "model {} cannot be served natively (parameters.extra.native is true): {reason}",
+                    ctx.name()
+                )));
+            }
+            warn!(model = %ctx.name(), "serving {} with its Python runtime: {reason}", implementation);
+            ctx.set_index_reason(format!("served by the Python runtime: {reason}"));
+            Ok(loaded)
+        }
+        .boxed()
+    })
+}
+
 /// The implementation's own runtime for the requests a native model
 /// declines, loaded on the first one. A failed load is remembered: the
 /// requests that would need it are refused with its reason instead of
@@ -218,5 +282,157 @@ impl MLModel for WithFallback {
 
     fn selects_outputs(&self) -> bool {
         self.model.selects_outputs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mlserver_settings::ModelSettings;
+
+    use super::*;
+    use crate::RuntimeRegistry;
+
+    /// Loads made and unloads done by the stand-in for the Python runtime.
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+    static UNLOADS: AtomicUsize = AtomicUsize::new(0);
+
+    fn answered(by: &str) -> InferenceResponse {
+        let mut response = InferenceResponse::new(vec![]);
+        response.id = Some(by.to_owned());
+        response
+    }
+
+    /// The runtime that reads the file: offers what its file says.
+    struct Reader;
+
+    #[async_trait]
+    impl MLModel for Reader {
+        async fn load(ctx: ModelContext) -> Result<Self, MLServerError> {
+            LOADS.fetch_add(1, Ordering::SeqCst);
+            if ctx.handover_requested() {
+                let offer = ctx
+                    .extra()
+                    .and_then(|e| e.get("offer"))
+                    .and_then(|o| o.as_str());
+                ctx.offer_handover(match offer {
+                    Some("none") => Err("nothing to offer".into()),
+                    Some(params) => Ok(bytes::Bytes::copy_from_slice(params.as_bytes())),
+                    None => Err("no offer".into()),
+                });
+            }
+            Ok(Reader)
+        }
+
+        async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+            Ok(answered("read"))
+        }
+
+        async fn unload(&self) -> Result<(), MLServerError> {
+            UNLOADS.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// The native runtime: serves what was offered unless it is "bad".
+    struct Taker;
+
+    #[async_trait]
+    impl NativeModel for Taker {
+        async fn load_native(ctx: ModelContext) -> Result<Native<Self>, MLServerError> {
+            Ok(match ctx.take_handover() {
+                Some(Ok(params)) if &params[..] == b"good" => Native::Serves(Taker),
+                Some(Ok(_)) => Native::Declines("the parameters are bad".into()),
+                Some(Err(why)) => Native::Declines(why),
+                None => Native::Declines("nothing was offered".into()),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl MLModel for Taker {
+        async fn load(_: ModelContext) -> Result<Self, MLServerError> {
+            unreachable!("built by the registry")
+        }
+
+        async fn predict(&self, _: InferenceRequest) -> Result<InferenceResponse, MLServerError> {
+            Ok(answered("native"))
+        }
+    }
+
+    fn registry() -> RuntimeRegistry {
+        let mut r = RuntimeRegistry::new();
+        r.register_handover::<Taker>("lib.Model");
+        r.set_fallback(Arc::new(|name: &str| {
+            (name == "lib.Model").then(|| {
+                Arc::new(|ctx| {
+                    async move { Reader::load(ctx).await.map(|m| Arc::new(m) as DynModel) }.boxed()
+                }) as RuntimeFactory
+            })
+        }));
+        r
+    }
+
+    async fn load(extra: serde_json::Value) -> (Result<DynModel, MLServerError>, ModelContext) {
+        let settings: ModelSettings = serde_json::from_value(serde_json::json!({
+            "name": "m", "implementation": "lib.Model", "parameters": {"extra": extra}
+        }))
+        .unwrap();
+        let ctx = ModelContext::new(Arc::new(settings));
+        let factory = registry().resolve("lib.Model").unwrap();
+        (factory(ctx.clone()).await, ctx)
+    }
+
+    async fn answer(model: &DynModel) -> Option<String> {
+        model
+            .predict(InferenceRequest::new(vec![]))
+            .await
+            .unwrap()
+            .id
+    }
+
+    // One test: the counters are shared.
+    #[tokio::test]
+    async fn a_handed_over_model_is_served_natively_where_the_native_runtime_takes_it() {
+        // Taken over: the reader's model is unloaded again.
+        let (model, ctx) = load(serde_json::json!({"offer": "good"})).await;
+        assert_eq!(answer(&model.unwrap()).await.as_deref(), Some("native"));
+        assert_eq!(
+            (LOADS.load(Ordering::SeqCst), UNLOADS.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+        assert_eq!(ctx.index_reason(), None);
+
+        // Declined, or nothing offered: the reader's model serves, saying why.
+        for (offer, why) in [
+            ("bad", "the parameters are bad"),
+            ("none", "nothing to offer"),
+        ] {
+            let (model, ctx) = load(serde_json::json!({ "offer": offer })).await;
+            assert_eq!(answer(&model.unwrap()).await.as_deref(), Some("read"));
+            assert_eq!(
+                ctx.index_reason(),
+                Some(format!("served by the Python runtime: {why}").as_str())
+            );
+        }
+        assert_eq!(
+            (LOADS.load(Ordering::SeqCst), UNLOADS.load(Ordering::SeqCst)),
+            (3, 1)
+        );
+
+        // Forced off: no hand-over is asked for.
+        let (model, ctx) = load(serde_json::json!({"offer": "good", "native": false})).await;
+        assert_eq!(answer(&model.unwrap()).await.as_deref(), Some("read"));
+        assert!(ctx.index_reason().unwrap().contains("native is false"));
+
+        // Forced on where it declines: the load fails, the reader's model goes.
+        let (model, _) = load(serde_json::json!({"offer": "bad", "native": true})).await;
+        let error = model.err().unwrap().to_string();
+        assert!(error.contains("cannot be served natively"), "{error}");
+        assert_eq!(
+            (LOADS.load(Ordering::SeqCst), UNLOADS.load(Ordering::SeqCst)),
+            (5, 2)
+        );
     }
 }

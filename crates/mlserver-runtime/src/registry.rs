@@ -55,6 +55,9 @@ enum Entry {
     /// Natively where the native runtime can, else by what the fallback
     /// resolver gives for the same name (see [`NativeModel`]).
     Native(NativeFactory),
+    /// Loaded by what the fallback resolver gives for the name, then served
+    /// natively from what that runtime hands over, where it can.
+    Handover(NativeFactory),
 }
 
 impl RuntimeRegistry {
@@ -88,6 +91,24 @@ impl RuntimeRegistry {
         self
     }
 
+    /// Registers `M` under `implementation` as a native stand-in for a
+    /// runtime that alone can read the model's files (MLServer's
+    /// scikit-learn runtime unpickles them): the fallback resolver's runtime
+    /// loads each model first and hands its fitted parameters over
+    /// ([`ModelContext::take_handover`](crate::ModelContext::take_handover)
+    /// in `M::load_native`); where `M` serves the model, the other runtime
+    /// unloads it again and is kept only for the requests `M` declines.
+    pub fn register_handover<M: NativeModel>(
+        &mut self,
+        implementation: impl Into<String>,
+    ) -> &mut Self {
+        self.factories.insert(
+            implementation.into(),
+            Entry::Handover(native::native_factory::<M>()),
+        );
+        self
+    }
+
     /// Whether a fallback resolver is set.
     pub fn has_fallback(&self) -> bool {
         self.fallback.is_some()
@@ -106,6 +127,11 @@ impl RuntimeRegistry {
         match self.factories.get(implementation) {
             Some(Entry::Runtime(factory)) => Some(factory.clone()),
             Some(Entry::Native(native)) => Some(native::with_fallback(
+                implementation.to_owned(),
+                native.clone(),
+                fallback(),
+            )),
+            Some(Entry::Handover(native)) => Some(native::after_handover(
                 implementation.to_owned(),
                 native.clone(),
                 fallback(),

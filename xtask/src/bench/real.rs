@@ -1,19 +1,18 @@
 //! `cargo xtask bench --real-models`: models as users serve them, with
-//! batches of 1 and 64 rows at concurrency 1 and 32, over REST JSON: two
-//! scikit-learn models (a logistic regression and a 100-tree gradient
-//! boosting regressor), an XGBoost multiclass classifier and a LightGBM
-//! binary classifier, on 20 features.
+//! batches of 1 and 64 rows at concurrency 1 and 32, over REST JSON: three
+//! scikit-learn models (a logistic regression, a 100-tree gradient boosting
+//! regressor and a 100-tree random forest classifier), an XGBoost multiclass
+//! classifier and a LightGBM binary classifier, on 20 features.
 //!
-//! Served three ways: by MLServer 1.7.1 with its runtimes
-//! (`mlserver_sklearn.SKLearnModel`, `mlserver_xgboost.XGBoostModel`,
-//! `mlserver_lightgbm.LightGBMModel`; its fastest and its default
-//! configuration), by ours through its Python worker with the same runtimes
-//! and files (defaults; the tree models with `parameters.extra.native:
-//! false`), and by ours natively (defaults): the scikit-learn models
-//! exported to ONNX (the trees run on our own `TreeEnsembleRegressor`), the
-//! XGBoost and LightGBM files as they are, under the same implementation
-//! names. Every server must answer the library's own predictions (checked
-//! on a sample of replies).
+//! Served three ways, from the same files under the same implementation
+//! names (`mlserver_sklearn.SKLearnModel`, `mlserver_xgboost.XGBoostModel`,
+//! `mlserver_lightgbm.LightGBMModel`): by MLServer 1.7.1 with its runtimes
+//! (its fastest and its default configuration), by ours through its Python
+//! worker with the same runtimes (defaults, `parameters.extra.native:
+//! false`), and by ours natively (defaults: the scikit-learn pickles loaded
+//! by a worker and handed over, the XGBoost and LightGBM files read as they
+//! are). Every server must answer the library's own predictions (checked on
+//! a sample of replies).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -26,18 +25,13 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::loadgen::{http_client, Outcome, Payload, Transport, Window};
-use super::servers::{
-    free_port, ours_on, pip_install, write_python_settings, Kind, Paths, Running,
-};
+use super::servers::{free_port, pip_install, write_python_settings, Kind, Paths, Running};
 use super::{report, stats, Options};
 
-/// What the venv needs on top of MLServer: its scikit-learn runtime,
-/// skl2onnx (pinned as the bundled iris models) for the ONNX exports, and
-/// the tree libraries (`xgboost-cpu`: `xgboost` without NVIDIA's NCCL).
+/// What the venv needs on top of MLServer: its scikit-learn runtime and the
+/// tree libraries (`xgboost-cpu`: `xgboost` without NVIDIA's NCCL).
 const PACKAGES: &[&str] = &[
     "mlserver-sklearn==1.7.1",
-    "skl2onnx==1.20.0",
-    "onnx==1.23.2",
     "xgboost-cpu==3.2.*",
     "lightgbm==4.7.*",
 ];
@@ -48,7 +42,7 @@ const NO_DEPS: &[&str] = &[
     "mlserver-xgboost==1.7.1",
     "mlserver-lightgbm==1.7.1",
 ];
-const MODELS: [&str; 4] = ["lr", "gbm", "xgb", "lgb"];
+const MODELS: [&str; 5] = ["lr", "gbm", "rf", "xgb", "lgb"];
 const BATCHES: [usize; 2] = [1, 64];
 const CONCURRENCY: [usize; 2] = [1, 32];
 
@@ -58,7 +52,7 @@ enum Setup {
     MlserverFast,
     MlserverDefault,
     OursPython,
-    OursOnnx,
+    OursNative,
 }
 
 impl Setup {
@@ -67,12 +61,8 @@ impl Setup {
             Setup::MlserverFast => "MLServer 1.7.1 + its runtimes, fastest",
             Setup::MlserverDefault => "MLServer 1.7.1 + its runtimes, defaults",
             Setup::OursPython => "mlserver-rs, Python worker + MLServer's runtimes",
-            Setup::OursOnnx => "**mlserver-rs**, native (ONNX; XGBoost/LightGBM files)",
+            Setup::OursNative => "**mlserver-rs**, native (same files)",
         }
-    }
-
-    fn is_onnx(self) -> bool {
-        self == Setup::OursOnnx
     }
 }
 
@@ -82,7 +72,7 @@ fn setups(servers: &[Kind]) -> Vec<Setup> {
         (Kind::MlserverFast, Setup::MlserverFast),
         (Kind::MlserverDefault, Setup::MlserverDefault),
         (Kind::OursPython, Setup::OursPython),
-        (Kind::Ours, Setup::OursOnnx),
+        (Kind::Ours, Setup::OursNative),
     ]
     .into_iter()
     .filter(|(k, _)| servers.contains(k))
@@ -125,51 +115,36 @@ impl Case {
 struct Reference {
     rows: Vec<Vec<f32>>,
     predict: Vec<f64>,
-    /// The ONNX export's output holding the predictions; `None` for the
-    /// tree libraries' own files, which every setup serves as they are.
-    onnx_output: Option<String>,
 }
 
-/// The file and implementation `model` is served with by `setup`, and
-/// whether the native tree runtimes are turned off for it.
+/// The file and implementation `model` is served with, and whether `setup`
+/// turns the native runtimes off for it.
 fn served_as(model: &str, setup: Setup) -> (&'static str, &'static str, bool) {
-    match model {
-        "xgb" => (
-            "model.json",
-            "mlserver_xgboost.XGBoostModel",
-            setup == Setup::OursPython,
-        ),
-        "lgb" => (
-            "model.bst",
-            "mlserver_lightgbm.LightGBMModel",
-            setup == Setup::OursPython,
-        ),
-        _ if setup.is_onnx() => ("model.onnx", "onnx", false),
-        _ => ("model.joblib", "mlserver_sklearn.SKLearnModel", false),
-    }
+    let (file, implementation) = match model {
+        "xgb" => ("model.json", "mlserver_xgboost.XGBoostModel"),
+        "lgb" => ("model.bst", "mlserver_lightgbm.LightGBMModel"),
+        _ => ("model.joblib", "mlserver_sklearn.SKLearnModel"),
+    };
+    (file, implementation, setup == Setup::OursPython)
 }
 
-/// The request of `case` for `setup`, and the values it must answer.
-fn payload(case: Case, setup: Setup, reference: &Reference) -> Payload {
+/// The request of `case`, and the values it must answer.
+fn payload(case: Case, reference: &Reference) -> Payload {
     let rows = &reference.rows[..case.batch];
     let width = rows.first().map_or(0, Vec::len);
     let data: Vec<f32> = rows.iter().flatten().copied().collect();
-    let mut body = json!({"inputs": [{"name": "input", "shape": [case.batch, width],
-                                      "datatype": "FP32", "data": data}]});
-    // MLServer's runtime answers `predict`; the ONNX export names the same
-    // values its own way, next to others (the classifier's probabilities).
-    let output = match &reference.onnx_output {
-        Some(onnx_output) if setup.is_onnx() => {
-            body["outputs"] = json!([{ "name": onnx_output }]);
-            onnx_output.as_str()
-        }
-        _ => "predict",
-    };
+    let body = json!({"inputs": [{"name": "input", "shape": [case.batch, width],
+                                  "datatype": "FP32", "data": data}]});
     let expected = reference.predict[..case.batch]
         .iter()
         .map(|v| *v as f32)
         .collect();
-    Payload::rest_json(case.model, Bytes::from(body.to_string()), output, expected)
+    Payload::rest_json(
+        case.model,
+        Bytes::from(body.to_string()),
+        "predict",
+        expected,
+    )
 }
 
 /// What one setup measured in one round.
@@ -203,15 +178,9 @@ pub async fn run(opts: &Options, paths: &Paths, venv: &Path) -> Result<String> {
                 .map(|r| Some(numbers(r)?.into_iter().map(|x| x as f32).collect()))
                 .collect::<Option<Vec<Vec<f32>>>>()
         });
-        match (rows, numbers(&v["predict"]), &v["onnx_output"]) {
-            (Some(rows), Some(predict), output @ (Value::String(_) | Value::Null)) => {
-                Ok(Reference {
-                    rows,
-                    predict,
-                    onnx_output: output.as_str().map(str::to_owned),
-                })
-            }
-            _ => bail!("{model} in requests.json lacks rows, predict or onnx_output"),
+        match (rows, numbers(&v["predict"])) {
+            (Some(rows), Some(predict)) => Ok(Reference { rows, predict }),
+            _ => bail!("{model} in requests.json lacks rows or predict"),
         }
     };
     let refs: Vec<(&str, Reference)> = MODELS
@@ -243,7 +212,7 @@ fn prepare(paths: &Paths, venv: &Path) -> Result<PathBuf> {
     let has = Command::new(&python)
         .args([
             "-c",
-            "import mlserver_sklearn, sklearn, skl2onnx, joblib, xgboost, lightgbm, \
+            "import mlserver_sklearn, sklearn, joblib, xgboost, lightgbm, \
              mlserver_xgboost, mlserver_lightgbm",
         ])
         .output()
@@ -283,9 +252,7 @@ fn write_folder(setup: Setup, paths: &Paths, files: &Path, ports: [u16; 3]) -> R
         }
         fs::write(folder.join("model-settings.json"), settings.to_string())?;
     }
-    if !setup.is_onnx() {
-        write_python_settings(&dir, ports, setup == Setup::MlserverFast)?;
-    }
+    write_python_settings(&dir, ports, setup == Setup::MlserverFast)?;
     Ok(dir)
 }
 
@@ -300,8 +267,7 @@ async fn measure(
     let ports = [free_port()?, free_port()?, free_port()?];
     let folder = write_folder(setup, paths, files, ports)?;
     let cmd = match setup {
-        Setup::OursOnnx => ours_on(paths, &folder, ports),
-        Setup::OursPython => {
+        Setup::OursNative | Setup::OursPython => {
             let mut cmd = Command::new(paths.target.join("release").join("mlserver"));
             cmd.arg("start")
                 .arg(&folder)
@@ -369,7 +335,7 @@ async fn measure_running(
             duration: opts.duration,
         };
         let measured = super::measure_payload(
-            payload(case, setup, reference),
+            payload(case, reference),
             Transport::RestJson,
             running.endpoints.clone(),
             window,
@@ -516,13 +482,12 @@ mod tests {
         Reference {
             rows: (0..64).map(|r| vec![r as f32; 20]).collect(),
             predict: (0..64).map(f64::from).collect(),
-            onnx_output: Some("label".into()),
         }
     }
 
     #[test]
     fn cases_and_setups() {
-        assert_eq!(Case::all().len(), 16);
+        assert_eq!(Case::all().len(), 20);
         assert_eq!(Case::all()[0].name(), "lr-b1-c1");
         assert_eq!(
             setups(&Kind::ALL),
@@ -530,26 +495,27 @@ mod tests {
                 Setup::MlserverFast,
                 Setup::MlserverDefault,
                 Setup::OursPython,
-                Setup::OursOnnx
+                Setup::OursNative
             ]
         );
-        assert_eq!(setups(&[Kind::Ours, Kind::Yardstick]), [Setup::OursOnnx]);
+        assert_eq!(setups(&[Kind::Ours, Kind::Yardstick]), [Setup::OursNative]);
     }
 
     #[test]
-    fn onnx_requests_ask_for_the_output_that_holds_the_predictions() {
+    fn every_setup_asks_for_predict_on_the_same_file() {
         let case = Case {
             model: "lr",
             batch: 64,
             concurrency: 32,
         };
-        let onnx = payload(case, Setup::OursOnnx, &reference());
-        let body: Value = serde_json::from_slice(onnx.body()).unwrap();
+        let body: Value = serde_json::from_slice(payload(case, &reference()).body()).unwrap();
         assert_eq!(body["inputs"][0]["shape"], json!([64, 20]));
         assert_eq!(body["inputs"][0]["data"].as_array().unwrap().len(), 64 * 20);
-        assert_eq!(body["outputs"], json!([{"name": "label"}]));
-        let sklearn = payload(case, Setup::OursPython, &reference());
-        let body: Value = serde_json::from_slice(sklearn.body()).unwrap();
         assert!(body.get("outputs").is_none());
+        assert_eq!(
+            served_as("rf", Setup::OursNative),
+            ("model.joblib", "mlserver_sklearn.SKLearnModel", false)
+        );
+        assert!(served_as("xgb", Setup::OursPython).2);
     }
 }

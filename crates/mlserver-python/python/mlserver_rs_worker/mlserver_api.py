@@ -64,6 +64,28 @@ def names():
     return _NAMES
 
 
+# The class whose fitted model a native runtime can take over: exactly
+# MLServer's own (a subclass may predict differently).
+_HANDED_OVER = "mlserver_sklearn.sklearn.SKLearnModel"
+
+
+def _handover(model) -> bytes:
+    """The `"handover": {...}` (or `"no_handover": reason`) member of a
+    load reply: the fitted estimator's parameters for the server to serve
+    it natively (`sklearn_handover`)."""
+    cls = type(model)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if name != _HANDED_OVER:
+        reason = f"the model's class is {name}, not {_HANDED_OVER}"
+        return b'"no_handover":' + json.dumps(reason).encode()
+    from .sklearn_handover import handover
+
+    payload, reason = handover(model._model)
+    if payload is None:
+        return b'"no_handover":' + json.dumps(reason).encode()
+    return b'"handover":' + payload
+
+
 def _loads():
     try:
         import orjson
@@ -238,7 +260,10 @@ class Models:
         from mlserver import MLModel
 
         streams = type(model).predict_stream is not MLModel.predict_stream
-        return json.dumps({"streams": streams, "custom": custom}).encode()
+        reply = json.dumps({"streams": streams, "custom": custom}).encode()
+        if message.get("handover"):
+            reply = reply[:-1] + b"," + _handover(model) + b"}"
+        return reply
 
     async def unload(self, message: dict) -> bytes:
         key = (message["name"], message.get("version") or "")
