@@ -9,7 +9,7 @@
 //! }
 //! ```
 
-#[cfg(feature = "mimalloc")]
+#[cfg(feature = "jemalloc")]
 mod allocator;
 mod dotenv;
 #[cfg(feature = "image")]
@@ -37,7 +37,7 @@ pub fn default_runtimes() -> RuntimeRegistry {
     #[cfg(feature = "onnx")]
     mlserver_onnx::register(&mut runtimes);
     #[cfg(feature = "trees")]
-    mlserver_tree_runtimes::register(&mut runtimes);
+    mlserver_native_runtimes::register(&mut runtimes);
     mlserver_examples::register(&mut runtimes);
     runtimes
 }

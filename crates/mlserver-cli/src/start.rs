@@ -28,8 +28,6 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
     if let Some(threads) = python_threads {
         builder.worker_threads(threads);
     }
-    #[cfg(feature = "mimalloc")]
-    crate::allocator::install(&mut builder);
     let runtime = builder
         .build()
         .context("could not start the async runtime")?;
@@ -80,21 +78,7 @@ pub(crate) fn start(folder: &Path, runtimes: RuntimeRegistry) -> anyhow::Result<
         runtimes.names().collect::<Vec<_>>().join(", ")
     );
 
-    #[cfg(feature = "mimalloc")]
-    crate::allocator::spawn_purge();
     let result = runtime.block_on(async move {
-        // The inference workers (`parallel_workers`) get the allocator's
-        // hooks too: responses they allocate are freed on the async
-        // workers, into their heaps.
-        #[cfg(feature = "mimalloc")]
-        let server = Server::with_worker_runtime(
-            settings,
-            runtimes,
-            env,
-            security,
-            crate::allocator::install,
-        )?;
-        #[cfg(not(feature = "mimalloc"))]
         let server = Server::with_security(settings, runtimes, env, security)?;
         #[cfg(feature = "python")]
         if let Some(source) = source {

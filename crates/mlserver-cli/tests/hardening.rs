@@ -223,22 +223,23 @@ fn gzip_bombs_are_refused_with_bounded_memory() {
     });
     let peak_kib = s.memory_kib("VmHWM");
     eprintln!("idle RSS {idle_kib} KiB, peak {peak_kib} KiB");
-    // Six bombs, two at once, freed memory purged only every few seconds:
+    // Six bombs, two at once, freed memory handed back after a few seconds:
     // a few times 32 MiB; before, one bomb took RSS to 1.7 GB.
     assert!(
         peak_kib.saturating_sub(idle_kib) < 192 * 1024,
         "peak RSS {peak_kib} KiB, idle {idle_kib} KiB"
     );
-    // The memory is given back (the allocator purges): within 2x of idle
+    // The memory is given back (jemalloc's background threads): within 2x of idle
     // in 30 s.
     s.wait_memory_at_most("VmRSS", 2 * idle_kib, "the bombs");
     s.terminate(Duration::from_secs(60));
 }
 
 /// A burst of large tensors leaves no heap behind once the server is idle:
-/// the async workers that served it go to sleep, and the allocator's purge
-/// wakes them to hand their freed pages back (before, 12 MiB stayed
-/// resident in their heaps for as long as they slept).
+/// the async workers that served it go to sleep with the burst's pages
+/// freed into their arenas, and the allocator must hand those back without
+/// them (with mimalloc and no purge of our own, 34 MiB stayed resident for
+/// as long as they slept).
 #[test]
 fn a_burst_of_large_tensors_is_handed_back_once_idle() {
     let mut s = Running::start(&examples(), &[], None);
@@ -274,7 +275,7 @@ fn a_burst_of_large_tensors_is_handed_back_once_idle() {
     });
     let burst_kib = s.memory_kib("RssAnon");
     eprintln!("heap RSS idle {idle_kib} KiB, after the burst {burst_kib} KiB");
-    // Purge rounds are 5 s apart; the bound is on a hang, not a speed.
+    // jemalloc's decay is seconds; the bound is on a hang, not a speed.
     s.wait_memory_at_most("RssAnon", 2 * idle_kib + 2048, "the burst");
     s.terminate(Duration::from_secs(60));
 }

@@ -447,8 +447,8 @@ async fn bench_server(
     result
 }
 
-/// Watches RSS for `wait` after the load stopped (the allocator's purge
-/// is what brings it back): when it first is within 2x of `idle`, and what
+/// Watches RSS for `wait` after the load stopped (the allocator's
+/// background threads are what bring it back): when it first is within 2x of `idle`, and what
 /// it is at the end.
 async fn settle(running: &servers::Running, idle: u64, wait: Duration) -> report::Settled {
     let start = std::time::Instant::now();

@@ -94,7 +94,11 @@ pub fn check_fresh(binary: &Path, list: &Path) -> Result<()> {
         .output()
         .context("running nm (binutils) on the release binary")?;
     if !out.status.success() {
-        bail!("nm {} failed: {}", binary.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "nm {} failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let defined: HashSet<&str> = std::str::from_utf8(&out.stdout)?.lines().collect();
     let found = listed.iter().filter(|s| defined.contains(*s)).count();
