@@ -377,7 +377,9 @@ fn render(
     let mut md = format!(
         "## Real models\n\n{}; {}. Models from `bench/make_real_models.py` on 20 FP32 \
          features: `lr` a scikit-learn logistic regression (3 classes), `gbm` a scikit-learn \
-         gradient boosting regressor (100 trees of depth 3), `xgb` an XGBoost classifier \
+         gradient boosting regressor (100 trees of depth 3), `rf` a scikit-learn random \
+         forest classifier (100 trees of depth 8, 3 classes), all three from their \
+         `model.joblib`, `xgb` an XGBoost classifier \
          (3 classes, 100 rounds of depth 6) from its `model.json`, `lgb` a LightGBM binary \
          classifier (100 trees of 31 leaves) from its text `model.bst`; \
          REST JSON, batch b rows, concurrency c; {} s warm-up, {} s measured, median of {} \
