@@ -56,7 +56,9 @@ fn check_implementation(
             runtimes.names().collect::<Vec<_>>().join(", ")
         );
     };
-    if runtimes.names().any(|n| n == implementation) {
+    // A registered runtime needs nothing else, unless it takes its models
+    // over from the Python runtime that loads them (scikit-learn's).
+    if runtimes.is_registered(&implementation) && !runtimes.loads_through_fallback(&implementation) {
         return Ok(());
     }
     let Some((module, class)) = implementation.rsplit_once('.') else {

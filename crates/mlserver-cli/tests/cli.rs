@@ -606,6 +606,11 @@ fn dotenv_refuses_an_implementation_that_cannot_load() {
     assert!(dotenv(r#"{"name": "m", "implementation": "custom_model.Present"}"#).0);
     let (ok, err) = dotenv(r#"{"name": "m", "implementation": "custom_model.Absent"}"#);
     assert!(!ok && err.contains("has no attribute 'Absent'"), "{err}");
+    // Natively served, but loaded by MLServer's Python runtime first (the
+    // system python3 here has no mlserver_sklearn); XGBoost's needs none.
+    let (ok, err) = dotenv(r#"{"name": "m", "implementation": "mlserver_sklearn.SKLearnModel"}"#);
+    assert!(!ok && err.contains("cannot be imported"), "{err}");
+    assert!(dotenv(r#"{"name": "m", "implementation": "mlserver_xgboost.XGBoostModel"}"#).0);
     let (ok, err) = dotenv(r#"{"name": "m", "implementation": "nosuch"}"#);
     assert!(!ok && err.contains("neither a runtime"), "{err}");
     let (ok, err) = dotenv(r#"{"name": "m"}"#);

@@ -67,6 +67,7 @@ const WORKER_MODULES: &[(&str, &str)] = worker_modules![
     "repository.py",
     "shm.py",
     "sklearn_handover.py",
+    "sklearn_probes.py",
     "tensors.py",
     "wire.py",
 ];

@@ -140,6 +140,13 @@ impl RuntimeRegistry {
         }
     }
 
+    /// Whether models of `implementation` are loaded by the fallback's
+    /// runtime first ([`RuntimeRegistry::register_handover`]): it must be
+    /// able to load them, although they are served natively.
+    pub fn loads_through_fallback(&self, implementation: &str) -> bool {
+        matches!(self.factories.get(implementation), Some(Entry::Handover(_)))
+    }
+
     /// Whether `implementation` is registered (not left to the fallback).
     pub fn is_registered(&self, implementation: &str) -> bool {
         self.factories.contains_key(implementation)

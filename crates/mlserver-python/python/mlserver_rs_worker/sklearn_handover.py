@@ -20,12 +20,10 @@ import json
 
 import numpy as np
 
+from . import sklearn_probes
+
 FORMAT = "mlserver-rs/sklearn-handover"
 VERSION = 1
-
-#: Rows per probe input (per method and input dtype).
-PROBE_ROWS = 32
-
 
 class Unsupported(Exception):
     """Why an estimator is not handed over."""
@@ -36,7 +34,7 @@ def handover(estimator):
     else `(None, reason)`."""
     try:
         return _handover(estimator), None
-    except Unsupported as e:
+    except (Unsupported, sklearn_probes.UnsupportedOutput) as e:
         return None, str(e)
     except Exception as e:  # noqa: BLE001 - never raise into the worker
         return None, f"handing over {_name(estimator)} failed: {type(e).__name__}: {e}"
@@ -59,8 +57,12 @@ def _handover(estimator):
     import sklearn
 
     model, final = _node(estimator)
-    hints = _hints(estimator)
-    probes = _probes(estimator, model, hints)
+    probes = [
+        {"method": method, "input": _array(x), "output": _array(out)}
+        for method, x, out in sklearn_probes.probes(estimator)
+    ]
+    if not probes:
+        raise Unsupported(f"{_public_name(estimator)}: no probe input could be computed")
     doc = {
         "format": FORMAT,
         "version": VERSION,
@@ -358,6 +360,41 @@ def _hgb_encoder(est):
     }
 
 
+def _linear(est):
+    """`X @ coef_.T + intercept_` models. Only float64 coefficients: with
+    float32 ones numpy would multiply float32 inputs in float32."""
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    coef = est.coef_
+    if type(coef) is not np.ndarray or coef.dtype != np.float64 or coef.ndim not in (1, 2):
+        raise Unsupported(
+            f"{_public_name(est)} with coefficients of type {type(coef).__name__} "
+            f"{getattr(coef, 'dtype', '')} is not served natively"
+        )
+    coef2 = coef.reshape(1, -1) if coef.ndim == 1 else coef
+    k = coef2.shape[0]
+    intercept = np.asarray(est.intercept_)
+    if intercept.dtype.kind != "f" or intercept.size not in (1, k) or intercept.ndim > 1:
+        raise Unsupported(f"{_public_name(est)} with intercept_ {intercept!r} is not served natively")
+    intercept = np.broadcast_to(intercept.astype(np.float64).reshape(-1), (k,))
+    node = {
+        "kind": "Linear",
+        "coef": _f8(coef2),
+        "intercept": _f8(intercept),
+    }
+    if type(est) is LogisticRegression:
+        node["classes"] = _classes(est)
+        node["proba"] = "expit" if len(est.classes_) <= 2 else "softmax"
+    elif type(est) is SGDClassifier:
+        node["classes"] = _classes(est)
+        proba = {"log_loss": "expit", "modified_huber": "modified_huber"}.get(est.loss)
+        if proba is not None:
+            node["proba"] = proba
+    else:
+        node["output_2d"] = coef.ndim == 2
+    return node
+
+
 _HANDLERS = {
     "sklearn.preprocessing._data.StandardScaler": _standard_scaler,
     "sklearn.preprocessing._data.MinMaxScaler": _min_max_scaler,
@@ -372,165 +409,11 @@ _HANDLERS = {
     "sklearn.ensemble._gb.GradientBoostingRegressor": _gradient_boosting,
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier": _hist_gradient_boosting,
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor": _hist_gradient_boosting,
+    "sklearn.linear_model._base.LinearRegression": _linear,
+    "sklearn.linear_model._ridge.Ridge": _linear,
+    "sklearn.linear_model._coordinate_descent.Lasso": _linear,
+    "sklearn.linear_model._coordinate_descent.ElasticNet": _linear,
+    "sklearn.linear_model._stochastic_gradient.SGDRegressor": _linear,
+    "sklearn.linear_model._logistic.LogisticRegression": _linear,
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier": _linear,
 }
-
-
-# ---------------------------------------------------------------- probes
-
-
-def _hints(est):
-    """`(lo, hi, specials)` for the features the estimator reads: the range
-    probe values are drawn from and per-feature values worth hitting exactly
-    (split thresholds)."""
-    from sklearn.pipeline import Pipeline
-
-    if type(est) is Pipeline:
-        for _, step in est.steps:
-            if step is not None and not isinstance(step, str):
-                return _hints(step)
-    n = int(est.n_features_in_)
-    lo = np.full(n, -3.0)
-    hi = np.full(n, 3.0)
-    specials = [[] for _ in range(n)]
-    if hasattr(est, "mean_") and getattr(est, "var_", None) is not None:
-        sd = np.sqrt(np.asarray(est.var_, dtype=np.float64))
-        lo, hi = est.mean_ - 3 * sd, est.mean_ + 3 * sd
-    elif hasattr(est, "data_min_"):
-        lo, hi = np.asarray(est.data_min_, dtype=np.float64), np.asarray(est.data_max_, dtype=np.float64)
-    elif getattr(est, "center_", None) is not None and getattr(est, "scale_", None) is not None:
-        lo, hi = est.center_ - 3 * est.scale_, est.center_ + 3 * est.scale_
-    trees = []
-    if hasattr(est, "tree_"):
-        trees = [est.tree_]
-    elif hasattr(est, "estimators_"):
-        trees = [e.tree_ for e in np.asarray(est.estimators_, dtype=object).reshape(-1)[:20]]
-    for t in trees:
-        internal = t.children_left != -1
-        for f, thr in zip(t.feature[internal], t.threshold[internal]):
-            specials[f].append(float(thr))
-    if hasattr(est, "_predictors"):
-        # With categorical features the trees read the encoder's layout:
-        # categorical columns first, then the others.
-        columns = np.arange(n)
-        categorical = getattr(est, "is_categorical_", None)
-        if getattr(est, "_preprocessor", None) is not None and categorical is not None:
-            categorical = np.asarray(categorical, dtype=bool)
-            columns = np.concatenate([np.flatnonzero(categorical), np.flatnonzero(~categorical)])
-            for f in np.flatnonzero(categorical):
-                specials[f].extend(float(v) for v in range(8))
-        for stage in est._predictors[:20]:
-            for p in stage:
-                nodes = p.nodes[p.nodes["is_leaf"] == 0]
-                for f, thr, cat in zip(nodes["feature_idx"], nodes["num_threshold"], nodes["is_categorical"]):
-                    if not cat and np.isfinite(thr):
-                        specials[columns[f]].append(float(thr))
-    for f in range(n):
-        if specials[f]:
-            lo[f] = min(lo[f], min(specials[f]))
-            hi[f] = max(hi[f], max(specials[f]))
-    lo = np.where(np.isfinite(lo), lo, -3.0)
-    hi = np.where(np.isfinite(hi), hi, 3.0)
-    return lo, hi, [np.unique(np.asarray(s, dtype=np.float64))[:200] for s in specials]
-
-
-def _accepts_nan(est):
-    from sklearn.pipeline import Pipeline
-
-    if type(est) is Pipeline:
-        return all(
-            _accepts_nan(s) for _, s in est.steps if s is not None and not isinstance(s, str)
-        )
-    try:
-        return bool(est.__sklearn_tags__().input_tags.allow_nan)
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def _probe_rows(est, hints, dtype, rng):
-    lo, hi, specials = hints
-    n = len(lo)
-    span = np.maximum(hi - lo, 1e-3)
-    rows = [lo - 0.25 * span + rng.random((16, n)) * 1.5 * span]
-    if any(len(s) for s in specials):
-        block = lo + rng.random((10, n)) * span
-        for r in range(block.shape[0]):
-            for f in range(n):
-                s = specials[f]
-                if len(s):
-                    t = s[rng.integers(len(s))]
-                    t32 = np.float32(t)
-                    block[r, f] = rng.choice(
-                        [
-                            t,
-                            float(t32),
-                            float(np.nextafter(t32, np.float32(np.inf))),
-                            float(np.nextafter(t32, np.float32(-np.inf))),
-                            float(np.nextafter(t, np.inf)),
-                            float(np.nextafter(t, -np.inf)),
-                        ]
-                    )
-        rows.append(block)
-    rows.append(np.zeros((1, n)))
-    rows.append(np.full((1, n), -1.0))
-    mags = rng.choice([1e30, -1e30, 1e-30, -1e-30, 1e6, -1e6, 1e-300], size=(2, n))
-    rows.append(mags)
-    x = np.vstack(rows)[:PROBE_ROWS]
-    if dtype == np.int64:
-        x = np.clip(np.rint(x), -(2.0**62), 2.0**62).astype(np.int64)
-        x[-1, :] = rng.choice([2**53 + 1, -(2**53) - 1, 2**31 + 1, 16777217, -16777217], size=n)
-        return x
-    x = x.astype(dtype)
-    if _accepts_nan(est):
-        nan_rows = x[:3].copy()
-        nan_rows[0, :] = np.nan
-        mask = rng.random(nan_rows[1:].shape) < 0.5
-        nan_rows[1:][mask] = np.nan
-        x = np.vstack([x, nan_rows])
-    return x
-
-
-def _methods(est):
-    methods = []
-    for m in ("predict", "predict_proba", "transform"):
-        try:
-            if hasattr(est, m):
-                methods.append(m)
-        except Exception:  # noqa: BLE001 - available_if may raise anything
-            pass
-    return methods
-
-
-def _probes(est, model, hints):
-    rng = np.random.default_rng(20240611)
-    probes = []
-    for method in _methods(est):
-        fn = getattr(est, method)
-        for dtype in (np.float64, np.float32, np.int64):
-            x = _probe_rows(est, hints, dtype, rng)
-            out = _run_probe(fn, x)
-            if out is None and x.dtype.kind == "f":
-                finite = np.all(np.isfinite(x), axis=1) & np.all(np.abs(x) < 1e20, axis=1)
-                x = x[finite]
-                out = _run_probe(fn, x) if len(x) else None
-            if out is None:
-                continue
-            probes.append({"method": method, "input": _array(x), "output": _array(out)})
-    if not probes:
-        raise Unsupported(f"{_public_name(est)}: no probe input could be computed")
-    return probes
-
-
-def _run_probe(fn, x):
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = fn(x)
-    except Exception:  # noqa: BLE001
-        return None
-    out = np.asarray(out)
-    if out.dtype.kind == "O":
-        if not all(isinstance(v, str) for v in out.ravel()):
-            raise Unsupported("outputs of object dtype are not served natively")
-    return out
