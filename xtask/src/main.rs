@@ -17,13 +17,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
         Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(fuzz::run),
-        Some("release") => bench::order::run(&args[1..]),
+        Some("release") => bench::release::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask bench [options]\n\n{}\n\n{}\n\n{}",
                 bench::USAGE,
                 fuzz::USAGE,
-                bench::order::USAGE
+                bench::release::USAGE
             );
             return ExitCode::from(2);
         }

@@ -11,9 +11,9 @@ mod callgrind;
 mod floor;
 mod loadgen;
 mod many;
-pub mod order;
 mod procfs;
 mod real;
+pub mod release;
 mod report;
 mod servers;
 mod stats;
@@ -217,7 +217,7 @@ pub fn run(opts: Options) -> Result<()> {
         bail!("no scenario matches {:?}", opts.scenario_filter);
     }
     if opts.build && opts.servers.iter().any(|k| k.is_built_here()) {
-        servers::build_release(&paths)?;
+        release::build_release(&paths)?;
     }
     if let Some(n) = opts.many_models {
         let venv = if many::needs_venv(&opts.servers) {

@@ -128,38 +128,6 @@ impl Paths {
     }
 }
 
-/// Builds our server and the yardstick in release mode.
-pub fn build_release(paths: &Paths) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // Linked in the order `cargo xtask release` listed, when it has.
-    let list = super::order::list_path(paths);
-    let ordered = list.is_file();
-    eprintln!(
-        "==> cargo build --release -p mlserver-cli -p yardstick{}",
-        if ordered { " (ordered link)" } else { "" }
-    );
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&paths.root).args([
-        "build",
-        "--release",
-        "-p",
-        "mlserver-cli",
-        "-p",
-        "yardstick",
-    ]);
-    if ordered {
-        cmd.env(super::order::LIST_VARIABLE, &list);
-    }
-    let status = cmd.status().context("running cargo")?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
-    }
-    if ordered {
-        super::order::check_fresh(&paths.target.join("release").join("mlserver"), &list)?;
-    }
-    Ok(())
-}
-
 /// Makes (or remakes) the venv at `venv` from `$PYTHON` (else `python3`)
 /// and installs `packages` (pip arguments) into it.
 fn new_venv(venv: &Path, packages: &[&str]) -> Result<()> {

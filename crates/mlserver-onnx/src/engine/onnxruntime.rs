@@ -14,7 +14,7 @@ use mlserver_types::{f16, Tensor, TensorData};
 use ort::session::Session;
 use ort::value::{DynValue, TensorElementType, ValueType};
 
-use super::{Engine, Output};
+use super::contract::{utf8_strings, Engine, Output};
 use crate::signature::Signature;
 use crate::OnnxError;
 
@@ -53,6 +53,8 @@ pub struct OrtEngine {
 }
 
 impl OrtEngine {
+    /// Loads the graph at `path` into the pool of sessions, its inputs and
+    /// outputs checked against `signature`.
     pub fn load(path: &Path, signature: &Signature) -> Result<Self, OnnxError> {
         let env = environment()?;
         let load_error = |e: ort::Error| OnnxError::EngineLoad {
@@ -153,7 +155,7 @@ fn to_ort(t: Tensor) -> Result<DynValue, OnnxError> {
         TensorData::Fp32(v) => plain(shape, v),
         TensorData::Fp64(v) => plain(shape, v),
         TensorData::Bytes(v) => {
-            let strings = super::utf8_strings(&t.name, v)?;
+            let strings = utf8_strings(&t.name, v)?;
             ort::value::Tensor::from_string_array((shape, strings.as_slice()))
                 .map(|t| t.into_dyn())
                 .map_err(|e| OnnxError::BadInput(e.to_string()))

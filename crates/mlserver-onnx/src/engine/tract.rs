@@ -15,7 +15,7 @@ use tract_onnx::prelude::{
     TVec, Tensor as TractTensor, ToDim, TypedRunnableModel,
 };
 
-use super::{Engine, Output};
+use super::contract::{utf8_strings, Engine, Output};
 use crate::signature::{Dim, Signature};
 use crate::OnnxError;
 
@@ -194,7 +194,7 @@ fn to_tract(t: Tensor) -> Result<TractTensor, OnnxError> {
         TensorData::Fp32(v) => plain(&shape, &v),
         TensorData::Fp64(v) => plain(&shape, &v),
         TensorData::Bytes(v) => {
-            let strings = super::utf8_strings(&t.name, v)?;
+            let strings = utf8_strings(&t.name, v)?;
             tract_onnx::prelude::tract_ndarray::ArrayD::from_shape_vec(shape, strings)
                 .map(TractTensor::from)
                 .map_err(bad)

@@ -5,7 +5,7 @@ use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
-use super::{bytes_column, bytes_elements, BASE64};
+use super::common::{bytes_column, bytes_elements, BASE64};
 use crate::{CodecError, Tensor};
 
 /// Python's `base64.b64decode(validate=True)`: standard alphabet, padding

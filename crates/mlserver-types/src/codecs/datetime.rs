@@ -13,7 +13,7 @@ use chrono::{
     DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
 };
 
-use super::{bytes_column, bytes_elements, unsupported, DATETIME};
+use super::common::{bytes_column, bytes_elements, unsupported, DATETIME};
 use crate::{CodecError, Tensor};
 
 /// A timestamp as Python's `datetime` has it: naive or with a fixed offset.

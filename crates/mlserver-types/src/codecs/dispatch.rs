@@ -2,11 +2,13 @@
 //! MLServer's `MLModel.decode`/`encode` do, for runtimes that do not know
 //! ahead of time what clients will send.
 
-use super::{
-    bytes_column, content_type_parameters, decode_base64, decode_datetimes, decode_strings,
-    decode_strs, encode_base64, encode_datetimes, encode_strings, inject_batch_dimension,
-    unsupported, IsoDateTime, BASE64, DATETIME, NUMPY, STRING,
+use super::base64::{decode_base64, encode_base64};
+use super::common::{
+    bytes_column, content_type_parameters, unsupported, BASE64, DATETIME, NUMPY, STRING,
 };
+use super::datetime::{decode_datetimes, encode_datetimes, IsoDateTime};
+use super::numeric::inject_batch_dimension;
+use super::string::{decode_strings, decode_strs, encode_strings};
 use crate::{CodecError, InferenceRequest, MetadataTensor, RequestOutput, Tensor, TensorData};
 
 /// A tensor decoded by the codec its content type names.
@@ -162,7 +164,7 @@ pub fn decode_inputs(
 ///
 /// Shapes follow MLServer: list-like codecs give `[N, 1]`, numeric data
 /// `[N, 1]` too (`inject_batch_dimension` on a flat array; set
-/// `tensor.shape` afterwards, or use [`super::encode_numeric`], for other
+/// `tensor.shape` afterwards, or use [`encode_numeric`](crate::codecs::encode_numeric), for other
 /// shapes); [`Decoded::Raw`] without a content type stays `[N]` with no
 /// content type. Combinations that make no sense (datetimes as `np`,
 /// numbers as `str`) are errors.

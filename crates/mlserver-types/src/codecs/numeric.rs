@@ -11,7 +11,7 @@ use std::fmt;
 
 use half::{bf16, f16};
 
-use super::{content_type_parameters, unsupported, NUMPY};
+use super::common::{content_type_parameters, unsupported, NUMPY};
 use crate::{CodecError, Element, Tensor, TensorData};
 
 /// A numeric element type (every datatype but BYTES): what the `np` codec

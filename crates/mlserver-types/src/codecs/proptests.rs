@@ -7,6 +7,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use serde_json::Value;
 
+use super::common::content_type_parameters;
 use super::*;
 use crate::{InferenceRequest, Tensor, TensorData};
 

@@ -1,12 +1,13 @@
 //! Request-level codecs: MLServer's `NumpyRequestCodec` and
 //! `StringRequestCodec`, for models whose whole payload is one tensor.
 
+use super::common::{content_type_parameters, NUMPY, STRING};
 use super::dispatch::{decode_with, input_codec};
-use super::{
-    content_type_parameters, decode_numeric, decode_strings, encode_numeric, encode_output,
-    encode_strings, find_metadata, inject_batch_dimension, input_content_type,
-    request_content_type, Decoded, Numeric, NUMPY, STRING,
+use super::dispatch::{
+    encode_output, find_metadata, input_content_type, request_content_type, Decoded,
 };
+use super::numeric::{decode_numeric, encode_numeric, inject_batch_dimension, Numeric};
+use super::string::{decode_strings, encode_strings};
 use crate::{CodecError, InferenceRequest, InferenceResponse, MetadataTensor, Tensor};
 
 /// The output name MLServer's request codecs give their single output.
@@ -32,7 +33,7 @@ pub fn decode_request_single(request: &InferenceRequest) -> Result<&Tensor, Code
 }
 
 /// `NumpyRequestCodec.decode_request`: the single input's elements in their
-/// native type (see [`super::to_vec_as`] to convert).
+/// native type (see [`to_vec_as`](crate::codecs::to_vec_as) to convert).
 pub fn decode_request_numeric<T: Numeric>(request: &InferenceRequest) -> Result<&[T], CodecError> {
     decode_numeric(single("'np'", request)?)
 }

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{bytes_column, bytes_elements, unsupported, PANDAS_JSON, STRING};
+use super::common::{bytes_column, bytes_elements, unsupported, PANDAS_JSON, STRING};
 use crate::{CodecError, Tensor};
 
 /// The elements of a BYTES tensor as strings, borrowed. Fails on a non-BYTES

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -72,13 +73,45 @@ pub fn run(args: &[String]) -> Result<()> {
     if build {
         // Profiled unordered: the list must not depend on an older one.
         let _ = fs::remove_file(&list);
-        servers::build_release(&paths)?;
+        build_release(&paths)?;
     }
     let symbols = record(&paths, &dir)?;
     fs::create_dir_all(list.parent().expect("a folder"))?;
     fs::write(&list, symbols.join("\n") + "\n")?;
     eprintln!("wrote {} ({} functions)", list.display(), symbols.len());
-    servers::build_release(&paths)?;
+    build_release(&paths)?;
+    Ok(())
+}
+
+/// Builds our server and the yardstick in release mode.
+pub fn build_release(paths: &Paths) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Linked in the order `cargo xtask release` listed, when it has.
+    let list = list_path(paths);
+    let ordered = list.is_file();
+    eprintln!(
+        "==> cargo build --release -p mlserver-cli -p yardstick{}",
+        if ordered { " (ordered link)" } else { "" }
+    );
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&paths.root).args([
+        "build",
+        "--release",
+        "-p",
+        "mlserver-cli",
+        "-p",
+        "yardstick",
+    ]);
+    if ordered {
+        cmd.env(LIST_VARIABLE, &list);
+    }
+    let status = cmd.status().context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    if ordered {
+        check_fresh(&paths.target.join("release").join("mlserver"), &list)?;
+    }
     Ok(())
 }
 
