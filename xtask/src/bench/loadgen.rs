@@ -617,6 +617,28 @@ fn check(got: &[f32], expected: &[f32]) -> Result<(), String> {
     Ok(())
 }
 
+/// Sends a prepared request on a runtime of its own. At concurrency 1 that
+/// is a single thread: the request and the client's connection task then
+/// share it, so the load generator adds no cross-thread wake-ups (and their
+/// scheduling noise) to the latency it measures, whichever server it drives.
+pub async fn measure_payload(
+    payload: Payload,
+    transport: Transport,
+    endpoints: Endpoints,
+    window: Window,
+) -> Result<Outcome> {
+    tokio::task::spawn_blocking(move || {
+        let mut builder = if window.concurrency == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        };
+        let rt = builder.enable_all().build()?;
+        rt.block_on(run_payload(payload, transport, &endpoints, window))
+    })
+    .await?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

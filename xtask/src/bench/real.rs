@@ -25,8 +25,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::loadgen::{http_client, Outcome, Payload, Transport, Window};
+use super::options::Options;
 use super::servers::{free_port, pip_install, write_python_settings, Kind, Paths, Running};
-use super::{report, stats, Options};
+use super::{report, stats};
 
 /// What the venv needs on top of MLServer: its scikit-learn runtime and the
 /// tree libraries (`xgboost-cpu`: `xgboost` without NVIDIA's NCCL).
@@ -334,14 +335,14 @@ async fn measure_running(
             warmup: opts.warmup,
             duration: opts.duration,
         };
-        let measured = super::measure_payload(
+        let measured = super::loadgen::measure_payload(
             payload(case, reference),
             Transport::RestJson,
             running.endpoints.clone(),
             window,
         )
         .await;
-        outcomes.push((case, super::outcome_of(&case.name(), measured)));
+        outcomes.push((case, report::outcome_of(&case.name(), measured)));
     }
     Ok(Measured {
         ready_after,
@@ -386,7 +387,7 @@ fn render(
          round(s). CPU: the server's process tree (workers included) per request. Every \
          server answers the library's predictions (a sample of replies is checked).\n\n",
         super::procfs::machine(),
-        super::now(),
+        report::now(),
         opts.warmup.as_secs_f64(),
         opts.duration.as_secs_f64(),
         opts.rounds,

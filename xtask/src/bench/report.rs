@@ -439,6 +439,51 @@ fn ratio_row(md: &mut String, label: &str, ours: [f64; 4], theirs: [f64; 4]) {
     );
 }
 
+/// The current time, as the reports date their runs.
+pub fn now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A measurement's outcome (a failure to measure counts as one failed
+/// request, with its reason), after printing its progress line.
+pub fn outcome_of(name: &str, measured: anyhow::Result<Outcome>) -> Outcome {
+    let outcome = measured.unwrap_or_else(|e| Outcome {
+        errors: 1,
+        first_problem: Some(format!("{e:#}")),
+        ..Default::default()
+    });
+    eprintln!(
+        "{}  cpu {:>7.1} µs/req{}",
+        progress_line(name, &outcome),
+        outcome.cpu_us_per_req,
+        match &outcome.first_problem {
+            Some(p) => format!(
+                "  ({} failed, {} wrong: {p})",
+                outcome.errors, outcome.invalid
+            ),
+            None => String::new(),
+        }
+    );
+    outcome
+}
+
+/// One measurement's progress line: requests, rate and latencies.
+pub fn progress_line(name: &str, o: &Outcome) -> String {
+    format!(
+        "    {name:<24} {:>8} reqs {:>8.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms",
+        o.requests,
+        o.rps,
+        o.p50.as_secs_f64() * 1e3,
+        o.p99.as_secs_f64() * 1e3,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
