@@ -17,11 +17,11 @@ pub use custom::{CustomRequest, CustomResponse, CustomRoute};
 pub use error::{panic_message, ErrorStatus, MLServerError};
 pub use mlserver_metrics as metrics;
 pub use model::{
-    metadata_from_settings, Handover, MLModel, ModelContext, ModelMetrics, RequestStream,
-    ResponseStream, StreamingModel,
+    metadata_from_settings, DynModel, Handover, MLModel, ModelContext, ModelMetrics, RequestStream,
+    ResponseStream, RuntimeFactory, StreamingModel,
 };
 pub use native::{Native, NativeModel};
-pub use registry::{DynModel, FallbackResolver, RuntimeFactory, RuntimeRegistry};
+pub use registry::{FallbackResolver, RuntimeRegistry};
 pub use source::ModelSource;
 
 /// Settings types runtimes read, re-exported so a runtime crate needs no

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use mlserver_metrics::{Counter, Gauge, Histogram, Registry, DEFAULT_BUCKETS};
 use mlserver_settings::{ModelSettings, ModelUri};
 use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse};
@@ -432,3 +433,10 @@ pub fn metadata_from_settings(settings: &ModelSettings) -> MetadataModelResponse
         parameters: Some(parameters),
     }
 }
+
+/// A loaded runtime behind dynamic dispatch.
+pub type DynModel = Arc<dyn MLModel>;
+
+/// Builds and loads a runtime for one model.
+pub type RuntimeFactory =
+    Arc<dyn Fn(ModelContext) -> BoxFuture<'static, Result<DynModel, MLServerError>> + Send + Sync>;

@@ -21,7 +21,7 @@ use mlserver_types::{InferenceRequest, InferenceResponse, MetadataModelResponse}
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
-use crate::registry::{DynModel, RuntimeFactory};
+use crate::model::{DynModel, RuntimeFactory};
 use crate::{MLModel, MLServerError, ModelContext};
 
 /// What a native runtime says about one model.

@@ -4,18 +4,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use crate::model::{DynModel, RuntimeFactory};
 use crate::native::{self, NativeFactory, NativeModel};
-use crate::{MLModel, MLServerError, ModelContext};
-
-/// A loaded runtime behind dynamic dispatch.
-pub type DynModel = Arc<dyn MLModel>;
-
-/// Builds and loads a runtime for one model.
-pub type RuntimeFactory =
-    Arc<dyn Fn(ModelContext) -> BoxFuture<'static, Result<DynModel, MLServerError>> + Send + Sync>;
+use crate::MLModel;
 
 /// Finds factories for names no runtime was registered under (e.g. Python
 /// import paths served by worker processes).

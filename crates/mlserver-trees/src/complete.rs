@@ -17,13 +17,38 @@
 
 use std::ops::Range;
 
-use crate::tree::{goes_right, Forest, NodeKind, DEFAULT_LEFT, FEATURE_MASK, LANES};
+use crate::node::{goes_right, DEFAULT_LEFT, FEATURE_MASK, LANES};
 
 /// Deepest trees laid out complete (256 leaves each).
 const MAX_DEPTH: u32 = 8;
 /// Entries of the complete layout per node of the trees as read, at most
 /// (beyond a small allowance for tiny models).
 const MAX_GROWTH: usize = 4;
+
+/// The trees as read, as [`Complete::build`] walks them.
+pub(crate) trait Trees {
+    /// How many trees.
+    fn len(&self) -> usize;
+    /// Nodes of all trees together.
+    fn node_count(&self) -> usize;
+    /// Tree `tree`'s root node and depth.
+    fn root_and_depth(&self, tree: usize) -> (usize, u32);
+    /// What node `node` is.
+    fn kind(&self, node: usize) -> NodeKind;
+}
+
+/// What one node is, for [`Complete`] to lay the trees out again.
+pub(crate) enum NodeKind {
+    Leaf(f32),
+    /// A numerical split: the feature index with [`DEFAULT_LEFT`], the
+    /// threshold, the left child (the right one is next to it).
+    Split {
+        meta: u32,
+        threshold: f32,
+        left: usize,
+    },
+    Categorical,
+}
 
 /// The complete layout of every tree of a model.
 #[derive(Debug, Clone)]
@@ -39,7 +64,7 @@ pub(crate) struct Complete {
 impl Complete {
     /// The layout of `forest`'s trees, or `None` when it would not pay (see
     /// the module documentation).
-    pub(crate) fn build(forest: &Forest) -> Option<Complete> {
+    pub(crate) fn build(forest: &impl Trees) -> Option<Complete> {
         let depth = (0..forest.len())
             .map(|t| forest.root_and_depth(t).1)
             .max()?;

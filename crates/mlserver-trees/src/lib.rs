@@ -166,6 +166,7 @@ mod error;
 mod json;
 pub mod lightgbm;
 mod model;
+mod node;
 mod objective;
 mod predict;
 mod tree;

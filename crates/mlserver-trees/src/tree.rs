@@ -24,27 +24,10 @@
 //! the tree and node. Nodes the root cannot reach (XGBoost keeps pruned,
 //! "deleted" nodes in the arrays) are never read and so not validated.
 
-use crate::complete::Complete;
+use crate::complete::{Complete, NodeKind, Trees};
 use crate::error::{LoadError, NodeDefect, TreeDefect};
+use crate::node::{goes_right, CATEGORICAL, DEFAULT_LEFT, FEATURE_MASK, LANES, LEAF};
 use crate::value::Value;
-
-/// Flags in [`Node::meta`].
-pub(crate) const DEFAULT_LEFT: u32 = 1 << 31;
-const CATEGORICAL: u32 = 1 << 30;
-const LEAF: u32 = 1 << 29;
-/// Feature indices must fit below the three flag bits.
-pub(crate) const FEATURE_MASK: u32 = LEAF - 1;
-/// Trees walked together by [`Forest::leaves`].
-pub(crate) const LANES: usize = 8;
-
-/// Whether a present value `x` goes right: not `x < threshold`, XGBoost's
-/// test for left, which a NaN threshold fails for every value (where
-/// `x >= threshold` would send them all left).
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
-#[inline(always)]
-pub(crate) fn goes_right(x: f32, threshold: f32) -> bool {
-    !(x < threshold)
-}
 
 /// One node. `payload` holds the bits of the threshold (numerical split) or
 /// of the leaf value (leaf), or the index of the categorical split's span in
@@ -82,19 +65,6 @@ pub(crate) struct Forest {
     /// The same trees laid out complete, when they are shallow (see
     /// [`Complete`]); set by [`Forest::finish`].
     complete: Option<Complete>,
-}
-
-/// What one node is, for [`Complete`] to lay the trees out again.
-pub(crate) enum NodeKind {
-    Leaf(f32),
-    /// A numerical split: the feature index with [`DEFAULT_LEFT`], the
-    /// threshold, the left child (the right one is next to it).
-    Split {
-        meta: u32,
-        threshold: f32,
-        left: usize,
-    },
-    Categorical,
 }
 
 impl Forest {
@@ -560,5 +530,23 @@ impl RawTree {
             out.push(CatEntry { node, start, len });
         }
         Ok(out)
+    }
+}
+
+impl Trees for Forest {
+    fn len(&self) -> usize {
+        Forest::len(self)
+    }
+
+    fn node_count(&self) -> usize {
+        Forest::node_count(self)
+    }
+
+    fn root_and_depth(&self, tree: usize) -> (usize, u32) {
+        Forest::root_and_depth(self, tree)
+    }
+
+    fn kind(&self, node: usize) -> NodeKind {
+        Forest::kind(self, node)
     }
 }
