@@ -222,18 +222,19 @@ const TREE_MODELS: &[(&str, bool)] = &[
 ];
 
 /// The models `make_sklearn_models.py` trains, and whether the native
-/// runtime takes each over from MLServer's runtime once loaded (linear
-/// models are not: their products go through OpenBLAS kernels whose
-/// summation order is not reproduced yet).
+/// runtime takes each over from MLServer's runtime once loaded (not a
+/// multiclass LogisticRegression: its coefficients' rows are not contiguous,
+/// and numpy then multiplies through OpenBLAS routines whose summation
+/// order is not reproduced).
 const SKLEARN_MODELS: &[(&str, bool)] = &[
-    ("sk-linreg", false),
-    ("sk-ridge", false),
-    ("sk-lasso", false),
-    ("sk-elasticnet", false),
-    ("sk-sgd-reg", false),
+    ("sk-linreg", true),
+    ("sk-ridge", true),
+    ("sk-lasso", true),
+    ("sk-elasticnet", true),
+    ("sk-sgd-reg", true),
     ("sk-logreg", false),
-    ("sk-logreg-binary", false),
-    ("sk-sgd-clf", false),
+    ("sk-logreg-binary", true),
+    ("sk-sgd-clf", true),
     ("sk-tree-clf", true),
     ("sk-tree-reg", true),
     ("sk-tree-nan", true),
@@ -251,7 +252,7 @@ const SKLEARN_MODELS: &[(&str, bool)] = &[
     ("sk-scaler", true),
     ("sk-pipe-std-logreg", false),
     ("sk-pipe-minmax-rf", true),
-    ("sk-pipe-robust-ridge", false),
+    ("sk-pipe-robust-ridge", true),
     ("sk-pipe-scalers", true),
     ("sk-svc", false),
     ("sk-predict-fn", true),

@@ -58,7 +58,8 @@ fn check_implementation(
     };
     // A registered runtime needs nothing else, unless it takes its models
     // over from the Python runtime that loads them (scikit-learn's).
-    if runtimes.is_registered(&implementation) && !runtimes.loads_through_fallback(&implementation) {
+    if runtimes.is_registered(&implementation) && !runtimes.loads_through_fallback(&implementation)
+    {
         return Ok(());
     }
     let Some((module, class)) = implementation.rsplit_once('.') else {

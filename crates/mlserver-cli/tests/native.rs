@@ -274,31 +274,47 @@ fn children_become(pid: u32, empty: bool) -> Vec<String> {
     children(pid)
 }
 
+/// A models folder of `make_sklearn_models.py`'s models: each `(name,
+/// trained model, parameters.extra)` as `mlserver_sklearn.SKLearnModel`.
+fn sklearn_models(python: &Path, models: &[(&str, &str, Value)]) -> tempfile::TempDir {
+    let trained = tempfile::tempdir().unwrap();
+    mlserver_tests::python::run_script(
+        python,
+        "make_sklearn_models.py",
+        &[trained.path().to_str().unwrap()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, source, extra) in models {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(
+            trained.path().join(source).join("model.joblib"),
+            folder.join("model.joblib"),
+        )
+        .unwrap();
+        std::fs::write(
+            folder.join("model-settings.json"),
+            json!({"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
+                   "parameters": {"extra": extra}})
+            .to_string(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
 #[test]
 fn sklearn_models_are_served_natively_once_loaded_and_their_worker_leaves() {
     let Some(python) = mlserver_tests::python::mlserver_python() else {
         return;
     };
-    let trained = tempfile::tempdir().unwrap();
-    mlserver_tests::python::run_script(
+    let dir = sklearn_models(
         &python,
-        "make_sklearn_models.py",
-        &[trained.path().to_str().unwrap()],
+        &[
+            ("sk-rf-clf", "sk-rf-clf", json!({})),
+            ("sk-pipe-minmax-rf", "sk-pipe-minmax-rf", json!({})),
+        ],
     );
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["sk-rf-clf", "sk-pipe-minmax-rf"] {
-        std::fs::create_dir_all(dir.path().join(name)).unwrap();
-        std::fs::copy(
-            trained.path().join(name).join("model.joblib"),
-            dir.path().join(name).join("model.joblib"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join(name).join("model-settings.json"),
-            json!({"name": name, "implementation": "mlserver_sklearn.SKLearnModel"}).to_string(),
-        )
-        .unwrap();
-    }
     let (child, addr, log) = common::spawn_server(
         Command::new(BIN)
             .arg("start")
@@ -372,32 +388,14 @@ fn sklearn_models_the_native_runtime_cannot_serve_stay_in_python_saying_why() {
     let Some(python) = mlserver_tests::python::mlserver_python() else {
         return;
     };
-    let trained = tempfile::tempdir().unwrap();
-    mlserver_tests::python::run_script(
+    let dir = sklearn_models(
         &python,
-        "make_sklearn_models.py",
-        &[trained.path().to_str().unwrap()],
+        &[
+            ("svc", "sk-svc", json!({})),
+            ("forced-python", "sk-rf-clf", json!({"native": false})),
+            ("forced-native", "sk-svc", json!({"native": true})),
+        ],
     );
-    let dir = tempfile::tempdir().unwrap();
-    for (name, source, extra) in [
-        ("svc", "sk-svc", json!({})),
-        ("forced-python", "sk-rf-clf", json!({"native": false})),
-        ("forced-native", "sk-svc", json!({"native": true})),
-    ] {
-        std::fs::create_dir_all(dir.path().join(name)).unwrap();
-        std::fs::copy(
-            trained.path().join(source).join("model.joblib"),
-            dir.path().join(name).join("model.joblib"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join(name).join("model-settings.json"),
-            json!({"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
-                   "parameters": {"extra": extra}})
-            .to_string(),
-        )
-        .unwrap();
-    }
     // A pickle that is not one: MLServer's runtime fails to load it.
     std::fs::create_dir_all(dir.path().join("corrupt")).unwrap();
     std::fs::write(dir.path().join("corrupt/model.joblib"), b"not a pickle").unwrap();

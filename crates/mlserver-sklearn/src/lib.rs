@@ -47,10 +47,20 @@
 //!   encoder: null | {categorical: i8[c], categories: [f8[..]; c]},
 //!   classes?}`, `link` being `identity` or (regressors) `log`.
 //!
+//! - `Linear {coef: f8[k, n_features], intercept: f8[k], output_2d?,
+//!   classes?, proba?}`: `X @ coef.T + intercept` (`LinearRegression`,
+//!   `Ridge`, `Lasso`, `ElasticNet`, `SGDRegressor`, `LogisticRegression`,
+//!   `SGDClassifier`); `output_2d` when a regressor's `coef_` is 2-d (its
+//!   `predict` returns `[n, k]`), `proba` one of `expit`, `softmax`,
+//!   `modified_huber` when the classifier has `predict_proba`.
+//!
 //! `classes` is `classes_` in its own dtype (int64, str, float64, bool),
 //! which is the dtype `predict` returns.
 
 mod array;
+mod blas;
+#[cfg(test)]
+mod blas_sweep;
 mod encoder;
 mod error;
 mod forest;
@@ -59,6 +69,7 @@ mod handover;
 mod hgb;
 mod input;
 mod labels;
+mod linear;
 mod link;
 mod model;
 mod scalers;

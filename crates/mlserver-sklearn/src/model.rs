@@ -8,6 +8,7 @@ use crate::error::{HandoverError, PredictError, Result};
 use crate::forest::{Forest, WireForest};
 use crate::gbdt::{GradientBoosting, WireGb};
 use crate::hgb::{Hgb, WireHgb};
+use crate::linear::{Linear, WireLinear};
 use crate::scalers::{Scaler, WireMinMax, WireRobust, WireStandard};
 
 /// A method scikit-learn estimators expose.
@@ -55,6 +56,7 @@ pub(crate) enum WireNode {
     Forest(Box<WireForest>),
     GradientBoosting(Box<WireGb>),
     HistGradientBoosting(Box<WireHgb>),
+    Linear(Box<WireLinear>),
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,7 @@ enum Step {
     Forest(Forest),
     Gb(GradientBoosting),
     Hgb(Hgb),
+    Linear(Linear),
 }
 
 impl Step {
@@ -97,6 +100,7 @@ impl Step {
             WireNode::Forest(f) => Self::Forest(Forest::parse(f, at)?),
             WireNode::GradientBoosting(g) => Self::Gb(GradientBoosting::parse(g, at)?),
             WireNode::HistGradientBoosting(h) => Self::Hgb(Hgb::parse(h, at)?),
+            WireNode::Linear(l) => Self::Linear(Linear::parse(l, at)?),
         })
     }
 
@@ -109,6 +113,7 @@ impl Step {
             Self::Forest(f) => Some(f.n_features()),
             Self::Gb(g) => Some(g.n_features()),
             Self::Hgb(h) => Some(h.n_features()),
+            Self::Linear(l) => Some(l.n_features()),
         }
     }
 
@@ -133,6 +138,7 @@ impl Step {
             Self::Forest(f) => f.has(method),
             Self::Gb(g) => g.has(method),
             Self::Hgb(h) => h.has(method),
+            Self::Linear(l) => l.has(method),
         }
     }
 
@@ -177,6 +183,7 @@ impl Step {
             Self::Forest(f) => leaf(f.check(x), &|m| f.run(m, x)),
             Self::Gb(g) => leaf(g.check(x), &|m| g.run(m, x)),
             Self::Hgb(h) => leaf(h.check(x), &|m| h.run(m, x)),
+            Self::Linear(l) => leaf(l.check(x), &|m| l.run(m, x)),
         }
     }
 }

@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "mlserver-python", "python"))
 
 from mlserver_rs_worker import sklearn_handover as sh  # noqa: E402
+from mlserver_rs_worker import sklearn_probes as sp  # noqa: E402
 
 from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
@@ -36,7 +37,15 @@ from sklearn.ensemble import (  # noqa: E402
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.linear_model import LinearRegression, LogisticRegression  # noqa: E402
+from sklearn.linear_model import (  # noqa: E402
+    ElasticNet,
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    SGDClassifier,
+    SGDRegressor,
+)
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler  # noqa: E402
@@ -48,15 +57,16 @@ warnings.simplefilter("ignore")
 N_FEATURES = 6
 
 
-def data_cls(n_classes=2, labels="int", nan=False, seed=0):
+def data_cls(n_classes=2, labels="int", nan=False, seed=0, n_features=N_FEATURES):
     X, y = make_classification(
         n_samples=300,
-        n_features=N_FEATURES,
+        n_features=n_features,
         n_informative=4,
         n_classes=n_classes,
         random_state=seed,
     )
-    X = X * np.array([1.0, 10.0, 0.01, 100.0, 1.0, 3.0]) + np.array([0, 5, -1, 50, 0, 0])
+    X = X * np.resize(np.array([1.0, 10.0, 0.01, 100.0, 1.0, 3.0]), n_features)
+    X = X + np.resize(np.array([0, 5, -1, 50, 0, 0]), n_features)
     if nan:
         rng = np.random.default_rng(seed)
         X[rng.random(X.shape) < 0.1] = np.nan
@@ -67,9 +77,9 @@ def data_cls(n_classes=2, labels="int", nan=False, seed=0):
     return X, y
 
 
-def data_reg(nan=False, seed=0):
-    X, y = make_regression(n_samples=300, n_features=N_FEATURES, noise=5.0, random_state=seed)
-    X = X * np.array([1.0, 10.0, 0.01, 100.0, 1.0, 3.0])
+def data_reg(nan=False, seed=0, n_features=N_FEATURES):
+    X, y = make_regression(n_samples=300, n_features=n_features, noise=5.0, random_state=seed)
+    X = X * np.resize(np.array([1.0, 10.0, 0.01, 100.0, 1.0, 3.0]), n_features)
     if nan:
         rng = np.random.default_rng(seed)
         X[rng.random(X.shape) < 0.1] = np.nan
@@ -139,7 +149,44 @@ def cases():
         ("pipe_std_pass_gb", Pipeline([("s", StandardScaler()), ("p", "passthrough"), ("gb", GradientBoostingRegressor(n_estimators=10, random_state=0))]), Xr, yr, ALL),
         ("pipe_scalers", make_pipeline(StandardScaler(), MinMaxScaler(clip=True)), Xr, None, ALL),
     ]
+    c += linear_cases()
     return c
+
+
+def linear_cases():
+    """Linear models: every BLAS path numpy takes (one row: ddot or dgemv;
+    one output: dgemv; several: dgemm, small-matrix kernel from 32
+    features), regressors and classifiers, in pipelines after scalers."""
+    Xc, yc = data_cls()
+    Xm, ym = data_cls(n_classes=3, labels="str", seed=1)
+    X5, y5 = data_cls(n_classes=5, seed=4)
+    Xf, yf = data_cls(seed=5)
+    yf = yf.astype(np.float64) * 2.0 - 1.0  # float labels -1.0, 1.0
+    Xr, yr = data_reg()
+    Xw, yw = data_reg(seed=6, n_features=40)
+    Xwc, ywc = data_cls(n_classes=3, seed=7, n_features=40)
+    std = StandardScaler
+    return [
+        ("linreg", LinearRegression(), Xr, yr, ALL),
+        ("linreg_pipe", make_pipeline(std(), LinearRegression()), Xr, yr, ALL),
+        # coef_ is a view with contiguous rows: the same BLAS routine.
+        ("linreg_multi", LinearRegression(), Xr, np.c_[yr, 0.5 * yr + 1.0, -yr], ALL),
+        ("linreg_multi_wide", make_pipeline(std(), LinearRegression()), Xw, np.c_[yw, 2.0 - yw], ALL),
+        ("linreg_no_intercept", LinearRegression(fit_intercept=False), Xr, yr, ALL),
+        ("ridge", Ridge(alpha=1.0), Xr, yr, ALL),
+        ("ridge_wide", make_pipeline(std(), Ridge(alpha=0.5)), Xw, yw, ALL),
+        ("lasso", Lasso(alpha=0.1), Xr, yr, ALL),
+        ("elasticnet", make_pipeline(std(), ElasticNet(alpha=0.1, l1_ratio=0.3)), Xr, yr, ALL),
+        ("sgd_reg", make_pipeline(std(), SGDRegressor(random_state=0)), Xr, yr, ALL),
+        ("logreg_binary", LogisticRegression(max_iter=1000), Xc, yc, ALL),
+        ("logreg_float_labels", make_pipeline(std(), LogisticRegression()), Xf, yf, ALL),
+        ("sgd_cls_wide", make_pipeline(std(), SGDClassifier(loss="log_loss", random_state=0)), Xwc, ywc, ALL),
+        ("sgd_cls_hinge", make_pipeline(std(), SGDClassifier(random_state=0)), Xm, ym, ALL),
+        ("sgd_cls_log_binary", make_pipeline(std(), SGDClassifier(loss="log_loss", random_state=0)), Xc, yc, ALL),
+        ("sgd_cls_log_multi", make_pipeline(std(), SGDClassifier(loss="log_loss", random_state=0)), X5, y5, ALL),
+        ("sgd_cls_huber_binary", make_pipeline(std(), SGDClassifier(loss="modified_huber", random_state=0)), Xf, yf, ALL),
+        ("sgd_cls_huber_multi", make_pipeline(std(), SGDClassifier(loss="modified_huber", random_state=0)), Xm, ym, ALL),
+    ]
 
 
 def unsupported():
@@ -151,28 +198,42 @@ def unsupported():
         ("column_transformer", make_pipeline(ct, LogisticRegression()).fit(Xc, yc)),
         ("knn", KNeighborsClassifier().fit(Xc, yc)),
         ("multi_output_forest", RandomForestClassifier(n_estimators=3).fit(Xc, multi)),
-        # Linear models wait for a reproduction of OpenBLAS's summation order.
-        ("linear_regression", make_pipeline(StandardScaler(), LinearRegression()).fit(*data_reg())),
-        ("logistic_regression", LogisticRegression().fit(Xc, yc)),
+        # float32 coefficients: numpy would multiply float32 inputs in float32.
+        ("ridge_float32", Ridge().fit(Xc.astype(np.float32), yc.astype(np.float32))),
+        # Ridge holds a multi-output coef_ in Fortran order: another BLAS routine.
+        ("ridge_multi", Ridge().fit(Xc, np.c_[yc, -yc, 2 * yc])),
+        # Multiclass LogisticRegression holds coef_ in Fortran order (and its
+        # softmax uses numpy's exp): not reproduced.
+        ("logreg_multi", make_pipeline(StandardScaler(), LogisticRegression()).fit(*data_cls(n_classes=3, labels="str", seed=1))),
         ("gb_custom_init", GradientBoostingRegressor(init=LinearRegression(), n_estimators=3).fit(Xc, yc)),
         ("unfitted", StandardScaler()),
         ("not_an_estimator", object()),
     ]
 
 
+#: Batch sizes of the extra rows for linear models (BLAS paths and
+#: summation orders depend on the number of rows).
+LINEAR_BATCHES = (1, 3, 4, 5, 17, 64, 1000)
+
+
 def extra_probes(est, doc, seed):
     rng = np.random.default_rng(seed)
-    hints = sh._hints(est)
+    hints = sp._hints(est)
+    linear = hasattr(sp._final(est), "coef_")
     probes = []
-    for method in sh._methods(est):
+    for method in sp._methods(est):
         fn = getattr(est, method)
         for dtype in (np.float64, np.float32, np.int64):
-            x = sh._probe_rows(est, hints, dtype, rng)
-            for rows in (x, x[:1], x[5:8]):
-                out = sh._run_probe(fn, rows)
+            x = sp._probe_rows(est, hints, dtype, rng)
+            batches = [x, x[:1], x[5:8]]
+            if linear:
+                pool = np.vstack([x] + [sp._probe_rows(est, hints, dtype, rng) for _ in range(60)])
+                batches = [pool[:r] for r in LINEAR_BATCHES] + [x[5:8]]
+            for rows in batches:
+                out = sp._run_probe(fn, rows)
                 if out is None and rows.dtype.kind == "f":
                     rows = rows[np.all(np.isfinite(rows), axis=1) & np.all(np.abs(rows) < 1e20, axis=1)]
-                    out = sh._run_probe(fn, rows) if len(rows) else None
+                    out = sp._run_probe(fn, rows) if len(rows) else None
                 if out is not None:
                     probes.append({"method": method, "input": sh._array(rows), "output": sh._array(out)})
     doc = dict(doc)

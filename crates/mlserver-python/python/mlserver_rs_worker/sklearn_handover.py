@@ -373,6 +373,16 @@ def _linear(est):
         )
     coef2 = coef.reshape(1, -1) if coef.ndim == 1 else coef
     k = coef2.shape[0]
+    if coef.strides[-1] != coef.itemsize:
+        # numpy picks other BLAS routines (another summation order) when
+        # coef_'s rows are not contiguous; multi-output regressors often
+        # hold a transposed view. (Contiguous rows with a longer row stride,
+        # as LogisticRegression's view without the intercept column, take
+        # the same routine.)
+        raise Unsupported(
+            f"{_public_name(est)} with coef_ of shape {coef.shape} and strides {coef.strides} "
+            "is not served natively"
+        )
     intercept = np.asarray(est.intercept_)
     if intercept.dtype.kind != "f" or intercept.size not in (1, k) or intercept.ndim > 1:
         raise Unsupported(f"{_public_name(est)} with intercept_ {intercept!r} is not served natively")
