@@ -7,8 +7,7 @@
 use serde::Deserialize;
 
 use crate::array::WireArray;
-use crate::error::{HandoverError, Result};
-use crate::hgb::index;
+use crate::error::{index, HandoverError, Result};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireEncoder {

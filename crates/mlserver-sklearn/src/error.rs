@@ -57,3 +57,15 @@ pub enum PredictError {
 }
 
 pub(crate) type Result<T, E = HandoverError> = std::result::Result<T, E>;
+
+/// An index read from the payload as `u32`, or the error naming `what` it
+/// indexes and where (`at`).
+pub(crate) fn index(v: i64, below: usize, at: &str, what: &str) -> Result<u32> {
+    match usize::try_from(v) {
+        Ok(i) if i < below && i <= u32::MAX as usize => Ok(i as u32),
+        _ => Err(HandoverError::invalid(
+            at,
+            format!("{what} {v} is not below {below}"),
+        )),
+    }
+}

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::array::{Array, ArrayData, Matrix, MatrixData, WireArray};
 use crate::encoder::{Encoder, WireEncoder};
-use crate::error::{HandoverError, Result};
+use crate::error::{index, HandoverError, Result};
 use crate::forest::parse_classes;
 use crate::gbdt::check_k;
 use crate::input::{check_shape, to_f64};
@@ -114,16 +114,6 @@ fn bitsets(w: &WireArray, at: &str) -> Result<Vec<Bitset>> {
         out.push(b);
     }
     Ok(out)
-}
-
-pub(crate) fn index(v: i64, below: usize, at: &str, what: &str) -> Result<u32> {
-    match usize::try_from(v) {
-        Ok(i) if i < below && i <= u32::MAX as usize => Ok(i as u32),
-        _ => Err(HandoverError::invalid(
-            at,
-            format!("{what} {v} is not below {below}"),
-        )),
-    }
 }
 
 impl Predictor {
