@@ -66,11 +66,7 @@ impl Forest {
     }
 
     pub(crate) fn has(&self, method: Method) -> bool {
-        match method {
-            Method::Predict => true,
-            Method::PredictProba => self.classes.is_some(),
-            Method::Transform => false,
-        }
+        method.of_predictor(self.classes.is_some())
     }
 
     pub(crate) fn check(&self, x: &Matrix<'_>) -> Result<(), String> {

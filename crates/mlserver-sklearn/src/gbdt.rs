@@ -99,11 +99,7 @@ impl GradientBoosting {
     }
 
     pub(crate) fn has(&self, method: Method) -> bool {
-        match method {
-            Method::Predict => true,
-            Method::PredictProba => self.classes.is_some(),
-            Method::Transform => false,
-        }
+        method.of_predictor(self.classes.is_some())
     }
 
     /// Gradient boosting validates with `ensure_all_finite=True`: no NaN.

@@ -325,11 +325,7 @@ impl Hgb {
     }
 
     pub(crate) fn has(&self, method: Method) -> bool {
-        match method {
-            Method::Predict => true,
-            Method::PredictProba => self.classes.is_some(),
-            Method::Transform => false,
-        }
+        method.of_predictor(self.classes.is_some())
     }
 
     /// Checked as float64 with `ensure_all_finite=False` (NaN and infinities

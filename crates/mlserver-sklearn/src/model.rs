@@ -35,6 +35,16 @@ impl Method {
         }
     }
 
+    /// Whether a predictor (a tree ensemble) has this method: `predict`
+    /// always, `predict_proba` when it is a classifier, `transform` never.
+    pub(crate) fn of_predictor(self, classifier: bool) -> bool {
+        match self {
+            Method::Predict => true,
+            Method::PredictProba => classifier,
+            Method::Transform => false,
+        }
+    }
+
     /// The method of a Python method name.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
