@@ -133,26 +133,45 @@ impl GradientBoosting {
                 shape: vec![n],
                 data: ArrayData::F64(raw),
             }),
-            (Method::Predict, Some(c)) => {
-                let idx: Vec<usize> = if self.k == 1 {
-                    raw.iter().map(|&r| usize::from(r >= 0.0)).collect()
-                } else {
-                    argmax_rows(&raw, self.k)
-                };
-                Some(Array {
-                    shape: vec![n],
-                    data: c.take(&idx),
-                })
-            }
-            (Method::PredictProba, Some(c)) => Some(Array {
-                shape: vec![n, c.len()],
-                data: ArrayData::F64(if self.k == 1 {
-                    link::binary_proba(&raw)
-                } else {
-                    link::softmax(&raw, self.k)
-                }),
-            }),
-            _ => None,
+            // GradientBoostingClassifier's binary decision: `raw >= 0`.
+            (method, Some(c)) => classifier_answer(method, &raw, n, self.k, c, |r| r >= 0.0),
+            (_, None) => None,
         }
+    }
+}
+
+/// A boosted classifier's answer from its raw scores (`n x k`): `predict`'s
+/// labels (binary: `positive(raw)`, which the two gradient boostings draw
+/// differently; else the row's argmax) or `predict_proba` (expit for one
+/// score, softmax for several), as scikit-learn's losses compute them.
+pub(crate) fn classifier_answer(
+    method: Method,
+    raw: &[f64],
+    n: usize,
+    k: usize,
+    classes: &Classes,
+    positive: fn(f64) -> bool,
+) -> Option<Array> {
+    match method {
+        Method::Predict => {
+            let idx: Vec<usize> = if k == 1 {
+                raw.iter().map(|&r| usize::from(positive(r))).collect()
+            } else {
+                argmax_rows(raw, k)
+            };
+            Some(Array {
+                shape: vec![n],
+                data: classes.take(&idx),
+            })
+        }
+        Method::PredictProba => Some(Array {
+            shape: vec![n, classes.len()],
+            data: ArrayData::F64(if k == 1 {
+                link::binary_proba(raw)
+            } else {
+                link::softmax(raw, k)
+            }),
+        }),
+        Method::Transform => None,
     }
 }

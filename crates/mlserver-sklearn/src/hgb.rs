@@ -15,10 +15,9 @@ use crate::array::{Array, ArrayData, Matrix, MatrixData, WireArray};
 use crate::encoder::{Encoder, WireEncoder};
 use crate::error::{index, HandoverError, Result};
 use crate::forest::parse_classes;
-use crate::gbdt::check_k;
+use crate::gbdt::{check_k, classifier_answer};
 use crate::input::{check_shape, to_f64};
-use crate::labels::{argmax_rows, Classes};
-use crate::link;
+use crate::labels::Classes;
 use crate::Method;
 
 #[derive(Debug, Deserialize)]
@@ -389,26 +388,9 @@ impl Hgb {
                     Link::Log => raw.into_iter().map(f64::exp).collect(),
                 }),
             }),
-            (Method::Predict, Some(c)) => {
-                let idx: Vec<usize> = if self.k == 1 {
-                    raw.iter().map(|&r| usize::from(r > 0.0)).collect()
-                } else {
-                    argmax_rows(&raw, self.k)
-                };
-                Some(Array {
-                    shape: vec![n],
-                    data: c.take(&idx),
-                })
-            }
-            (Method::PredictProba, Some(c)) => Some(Array {
-                shape: vec![n, c.len()],
-                data: ArrayData::F64(if self.k == 1 {
-                    link::binary_proba(&raw)
-                } else {
-                    link::softmax(&raw, self.k)
-                }),
-            }),
-            _ => None,
+            // HistGradientBoostingClassifier's binary decision: `raw > 0`.
+            (method, Some(c)) => classifier_answer(method, &raw, n, self.k, c, |r| r > 0.0),
+            (_, None) => None,
         }
     }
 }

@@ -100,34 +100,35 @@ fn nonzero(v: Vec<f64>, at: &str) -> Result<Vec<f64>> {
 
 impl Scaler {
     pub(crate) fn standard(w: &WireStandard, at: &str) -> Result<Self> {
-        let mut ops = Vec::new();
-        if let Some(m) = &w.mean {
-            ops.push((Op::Sub, param(m, &format!("{at}.mean"), w.n_features)?));
-        }
-        if let Some(s) = &w.scale {
-            let at = format!("{at}.scale");
-            ops.push((Op::Div, nonzero(param(s, &at, w.n_features)?, &at)?));
-        }
-        Ok(Self {
-            n_features: w.n_features,
-            mode: F32Mode::CastParams,
-            ops,
-            clip: None,
-        })
+        let center = w.mean.as_ref().map(|m| (m, format!("{at}.mean")));
+        let scale = w.scale.as_ref().map(|s| (s, format!("{at}.scale")));
+        Self::center_and_scale(w.n_features, center, scale, F32Mode::CastParams)
     }
 
     pub(crate) fn robust(w: &WireRobust, at: &str) -> Result<Self> {
+        let center = w.center.as_ref().map(|c| (c, format!("{at}.center")));
+        let scale = w.scale.as_ref().map(|s| (s, format!("{at}.scale")));
+        Self::center_and_scale(w.n_features, center, scale, F32Mode::Widen)
+    }
+
+    /// `X -= center; X /= scale`, each step when the scaler has it (and
+    /// where it is in the payload, for errors).
+    fn center_and_scale(
+        n_features: usize,
+        center: Option<(&WireArray, String)>,
+        scale: Option<(&WireArray, String)>,
+        mode: F32Mode,
+    ) -> Result<Self> {
         let mut ops = Vec::new();
-        if let Some(m) = &w.center {
-            ops.push((Op::Sub, param(m, &format!("{at}.center"), w.n_features)?));
+        if let Some((c, at)) = center {
+            ops.push((Op::Sub, param(c, &at, n_features)?));
         }
-        if let Some(s) = &w.scale {
-            let at = format!("{at}.scale");
-            ops.push((Op::Div, nonzero(param(s, &at, w.n_features)?, &at)?));
+        if let Some((s, at)) = scale {
+            ops.push((Op::Div, nonzero(param(s, &at, n_features)?, &at)?));
         }
         Ok(Self {
-            n_features: w.n_features,
-            mode: F32Mode::Widen,
+            n_features,
+            mode,
             ops,
             clip: None,
         })

@@ -193,29 +193,23 @@ def _classes(est):
 
 
 def _decision_tree(est):
-    _single_output(est)
-    classifier = hasattr(est, "classes_")
-    n_values = len(est.classes_) if classifier else 1
-    node = {
-        "kind": "Forest",
-        "classifier": classifier,
-        "averaged": False,
-        "trees": [_tree(est.tree_, n_values)],
-    }
-    if classifier:
-        node["classes"] = _classes(est)
-    return node
+    return _forest_node(est, [est.tree_], averaged=False)
 
 
 def _forest(est):
+    return _forest_node(est, [e.tree_ for e in est.estimators_], averaged=True)
+
+
+def _forest_node(est, trees, averaged):
+    """A `Forest` node: one tree (`averaged=False`) or a forest's, averaged."""
     _single_output(est)
     classifier = hasattr(est, "classes_")
     n_values = len(est.classes_) if classifier else 1
     node = {
         "kind": "Forest",
         "classifier": classifier,
-        "averaged": True,
-        "trees": [_tree(e.tree_, n_values) for e in est.estimators_],
+        "averaged": averaged,
+        "trees": [_tree(t, n_values) for t in trees],
     }
     if classifier:
         node["classes"] = _classes(est)
